@@ -1,0 +1,168 @@
+/**
+ * The typed configuration model: the single source of truth every other module reads.
+ *
+ * Both front ends (hitch.conf and native TOML) and the command line produce a
+ * `ProxyConfig`; nothing after `resolveConfig()` looks at raw option text again.
+ */
+
+/** TLS protocol names as Hitch spells them in `tls-protos`. */
+export type TlsProtocolName = 'SSLv3' | 'TLSv1.0' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+
+/** A TCP endpoint. `host` undefined means every address (Hitch's `[*]`). */
+export interface TcpAddress {
+  readonly kind: 'tcp';
+  readonly host: string | undefined;
+  readonly port: number;
+}
+
+/** A unix domain socket path (backend only). */
+export interface UnixAddress {
+  readonly kind: 'unix';
+  readonly path: string;
+}
+
+export type BackendAddress = TcpAddress | UnixAddress;
+
+/**
+ * One certificate. With `privateKeyPath` undefined, `certPath` holds key and chain
+ * together (Hitch's combined PEM).
+ */
+export interface PemFileConfig {
+  readonly certPath: string;
+  readonly privateKeyPath: string | undefined;
+  readonly ocspResponsePath: string | undefined;
+}
+
+/** TLS settings that may be set globally and overridden per frontend. */
+export interface TlsSettings {
+  readonly tlsProtos: readonly TlsProtocolName[];
+  /** OpenSSL cipher list for TLS ≤ 1.2. */
+  readonly ciphers: string;
+  /** OpenSSL TLS 1.3 ciphersuites. */
+  readonly ciphersuites: string;
+  readonly preferServerCiphers: boolean;
+  /** Abort the handshake when SNI names no certificate we hold. */
+  readonly sniNomatchAbort: boolean;
+}
+
+export interface FrontendConfig extends TlsSettings {
+  readonly address: TcpAddress;
+  /** Certificates bound to this frontend only (tried before the global ones). */
+  readonly pemFiles: readonly PemFileConfig[];
+  /** Also offer the global pem-files on this frontend when it has its own. */
+  readonly matchGlobalCerts: boolean;
+}
+
+export type ProxyProtocolMode = 'off' | 'v1' | 'v2';
+
+export type LogLevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface ProxyConfig {
+  /** Where the config came from, for messages ("hitch-compat.conf", "<command line>"). */
+  readonly source: string;
+  readonly frontends: readonly FrontendConfig[];
+  readonly backend: BackendAddress;
+  /** Global certificates; the last one is the default (Hitch semantics). */
+  readonly pemFiles: readonly PemFileConfig[];
+  readonly tls: TlsSettings;
+  /** ECDH curve list (OpenSSL syntax) or "auto". */
+  readonly ecdhCurve: string;
+  /** ALPN protocols offered, in preference order; empty = no ALPN. */
+  readonly alpnProtos: readonly string[];
+
+  // Data plane
+  readonly backendConnectTimeoutMs: number;
+  readonly sslHandshakeTimeoutMs: number;
+  readonly proxyProtocol: ProxyProtocolMode;
+  /** Hitch's write-ip: 4/16 raw address bytes before the stream. */
+  readonly writeIp: boolean;
+  /** Read a PROXY v1/v2 header from the client before the TLS handshake. */
+  readonly proxyProxy: boolean;
+  /** unhitch extension: add X-Forwarded-For/-Proto to the first HTTP request. */
+  readonly forwardedFor: boolean;
+  /** unhitch extension: local source addresses for backend connections (round robin). */
+  readonly backendSourceAddresses: readonly string[];
+  readonly backlog: number;
+  /** TCP keepalive idle time in seconds; 0 = off. */
+  readonly keepaliveSec: number;
+  readonly recvBufferBytes: number | undefined;
+  readonly sendBufferBytes: number | undefined;
+  readonly tcpFastOpen: boolean;
+
+  // Process
+  /** undefined = one per CPU of the inherited affinity mask. */
+  readonly workers: number | undefined;
+  /** unhitch extension: pin worker i to the i-th allowed CPU. */
+  readonly pinWorkers: boolean;
+  readonly daemon: boolean;
+  readonly user: string | undefined;
+  readonly group: string | undefined;
+  readonly chroot: string | undefined;
+  readonly pidfile: string | undefined;
+  /** unhitch extension: grace period for draining on SIGTERM. */
+  readonly drainTimeoutMs: number;
+
+  // TLS session resumption (unhitch extensions)
+  readonly ticketKeyFile: string | undefined;
+  readonly ticketRotationSec: number;
+
+  // Observability
+  readonly quiet: boolean;
+  readonly logLevel: LogLevelName;
+  readonly logFilename: string | undefined;
+  readonly syslog: boolean;
+  /** unhitch extension: loopback Prometheus endpoint, e.g. 127.0.0.1:9100. */
+  readonly metrics: TcpAddress | undefined;
+}
+
+/** Defaults, Hitch 1.7's where Hitch has the option. Frozen: copy, never mutate. */
+export const DEFAULT_TLS: TlsSettings = Object.freeze({
+  tlsProtos: Object.freeze(['TLSv1.2', 'TLSv1.3'] as TlsProtocolName[]),
+  ciphers: 'EECDH+AESGCM:EDH+AESGCM',
+  ciphersuites: 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256',
+  preferServerCiphers: false,
+  sniNomatchAbort: false,
+});
+
+export const DEFAULT_FRONTEND_ADDRESS: TcpAddress = Object.freeze({
+  kind: 'tcp',
+  host: undefined,
+  port: 8443,
+});
+
+export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
+  source: '<defaults>',
+  frontends: Object.freeze([]),
+  backend: Object.freeze({ kind: 'tcp', host: '127.0.0.1', port: 8000 }),
+  pemFiles: Object.freeze([]),
+  tls: DEFAULT_TLS,
+  ecdhCurve: 'auto',
+  alpnProtos: Object.freeze([]),
+  backendConnectTimeoutMs: 30_000,
+  sslHandshakeTimeoutMs: 30_000,
+  proxyProtocol: 'off',
+  writeIp: false,
+  proxyProxy: false,
+  forwardedFor: false,
+  backendSourceAddresses: Object.freeze([]),
+  backlog: 100,
+  keepaliveSec: 3600,
+  recvBufferBytes: undefined,
+  sendBufferBytes: undefined,
+  tcpFastOpen: false,
+  workers: undefined,
+  pinWorkers: true,
+  daemon: false,
+  user: undefined,
+  group: undefined,
+  chroot: undefined,
+  pidfile: undefined,
+  drainTimeoutMs: 30_000,
+  ticketKeyFile: undefined,
+  ticketRotationSec: 12 * 3600,
+  quiet: false,
+  logLevel: 'info',
+  logFilename: undefined,
+  syslog: false,
+  metrics: undefined,
+}) as ProxyConfig;

@@ -1,0 +1,49 @@
+/**
+ * What the data plane reports about connections, and nothing more. Metrics and cluster
+ * code implement `ProxyObserver`; the data plane never imports them.
+ */
+
+/** Why a connection ended badly. Stable strings: they appear in logs and metric labels. */
+export type ConnectionFailureReason =
+  | 'handshake_timeout' // ssl-handshake-timeout elapsed before the TLS handshake finished
+  | 'handshake_error' // TLS alert, bad ClientHello, protocol/cipher mismatch
+  | 'not_tls' // plaintext (e.g. HTTP) sent to the TLS port
+  | 'sni_nomatch' // sni-nomatch-abort and no certificate for the name
+  | 'proxy_header_invalid' // proxy-proxy: malformed or missing PROXY header
+  | 'proxy_header_timeout' // proxy-proxy: header not received in time
+  | 'backend_connect_timeout' // backend-connect-timeout elapsed
+  | 'backend_refused' // ECONNREFUSED / ENOENT on the backend
+  | 'backend_error' // any other backend socket error (incl. reset mid-stream)
+  | 'backend_source_exhausted' // EADDRNOTAVAIL: no local port left towards the backend
+  | 'client_reset' // client socket error mid-stream (ECONNRESET, EPIPE)
+  | 'shutdown'; // closed by drain/forced shutdown
+
+export interface HandshakeInfo {
+  readonly resumed: boolean;
+  /** Negotiated protocol, e.g. 'TLSv1.3'. */
+  readonly protocol: string;
+  readonly durationMs: number;
+}
+
+export interface ConnectionTotals {
+  /** Decrypted bytes read from the client and written to the backend. */
+  readonly clientToBackendBytes: number;
+  /** Bytes read from the backend and written to the client. */
+  readonly backendToClientBytes: number;
+}
+
+export interface ProxyObserver {
+  connectionAccepted(): void;
+  handshakeCompleted(info: HandshakeInfo): void;
+  backendConnected(durationMs: number): void;
+  connectionFailed(reason: ConnectionFailureReason): void;
+  connectionClosed(totals: ConnectionTotals): void;
+}
+
+export const NOOP_OBSERVER: ProxyObserver = Object.freeze({
+  connectionAccepted() {},
+  handshakeCompleted() {},
+  backendConnected() {},
+  connectionFailed() {},
+  connectionClosed() {},
+});
