@@ -2,7 +2,7 @@
  * pino setup. JSON lines on stdout (or `log-filename`); `quiet` raises the level to
  * errors only, as Hitch's `quiet` silences everything but errors.
  */
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import type { LogLevelName } from '../config/model.js';
 
 export type { Logger } from 'pino';

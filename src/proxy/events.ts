@@ -15,6 +15,7 @@ export type ConnectionFailureReason =
   | 'backend_refused' // ECONNREFUSED / ENOENT on the backend
   | 'backend_error' // any other backend socket error (incl. reset mid-stream)
   | 'backend_source_exhausted' // EADDRNOTAVAIL: no local port left towards the backend
+  | 'fd_exhausted' // EMFILE/ENFILE: this process is out of file descriptors
   | 'client_reset' // client socket error mid-stream (ECONNRESET, EPIPE)
   | 'shutdown'; // closed by drain/forced shutdown
 

@@ -13,6 +13,8 @@ export interface SelfSignedOptions {
   readonly dir: string;
   /** File name stem: `<stem>.crt`, `<stem>.key`, `<stem>.pem` (key + cert). */
   readonly stem?: string;
+  /** Override the key file's name (default `<stem>.key`), e.g. Hitch's `key.pem`. */
+  readonly keyFileName?: string;
   readonly commonName?: string;
   /** DNS names and IP addresses for subjectAltName. */
   readonly dnsNames?: readonly string[];
@@ -33,9 +35,12 @@ export interface SelfSignedCertificate {
 export class OpensslMissingError extends Error {
   readonly code = 'UNHITCH_OPENSSL_MISSING';
   constructor(cause: unknown) {
-    super('cannot run `openssl` to make a self-signed certificate; install it (apt-get install openssl)', {
-      cause,
-    });
+    super(
+      'cannot run `openssl` to make a self-signed certificate; install it (apt-get install openssl)',
+      {
+        cause,
+      },
+    );
   }
 }
 
@@ -46,7 +51,7 @@ export function makeSelfSigned(options: SelfSignedOptions): SelfSignedCertificat
   const ipAddresses = options.ipAddresses ?? ['127.0.0.1', '::1'];
   mkdirSync(options.dir, { recursive: true });
   const certPath = join(options.dir, `${stem}.crt`);
-  const keyPath = join(options.dir, `${stem}.key`);
+  const keyPath = join(options.dir, options.keyFileName ?? `${stem}.key`);
   const combinedPath = join(options.dir, `${stem}.pem`);
   const keyArgs =
     (options.keyType ?? 'ec') === 'ec'

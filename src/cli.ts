@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+/**
+ * The `unhitch` command: Hitch's flags in, a clustered proxy out.
+ * Only this file and cluster/ know about processes; everything else is a library.
+ */
+import { runPrimary } from './cluster/primary.js';
+import { ConfigError } from './config/errors.js';
+import { type CliAction, parseCommandLine } from './config/load.js';
+import { createLogger } from './ops/log.js';
+import { loadCertificates } from './tls/material.js';
+
+/** Exit status for configuration problems, as Hitch uses. */
+const EXIT_CONFIG = 1;
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let action: CliAction;
+  try {
+    action = parseCommandLine(argv);
+  } catch (err) {
+    return reportStartupError(err);
+  }
+  switch (action.kind) {
+    case 'version':
+      process.stdout.write(`${action.text}\n`);
+      return 0;
+    case 'help':
+      process.stdout.write(action.text);
+      return 0;
+    case 'test':
+      return checkConfig(action);
+    case 'run': {
+      const { config, warnings } = action;
+      const logger = createLogger({
+        level: config.logLevel,
+        quiet: config.quiet,
+        filename: config.logFilename,
+        bindings: { role: 'primary' },
+      });
+      for (const warning of warnings) logger.warn({ code: warning.code }, warning.message);
+      await runPrimary({ argv, config, logger });
+      return 0;
+    }
+  }
+}
+
+/** `--test`: parse, load every certificate (key/cert pairing included), report, exit. */
+function checkConfig(action: Extract<CliAction, { kind: 'test' }>): number {
+  for (const warning of action.warnings) process.stderr.write(`warning: ${warning.message}\n`);
+  try {
+    const certificates = loadCertificates(action.config, (message) =>
+      process.stderr.write(`warning: ${message}\n`),
+    );
+    process.stdout.write(
+      `Configuration looks ok (${action.config.frontends.length} frontend(s), ${certificates.length} certificate(s)).\n`,
+    );
+    return 0;
+  } catch (err) {
+    return reportStartupError(err);
+  }
+}
+
+function reportStartupError(err: unknown): number {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`unhitch: ${err.message} [${err.code}]\n`);
+    return EXIT_CONFIG;
+  }
+  const code = (err as { code?: unknown }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`unhitch: ${message}${typeof code === 'string' ? ` [${code}]` : ''}\n`);
+  return EXIT_CONFIG;
+}
+
+main(process.argv.slice(2)).then(
+  (status) => {
+    if (status !== 0) process.exitCode = status;
+  },
+  (err: unknown) => {
+    process.exitCode = reportStartupError(err);
+  },
+);

@@ -1,0 +1,47 @@
+/**
+ * The primary ⇄ worker protocol. Sent with advanced serialization, so Buffers (keys,
+ * certificates) cross as bytes. Other libraries (prom-client's aggregator) share the
+ * channel: receivers ignore messages that are not theirs.
+ */
+import type { ProxyConfig, TcpAddress } from '../config/model.js';
+import type { CertificateMaterial } from '../tls/material.js';
+
+export type PrimaryMessage =
+  | {
+      readonly type: 'unhitch:start';
+      readonly workerIndex: number;
+      readonly generation: number;
+      readonly config: ProxyConfig;
+      readonly certificates: readonly CertificateMaterial[];
+      readonly ticketKey: Buffer;
+    }
+  | { readonly type: 'unhitch:ticket-key'; readonly key: Buffer }
+  /** Stop accepting, let connections finish (graceMs: null = no limit), then exit 0. */
+  | { readonly type: 'unhitch:drain'; readonly graceMs: number | null };
+
+export type WorkerMessage =
+  /** The worker's module has loaded and listens for orders ('online' comes too early for ESM). */
+  | { readonly type: 'unhitch:hello' }
+  | { readonly type: 'unhitch:listening'; readonly addresses: readonly TcpAddress[] }
+  | {
+      readonly type: 'unhitch:start-failed';
+      readonly code: string | undefined;
+      readonly message: string;
+    }
+  | { readonly type: 'unhitch:drained'; readonly forcedClosed: number };
+
+export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
+  return isTagged(value) && value.type.startsWith('unhitch:');
+}
+
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  return isTagged(value) && value.type.startsWith('unhitch:');
+}
+
+function isTagged(value: unknown): value is { type: string } {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { type?: unknown }).type === 'string'
+  );
+}

@@ -1,0 +1,94 @@
+/**
+ * Worker process entry (cluster.setupPrimary exec's this file). Waits for the primary's
+ * start message, runs one Proxy on the shared listening sockets, drops privileges, and
+ * follows the primary's orders; signals from the terminal are the primary's to handle.
+ */
+import cluster from 'node:cluster';
+import { createLogger } from '../ops/log.js';
+import { createWorkerMetrics } from '../ops/metrics.js';
+import { dropPrivileges, resolveIdentity } from '../ops/privileges.js';
+import { TlsProxy } from '../proxy/proxy.js';
+import { isPrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
+
+if (!cluster.isWorker) {
+  process.stderr.write(
+    'unhitch: cluster/worker.js is started by the unhitch primary, not by hand\n',
+  );
+  process.exit(1);
+}
+
+// Ctrl-C reaches the whole process group; the primary decides how workers stop.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {});
+
+let proxy: TlsProxy | undefined;
+let draining = false;
+
+function send(message: WorkerMessage): void {
+  process.send?.(message);
+}
+
+async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>): Promise<void> {
+  const { config } = message;
+  const logger = createLogger({
+    level: config.logLevel,
+    quiet: config.quiet,
+    filename: config.logFilename,
+    bindings: { role: 'worker', worker: message.workerIndex, generation: message.generation },
+  });
+  const metrics = createWorkerMetrics({ workerId: message.workerIndex });
+  try {
+    proxy = await TlsProxy.start({
+      config,
+      certificates: message.certificates,
+      logger,
+      observer: metrics.observer,
+      ticketKey: message.ticketKey,
+      exclusive: false,
+    });
+    // Sockets are bound (by the primary) and keys are in memory: root is no longer needed.
+    const identity = resolveIdentity(config.user, config.group);
+    if (identity !== undefined && process.getuid?.() === 0) dropPrivileges(identity);
+  } catch (error) {
+    const err = error as NodeJS.ErrnoException;
+    logger.error({ err: { code: err.code, message: err.message } }, 'worker failed to start');
+    send({ type: 'unhitch:start-failed', code: err.code, message: err.message });
+    logger.flush();
+    setTimeout(() => process.exit(1), 50);
+    return;
+  }
+  logger.info({ addresses: proxy.addresses() }, 'worker listening');
+  send({ type: 'unhitch:listening', addresses: proxy.addresses() });
+}
+
+async function drain(graceMs: number | null): Promise<void> {
+  if (draining) return;
+  draining = true;
+  const result = proxy
+    ? await proxy.drain(graceMs ?? Number.POSITIVE_INFINITY)
+    : { forcedClosed: 0 };
+  send({ type: 'unhitch:drained', forcedClosed: result.forcedClosed });
+  // Give the IPC message a moment to leave before the process does.
+  setTimeout(() => process.exit(0), 20);
+}
+
+process.on('message', (value: unknown) => {
+  if (!isPrimaryMessage(value)) return;
+  switch (value.type) {
+    case 'unhitch:start':
+      void start(value);
+      break;
+    case 'unhitch:ticket-key':
+      proxy?.setTicketKey(value.key);
+      break;
+    case 'unhitch:drain':
+      void drain(value.graceMs);
+      break;
+  }
+});
+
+send({ type: 'unhitch:hello' });
+
+// The primary is gone (crashed or SIGKILLed): serve what is open, accept nothing new.
+process.on('disconnect', () => {
+  void drain(null);
+});

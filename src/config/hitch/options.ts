@@ -1,0 +1,1102 @@
+/**
+ * THE option table: every Hitch 1.7/1.8 option plus the unhitch extensions, with value
+ * type, where it may appear, its command-line flag, whether unhitch implements it and
+ * how it sets the model. hitch.conf, TOML and the command line all go through here, so
+ * an option is validated the same way whichever way it was written.
+ */
+import { ConfigError } from '../errors.js';
+import { DEFAULT_CONFIG, DEFAULT_TLS, type TlsProtocolName, type TlsSettings } from '../model.js';
+import {
+  type ConfigDraft,
+  type FrontendDraft,
+  formatPosition,
+  newFrontendDraft,
+  newPemDraft,
+  type PemDraft,
+} from './draft.js';
+import type { Entry, ScalarItem } from './grammar.js';
+import {
+  LEGACY_PROTOCOLS,
+  normalizeHost,
+  parseAddressList,
+  parseAlpnProtos,
+  parseBackend,
+  parseBool,
+  parseBracketAddress,
+  parseHostPort,
+  parseLogLevel,
+  parsePort,
+  parseSeconds,
+  parseTlsProtos,
+  parseUint,
+  scalarItems,
+  singleItem,
+} from './values.js';
+
+export type OptionScope = 'global' | 'frontend' | 'pem-file';
+
+export type OptionValueType =
+  | 'string'
+  | 'path'
+  | 'bool'
+  | 'uint'
+  | 'seconds'
+  | 'port'
+  | 'host'
+  | 'address'
+  | 'backend'
+  | 'frontend'
+  | 'pem-file'
+  | 'tls-protos'
+  | 'log-level'
+  | 'alpn-protos'
+  | 'address-list';
+
+export interface CliFlag {
+  readonly long: string;
+  readonly short: string | undefined;
+  /** false: a switch that means "on" (Hitch's style for booleans). */
+  readonly takesValue: boolean;
+  /** Listed by real `hitch --help` (as opposed to an unhitch addition). */
+  readonly hitch: boolean;
+}
+
+export interface BlockTarget {
+  readonly frontend?: FrontendDraft | undefined;
+  readonly pem?: PemDraft | undefined;
+}
+
+export interface ApplyContext extends BlockTarget {
+  readonly draft: ConfigDraft;
+  /** Applies a nested block's entries (provided by semantics.ts to avoid a cycle). */
+  readonly applyBlock: (entries: readonly Entry[], scope: OptionScope, target: BlockTarget) => void;
+}
+
+export interface OptionSpec {
+  readonly name: string;
+  readonly valueType: OptionValueType;
+  readonly scopes: readonly OptionScope[];
+  /** May appear many times, each adding one (frontend, pem-file). */
+  readonly repeatable: boolean;
+  readonly cli: CliFlag | undefined;
+  /** false: recognised, validated, then ignored with one UNHITCH_CONFIG_UNIMPLEMENTED warning. */
+  readonly implemented: boolean;
+  /** true: unhitch-only, not in Hitch. */
+  readonly extension: boolean;
+  readonly summary: string;
+  /** A valid hitch.conf value (the text after `=`), used by tests and --help. */
+  readonly sample: string;
+  readonly apply: (ctx: ApplyContext, entry: Entry) => void;
+}
+
+interface OptionBase {
+  readonly name: string;
+  readonly valueType: OptionValueType;
+  readonly scopes?: readonly OptionScope[];
+  readonly repeatable?: boolean;
+  /** Short flag, or `false` for no command-line flag at all. */
+  readonly short?: string | false;
+  readonly hitchFlag?: boolean;
+  readonly takesValue?: boolean;
+  readonly implemented?: boolean;
+  readonly extension?: boolean;
+  readonly summary: string;
+  readonly sample: string;
+}
+
+function define(base: OptionBase, apply: (ctx: ApplyContext, entry: Entry) => void): OptionSpec {
+  const scopes = base.scopes ?? ['global'];
+  const wantsFlag = base.short !== false && scopes.includes('global');
+  return {
+    name: base.name,
+    valueType: base.valueType,
+    scopes,
+    repeatable: base.repeatable ?? false,
+    cli: wantsFlag
+      ? {
+          long: base.name,
+          short: typeof base.short === 'string' ? base.short : undefined,
+          takesValue: base.takesValue ?? (base.valueType !== 'bool' || base.extension === true),
+          hitch: base.hitchFlag ?? false,
+        }
+      : undefined,
+    implemented: base.implemented ?? true,
+    extension: base.extension ?? false,
+    summary: base.summary,
+    sample: base.sample,
+    apply,
+  };
+}
+
+/** One scalar, `""` = unset (reported to `set` as undefined). */
+function scalar<T>(
+  base: OptionBase,
+  parse: (item: ScalarItem, text: string) => T,
+  set: (ctx: ApplyContext, value: T | undefined, entry: Entry) => void,
+): OptionSpec {
+  return define(base, (ctx, entry) => {
+    const item = singleItem(entry);
+    set(ctx, item.text === undefined ? undefined : parse(item, item.text), entry);
+  });
+}
+
+const asText = (_item: ScalarItem, text: string): string => text;
+const asBool = parseBool;
+
+/** Recognised but not implemented: validate the value's shape, then ignore it. */
+function unimplemented(
+  base: OptionBase,
+  parse: (item: ScalarItem, text: string) => unknown,
+): OptionSpec {
+  return scalar({ ...base, implemented: false }, parse, () => undefined);
+}
+
+// --- TLS settings: global, or per frontend when inside a frontend block --------------
+
+type TlsKey = keyof TlsSettings;
+
+function setTls<K extends TlsKey>(
+  ctx: ApplyContext,
+  key: K,
+  value: TlsSettings[K] | undefined,
+): void {
+  if (ctx.frontend) {
+    if (value === undefined) delete ctx.frontend.tls[key];
+    else ctx.frontend.tls[key] = value;
+    return;
+  }
+  ctx.draft.tls[key] = value ?? DEFAULT_TLS[key];
+}
+
+const SSL_OPTION_PROTOS: readonly TlsProtocolName[] = [
+  'SSLv3',
+  'TLSv1.0',
+  'TLSv1.1',
+  'TLSv1.2',
+  'TLSv1.3',
+];
+const TLS_OPTION_PROTOS: readonly TlsProtocolName[] = ['TLSv1.0', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
+
+/**
+ * Hitch: "it is illegal to specify ssl/tls/tls-protos after ssl, tls or tls-protos"
+ * in one scope. A later source (the command line after a file) may still override,
+ * except the deprecated --ssl/--tls flags, which Hitch refuses over a file's tls-protos.
+ */
+function selectProtos(ctx: ApplyContext, entry: Entry, protos: readonly TlsProtocolName[]): void {
+  const holder = ctx.frontend ?? ctx.draft;
+  const previous = holder.protosSelectedBy;
+  const file = entry.position.file;
+  const deprecatedFlagOverFile =
+    previous !== undefined && entry.name !== 'tls-protos' && previous !== file;
+  if (previous === file || deprecatedFlagOverFile) {
+    throw new ConfigError(
+      'UNHITCH_CONFIG_CONFLICT',
+      `it is illegal to specify '${entry.name}' after ssl, tls or tls-protos`,
+      entry.position,
+      'only one of ssl, tls, tls-protos',
+    );
+  }
+  holder.protosSelectedBy = file;
+  setTls(ctx, 'tlsProtos', Object.freeze([...protos]));
+  const legacy = protos.filter((proto) => LEGACY_PROTOCOLS.has(proto));
+  if (legacy.length > 0) {
+    warnOnce(
+      ctx.draft,
+      'legacy-protocols',
+      'UNHITCH_CONFIG_LEGACY_PROTOCOL',
+      `${formatPosition(entry.position)}: ${legacy.join(', ')} requested; Node's OpenSSL refuses SSLv3 and, at its default security level, TLSv1.0/1.1, so they will not be negotiated`,
+    );
+  }
+}
+
+export function warnOnce(draft: ConfigDraft, key: string, code: string, message: string): void {
+  if (draft.warnedOptions.has(key)) return;
+  draft.warnedOptions.add(key);
+  draft.warnings.push({ code, message });
+}
+
+function deprecatedSwitch(
+  name: 'ssl' | 'tls',
+  protos: readonly TlsProtocolName[],
+  summary: string,
+): OptionSpec {
+  return scalar(
+    {
+      name,
+      valueType: 'bool',
+      scopes: ['global', 'frontend'],
+      hitchFlag: true,
+      summary,
+      sample: 'on',
+    },
+    asBool,
+    (ctx, on, entry) => {
+      const where = formatPosition(entry.position);
+      if (on) {
+        warnOnce(
+          ctx.draft,
+          `deprecated-${name}`,
+          'UNHITCH_CONFIG_DEPRECATED',
+          `${where}: '${name}' is deprecated; use tls-protos`,
+        );
+        selectProtos(ctx, entry, protos);
+      } else {
+        warnOnce(
+          ctx.draft,
+          `deprecated-${name}`,
+          'UNHITCH_CONFIG_DEPRECATED',
+          `${where}: '${name} = off' is deprecated and has no effect`,
+        );
+      }
+    },
+  );
+}
+
+// --- Proxy modes: four Hitch switches, at most one on ---------------------------------
+
+type ProxyModeName = 'write-ip' | 'write-proxy-v1' | 'write-proxy-v2' | 'proxy-proxy';
+
+function proxyMode(name: string, mode: ProxyModeName, summary: string): OptionSpec {
+  return scalar(
+    { name, valueType: 'bool', hitchFlag: true, summary, sample: 'on' },
+    asBool,
+    (ctx, on, entry) => {
+      if (on) ctx.draft.proxyModes.set(mode, entry.position);
+      else ctx.draft.proxyModes.delete(mode);
+    },
+  );
+}
+
+// --- Repeatable blocks ------------------------------------------------------------------
+
+function applyFrontend(ctx: ApplyContext, entry: Entry): void {
+  if (entry.value.kind === 'block') {
+    const frontend = newFrontendDraft(entry.position);
+    ctx.applyBlock(entry.value.entries, 'frontend', { frontend });
+    if (frontend.port === undefined) {
+      throw new ConfigError(
+        'UNHITCH_CONFIG_MISSING',
+        'frontend block has no port',
+        entry.position,
+        'port = "PORT" inside the block',
+      );
+    }
+    frontend.address = { kind: 'tcp', host: frontend.host, port: frontend.port };
+    ctx.draft.frontends.push(frontend);
+    return;
+  }
+  const item = singleItem(entry);
+  if (item.text === undefined) return; // Hitch ignores `frontend = ""`
+  const spec = parseBracketAddress(item, item.text, {
+    wildcard: true,
+    allowCert: true,
+    minPort: 0,
+  });
+  const frontend = newFrontendDraft(entry.position);
+  frontend.address = spec.address;
+  if (spec.certPath !== undefined) {
+    frontend.pemFiles.push({
+      certPath: spec.certPath,
+      privateKeyPath: undefined,
+      ocspResponsePath: undefined,
+    });
+  }
+  ctx.draft.frontends.push(frontend);
+}
+
+function applyPemFile(ctx: ApplyContext, entry: Entry): void {
+  const destination = ctx.frontend ? ctx.frontend.pemFiles : ctx.draft.pemFiles;
+  if (entry.value.kind === 'block') {
+    const pem = newPemDraft(entry.position);
+    ctx.applyBlock(entry.value.entries, 'pem-file', { pem });
+    if (pem.certPath === undefined) {
+      throw new ConfigError(
+        'UNHITCH_CONFIG_MISSING',
+        'pem-file block has no cert',
+        entry.position,
+        'cert = "PATH" inside the block',
+      );
+    }
+    destination.push({
+      certPath: pem.certPath,
+      privateKeyPath: pem.privateKeyPath,
+      ocspResponsePath: pem.ocspResponsePath,
+    });
+    return;
+  }
+  const item = singleItem(entry);
+  if (item.text === undefined) return; // Hitch ignores `pem-file = ""`
+  destination.push({ certPath: item.text, privateKeyPath: undefined, ocspResponsePath: undefined });
+}
+
+function pemField(ctx: ApplyContext, entry: Entry): PemDraft {
+  if (!ctx.pem)
+    throw new ConfigError(
+      'UNHITCH_CONFIG_UNKNOWN_OPTION',
+      `'${entry.name}' is only allowed inside a pem-file block`,
+      entry.position,
+    );
+  return ctx.pem;
+}
+
+function frontendField(ctx: ApplyContext, entry: Entry): FrontendDraft {
+  if (!ctx.frontend)
+    throw new ConfigError(
+      'UNHITCH_CONFIG_UNKNOWN_OPTION',
+      `'${entry.name}' is only allowed inside a frontend block`,
+      entry.position,
+    );
+  return ctx.frontend;
+}
+
+const seconds = (item: ScalarItem, text: string) => parseSeconds(item, text);
+const GLOBAL_AND_FRONTEND: readonly OptionScope[] = ['global', 'frontend'];
+
+export const OPTIONS: readonly OptionSpec[] = Object.freeze([
+  // --- Listening and certificates ---
+  define(
+    {
+      name: 'frontend',
+      valueType: 'frontend',
+      repeatable: true,
+      short: 'f',
+      hitchFlag: true,
+      summary: 'listen address [HOST]:PORT[+CERT] or a { host port pem-file … } block',
+      sample: '"[*]:8443"',
+    },
+    applyFrontend,
+  ),
+  define(
+    {
+      name: 'pem-file',
+      valueType: 'pem-file',
+      scopes: GLOBAL_AND_FRONTEND,
+      repeatable: true,
+      short: false,
+      summary: 'certificate PEM (combined) or a { cert private-key ocsp-resp-file } block',
+      sample: '"cert.pem"',
+    },
+    applyPemFile,
+  ),
+  scalar(
+    {
+      name: 'host',
+      valueType: 'host',
+      scopes: ['frontend'],
+      summary: 'frontend block: listen host (* = all)',
+      sample: '"*"',
+    },
+    normalizeHost,
+    (ctx, host, entry) => {
+      frontendField(ctx, entry).host = host;
+    },
+  ),
+  scalar(
+    {
+      name: 'port',
+      valueType: 'port',
+      scopes: ['frontend'],
+      summary: 'frontend block: listen port',
+      sample: '"8443"',
+    },
+    (item, text) => parsePort(item, text),
+    (ctx, port, entry) => {
+      frontendField(ctx, entry).port = port;
+    },
+  ),
+  scalar(
+    {
+      name: 'match-global-certs',
+      valueType: 'bool',
+      scopes: ['frontend'],
+      summary: 'frontend block: also offer the global certificates',
+      sample: 'on',
+    },
+    asBool,
+    (ctx, on, entry) => {
+      frontendField(ctx, entry).matchGlobalCerts = on ?? false;
+    },
+  ),
+  scalar(
+    {
+      name: 'cert',
+      valueType: 'path',
+      scopes: ['pem-file'],
+      summary: 'pem-file block: certificate (and key when combined)',
+      sample: '"cert.pem"',
+    },
+    asText,
+    (ctx, path, entry) => {
+      pemField(ctx, entry).certPath = path;
+    },
+  ),
+  scalar(
+    {
+      name: 'private-key',
+      valueType: 'path',
+      scopes: ['pem-file'],
+      summary: 'pem-file block: separate private key',
+      sample: '"key.pem"',
+    },
+    asText,
+    (ctx, path, entry) => {
+      pemField(ctx, entry).privateKeyPath = path;
+    },
+  ),
+  scalar(
+    {
+      name: 'ocsp-resp-file',
+      valueType: 'path',
+      scopes: ['pem-file'],
+      summary: 'pem-file block: stapled OCSP response file',
+      sample: '"ocsp.der"',
+    },
+    asText,
+    (ctx, path, entry) => {
+      pemField(ctx, entry).ocspResponsePath = path;
+    },
+  ),
+  scalar(
+    {
+      name: 'backend',
+      valueType: 'backend',
+      short: 'b',
+      hitchFlag: true,
+      summary: 'backend [HOST]:PORT or unix socket path',
+      sample: '"[127.0.0.1]:8000"',
+    },
+    parseBackend,
+    (ctx, address) => {
+      ctx.draft.settings.backend = address ?? DEFAULT_CONFIG.backend;
+    },
+  ),
+
+  // --- TLS ---
+  define(
+    {
+      name: 'tls-protos',
+      valueType: 'tls-protos',
+      scopes: GLOBAL_AND_FRONTEND,
+      summary: 'enabled protocols: SSLv3 TLSv1.0 TLSv1.1 TLSv1.2 TLSv1.3',
+      sample: 'TLSv1.2 TLSv1.3',
+    },
+    (ctx, entry) => {
+      selectProtos(ctx, entry, parseTlsProtos(scalarItems(entry)));
+    },
+  ),
+  deprecatedSwitch('ssl', SSL_OPTION_PROTOS, 'deprecated: enable SSLv3 and every TLS version'),
+  deprecatedSwitch('tls', TLS_OPTION_PROTOS, 'deprecated: enable TLSv1.0 to TLSv1.3'),
+  scalar(
+    {
+      name: 'ciphers',
+      valueType: 'string',
+      scopes: GLOBAL_AND_FRONTEND,
+      short: 'c',
+      hitchFlag: true,
+      summary: 'OpenSSL cipher list (TLS ≤ 1.2)',
+      sample: '"EECDH+AESGCM"',
+    },
+    asText,
+    (ctx, value) => setTls(ctx, 'ciphers', value),
+  ),
+  scalar(
+    {
+      name: 'ciphersuites',
+      valueType: 'string',
+      scopes: GLOBAL_AND_FRONTEND,
+      summary: 'OpenSSL TLS 1.3 ciphersuites',
+      sample: '"TLS_AES_128_GCM_SHA256"',
+    },
+    asText,
+    (ctx, value) => setTls(ctx, 'ciphersuites', value),
+  ),
+  scalar(
+    {
+      name: 'prefer-server-ciphers',
+      valueType: 'bool',
+      scopes: GLOBAL_AND_FRONTEND,
+      short: 'O',
+      hitchFlag: true,
+      summary: 'prefer the server cipher order',
+      sample: 'on',
+    },
+    asBool,
+    (ctx, on) => setTls(ctx, 'preferServerCiphers', on),
+  ),
+  scalar(
+    {
+      name: 'sni-nomatch-abort',
+      valueType: 'bool',
+      scopes: GLOBAL_AND_FRONTEND,
+      hitchFlag: true,
+      summary: 'abort handshakes whose SNI matches no certificate',
+      sample: 'on',
+    },
+    asBool,
+    (ctx, on) => setTls(ctx, 'sniNomatchAbort', on),
+  ),
+  scalar(
+    {
+      name: 'ecdh-curve',
+      valueType: 'string',
+      summary: 'ECDH curve list or "auto"',
+      sample: '"prime256v1"',
+    },
+    asText,
+    (ctx, value) => {
+      ctx.draft.settings.ecdhCurve = value ?? DEFAULT_CONFIG.ecdhCurve;
+    },
+  ),
+  scalar(
+    {
+      name: 'alpn-protos',
+      valueType: 'alpn-protos',
+      hitchFlag: true,
+      summary: 'ALPN protocols, comma separated',
+      sample: '"http/1.1"',
+    },
+    parseAlpnProtos,
+    (ctx, protos, entry) => {
+      ctx.draft.settings.alpnProtos = Object.freeze(protos ?? []);
+      ctx.draft.alpnPosition = protos ? entry.position : undefined;
+    },
+  ),
+
+  // --- Data plane ---
+  proxyMode('write-ip', 'write-ip', 'write the client IP as raw bytes before the stream'),
+  proxyMode('write-proxy', 'write-proxy-v2', 'write a PROXY v2 header (same as write-proxy-v2)'),
+  proxyMode('write-proxy-v1', 'write-proxy-v1', 'write a PROXY v1 header'),
+  proxyMode('write-proxy-v2', 'write-proxy-v2', 'write a PROXY v2 header'),
+  proxyMode('proxy-proxy', 'proxy-proxy', 'pass on a PROXY header received from the client'),
+  scalar(
+    {
+      name: 'backend-connect-timeout',
+      valueType: 'seconds',
+      summary: 'seconds to wait for the backend connection',
+      sample: '30',
+    },
+    seconds,
+    (ctx, value) => {
+      ctx.draft.settings.backendConnectTimeoutMs =
+        value === undefined ? DEFAULT_CONFIG.backendConnectTimeoutMs : value * 1000;
+    },
+  ),
+  scalar(
+    {
+      name: 'ssl-handshake-timeout',
+      valueType: 'seconds',
+      summary: 'seconds allowed for the TLS handshake',
+      sample: '30',
+    },
+    seconds,
+    (ctx, value) => {
+      ctx.draft.settings.sslHandshakeTimeoutMs =
+        value === undefined ? DEFAULT_CONFIG.sslHandshakeTimeoutMs : value * 1000;
+    },
+  ),
+  scalar(
+    {
+      name: 'backlog',
+      valueType: 'uint',
+      short: 'B',
+      hitchFlag: true,
+      summary: 'listen backlog',
+      sample: '100',
+    },
+    (item, text) => parseUint(item, text, 0),
+    (ctx, value) => {
+      ctx.draft.settings.backlog = value ?? DEFAULT_CONFIG.backlog;
+    },
+  ),
+  scalar(
+    {
+      name: 'keepalive',
+      valueType: 'uint',
+      short: 'k',
+      hitchFlag: true,
+      summary: 'TCP keepalive idle seconds (0 = off)',
+      sample: '3600',
+    },
+    (item, text) => parseUint(item, text, 0),
+    (ctx, value) => {
+      ctx.draft.settings.keepaliveSec = value ?? DEFAULT_CONFIG.keepaliveSec;
+    },
+  ),
+  scalar(
+    {
+      name: 'recv-bufsize',
+      valueType: 'uint',
+      summary: 'socket receive buffer bytes (0 = OS default)',
+      sample: '65536',
+    },
+    (item, text) => parseUint(item, text, 0),
+    (ctx, value) => {
+      ctx.draft.settings.recvBufferBytes = value === 0 ? undefined : value;
+    },
+  ),
+  scalar(
+    {
+      name: 'send-bufsize',
+      valueType: 'uint',
+      summary: 'socket send buffer bytes (0 = OS default)',
+      sample: '65536',
+    },
+    (item, text) => parseUint(item, text, 0),
+    (ctx, value) => {
+      ctx.draft.settings.sendBufferBytes = value === 0 ? undefined : value;
+    },
+  ),
+  scalar(
+    {
+      name: 'tcp-fastopen',
+      valueType: 'bool',
+      summary: 'enable TCP Fast Open on listeners',
+      sample: 'on',
+    },
+    asBool,
+    (ctx, on) => {
+      ctx.draft.settings.tcpFastOpen = on ?? false;
+    },
+  ),
+
+  // --- Process ---
+  scalar(
+    {
+      name: 'workers',
+      valueType: 'uint',
+      short: 'n',
+      hitchFlag: true,
+      summary: 'worker processes (≥ 1)',
+      sample: '2',
+    },
+    (item, text) => parseUint(item, text, 1),
+    (ctx, value) => {
+      ctx.draft.settings.workers = value;
+    },
+  ),
+  scalar(
+    {
+      name: 'daemon',
+      valueType: 'bool',
+      hitchFlag: true,
+      summary: 'fork into the background (implies syslog and quiet)',
+      sample: 'off',
+    },
+    asBool,
+    (ctx, on) => {
+      ctx.draft.settings.daemon = on ?? false;
+    },
+  ),
+  scalar(
+    {
+      name: 'user',
+      valueType: 'string',
+      short: 'u',
+      hitchFlag: true,
+      summary: 'drop privileges to this user',
+      sample: '"nobody"',
+    },
+    asText,
+    (ctx, value) => {
+      ctx.draft.settings.user = value;
+    },
+  ),
+  scalar(
+    {
+      name: 'group',
+      valueType: 'string',
+      short: 'g',
+      hitchFlag: true,
+      summary: 'drop privileges to this group',
+      sample: '"nogroup"',
+    },
+    asText,
+    (ctx, value) => {
+      ctx.draft.settings.group = value;
+    },
+  ),
+  scalar(
+    {
+      name: 'chroot',
+      valueType: 'path',
+      short: 'r',
+      hitchFlag: true,
+      summary: 'chroot directory',
+      sample: '"/var/empty"',
+    },
+    asText,
+    (ctx, value) => {
+      ctx.draft.settings.chroot = value;
+    },
+  ),
+  scalar(
+    {
+      name: 'pidfile',
+      valueType: 'path',
+      short: 'p',
+      hitchFlag: true,
+      summary: 'write the primary PID here',
+      sample: '"/run/unhitch.pid"',
+    },
+    asText,
+    (ctx, value) => {
+      ctx.draft.settings.pidfile = value;
+    },
+  ),
+
+  // --- Logging ---
+  scalar(
+    {
+      name: 'quiet',
+      valueType: 'bool',
+      short: 'q',
+      hitchFlag: true,
+      summary: 'log errors only',
+      sample: 'on',
+    },
+    asBool,
+    (ctx, on) => {
+      ctx.draft.settings.quiet = on ?? false;
+    },
+  ),
+  scalar(
+    {
+      name: 'syslog',
+      valueType: 'bool',
+      short: 's',
+      hitchFlag: true,
+      summary: 'log to syslog',
+      sample: 'on',
+    },
+    asBool,
+    (ctx, on) => {
+      ctx.draft.settings.syslog = on ?? false;
+    },
+  ),
+  scalar(
+    {
+      name: 'log-level',
+      valueType: 'log-level',
+      summary: 'Hitch 0/1/2 or a pino level name',
+      sample: '1',
+    },
+    parseLogLevel,
+    (ctx, level) => {
+      ctx.draft.settings.logLevel = level ?? DEFAULT_CONFIG.logLevel;
+    },
+  ),
+  scalar(
+    {
+      name: 'log-filename',
+      valueType: 'path',
+      summary: 'log to this file instead of stderr',
+      sample: '"/var/log/unhitch.log"',
+    },
+    asText,
+    (ctx, value) => {
+      ctx.draft.settings.logFilename = value;
+    },
+  ),
+
+  // --- unhitch extensions ---
+  scalar(
+    {
+      name: 'pin-workers',
+      valueType: 'bool',
+      extension: true,
+      summary: 'pin worker i to the i-th allowed CPU (on/off)',
+      sample: 'on',
+    },
+    asBool,
+    (ctx, on) => {
+      ctx.draft.settings.pinWorkers = on ?? DEFAULT_CONFIG.pinWorkers;
+    },
+  ),
+  scalar(
+    {
+      name: 'drain-timeout',
+      valueType: 'seconds',
+      extension: true,
+      summary: 'seconds to drain connections on SIGTERM',
+      sample: '30',
+    },
+    seconds,
+    (ctx, value) => {
+      ctx.draft.settings.drainTimeoutMs =
+        value === undefined ? DEFAULT_CONFIG.drainTimeoutMs : value * 1000;
+    },
+  ),
+  scalar(
+    {
+      name: 'ticket-key-file',
+      valueType: 'path',
+      extension: true,
+      summary: 'TLS session ticket key file (shared across workers/hosts)',
+      sample: '"tickets.key"',
+    },
+    asText,
+    (ctx, value) => {
+      ctx.draft.settings.ticketKeyFile = value;
+    },
+  ),
+  scalar(
+    {
+      name: 'ticket-rotation',
+      valueType: 'seconds',
+      extension: true,
+      summary: 'seconds between session ticket key rotations',
+      sample: '43200',
+    },
+    (item, text) => parseSeconds(item, text, true),
+    (ctx, value) => {
+      ctx.draft.settings.ticketRotationSec = value ?? DEFAULT_CONFIG.ticketRotationSec;
+    },
+  ),
+  scalar(
+    {
+      name: 'forwarded-for',
+      valueType: 'bool',
+      extension: true,
+      summary: 'add X-Forwarded-For/-Proto to the first HTTP request (on/off)',
+      sample: 'on',
+    },
+    asBool,
+    (ctx, on) => {
+      ctx.draft.settings.forwardedFor = on ?? false;
+    },
+  ),
+  define(
+    {
+      name: 'backend-source-addresses',
+      valueType: 'address-list',
+      extension: true,
+      summary: 'local addresses for backend connections, comma/space separated',
+      sample: '"127.0.0.2, 127.0.0.3"',
+    },
+    (ctx, entry) => {
+      ctx.draft.settings.backendSourceAddresses = Object.freeze(
+        parseAddressList(scalarItems(entry)),
+      );
+    },
+  ),
+  scalar(
+    {
+      name: 'metrics',
+      valueType: 'address',
+      extension: true,
+      summary: 'Prometheus endpoint HOST:PORT',
+      sample: '"127.0.0.1:9100"',
+    },
+    parseHostPort,
+    (ctx, address) => {
+      ctx.draft.settings.metrics = address;
+    },
+  ),
+
+  // --- Recognised, not implemented (one warning each) ---
+  unimplemented(
+    {
+      name: 'ssl-engine',
+      valueType: 'string',
+      short: 'e',
+      hitchFlag: true,
+      summary: 'OpenSSL engine',
+      sample: '"rdrand"',
+    },
+    asText,
+  ),
+  unimplemented(
+    {
+      name: 'syslog-facility',
+      valueType: 'string',
+      hitchFlag: true,
+      summary: 'syslog facility',
+      sample: '"daemon"',
+    },
+    asText,
+  ),
+  unimplemented(
+    {
+      name: 'proxy-tlv',
+      valueType: 'bool',
+      summary: 'send TLS details as PROXY v2 TLVs',
+      sample: 'on',
+    },
+    asBool,
+  ),
+  unimplemented(
+    {
+      name: 'proxy-authority',
+      valueType: 'bool',
+      summary: 'send SNI as PROXY v2 authority TLV',
+      sample: 'on',
+    },
+    asBool,
+  ),
+  unimplemented(
+    {
+      name: 'proxy-client-cert',
+      valueType: 'bool',
+      summary: 'send the client certificate as a PROXY v2 TLV',
+      sample: 'on',
+    },
+    asBool,
+  ),
+  unimplemented(
+    {
+      name: 'client-verify',
+      valueType: 'string',
+      scopes: GLOBAL_AND_FRONTEND,
+      summary: 'client certificate verification: none, optional, required',
+      sample: '"none"',
+    },
+    asText,
+  ),
+  unimplemented(
+    {
+      name: 'client-verify-ca',
+      valueType: 'path',
+      scopes: GLOBAL_AND_FRONTEND,
+      summary: 'CA bundle for client certificates',
+      sample: '"ca.pem"',
+    },
+    asText,
+  ),
+  unimplemented(
+    {
+      name: 'ocsp-dir',
+      valueType: 'path',
+      short: 'o',
+      hitchFlag: true,
+      summary: 'OCSP response cache directory',
+      sample: '"/var/lib/hitch"',
+    },
+    asText,
+  ),
+  unimplemented(
+    {
+      name: 'ocsp-connect-tmo',
+      valueType: 'uint',
+      summary: 'OCSP responder connect timeout',
+      sample: '4',
+    },
+    (item, text) => parseUint(item, text, 0),
+  ),
+  unimplemented(
+    {
+      name: 'ocsp-resp-tmo',
+      valueType: 'uint',
+      summary: 'OCSP responder response timeout',
+      sample: '10',
+    },
+    (item, text) => parseUint(item, text, 0),
+  ),
+  unimplemented(
+    {
+      name: 'ocsp-refresh-interval',
+      valueType: 'uint',
+      summary: 'OCSP refresh interval',
+      sample: '1800',
+    },
+    (item, text) => parseUint(item, text, 0),
+  ),
+  unimplemented(
+    {
+      name: 'ocsp-verify-staple',
+      valueType: 'bool',
+      scopes: ['global', 'pem-file'],
+      summary: 'verify OCSP staples',
+      sample: 'on',
+    },
+    asBool,
+  ),
+  unimplemented(
+    {
+      name: 'pem-dir',
+      valueType: 'path',
+      summary: 'load every certificate in a directory',
+      sample: '"/etc/hitch/certs"',
+    },
+    asText,
+  ),
+  unimplemented(
+    {
+      name: 'pem-dir-glob',
+      valueType: 'string',
+      summary: 'file name glob for pem-dir',
+      sample: '"*.pem"',
+    },
+    asText,
+  ),
+  unimplemented(
+    {
+      name: 'session-cache',
+      valueType: 'uint',
+      short: 'C',
+      hitchFlag: true,
+      summary: 'shared session cache entries',
+      sample: '0',
+    },
+    (item, text) => parseUint(item, text, 0),
+  ),
+  unimplemented(
+    {
+      name: 'shared-cache-listen',
+      valueType: 'string',
+      short: 'U',
+      hitchFlag: true,
+      summary: 'shared cache update listener',
+      sample: '"[*]:8888"',
+    },
+    asText,
+  ),
+  unimplemented(
+    {
+      name: 'shared-cache-peer',
+      valueType: 'string',
+      repeatable: true,
+      short: 'P',
+      hitchFlag: true,
+      summary: 'shared cache update peer',
+      sample: '"[10.0.0.2]:8888"',
+    },
+    asText,
+  ),
+  unimplemented(
+    {
+      name: 'shared-cache-if',
+      valueType: 'string',
+      short: 'M',
+      hitchFlag: true,
+      summary: 'shared cache multicast interface[,ttl]',
+      sample: '"eth0,3"',
+    },
+    asText,
+  ),
+  unimplemented(
+    { name: 'ring-slots', valueType: 'uint', summary: 'obsolete ring buffer slots', sample: '0' },
+    (item, text) => parseUint(item, text, 0),
+  ),
+  unimplemented(
+    {
+      name: 'ring-data-len',
+      valueType: 'uint',
+      summary: 'obsolete ring buffer data length',
+      sample: '0',
+    },
+    (item, text) => parseUint(item, text, 0),
+  ),
+  unimplemented(
+    {
+      name: 'backend-refresh',
+      valueType: 'uint',
+      summary: 'seconds between backend DNS refreshes',
+      sample: '0',
+    },
+    (item, text) => parseUint(item, text, 0),
+  ),
+]);
+
+export const OPTIONS_BY_NAME: ReadonlyMap<string, OptionSpec> = new Map(
+  OPTIONS.map((spec) => [spec.name, spec]),
+);

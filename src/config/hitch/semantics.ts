@@ -1,0 +1,174 @@
+/**
+ * Entries → ProxyConfig. Entries are applied in order onto a draft (later wins, like
+ * Hitch); `finalizeDraft` then applies the cross-option rules and freezes the result.
+ */
+import { ConfigError } from '../errors.js';
+import {
+  DEFAULT_FRONTEND_ADDRESS,
+  type FrontendConfig,
+  type PemFileConfig,
+  type ProxyConfig,
+  type ProxyProtocolMode,
+} from '../model.js';
+import {
+  type ConfigDraft,
+  type ConfigWarning,
+  formatPosition,
+  newDraft,
+  newFrontendDraft,
+} from './draft.js';
+import { type Entry, parseEntries } from './grammar.js';
+import { tokenize } from './lexer.js';
+import {
+  type ApplyContext,
+  type BlockTarget,
+  OPTIONS_BY_NAME,
+  type OptionScope,
+  warnOnce,
+} from './options.js';
+
+const SCOPE_PLACE: Record<OptionScope, string> = {
+  global: 'at the top level',
+  frontend: 'inside a frontend block',
+  'pem-file': 'inside a pem-file block',
+};
+
+export function applyEntries(
+  draft: ConfigDraft,
+  entries: readonly Entry[],
+  scope: OptionScope = 'global',
+  target: BlockTarget = {},
+): void {
+  const ctx: ApplyContext = {
+    draft,
+    frontend: target.frontend,
+    pem: target.pem,
+    applyBlock: (inner, innerScope, innerTarget) =>
+      applyEntries(draft, inner, innerScope, innerTarget),
+  };
+  for (const entry of entries) {
+    const spec = OPTIONS_BY_NAME.get(entry.name);
+    if (!spec) {
+      throw new ConfigError(
+        'UNHITCH_CONFIG_UNKNOWN_OPTION',
+        `unknown option '${entry.name}'`,
+        entry.position,
+        'a Hitch or unhitch option name',
+      );
+    }
+    if (!spec.scopes.includes(scope)) {
+      const allowed = spec.scopes.map((s) => SCOPE_PLACE[s]).join(' or ');
+      throw new ConfigError(
+        'UNHITCH_CONFIG_UNKNOWN_OPTION',
+        `option '${entry.name}' is not allowed ${SCOPE_PLACE[scope]}`,
+        entry.position,
+        `'${entry.name}' only ${allowed}`,
+      );
+    }
+    spec.apply(ctx, entry); // validates the value even when unimplemented
+    if (!spec.implemented) {
+      warnOnce(
+        draft,
+        `unimplemented-${spec.name}`,
+        'UNHITCH_CONFIG_UNIMPLEMENTED',
+        `${formatPosition(entry.position)}: option '${spec.name}' is recognised but not implemented by unhitch; ignored`,
+      );
+    }
+  }
+}
+
+const PROXY_MODE_FOR: Record<string, ProxyProtocolMode> = {
+  'write-proxy-v1': 'v1',
+  'write-proxy-v2': 'v2',
+};
+
+/** Cross-option rules (Hitch's config_parse_cli tail), defaults, and the frozen model. */
+export function finalizeDraft(draft: ConfigDraft): ProxyConfig {
+  const modes = [...draft.proxyModes.entries()];
+  const lastMode = modes[modes.length - 1];
+  if (modes.length >= 2 && lastMode) {
+    throw new ConfigError(
+      'UNHITCH_CONFIG_CONFLICT',
+      `write-ip, write-proxy-v1, write-proxy-v2 and proxy-proxy are mutually exclusive (${modes.map(([name]) => name).join(' and ')} are set)`,
+      lastMode[1],
+      'at most one of them',
+    );
+  }
+  const proxyProtocol: ProxyProtocolMode = lastMode
+    ? (PROXY_MODE_FOR[lastMode[0]] ?? 'off')
+    : 'off';
+  const settings = { ...draft.settings };
+  if (settings.alpnProtos.length > 1 && proxyProtocol !== 'v2') {
+    throw new ConfigError(
+      'UNHITCH_CONFIG_CONFLICT',
+      'alpn-protos names more than one protocol but write-proxy-v2 is off, so the backend could not learn which was chosen',
+      draft.alpnPosition,
+      'a single ALPN protocol, or write-proxy-v2 = on',
+    );
+  }
+  // Hitch: daemon mode implies syslog and quiet.
+  if (settings.daemon) {
+    settings.syslog = true;
+    settings.quiet = true;
+  }
+  const globalTls = Object.freeze({ ...draft.tls });
+  const frontendDrafts =
+    draft.frontends.length > 0
+      ? draft.frontends
+      : [
+          {
+            ...newFrontendDraft({ file: settings.source, line: 0, column: 0 }),
+            address: DEFAULT_FRONTEND_ADDRESS,
+          },
+        ];
+  const usesDefaultFrontend = draft.frontends.length === 0;
+  const frontends: FrontendConfig[] = frontendDrafts.map((fd) => {
+    const address = fd.address ?? DEFAULT_FRONTEND_ADDRESS;
+    return Object.freeze({
+      ...globalTls,
+      ...fd.tls,
+      address: Object.freeze({ ...address }),
+      pemFiles: freezeAll(fd.pemFiles),
+      matchGlobalCerts: fd.matchGlobalCerts,
+    });
+  });
+  if (draft.pemFiles.length === 0) {
+    frontendDrafts.forEach((fd, index) => {
+      if (fd.pemFiles.length > 0) return;
+      const address = frontends[index]?.address ?? DEFAULT_FRONTEND_ADDRESS;
+      throw new ConfigError(
+        'UNHITCH_CONFIG_MISSING',
+        `no certificate for frontend [${address.host ?? '*'}]:${address.port}`,
+        usesDefaultFrontend ? undefined : fd.position,
+        'a pem-file option, a pem-file in the frontend block, or a PEM file argument',
+      );
+    });
+  }
+  return Object.freeze({
+    ...settings,
+    proxyProtocol,
+    writeIp: draft.proxyModes.has('write-ip'),
+    proxyProxy: draft.proxyModes.has('proxy-proxy'),
+    frontends: Object.freeze(frontends),
+    pemFiles: freezeAll(draft.pemFiles),
+    tls: globalTls,
+  });
+}
+
+function freezeAll(pems: readonly PemFileConfig[]): readonly PemFileConfig[] {
+  return Object.freeze(pems.map((pem) => Object.freeze({ ...pem })));
+}
+
+/** hitch.conf text → entries (syntax only). */
+export function hitchEntries(text: string, file: string): Entry[] {
+  return parseEntries(tokenize(text, file), file);
+}
+
+export function parseHitchText(
+  text: string,
+  file: string,
+): { config: ProxyConfig; warnings: ConfigWarning[] } {
+  const draft = newDraft(file);
+  applyEntries(draft, hitchEntries(text, file));
+  return { config: finalizeDraft(draft), warnings: draft.warnings };
+}

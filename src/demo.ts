@@ -1,0 +1,75 @@
+/**
+ * `npm start`: the quick start. Makes a self-signed certificate in ./tmp/tls on first run,
+ * starts a demo WebTorrent tracker (bittorrent-tracker, WebSocket only) on
+ * 127.0.0.1:3001 in a child process, and runs unhitch on wss://127.0.0.1:3000 in front
+ * of it, configured through Hitch's own command-line flags.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runPrimary } from './cluster/primary.js';
+import { parseCommandLine } from './config/load.js';
+import { createLogger } from './ops/log.js';
+import { makeSelfSigned } from './tls/selfsigned.js';
+
+// UNHITCH_DEMO_PORT moves the demo (tracker on the next port), e.g. for tests.
+const FRONTEND_PORT = Number(process.env.UNHITCH_DEMO_PORT ?? 3000);
+const TRACKER_PORT = FRONTEND_PORT + 1;
+const TLS_DIR = resolve('tmp/tls');
+
+/**
+ * Writes cert.crt + key.pem (the paths hitch-compat.conf names) and cert.pem (the same
+ * key and certificate combined, the form Hitch takes on its command line).
+ */
+function ensureCertificate(): string {
+  const paths = ['cert.crt', 'key.pem', 'cert.pem'].map((name) => join(TLS_DIR, name));
+  if (!paths.every((path) => existsSync(path))) {
+    makeSelfSigned({ dir: TLS_DIR, stem: 'cert', keyFileName: 'key.pem' });
+    process.stdout.write(`made a self-signed certificate in ${TLS_DIR}\n`);
+  }
+  return join(TLS_DIR, 'cert.pem');
+}
+
+/** The tracker runs in its own process: the proxy's primary never serves traffic. */
+function startTracker(): Promise<ChildProcess> {
+  const entry = join(dirname(fileURLToPath(import.meta.url)), 'demo-tracker.js');
+  const child = fork(entry, [String(TRACKER_PORT)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise((resolvePromise, reject) => {
+    child.once('message', () => resolvePromise(child));
+    child.once('exit', (code) => reject(new Error(`demo tracker exited with status ${code}`)));
+  });
+}
+
+async function main(): Promise<void> {
+  const combinedPemPath = ensureCertificate();
+  const tracker = await startTracker();
+  process.once('exit', () => tracker.kill());
+  // The same flags a Hitch user would type; the config file form is hitch-compat.conf.
+  const argv = [
+    `--frontend=[127.0.0.1]:${FRONTEND_PORT}`,
+    `--backend=[127.0.0.1]:${TRACKER_PORT}`,
+    '--ssl-handshake-timeout=10',
+    '--backend-connect-timeout=5',
+    combinedPemPath,
+  ];
+  const action = parseCommandLine(argv);
+  if (action.kind !== 'run') throw new Error('demo: unexpected command line');
+  const logger = createLogger({
+    level: action.config.logLevel,
+    quiet: action.config.quiet,
+    bindings: { role: 'primary' },
+  });
+  process.stdout.write(
+    `unhitch demo: wss://127.0.0.1:${FRONTEND_PORT} -> ws://127.0.0.1:${TRACKER_PORT} (bittorrent-tracker); Ctrl-C stops\n`,
+  );
+  await runPrimary({ argv, config: action.config, logger });
+  tracker.kill();
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`unhitch demo: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

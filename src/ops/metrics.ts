@@ -1,0 +1,326 @@
+/**
+ * Prometheus metrics for a clustered proxy.
+ *
+ * Each worker owns a private `Registry` fed by a `ProxyObserver`; the primary (which never
+ * serves traffic) answers `GET /metrics` by asking every worker for its registry over the
+ * cluster IPC channel and summing them (prom-client's `AggregatorRegistry`). Counters and
+ * histograms are summed per label set, so totals are exact across workers; per-process
+ * series (CPU, event-loop delay) carry a `worker` label so they stay apart instead of being
+ * averaged into meaningless numbers.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
+import {
+  AggregatorRegistry,
+  Counter,
+  collectDefaultMetrics,
+  Gauge,
+  Histogram,
+  type PrometheusContentType,
+  Registry,
+} from 'prom-client';
+import type { TcpAddress } from '../config/model.js';
+import type {
+  ConnectionFailureReason,
+  ConnectionTotals,
+  HandshakeInfo,
+  ProxyObserver,
+} from '../proxy/events.js';
+import type { Logger } from './log.js';
+
+export const METRIC_PREFIX = 'unhitch_';
+
+/**
+ * Every failure reason, so each series exists (at 0) from the first scrape: `rate()` and
+ * alerts on a series that appears only after the first failure miss that failure.
+ */
+export const CONNECTION_FAILURE_REASONS = [
+  'handshake_timeout',
+  'handshake_error',
+  'not_tls',
+  'sni_nomatch',
+  'proxy_header_invalid',
+  'proxy_header_timeout',
+  'backend_connect_timeout',
+  'backend_refused',
+  'backend_error',
+  'backend_source_exhausted',
+  'fd_exhausted',
+  'client_reset',
+  'shutdown',
+] as const satisfies readonly ConnectionFailureReason[];
+
+// Compile-time check that the list above names every reason in the union.
+type MissingFailureReason = Exclude<
+  ConnectionFailureReason,
+  (typeof CONNECTION_FAILURE_REASONS)[number]
+>;
+const failureReasonListIsComplete: [MissingFailureReason] extends [never] ? true : never = true;
+void failureReasonListIsComplete;
+
+/**
+ * Latency buckets in seconds: sub-millisecond for loopback backends up to the 30 s default
+ * timeouts, so a timeout lands in a finite bucket rather than only in +Inf.
+ */
+export const LATENCY_BUCKETS_SECONDS: readonly number[] = Object.freeze([
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+]);
+
+export interface WorkerMetrics {
+  /** Hand this to the data plane. */
+  readonly observer: ProxyObserver;
+  /** This worker's registry (already registered for cluster aggregation). */
+  readonly registry: Registry<PrometheusContentType>;
+  /**
+   * Optional authoritative source for the active-connections gauge, read at scrape time
+   * (e.g. a count the data plane keeps). Without it the gauge is accepted − closed, which
+   * relies on `connectionClosed` being called exactly once per accepted connection.
+   */
+  setActiveConnectionsSource(source: (() => number) | undefined): void;
+}
+
+export interface WorkerMetricsOptions {
+  /** cluster.worker.id (or any stable per-worker number); becomes the `worker` label. */
+  readonly workerId: number;
+  /** Collect process CPU, memory and event-loop delay per worker. Default true. */
+  readonly collectProcessMetrics?: boolean;
+}
+
+function millisecondsToSeconds(durationMs: number): number {
+  return durationMs / 1000;
+}
+
+/**
+ * Call once in each worker, before serving. Registers the worker's registry so it answers
+ * the primary's aggregation requests (prom-client listens on `process.on('message')` for
+ * its own message type; other message handlers must ignore those messages).
+ */
+export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetrics {
+  const registry = new Registry<PrometheusContentType>();
+  const registers = [registry];
+  let activeConnectionsSource: (() => number) | undefined;
+  let trackedActiveConnections = 0;
+
+  new Gauge({
+    name: `${METRIC_PREFIX}active_connections`,
+    help: 'Client connections currently open (summed over workers).',
+    registers,
+    aggregator: 'sum',
+    collect() {
+      this.set(activeConnectionsSource ? activeConnectionsSource() : trackedActiveConnections);
+    },
+  });
+  const acceptedTotal = new Counter({
+    name: `${METRIC_PREFIX}connections_accepted_total`,
+    help: 'Client connections accepted.',
+    registers,
+  });
+  const closedTotal = new Counter({
+    name: `${METRIC_PREFIX}connections_closed_total`,
+    help: 'Client connections closed, successfully or not.',
+    registers,
+  });
+  const handshakesTotal = new Counter({
+    name: `${METRIC_PREFIX}handshakes_total`,
+    help: 'Completed TLS handshakes by kind (full or resumed session).',
+    labelNames: ['kind'] as const,
+    registers,
+  });
+  const failuresTotal = new Counter({
+    name: `${METRIC_PREFIX}connection_failures_total`,
+    help: 'Connections that ended badly, by reason.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  const bytesTotal = new Counter({
+    name: `${METRIC_PREFIX}bytes_total`,
+    help: 'Payload bytes relayed, by direction (counted when the connection closes).',
+    labelNames: ['direction'] as const,
+    registers,
+  });
+  const backendConnectSeconds = new Histogram({
+    name: `${METRIC_PREFIX}backend_connect_duration_seconds`,
+    help: 'Time to establish the backend connection.',
+    buckets: [...LATENCY_BUCKETS_SECONDS],
+    registers,
+  });
+  const handshakeSeconds = new Histogram({
+    name: `${METRIC_PREFIX}handshake_duration_seconds`,
+    help: 'Time from accept to the end of the TLS handshake.',
+    buckets: [...LATENCY_BUCKETS_SECONDS],
+    registers,
+  });
+
+  handshakesTotal.inc({ kind: 'full' }, 0);
+  handshakesTotal.inc({ kind: 'resumed' }, 0);
+  for (const reason of CONNECTION_FAILURE_REASONS) failuresTotal.inc({ reason }, 0);
+  bytesTotal.inc({ direction: 'client_to_backend' }, 0);
+  bytesTotal.inc({ direction: 'backend_to_client' }, 0);
+
+  if (options.collectProcessMetrics ?? true) {
+    // prom-client's default set gives process_cpu_seconds_total and the
+    // nodejs_eventloop_lag_* family (perf_hooks.monitorEventLoopDelay); the worker label
+    // keeps each process its own series through aggregation.
+    collectDefaultMetrics({
+      register: registry,
+      prefix: METRIC_PREFIX,
+      labels: { worker: String(options.workerId) },
+    });
+  }
+
+  const observer: ProxyObserver = {
+    connectionAccepted() {
+      acceptedTotal.inc();
+      trackedActiveConnections += 1;
+    },
+    handshakeCompleted(info: HandshakeInfo) {
+      handshakesTotal.inc({ kind: info.resumed ? 'resumed' : 'full' });
+      handshakeSeconds.observe(millisecondsToSeconds(info.durationMs));
+    },
+    backendConnected(durationMs: number) {
+      backendConnectSeconds.observe(millisecondsToSeconds(durationMs));
+    },
+    connectionFailed(reason: ConnectionFailureReason) {
+      failuresTotal.inc({ reason });
+    },
+    connectionClosed(totals: ConnectionTotals) {
+      closedTotal.inc();
+      trackedActiveConnections = Math.max(0, trackedActiveConnections - 1);
+      bytesTotal.inc({ direction: 'client_to_backend' }, totals.clientToBackendBytes);
+      bytesTotal.inc({ direction: 'backend_to_client' }, totals.backendToClientBytes);
+    },
+  };
+
+  // The constructor installs prom-client's worker-side IPC listener (idempotent);
+  // setRegistries makes it answer with our registry instead of the global one.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries(registry);
+
+  return {
+    observer,
+    registry,
+    setActiveConnectionsSource(source) {
+      activeConnectionsSource = source;
+    },
+  };
+}
+
+export type MetricsErrorCode = 'UNHITCH_METRICS_ADDRESS';
+
+export class MetricsError extends Error {
+  readonly code: MetricsErrorCode;
+  constructor(code: MetricsErrorCode, message: string) {
+    super(message);
+    this.name = 'MetricsError';
+    this.code = code;
+  }
+}
+
+/**
+ * The endpoint is unauthenticated and reveals traffic volumes, so it may only listen on
+ * loopback; anything wider belongs behind a reverse proxy the operator controls.
+ */
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  if (host === 'localhost') return true;
+  const unbracketed = host.replace(/^\[(.*)\]$/, '$1');
+  const family = isIP(unbracketed);
+  if (family === 4) return unbracketed.startsWith('127.');
+  if (family === 6) {
+    const lower = unbracketed.toLowerCase();
+    return (
+      lower === '::1' || lower === '0:0:0:0:0:0:0:1' || /^::ffff:127\.\d+\.\d+\.\d+$/.test(lower)
+    );
+  }
+  return false;
+}
+
+export interface MetricsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface MetricsServerOptions {
+  readonly address: TcpAddress;
+  readonly logger: Logger;
+}
+
+function respond(
+  response: ServerResponse,
+  status: number,
+  body: string,
+  contentType = 'text/plain',
+): void {
+  response.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store' });
+  response.end(body);
+}
+
+function handleRequest(
+  aggregator: AggregatorRegistry<PrometheusContentType>,
+  logger: Logger,
+  request: IncomingMessage,
+  response: ServerResponse,
+): void {
+  const path = (request.url ?? '/').split('?')[0];
+  if (path !== '/metrics') {
+    respond(response, 404, 'not found\n');
+    return;
+  }
+  if (request.method !== 'GET' && request.method !== 'HEAD') {
+    response.setHeader('allow', 'GET, HEAD');
+    respond(response, 405, 'method not allowed\n');
+    return;
+  }
+  aggregator.clusterMetrics().then(
+    (text) => respond(response, 200, text, aggregator.contentType),
+    (err: unknown) => {
+      // Usually a worker that died mid-scrape; the next scrape will not wait for it.
+      logger.warn({ err }, 'metrics aggregation failed');
+      respond(response, 500, 'metrics aggregation failed\n');
+    },
+  );
+}
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const bound = server.address();
+      if (bound && typeof bound === 'object') resolve(bound.port);
+      else reject(new Error('metrics server has no TCP address'));
+    });
+  });
+}
+
+/**
+ * Call in the PRIMARY only (it aggregates over `cluster.workers`). Resolves once listening;
+ * rejects with code `UNHITCH_METRICS_ADDRESS` for a non-loopback address.
+ */
+export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
+  const { address, logger } = options;
+  if (address.host === undefined || !isLoopbackHost(address.host)) {
+    throw new MetricsError(
+      'UNHITCH_METRICS_ADDRESS',
+      `metrics address ${address.host ?? '*'}:${address.port} is not loopback; ` +
+        'the metrics endpoint is unauthenticated and only listens on 127.0.0.0/8, ::1 or localhost',
+    );
+  }
+  const aggregator = new AggregatorRegistry<PrometheusContentType>();
+  const server = createServer((request, response) =>
+    handleRequest(aggregator, logger, request, response),
+  );
+  const host = address.host.replace(/^\[(.*)\]$/, '$1');
+  const port = await listen(server, address.port, host);
+  logger.info({ host, port }, 'metrics endpoint listening');
+  return {
+    port,
+    close() {
+      return new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        // Scrapers keep connections alive; don't let one hold up shutdown.
+        server.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,156 @@
+/**
+ * One client from its finished TLS handshake to the close of both sockets: connect the
+ * backend, write the PROXY/write-ip preamble, splice, report once.
+ */
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { ProxyProtocolMode } from '../config/model.js';
+import type { BackendConnector, BackendFailure } from './backend.js';
+import type { ConnectionFailureReason, ProxyObserver } from './events.js';
+import { ForwardedHeaderInjector } from './forwarded.js';
+import type { AcceptedSocket } from './frontend.js';
+import { encodeProxyV1, encodeProxyV2, type ProxyEndpoints } from './proxy-protocol.js';
+import { splice } from './splice.js';
+import { encodeWriteIp } from './write-ip.js';
+
+export interface ConnectionSettings {
+  readonly proxyProtocol: ProxyProtocolMode;
+  readonly writeIp: boolean;
+  readonly forwardedFor: boolean;
+  readonly keepaliveSec: number;
+}
+
+export interface ConnectionDeps {
+  readonly connector: BackendConnector;
+  readonly settings: ConnectionSettings;
+  readonly observer: ProxyObserver;
+  readonly logger: Logger;
+  /** Out of file descriptors: the owner backs off accepting and logs for all of them. */
+  readonly onFdExhausted: () => void;
+}
+
+export interface ProxiedConnection {
+  /** Tear both sockets down now (forced shutdown). */
+  destroy(): void;
+}
+
+/** What goes to the backend before the client's first byte. */
+export function backendPreamble(
+  settings: ConnectionSettings,
+  endpoints: ProxyEndpoints,
+  client: TLSSocket,
+): Buffer | undefined {
+  if (settings.proxyProtocol === 'v1') return encodeProxyV1(endpoints);
+  if (settings.proxyProtocol === 'v2') {
+    const servername = (client as TLSSocket & { servername?: string | false }).servername;
+    const protocol = client.getProtocol();
+    const cipher = client.getCipher();
+    return encodeProxyV2(endpoints, {
+      ...(typeof client.alpnProtocol === 'string' ? { alpn: client.alpnProtocol } : {}),
+      ...(typeof servername === 'string' && servername.length > 0 ? { authority: servername } : {}),
+      ...(protocol && cipher ? { tls: { version: protocol, cipher: cipher.name } } : {}),
+    });
+  }
+  if (settings.writeIp) return encodeWriteIp(endpoints.sourceAddress);
+  return undefined;
+}
+
+export function proxyConnection(
+  client: TLSSocket,
+  accepted: AcceptedSocket,
+  deps: ConnectionDeps,
+  onDone: () => void,
+): ProxiedConnection {
+  const { observer, logger, settings } = deps;
+  const clientLabel = `${accepted.endpoints.sourceAddress}:${accepted.endpoints.sourcePort}`;
+  let finished = false;
+  const finish = (reason: ConnectionFailureReason | undefined, error: Error | undefined): void => {
+    if (finished) return;
+    finished = true;
+    if (reason === 'fd_exhausted') {
+      observer.connectionFailed(reason);
+      deps.onFdExhausted();
+    } else if (reason !== undefined) {
+      observer.connectionFailed(reason);
+      logger.warn(
+        {
+          reason,
+          client: clientLabel,
+          err: error
+            ? { code: (error as NodeJS.ErrnoException).code, message: error.message }
+            : undefined,
+        },
+        'connection failed',
+      );
+    }
+    onDone();
+  };
+
+  const handshake = {
+    resumed: client.isSessionReused(),
+    protocol: client.getProtocol() ?? 'unknown',
+    durationMs: performance.now() - accepted.acceptedAt,
+  };
+  observer.handshakeCompleted(handshake);
+  if (logger.isLevelEnabled('debug'))
+    logger.debug({ client: clientLabel, ...handshake }, 'handshake completed');
+  client.setNoDelay(true);
+  if (settings.keepaliveSec > 0) client.setKeepAlive(true, settings.keepaliveSec * 1000);
+
+  // Until the splice owns the sockets, the client side is watched here.
+  const earlyError = (error: Error): void => {
+    backend.destroy();
+    client.destroy();
+    finish('client_reset', error);
+  };
+  const earlyClose = (): void => {
+    backend.destroy();
+    finish(undefined, undefined);
+  };
+  client.on('error', earlyError);
+  client.once('close', earlyClose);
+
+  const connectStarted = performance.now();
+  const backend: Socket = deps.connector.connect(
+    (socket) => {
+      client.removeListener('error', earlyError);
+      client.removeListener('close', earlyClose);
+      observer.backendConnected(performance.now() - connectStarted);
+      if (settings.keepaliveSec > 0) socket.setKeepAlive(true, settings.keepaliveSec * 1000);
+      const preamble = backendPreamble(settings, accepted.endpoints, client);
+      if (preamble !== undefined) socket.write(preamble);
+      const preambleBytes = preamble?.length ?? 0;
+      splice(client, socket, {
+        ...(settings.forwardedFor
+          ? {
+              clientTransform: new ForwardedHeaderInjector({
+                clientAddress: accepted.endpoints.sourceAddress,
+              }),
+            }
+          : {}),
+        onClosed: (failure) => {
+          observer.connectionClosed({
+            clientToBackendBytes: socket.bytesWritten - preambleBytes,
+            backendToClientBytes: socket.bytesRead,
+          });
+          finish(failure?.reason, failure?.error);
+        },
+      });
+    },
+    (failure: BackendFailure) => {
+      client.removeListener('close', earlyClose);
+      // A clean TLS close (close_notify + FIN) rather than a reset: the client learns
+      // the connection is over, not that the network broke.
+      client.destroySoon();
+      finish(failure.reason, failure.error);
+    },
+  );
+
+  return {
+    destroy() {
+      client.destroy();
+      backend.destroy();
+    },
+  };
+}

@@ -1,0 +1,264 @@
+/**
+ * The data plane of one process: every frontend of a config, the backend connector and
+ * the set of live connections. Knows nothing of config syntax or of the cluster: a
+ * worker (or a test) hands it a config model and certificate bytes.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { ProxyConfig, TcpAddress } from '../config/model.js';
+import {
+  CertificateSelector,
+  certificatesForFrontend,
+  type FrontendTlsPolicy,
+  serverOptions,
+} from '../tls/contexts.js';
+import type { CertificateMaterial } from '../tls/material.js';
+import { BackendConnector } from './backend.js';
+import { type ProxiedConnection, proxyConnection } from './connection.js';
+import { NOOP_OBSERVER, type ProxyObserver } from './events.js';
+import { Frontend } from './frontend.js';
+
+export interface ProxyStartOptions {
+  readonly config: ProxyConfig;
+  readonly certificates: readonly CertificateMaterial[];
+  readonly logger: Logger;
+  readonly observer?: ProxyObserver;
+  /** 48 bytes shared by every worker so tickets resume anywhere. */
+  readonly ticketKey?: Buffer;
+  /** true (default) binds its own sockets; cluster workers pass false to share the primary's. */
+  readonly exclusive?: boolean;
+}
+
+export interface DrainResult {
+  /** Connections still open when the grace period ran out, then destroyed. */
+  readonly forcedClosed: number;
+}
+
+/** Fd exhaustion is logged at most this often, however many connections it hits. */
+const FD_EXHAUSTED_LOG_INTERVAL_MS = 1000;
+/** Accepting pauses this long after fd exhaustion, doubling while it persists. */
+const ACCEPT_BACKOFF_MIN_MS = 100;
+const ACCEPT_BACKOFF_MAX_MS = 2000;
+
+export class TlsProxy {
+  private readonly frontends: Frontend[] = [];
+  private readonly connections = new Set<ProxiedConnection>();
+  private readonly handshaking = new Set<Socket>();
+  private readonly connector: BackendConnector;
+  private readonly observer: ProxyObserver;
+  private lastFdLog = 0;
+  private fdFailuresSinceLog = 0;
+  private acceptBackoffMs = ACCEPT_BACKOFF_MIN_MS;
+  private acceptPaused: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private idleWaiters: Array<() => void> = [];
+
+  private constructor(
+    private config: ProxyConfig,
+    private readonly logger: Logger,
+    observer: ProxyObserver | undefined,
+  ) {
+    this.observer = observer ?? NOOP_OBSERVER;
+    this.connector = new BackendConnector({
+      address: config.backend,
+      connectTimeoutMs: config.backendConnectTimeoutMs,
+      sourceAddresses: config.backendSourceAddresses,
+    });
+  }
+
+  static async start(options: ProxyStartOptions): Promise<TlsProxy> {
+    const proxy = new TlsProxy(options.config, options.logger, options.observer);
+    const frontendConfigs = options.config.frontends;
+    for (let index = 0; index < frontendConfigs.length; index++) {
+      const frontendConfig = frontendConfigs[index];
+      if (frontendConfig === undefined) continue;
+      const frontend = new Frontend(
+        {
+          address: frontendConfig.address,
+          tls: proxy.tlsOptions(index, options.certificates, options.ticketKey),
+          handshakeTimeoutMs: options.config.sslHandshakeTimeoutMs,
+          proxyProxy: options.config.proxyProxy,
+          backlog: options.config.backlog,
+          exclusive: options.exclusive ?? true,
+        },
+        {
+          onAccepted: (raw) => proxy.accepted(raw),
+          onHandshakeSettled: (raw) => proxy.handshakeSettled(raw),
+          onSecure: (socket, accepted) => proxy.secured(socket, accepted),
+          onClientError: (reason, error, endpoints) => {
+            proxy.observer.connectionFailed(reason);
+            proxy.logger.info(
+              {
+                reason,
+                client: endpoints
+                  ? `${endpoints.sourceAddress}:${endpoints.sourcePort}`
+                  : undefined,
+                err: { code: (error as NodeJS.ErrnoException).code, message: error.message },
+              },
+              'handshake failed',
+            );
+          },
+          onAcceptError: () => proxy.fdExhausted(),
+        },
+      );
+      proxy.frontends.push(frontend);
+    }
+    try {
+      await Promise.all(proxy.frontends.map((frontend) => frontend.listen()));
+    } catch (error) {
+      for (const frontend of proxy.frontends) frontend.stopAccepting();
+      throw error;
+    }
+    return proxy;
+  }
+
+  private tlsOptions(
+    index: number,
+    certificates: readonly CertificateMaterial[],
+    ticketKey: Buffer | undefined,
+  ) {
+    const frontend = this.config.frontends[index];
+    if (frontend === undefined) throw new Error(`no frontend ${index}`);
+    const policy: FrontendTlsPolicy = {
+      tlsProtos: frontend.tlsProtos,
+      ciphers: frontend.ciphers,
+      ciphersuites: frontend.ciphersuites,
+      preferServerCiphers: frontend.preferServerCiphers,
+      sniNomatchAbort: frontend.sniNomatchAbort,
+      matchGlobalCerts: frontend.matchGlobalCerts,
+      ecdhCurve: this.config.ecdhCurve,
+      alpnProtos: this.config.alpnProtos,
+    };
+    const selector = new CertificateSelector(
+      certificatesForFrontend(certificates, index, frontend.matchGlobalCerts),
+      policy,
+    );
+    return serverOptions(selector, policy, ticketKey, () => {});
+  }
+
+  private accepted(raw: Socket): void {
+    this.observer.connectionAccepted();
+    this.handshaking.add(raw);
+  }
+
+  private handshakeSettled(raw: Socket): void {
+    this.handshaking.delete(raw);
+    this.checkIdle();
+  }
+
+  private secured(
+    socket: Parameters<typeof proxyConnection>[0],
+    accepted: Parameters<typeof proxyConnection>[1],
+  ): void {
+    const connection = proxyConnection(
+      socket,
+      accepted,
+      {
+        connector: this.connector,
+        settings: this.config,
+        observer: this.observer,
+        logger: this.logger,
+        onFdExhausted: () => this.fdExhausted(),
+      },
+      () => {
+        this.connections.delete(connection);
+        this.checkIdle();
+      },
+    );
+    this.connections.add(connection);
+  }
+
+  /**
+   * EMFILE/ENFILE (on accept or on the backend socket): keep serving what is open, stop
+   * accepting for a while so new clients queue in the kernel instead of being accepted
+   * and dropped, and log once per second with how many connections it cost.
+   */
+  private fdExhausted(): void {
+    this.fdFailuresSinceLog += 1;
+    const now = Date.now();
+    if (now - this.lastFdLog >= FD_EXHAUSTED_LOG_INTERVAL_MS) {
+      this.logger.error(
+        {
+          reason: 'fd_exhausted',
+          failedConnections: this.fdFailuresSinceLog,
+          active: this.activeConnections,
+          pauseMs: this.acceptBackoffMs,
+        },
+        'out of file descriptors; pausing accept, existing connections keep being served',
+      );
+      this.lastFdLog = now;
+      this.fdFailuresSinceLog = 0;
+    }
+    if (this.acceptPaused !== undefined || this.stopped) return;
+    for (const frontend of this.frontends) frontend.stopAccepting();
+    this.acceptPaused = setTimeout(() => {
+      this.acceptPaused = undefined;
+      if (this.stopped) return;
+      for (const frontend of this.frontends) {
+        frontend.resumeAccepting().catch((error: Error) => {
+          this.logger.error({ err: error.message }, 'cannot resume accepting');
+        });
+      }
+    }, this.acceptBackoffMs);
+    this.acceptBackoffMs = Math.min(this.acceptBackoffMs * 2, ACCEPT_BACKOFF_MAX_MS);
+    // A quiet second resets the back-off.
+    setTimeout(() => {
+      if (Date.now() - this.lastFdLog >= FD_EXHAUSTED_LOG_INTERVAL_MS)
+        this.acceptBackoffMs = ACCEPT_BACKOFF_MIN_MS;
+    }, ACCEPT_BACKOFF_MAX_MS * 2).unref();
+  }
+
+  addresses(): TcpAddress[] {
+    return this.frontends.map((frontend) => frontend.address());
+  }
+
+  /** Established (post-handshake) connections plus those still handshaking. */
+  get activeConnections(): number {
+    return this.connections.size + this.handshaking.size;
+  }
+
+  setTicketKey(key: Buffer): void {
+    for (const frontend of this.frontends) frontend.setTicketKeys(key);
+  }
+
+  getTicketKey(): Buffer | undefined {
+    return this.frontends[0]?.getTicketKeys();
+  }
+
+  stopAccepting(): void {
+    this.stopped = true;
+    clearTimeout(this.acceptPaused);
+    for (const frontend of this.frontends) frontend.stopAccepting();
+  }
+
+  /** Stop accepting, wait for live connections to end, destroy what is left after graceMs. */
+  async drain(graceMs: number): Promise<DrainResult> {
+    this.stopAccepting();
+    if (this.activeConnections === 0) return { forcedClosed: 0 };
+    let timer: NodeJS.Timeout | undefined;
+    const idle = new Promise<boolean>((resolve) => this.idleWaiters.push(() => resolve(true)));
+    // setTimeout clamps huge delays to 1 ms: an unlimited grace must not become none.
+    const timeout = new Promise<boolean>((resolve) => {
+      if (Number.isFinite(graceMs)) timer = setTimeout(() => resolve(false), graceMs);
+    });
+    const wentIdle = await Promise.race([idle, timeout]);
+    clearTimeout(timer);
+    if (wentIdle) return { forcedClosed: 0 };
+    const forcedClosed = this.activeConnections;
+    this.destroy();
+    return { forcedClosed };
+  }
+
+  destroy(): void {
+    this.stopAccepting();
+    for (const connection of this.connections) connection.destroy();
+    for (const raw of this.handshaking) raw.destroy();
+  }
+
+  private checkIdle(): void {
+    if (this.activeConnections > 0 || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const waiter of waiters) waiter();
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The relay between a decrypted client stream and its backend socket.
+ *
+ * Backpressure: a side whose peer's write buffer is full is paused until 'drain'.
+ * Half-close: an end from one side becomes end() on the other, and the opposite
+ * direction keeps flowing until it ends too. Any error, or a side that closes before
+ * finishing both directions, tears down both: a half-dead pair never lingers.
+ */
+import type { Socket } from 'node:net';
+import type { ConnectionFailureReason } from './events.js';
+
+export interface SpliceFailure {
+  readonly reason: ConnectionFailureReason;
+  readonly error: Error | undefined;
+}
+
+export interface SpliceOptions {
+  /** Rewrites client bytes until it returns `done` (X-Forwarded-For injection). */
+  readonly clientTransform?: { push(chunk: Buffer): Buffer; readonly done: boolean };
+  /** Called once, after both sockets have closed. */
+  readonly onClosed: (failure: SpliceFailure | undefined) => void;
+}
+
+export function splice(client: Socket, backend: Socket, options: SpliceOptions): void {
+  let failure: SpliceFailure | undefined;
+  let open = 2;
+  const fail = (reason: ConnectionFailureReason, error: Error | undefined): void => {
+    failure ??= { reason, error };
+    client.destroy();
+    backend.destroy();
+  };
+  const closed = (): void => {
+    open -= 1;
+    if (open === 0) options.onClosed(failure);
+  };
+
+  relay(client, backend, options.clientTransform);
+  relay(backend, client, undefined);
+
+  client.on('error', (error) => fail('client_reset', error));
+  backend.on('error', (error) => fail('backend_error', error));
+  client.once('close', () => {
+    if (!finishedBothWays(client)) fail('client_reset', undefined);
+    closed();
+  });
+  backend.once('close', () => {
+    if (!finishedBothWays(backend)) fail('backend_error', undefined);
+    closed();
+  });
+}
+
+function finishedBothWays(socket: Socket): boolean {
+  return socket.readableEnded && socket.writableFinished;
+}
+
+/** One direction: a minimal pipe() without its per-chunk bookkeeping. */
+function relay(
+  from: Socket,
+  to: Socket,
+  transform: { push(chunk: Buffer): Buffer; readonly done: boolean } | undefined,
+): void {
+  let pending = transform;
+  from.on('data', (chunk: Buffer) => {
+    let out = chunk;
+    if (pending !== undefined) {
+      out = pending.push(chunk);
+      if (pending.done) pending = undefined;
+      if (out.length === 0) return;
+    }
+    if (!to.write(out)) from.pause();
+  });
+  to.on('drain', () => from.resume());
+  from.once('end', () => {
+    if (!to.destroyed) to.end();
+  });
+}

@@ -1,0 +1,160 @@
+/**
+ * From certificate material and a frontend's TLS settings to what node:tls needs: one
+ * SecureContext per certificate, SNI lookup with wildcards, and the server options.
+ */
+import { createSecureContext, type SecureContext, type TlsOptions } from 'node:tls';
+import type { TlsProtocolName, TlsSettings } from '../config/model.js';
+import type { CertificateMaterial } from './material.js';
+
+/** What a frontend's TLS layer is built from; a plain-data slice of the config model. */
+export interface FrontendTlsPolicy extends TlsSettings {
+  readonly ecdhCurve: string;
+  readonly alpnProtos: readonly string[];
+  /** Offer global certificates too when the frontend has its own (Hitch's match-global-certs). */
+  readonly matchGlobalCerts: boolean;
+}
+
+export class TlsPolicyError extends Error {
+  readonly code = 'UNHITCH_TLS_POLICY';
+}
+
+type NodeTlsVersion = 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+
+const NODE_VERSION: Record<TlsProtocolName, NodeTlsVersion | undefined> = {
+  SSLv3: undefined, // OpenSSL 3 as built into node cannot speak it at all
+  'TLSv1.0': 'TLSv1',
+  'TLSv1.1': 'TLSv1.1',
+  'TLSv1.2': 'TLSv1.2',
+  'TLSv1.3': 'TLSv1.3',
+};
+const ORDER: readonly NodeTlsVersion[] = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
+
+/** node:tls takes a version range; Hitch a list. A list with holes widens to its span. */
+export function versionRange(protos: readonly TlsProtocolName[]): {
+  minVersion: NodeTlsVersion;
+  maxVersion: NodeTlsVersion;
+} {
+  const indexes = protos
+    .map((name) => NODE_VERSION[name])
+    .filter((version): version is NodeTlsVersion => version !== undefined)
+    .map((version) => ORDER.indexOf(version));
+  if (indexes.length === 0) {
+    throw new TlsPolicyError(
+      `tls-protos "${protos.join(' ')}" leaves no protocol node:tls supports`,
+    );
+  }
+  return {
+    minVersion: ORDER[Math.min(...indexes)] as NodeTlsVersion,
+    maxVersion: ORDER[Math.max(...indexes)] as NodeTlsVersion,
+  };
+}
+
+/** node:tls takes TLS 1.3 suites and the ≤1.2 cipher list in one string. */
+function cipherString(policy: TlsSettings): string {
+  return [policy.ciphersuites, policy.ciphers].filter((part) => part.length > 0).join(':');
+}
+
+function contextOptions(policy: FrontendTlsPolicy) {
+  // Old protocols need OpenSSL's security level 0 to offer their SHA-1 based ciphers.
+  const range = versionRange(policy.tlsProtos);
+  const legacy = range.minVersion === 'TLSv1' || range.minVersion === 'TLSv1.1';
+  return {
+    ...range,
+    ciphers: legacy ? `${cipherString(policy)}:@SECLEVEL=0` : cipherString(policy),
+    ecdhCurve: policy.ecdhCurve,
+    honorCipherOrder: policy.preferServerCiphers,
+  };
+}
+
+function dnsMatchKeys(servername: string): string[] {
+  const name = servername.toLowerCase().replace(/\.$/, '');
+  const dot = name.indexOf('.');
+  // A wildcard covers exactly one left-most label (RFC 6125 6.4.3).
+  return dot > 0 ? [name, `*${name.slice(dot)}`] : [name];
+}
+
+/** The certificates one frontend offers, ready for SNI. */
+export class CertificateSelector {
+  readonly defaultCertificate: CertificateMaterial;
+  private readonly byName = new Map<string, SecureContext>();
+
+  constructor(ordered: readonly CertificateMaterial[], policy: FrontendTlsPolicy) {
+    const last = ordered[ordered.length - 1];
+    if (last === undefined) throw new TlsPolicyError('frontend has no certificate');
+    // Hitch: the last pem-file given is the default certificate.
+    this.defaultCertificate = last;
+    const options = contextOptions(policy);
+    for (const material of ordered) {
+      const context = createSecureContext({ ...options, key: material.key, cert: material.cert });
+      for (const name of material.names) {
+        if (!this.byName.has(name)) this.byName.set(name, context);
+      }
+    }
+  }
+
+  /** Context for an SNI name; exact names win over wildcards; undefined = no match. */
+  select(servername: string): SecureContext | undefined {
+    for (const key of dnsMatchKeys(servername)) {
+      const context = this.byName.get(key);
+      if (context !== undefined) return context;
+    }
+    return undefined;
+  }
+}
+
+/** A frontend's own certificates first, then the global ones where Hitch would use them. */
+export function certificatesForFrontend(
+  all: readonly CertificateMaterial[],
+  frontendIndex: number,
+  matchGlobalCerts: boolean,
+): CertificateMaterial[] {
+  const own = all.filter((material) => material.frontendIndex === frontendIndex);
+  const global = all.filter((material) => material.frontendIndex === undefined);
+  if (own.length === 0) return global;
+  // Own certificates keep the default (the last own one): globals go in front of them.
+  return matchGlobalCerts ? [...global, ...own] : own;
+}
+
+export interface SniFailure {
+  readonly servername: string;
+}
+
+/**
+ * tls.createServer options for a frontend. The SNI callback never throws into OpenSSL:
+ * a lookup failure falls back to the default certificate unless sni-nomatch-abort.
+ */
+export function serverOptions(
+  selector: CertificateSelector,
+  policy: FrontendTlsPolicy,
+  ticketKey: Buffer | undefined,
+  onSniNoMatch: (failure: SniFailure) => void,
+): TlsOptions {
+  const options: TlsOptions = {
+    ...contextOptions(policy),
+    key: selector.defaultCertificate.key,
+    cert: selector.defaultCertificate.cert,
+    // Ticket lifetime (s): long enough that a client resumes across restarts and rotations.
+    sessionTimeout: 7200,
+    SNICallback: (servername, callback) => {
+      let context: SecureContext | undefined;
+      try {
+        context = selector.select(servername);
+      } catch {
+        context = undefined;
+      }
+      if (context === undefined && policy.sniNomatchAbort) {
+        onSniNoMatch({ servername });
+        const error = Object.assign(new Error(`no certificate for SNI name "${servername}"`), {
+          code: 'UNHITCH_SNI_NOMATCH',
+        });
+        callback(error, undefined);
+        return;
+      }
+      // undefined keeps the server's default context.
+      callback(null, context);
+    },
+  };
+  if (policy.alpnProtos.length > 0) options.ALPNProtocols = [...policy.alpnProtos];
+  if (ticketKey !== undefined) options.ticketKeys = ticketKey;
+  return options;
+}

@@ -1,0 +1,159 @@
+/**
+ * Certificate material: read every pem-file the config names, split Hitch's combined
+ * PEM (key + chain) or pair cert + private-key, check key and certificate belong
+ * together, and note the DNS names each certificate answers for (SNI).
+ *
+ * Runs in the primary before privileges are dropped; workers get the bytes over IPC, so
+ * a private key readable only by root still works after the drop (as with Hitch).
+ */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { ConfigError } from '../config/errors.js';
+import type { PemFileConfig, ProxyConfig } from '../config/model.js';
+
+export interface CertificateMaterial {
+  /** The pem-file path, for messages. */
+  readonly source: string;
+  /** PEM certificate chain, leaf first. */
+  readonly cert: Buffer;
+  /** PEM private key. */
+  readonly key: Buffer;
+  /** Lower-case DNS names (SAN, else CN); wildcards kept as `*.example.com`. */
+  readonly names: readonly string[];
+  readonly ocspResponse: Buffer | undefined;
+  /** Index into `config.frontends` for a frontend's own pem-file; undefined = global. */
+  readonly frontendIndex: number | undefined;
+}
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]+?-----END \1-----\r?\n?/g;
+
+export function loadCertificates(
+  config: ProxyConfig,
+  warn: (message: string) => void = () => {},
+): CertificateMaterial[] {
+  const loaded: CertificateMaterial[] = [];
+  for (const pem of config.pemFiles) loaded.push(loadPemFile(pem, undefined, warn));
+  config.frontends.forEach((frontend, index) => {
+    for (const pem of frontend.pemFiles) loaded.push(loadPemFile(pem, index, warn));
+  });
+  if (loaded.length === 0) {
+    throw new ConfigError('UNHITCH_CONFIG_MISSING', `${config.source}: no pem-file configured`);
+  }
+  return loaded;
+}
+
+export function loadPemFile(
+  pem: PemFileConfig,
+  frontendIndex: number | undefined,
+  warn: (message: string) => void,
+): CertificateMaterial {
+  const certText = readPem(pem.certPath);
+  const keyText = pem.privateKeyPath === undefined ? certText : readPem(pem.privateKeyPath);
+  const keyPath = pem.privateKeyPath ?? pem.certPath;
+  warnIfReadableByOthers(keyPath, warn);
+
+  const certificates = blocks(certText).filter((block) => block.label === 'CERTIFICATE');
+  const keys = blocks(keyText).filter((block) => block.label.endsWith('PRIVATE KEY'));
+  if (certificates.length === 0) {
+    throw fileError(
+      pem.certPath,
+      'holds no PEM certificate',
+      'a -----BEGIN CERTIFICATE----- block',
+    );
+  }
+  if (keys.length !== 1) {
+    throw fileError(
+      keyPath,
+      keys.length === 0 ? 'holds no PEM private key' : `holds ${keys.length} private keys`,
+      'exactly one -----BEGIN PRIVATE KEY----- block',
+    );
+  }
+  const cert = Buffer.from(certificates.map((block) => block.text).join(''));
+  const key = Buffer.from((keys[0] as PemBlock).text);
+
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(cert);
+  } catch (err) {
+    throw fileError(pem.certPath, `certificate does not parse: ${(err as Error).message}`);
+  }
+  let keyMatches: boolean;
+  try {
+    keyMatches = leaf.checkPrivateKey(createPrivateKey(key));
+  } catch (err) {
+    throw fileError(keyPath, `private key does not parse: ${(err as Error).message}`);
+  }
+  if (!keyMatches)
+    throw fileError(keyPath, `private key does not match the certificate in ${pem.certPath}`);
+  if (Date.parse(leaf.validTo) < Date.now())
+    warn(`${pem.certPath}: certificate expired on ${leaf.validTo}`);
+
+  const ocspResponse =
+    pem.ocspResponsePath === undefined ? undefined : readFileOrThrow(pem.ocspResponsePath);
+  return {
+    source: pem.certPath,
+    cert,
+    key,
+    names: certificateNames(leaf),
+    ocspResponse,
+    frontendIndex,
+  };
+}
+
+interface PemBlock {
+  readonly label: string;
+  readonly text: string;
+}
+
+function blocks(text: string): PemBlock[] {
+  return [...text.matchAll(PEM_BLOCK)].map((match) => ({
+    label: match[1] as string,
+    text: match[0].endsWith('\n') ? match[0] : `${match[0]}\n`,
+  }));
+}
+
+/** SAN DNS names when present (RFC 6125: then CN is ignored), else the subject CN. */
+export function certificateNames(certificate: X509Certificate): string[] {
+  const san = certificate.subjectAltName;
+  if (san) {
+    const names = san
+      .split(/,\s*/)
+      .filter((entry) => entry.startsWith('DNS:'))
+      .map((entry) => entry.slice(4).toLowerCase());
+    if (names.length > 0) return names;
+  }
+  const cn = /(?:^|\n)CN=([^\n]+)/.exec(certificate.subject)?.[1];
+  return cn ? [cn.toLowerCase()] : [];
+}
+
+function readPem(path: string): string {
+  return readFileOrThrow(path).toString('latin1');
+}
+
+function readFileOrThrow(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw fileError(
+      path,
+      `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+}
+
+function warnIfReadableByOthers(path: string, warn: (message: string) => void): void {
+  try {
+    const mode = statSync(path).mode;
+    if ((mode & 0o077) !== 0) {
+      warn(
+        `${path}: private key is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`,
+      );
+    }
+  } catch {
+    // Unreadable files fail loudly when read; nothing to add here.
+  }
+}
+
+function fileError(path: string, message: string, expected?: string): ConfigError {
+  return new ConfigError('UNHITCH_CONFIG_FILE', `${path}: ${message}`, undefined, expected);
+}

@@ -1,0 +1,184 @@
+/**
+ * An in-process Proxy on 127.0.0.1:0 built straight from the config model (no parser),
+ * with its log lines captured, plus certificates and plain TCP backends to put behind it.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { pino } from 'pino';
+import {
+  DEFAULT_CONFIG,
+  DEFAULT_TLS,
+  type FrontendConfig,
+  type ProxyConfig,
+  type TlsSettings,
+} from '../../src/config/model.js';
+import type { ProxyObserver } from '../../src/proxy/events.js';
+import { TlsProxy } from '../../src/proxy/proxy.js';
+import { type CertificateMaterial, loadPemFile } from '../../src/tls/material.js';
+import { makeSelfSigned } from '../../src/tls/selfsigned.js';
+
+export interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly reason?: string;
+  readonly [key: string]: unknown;
+}
+
+export class CapturedLog {
+  readonly lines: LogLine[] = [];
+  readonly logger = pino(
+    { level: 'debug' },
+    new Writable({
+      write: (chunk: Buffer, _encoding, callback) => {
+        for (const line of chunk.toString('utf8').split('\n')) {
+          if (line.trim()) this.lines.push(JSON.parse(line) as LogLine);
+        }
+        callback();
+      },
+    }),
+  );
+
+  withReason(reason: string): LogLine[] {
+    return this.lines.filter((line) => line.reason === reason);
+  }
+}
+
+export interface TestCertificate {
+  readonly material: CertificateMaterial;
+  readonly certPath: string;
+  readonly keyPath: string;
+  readonly combinedPath: string;
+  readonly cert: Buffer;
+}
+
+const certDir = mkdtempSync(join(tmpdir(), 'unhitch-certs-'));
+process.once('exit', () => rmSync(certDir, { recursive: true, force: true }));
+
+/** A self-signed certificate (ECDSA P-256) for the given names, loaded as the proxy would. */
+export function makeCertificate(stem: string, dnsNames: string[] = ['localhost']): TestCertificate {
+  const made = makeSelfSigned({ dir: certDir, stem, commonName: dnsNames[0] ?? stem, dnsNames });
+  const material = loadPemFile(
+    { certPath: made.certPath, privateKeyPath: made.keyPath, ocspResponsePath: undefined },
+    undefined,
+    () => {},
+  );
+  return {
+    material,
+    certPath: made.certPath,
+    keyPath: made.keyPath,
+    combinedPath: made.combinedPath,
+    cert: made.cert,
+  };
+}
+
+let sharedCertificate: TestCertificate | undefined;
+export function localhostCertificate(): TestCertificate {
+  sharedCertificate ??= makeCertificate('localhost', ['localhost']);
+  return sharedCertificate;
+}
+
+export function frontendOn(port = 0, tls: Partial<TlsSettings> = {}): FrontendConfig {
+  return {
+    ...DEFAULT_TLS,
+    ...tls,
+    address: { kind: 'tcp', host: '127.0.0.1', port },
+    pemFiles: [],
+    matchGlobalCerts: false,
+  };
+}
+
+export interface RunningProxy {
+  readonly proxy: TlsProxy;
+  readonly port: number;
+  readonly log: CapturedLog;
+  close(): void;
+}
+
+export async function startProxy(
+  backendPort: number,
+  overrides: Partial<ProxyConfig> = {},
+  certificates: readonly CertificateMaterial[] = [localhostCertificate().material],
+  observer?: ProxyObserver,
+): Promise<RunningProxy> {
+  const log = new CapturedLog();
+  const config: ProxyConfig = {
+    ...DEFAULT_CONFIG,
+    source: '<test>',
+    frontends: [frontendOn()],
+    backend: { kind: 'tcp', host: '127.0.0.1', port: backendPort },
+    ...overrides,
+  };
+  const proxy = await TlsProxy.start({
+    config,
+    certificates,
+    logger: log.logger,
+    ...(observer ? { observer } : {}),
+  });
+  const port = proxy.addresses()[0]?.port ?? 0;
+  return { proxy, port, log, close: () => proxy.destroy() };
+}
+
+/** A plain TCP backend; `onSocket` sees each accepted connection. */
+export async function startBackend(
+  onSocket: (socket: Socket) => void,
+): Promise<{ server: Server; port: number; sockets: Set<Socket> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    onSocket(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port, sockets };
+}
+
+export function closeBackend(backend: { server: Server; sockets: Set<Socket> }): void {
+  for (const socket of backend.sockets) socket.destroy();
+  backend.server.close();
+}
+
+/** A TLS client to the proxy that trusts nothing and checks nothing (tests look at bytes). */
+export function connectClient(port: number, options: ConnectionOptions = {}): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      rejectUnauthorized: false,
+      servername: 'localhost',
+      allowHalfOpen: true,
+      ...options,
+    } as ConnectionOptions);
+    socket.once('secureConnect', () => {
+      socket.off('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** Reads a socket to its end. */
+export function readAll(socket: Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.once('end', () => resolve(Buffer.concat(chunks)));
+    socket.once('error', reject);
+  });
+}
+
+/** Resolves when `predicate` holds, polling; rejects after `timeoutMs`. */
+export async function waitFor(
+  predicate: () => boolean,
+  timeoutMs = 5_000,
+  what = 'condition',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

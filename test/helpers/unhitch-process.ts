@@ -1,0 +1,157 @@
+/**
+ * The real `unhitch` binary as a child process: its JSON log lines parsed as they come,
+ * its workers found through /proc, stopped by PID.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../../..');
+export const CLI = resolve(ROOT, 'dist/src/cli.js');
+
+export interface UnhitchLogLine {
+  readonly msg?: string;
+  readonly pid?: number;
+  readonly level?: number;
+  readonly [key: string]: unknown;
+}
+
+export interface UnhitchProcess {
+  readonly child: ChildProcess;
+  readonly lines: UnhitchLogLine[];
+  /** Everything printed that was not a JSON line (startup errors). */
+  text(): string;
+  waitForLog(
+    predicate: (line: UnhitchLogLine) => boolean,
+    timeoutMs?: number,
+    what?: string,
+  ): Promise<UnhitchLogLine>;
+  /** Count of lines matching, polled until at least `count`. */
+  waitForLogs(
+    predicate: (line: UnhitchLogLine) => boolean,
+    count: number,
+    timeoutMs?: number,
+  ): Promise<UnhitchLogLine[]>;
+  workerPids(): number[];
+  exited(): Promise<number | null>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export interface StartOptions {
+  readonly cwd?: string;
+  /** Command prefix, e.g. ['taskset', '-c', '1'] or ['prlimit', '--nofile=64']. */
+  readonly wrapper?: readonly string[];
+}
+
+export function startUnhitch(args: readonly string[], options: StartOptions = {}): UnhitchProcess {
+  const wrapper = options.wrapper ?? [];
+  const command = wrapper[0] ?? process.execPath;
+  const commandArgs =
+    wrapper.length > 0 ? [...wrapper.slice(1), process.execPath, CLI, ...args] : [CLI, ...args];
+  const child = spawn(command, commandArgs, {
+    cwd: options.cwd ?? ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: UnhitchLogLine[] = [];
+  let text = '';
+  let partial = '';
+  const onChunk = (chunk: Buffer): void => {
+    partial += chunk.toString('utf8');
+    const parts = partial.split('\n');
+    partial = parts.pop() ?? '';
+    for (const part of parts) {
+      if (part.startsWith('{')) {
+        try {
+          lines.push(JSON.parse(part) as UnhitchLogLine);
+          continue;
+        } catch {
+          // not JSON after all: keep it as text
+        }
+      }
+      text += `${part}\n`;
+    }
+  };
+  child.stdout?.on('data', onChunk);
+  child.stderr?.on('data', onChunk);
+  const exit = once(child, 'exit').then(([code]) => code as number | null);
+
+  const poll = async <T>(
+    check: () => T | undefined,
+    timeoutMs: number,
+    what: string,
+  ): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = check();
+      if (value !== undefined) return value;
+      if (Date.now() > deadline || (child.exitCode !== null && check() === undefined)) {
+        throw new Error(
+          `unhitch: timed out waiting for ${what} (exit ${child.exitCode})\n${text}${lines
+            .slice(-20)
+            .map((line) => JSON.stringify(line))
+            .join('\n')}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  return {
+    child,
+    lines,
+    text: () => text,
+    waitForLog: (predicate, timeoutMs = 15_000, what = 'a log line') =>
+      poll(() => lines.find(predicate), timeoutMs, what),
+    waitForLogs: (predicate, count, timeoutMs = 15_000) =>
+      poll(
+        () => {
+          const found = lines.filter(predicate);
+          return found.length >= count ? found : undefined;
+        },
+        timeoutMs,
+        `${count} matching log lines`,
+      ),
+    workerPids: () =>
+      child.pid === undefined ? [] : descendants(child.pid).filter((pid) => isNode(pid)),
+    exited: () => exit,
+    kill: (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+  };
+}
+
+/** Every process whose parent chain leads to `pid` (from /proc/<pid>/stat). */
+export function descendants(pid: number): number[] {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parents.set(Number(entry), Number(fields[1]));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const found: number[] = [];
+  const frontier = [pid];
+  while (frontier.length > 0) {
+    const parent = frontier.pop() as number;
+    for (const [child, ppid] of parents) {
+      if (ppid === parent) {
+        found.push(child);
+        frontier.push(child);
+      }
+    }
+  }
+  return found;
+}
+
+function isNode(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker.js');
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,422 @@
+/**
+ * The clustered binary as operators run it: real processes, real signals, loopback.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { TLSSocket } from 'node:tls';
+import TrackerServer from 'bittorrent-tracker/server';
+import WebSocket from 'ws';
+import { readAllowedCpus, readThreadAffinities } from '../../src/cluster/affinity.js';
+import { freePort } from '../helpers/ports.js';
+import {
+  closeBackend,
+  connectClient,
+  makeCertificate,
+  readAll,
+  startBackend,
+  waitFor,
+} from '../helpers/proxy-fixture.js';
+import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
+import { randomId } from '../helpers/webtorrent.js';
+
+const cert = makeCertificate('cluster', ['localhost']);
+
+function hitchArgs(frontendPort: number, backendPort: number, extra: string[] = []): string[] {
+  return [
+    `--frontend=[127.0.0.1]:${frontendPort}`,
+    `--backend=[127.0.0.1]:${backendPort}`,
+    '--log-level=debug',
+    ...extra,
+    cert.combinedPath,
+  ];
+}
+
+const isReady = (line: UnhitchLogLine) => line.msg === 'worker ready';
+
+/** Which worker pid logged the handshake of the client whose local port is `port`. */
+async function servingPid(lines: UnhitchLogLine[], port: number): Promise<number> {
+  let found: UnhitchLogLine | undefined;
+  await waitFor(
+    () => {
+      found = lines.find(
+        (line) => line.msg === 'handshake completed' && line.client === `127.0.0.1:${port}`,
+      );
+      return found !== undefined;
+    },
+    5_000,
+    `handshake log for port ${port}`,
+  );
+  return (found as UnhitchLogLine).pid as number;
+}
+
+async function echo(socket: Socket | TLSSocket, text: string): Promise<string> {
+  socket.write(text);
+  const [chunk] = (await once(socket, 'data')) as [Buffer];
+  return chunk.toString();
+}
+
+test('kill -9 of a worker: replaced within a second, the other worker keeps its connections', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const unhitch = startUnhitch(hitchArgs(port, backend.port, ['--workers=2']));
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLogs(isReady, 2);
+
+  // Open connections until both workers hold one.
+  const clients: TLSSocket[] = [];
+  t.after(() => {
+    for (const client of clients) client.destroy();
+  });
+  const byPid = new Map<number, TLSSocket>();
+  for (let attempt = 0; attempt < 40 && byPid.size < 2; attempt++) {
+    const client = await connectClient(port);
+    clients.push(client);
+    assert.equal(await echo(client, 'ping'), 'ping');
+    byPid.set(await servingPid(unhitch.lines, client.localPort ?? 0), client);
+  }
+  assert.equal(byPid.size, 2, 'connections landed on both workers');
+  const [victimPid, survivorPid] = [...byPid.keys()] as [number, number];
+  const survivor = byPid.get(survivorPid) as TLSSocket;
+
+  const killedAt = Date.now();
+  process.kill(victimPid, 'SIGKILL');
+  const died = await unhitch.waitForLog((line) => line.msg === 'worker died; restarting');
+  assert.ok((died.restartInMs as number) <= 1_000, `restart delay ${died.restartInMs} ms`);
+  await unhitch.waitForLogs(isReady, 3, 5_000);
+  const replacedAfter = Date.now() - killedAt;
+  assert.ok(replacedAfter < 3_000, `replacement ready after ${replacedAfter} ms`);
+
+  assert.equal(
+    await echo(survivor, 'still here'),
+    'still here',
+    'the other worker kept its connection',
+  );
+  const fresh = await connectClient(port);
+  clients.push(fresh);
+  assert.equal(await echo(fresh, 'new'), 'new');
+  assert.equal(unhitch.workerPids().length, 2);
+});
+
+test('SIGHUP: new certificate for new connections, an open WebSocket keeps working', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-reload-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const tracker = new TrackerServer({ udp: false, http: false, ws: true, stats: false });
+  const trackerPort = await freePort();
+  await new Promise<void>((resolve) => tracker.listen(trackerPort, '127.0.0.1', resolve));
+  t.after(() => tracker.close());
+  const port = await freePort();
+  const first = makeCertificate('reload-one', ['localhost']);
+  const second = makeCertificate('reload-two', ['localhost']);
+  copyFileSync(first.certPath, join(dir, 'cert.crt'));
+  copyFileSync(first.keyPath, join(dir, 'key.pem'));
+  const configPath = join(dir, 'hitch.conf');
+  writeFileSync(
+    configPath,
+    `frontend = "[127.0.0.1]:${port}"\nbackend = "[127.0.0.1]:${trackerPort}"\nworkers = 1\nlog-level = "debug"\n` +
+      `pem-file = {\n  cert = "${join(dir, 'cert.crt')}"\n  private-key = "${join(dir, 'key.pem')}"\n}\n`,
+  );
+  const unhitch = startUnhitch([`--config=${configPath}`]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLogs(isReady, 1);
+
+  const socket = new WebSocket(`wss://127.0.0.1:${port}`, { rejectUnauthorized: false });
+  t.after(() => socket.terminate());
+  await once(socket, 'open');
+  const announce = async (): Promise<Record<string, unknown>> => {
+    socket.send(
+      JSON.stringify({
+        action: 'announce',
+        info_hash: randomId(),
+        peer_id: randomId(),
+        numwant: 1,
+        uploaded: 0,
+        downloaded: 0,
+        left: 0,
+        event: 'started',
+        offers: [],
+      }),
+    );
+    const [data] = (await once(socket, 'message')) as [Buffer];
+    return JSON.parse(String(data)) as Record<string, unknown>;
+  };
+  assert.equal((await announce()).action, 'announce');
+  const fingerprintOf = async (): Promise<string> => {
+    const client = await connectClient(port);
+    const fingerprint = client.getPeerCertificate().fingerprint256;
+    client.destroy();
+    return fingerprint;
+  };
+  const before = await fingerprintOf();
+
+  copyFileSync(second.certPath, join(dir, 'cert.crt'));
+  copyFileSync(second.keyPath, join(dir, 'key.pem'));
+  unhitch.kill('SIGHUP');
+  await unhitch.waitForLog((line) => line.msg === 'reloaded');
+  const after = await fingerprintOf();
+  assert.notEqual(after, before, 'new connections see the new certificate');
+  assert.equal((await announce()).action, 'announce', 'the open WebSocket still works');
+
+  // A broken config is refused and the running one keeps serving.
+  writeFileSync(configPath, 'frontend = {\n');
+  unhitch.kill('SIGHUP');
+  const rejected = await unhitch.waitForLog(
+    (line) => line.msg === 'reload rejected; the running configuration stays',
+  );
+  assert.match(String(rejected.err), /hitch\.conf:2:1/);
+  assert.equal(await fingerprintOf(), after);
+  assert.equal((await announce()).action, 'announce');
+});
+
+test('SIGTERM drains: an in-flight 16 MiB transfer completes, then the process exits 0', async (t) => {
+  const total = 16 * 1024 * 1024;
+  const payload = randomBytes(total);
+  const backend = await startBackend((socket) => {
+    // Slowly, so the transfer is still running when SIGTERM arrives.
+    let offset = 0;
+    const timer = setInterval(() => {
+      socket.write(payload.subarray(offset, offset + 1024 * 1024));
+      offset += 1024 * 1024;
+      if (offset >= total) {
+        clearInterval(timer);
+        socket.end();
+      }
+    }, 60);
+    socket.once('close', () => clearInterval(timer));
+  });
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const unhitch = startUnhitch(
+    hitchArgs(port, backend.port, ['--workers=1', '--drain-timeout=30']),
+  );
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLogs(isReady, 1);
+
+  const client = await connectClient(port);
+  const received = readAll(client);
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  unhitch.kill('SIGTERM');
+  await unhitch.waitForLog((line) => line.msg === 'draining');
+  // New connections are refused while the old one finishes.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await assert.rejects(connectClient(port), 'accepting stopped during the drain');
+  const bytes = await received;
+  client.end();
+  assert.equal(bytes.length, total);
+  assert.equal(
+    createHash('sha256').update(bytes).digest('hex'),
+    createHash('sha256').update(payload).digest('hex'),
+  );
+  assert.equal(await unhitch.exited(), 0);
+});
+
+test('session tickets resume on another worker and after a restart with ticket-key-file (TLS 1.3 and 1.2)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-tickets-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const keyFile = join(dir, 'tickets.key');
+  const port = await freePort();
+  const args = hitchArgs(port, backend.port, ['--workers=2', `--ticket-key-file=${keyFile}`]);
+
+  let unhitch = startUnhitch(args);
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLogs(isReady, 2);
+
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+    // A session from one worker…
+    const first = await connectClient(port, { maxVersion: version, minVersion: version });
+    const session = await sessionOf(first);
+    const issuer = await servingPid(unhitch.lines, first.localPort ?? 0);
+    first.destroy();
+    // …resumed on the other (accept distribution is the kernel's: try until it lands there).
+    let resumedElsewhere = false;
+    for (let attempt = 0; attempt < 60 && !resumedElsewhere; attempt++) {
+      const again = await connectClient(port, {
+        session,
+        maxVersion: version,
+        minVersion: version,
+      });
+      const pid = await servingPid(unhitch.lines, again.localPort ?? 0);
+      if (pid !== issuer) {
+        assert.ok(
+          again.isSessionReused(),
+          `${version}: ticket from worker ${issuer} not resumed on ${pid}`,
+        );
+        resumedElsewhere = true;
+      }
+      again.destroy();
+    }
+    assert.ok(resumedElsewhere, `${version}: never reached the other worker`);
+  }
+
+  const sessions = new Map<string, Buffer>();
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+    const client = await connectClient(port, { maxVersion: version, minVersion: version });
+    sessions.set(version, await sessionOf(client));
+    client.destroy();
+  }
+  unhitch.kill('SIGTERM');
+  assert.equal(await unhitch.exited(), 0);
+  unhitch = startUnhitch(args);
+  await unhitch.waitForLogs(isReady, 2);
+  for (const [version, session] of sessions) {
+    const client = await connectClient(port, {
+      session,
+      maxVersion: version as 'TLSv1.3',
+      minVersion: version as 'TLSv1.3',
+    });
+    assert.ok(client.isSessionReused(), `${version}: not resumed after restart`);
+    client.destroy();
+  }
+  unhitch.kill('SIGTERM');
+  await unhitch.exited();
+});
+
+/** TLS 1.3 delivers tickets after the handshake; wait for one. TLS 1.2 has it at once. */
+async function sessionOf(client: TLSSocket): Promise<Buffer> {
+  if (client.getProtocol() === 'TLSv1.2') {
+    const session = client.getSession();
+    assert.ok(session);
+    return session;
+  }
+  const [session] = (await once(client, 'session')) as [Buffer];
+  return session;
+}
+
+test('pinning: under taskset -c 1 every thread of every worker stays on CPU 1', async (t) => {
+  if (!readAllowedCpus('self').includes(1)) {
+    t.skip('this machine has no CPU 1');
+    return;
+  }
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const unhitch = startUnhitch(hitchArgs(port, backend.port), { wrapper: ['taskset', '-c', '1'] });
+  t.after(() => unhitch.kill('SIGKILL'));
+  // No --workers: one per CPU of the inherited mask, i.e. one.
+  await unhitch.waitForLogs(isReady, 1);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const workers = unhitch.workerPids();
+  assert.equal(workers.length, 1);
+  for (const pid of workers) {
+    const threads = readThreadAffinities(pid);
+    assert.ok(threads.size > 1, 'a node worker has several threads');
+    for (const [tid, cpus] of threads)
+      assert.deepEqual(cpus, [1], `thread ${tid} of worker ${pid}`);
+  }
+});
+
+test('pinning: two workers on a two-CPU mask take one CPU each', async (t) => {
+  if (!readAllowedCpus('self').includes(1)) {
+    t.skip('this machine has no CPU 1');
+    return;
+  }
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const unhitch = startUnhitch(hitchArgs(port, backend.port, ['--workers=2']), {
+    wrapper: ['taskset', '-c', '0,1'],
+  });
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLogs(isReady, 2);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const cpus = unhitch
+    .workerPids()
+    .map((pid) => [...new Set([...readThreadAffinities(pid).values()].map((set) => set.join(',')))])
+    .map((distinct) => {
+      assert.equal(distinct.length, 1, 'all threads of a worker share one CPU');
+      return distinct[0];
+    })
+    .sort();
+  assert.deepEqual(cpus, ['0', '1']);
+});
+
+test('EMFILE: with a low fd limit the worker survives, keeps its connections and recovers', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const unhitch = startUnhitch(hitchArgs(port, backend.port, ['--workers=1']), {
+    wrapper: ['prlimit', '--nofile=64:64'],
+  });
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLogs(isReady, 1);
+
+  const keeper = await connectClient(port);
+  assert.equal(await echo(keeper, 'before'), 'before');
+  const flood: TLSSocket[] = [];
+  for (let index = 0; index < 60; index++) {
+    try {
+      flood.push(await connectClient(port));
+    } catch {
+      // refused/reset: what we are provoking
+    }
+  }
+  await unhitch.waitForLog((line) => line.reason === 'fd_exhausted', 5_000);
+  assert.equal(await echo(keeper, 'during'), 'during', 'an existing connection kept working');
+  for (const socket of flood) socket.destroy();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const after = await connectClient(port);
+  assert.equal(await echo(after, 'after'), 'after', 'accepting again once fds are free');
+  after.destroy();
+  keeper.destroy();
+  assert.equal(
+    unhitch.lines.filter((line) => line.msg === 'worker died; restarting').length,
+    0,
+    'no worker died',
+  );
+});
+
+test('metrics endpoint: Prometheus numbers match the traffic sent', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const unhitch = startUnhitch(
+    hitchArgs(port, backend.port, ['--workers=2', `--metrics=127.0.0.1:${metricsPort}`]),
+  );
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLogs(isReady, 2);
+
+  const connections = 5;
+  const bytesEach = 3000;
+  for (let index = 0; index < connections; index++) {
+    const client = await connectClient(port);
+    const reply = readAll(client);
+    client.end(Buffer.alloc(bytesEach, 7));
+    assert.equal((await reply).length, bytesEach);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const text = await new Promise<string>((resolve, reject) => {
+    httpGet(`http://127.0.0.1:${metricsPort}/metrics`, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => {
+        body += chunk;
+      });
+      response.once('end', () => resolve(body));
+    }).once('error', reject);
+  });
+  const value = (series: string): number => {
+    const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+    assert.ok(line, `no series ${series} in:\n${text.slice(0, 2000)}`);
+    return Number(line.split(' ')[1]);
+  };
+  assert.equal(value('unhitch_connections_accepted_total'), connections);
+  assert.equal(value('unhitch_handshakes_total{kind="full"}'), connections);
+  assert.equal(
+    value('unhitch_bytes_total{direction="client_to_backend"}'),
+    connections * bytesEach,
+  );
+  assert.equal(
+    value('unhitch_bytes_total{direction="backend_to_client"}'),
+    connections * bytesEach,
+  );
+  assert.equal(value('unhitch_active_connections'), 0);
+});

@@ -1,0 +1,229 @@
+/**
+ * The data plane over real loopback sockets: bytes, half-close, backend faults,
+ * handshake timeouts. The proxy runs in-process; clients and backends are real peers.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect as netConnect, type Socket } from 'node:net';
+import { test } from 'node:test';
+import TrackerServer from 'bittorrent-tracker/server';
+import { freePort } from '../helpers/ports.js';
+import {
+  closeBackend,
+  connectClient,
+  readAll,
+  startBackend,
+  startProxy,
+  waitFor,
+} from '../helpers/proxy-fixture.js';
+import { announceOnce } from '../helpers/webtorrent.js';
+
+const MiB = 1024 * 1024;
+
+/** Writes `total` random bytes with backpressure, then ends; resolves with their SHA-256. */
+async function sendRandom(socket: Socket, total: number): Promise<string> {
+  const hash = createHash('sha256');
+  let sent = 0;
+  while (sent < total) {
+    const chunk = randomBytes(Math.min(64 * 1024, total - sent));
+    hash.update(chunk);
+    sent += chunk.length;
+    if (!socket.write(chunk)) await once(socket, 'drain');
+  }
+  socket.end();
+  return hash.digest('hex');
+}
+
+function sha256Of(socket: Socket): Promise<{ digest: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    socket.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+    });
+    socket.once('end', () => resolve({ digest: hash.digest('hex'), bytes }));
+    socket.once('error', reject);
+  });
+}
+
+test('a WebTorrent announce over wss reaches bittorrent-tracker and its answer comes back', async (t) => {
+  const tracker = new TrackerServer({
+    udp: false,
+    http: false,
+    ws: true,
+    stats: false,
+    trustProxy: true,
+  });
+  const trackerPort = await freePort();
+  await new Promise<void>((resolve) => tracker.listen(trackerPort, '127.0.0.1', resolve));
+  t.after(() => tracker.close());
+  const proxy = await startProxy(trackerPort);
+  t.after(() => proxy.close());
+
+  const response = await announceOnce(`wss://127.0.0.1:${proxy.port}`);
+  assert.equal(response.action, 'announce');
+  assert.equal(typeof response.interval, 'number');
+  assert.equal(response['failure reason'], undefined);
+});
+
+test('64 MiB each way at once arrive intact (SHA-256), under backpressure', {
+  timeout: 120_000,
+}, async (t) => {
+  const total = 64 * MiB;
+  let backendResult: Promise<{ digest: string; bytes: number }> | undefined;
+  let backendSent: Promise<string> | undefined;
+  const backend = await startBackend((socket) => {
+    backendResult = sha256Of(socket);
+    backendSent = sendRandom(socket, total);
+  });
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port);
+  t.after(() => proxy.close());
+
+  const client = await connectClient(proxy.port);
+  const clientResult = sha256Of(client);
+  const clientSent = await sendRandom(client, total);
+  const received = await clientResult;
+  await waitFor(() => backendResult !== undefined, 5_000, 'backend connection');
+  const atBackend = await (backendResult as Promise<{ digest: string; bytes: number }>);
+
+  assert.equal(atBackend.bytes, total);
+  assert.equal(atBackend.digest, clientSent, 'client → backend bytes differ');
+  assert.equal(received.bytes, total);
+  assert.equal(
+    received.digest,
+    await (backendSent as Promise<string>),
+    'backend → client bytes differ',
+  );
+});
+
+test('half-close from the client: the backend sees EOF and can still answer', async (t) => {
+  const backend = await startBackend((socket) => {
+    void readAll(socket).then((request) => {
+      // Only after the client's EOF: the reply proves the other direction stayed open.
+      socket.end(Buffer.concat([Buffer.from('got:'), request]));
+    });
+  });
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port);
+  t.after(() => proxy.close());
+
+  const client = await connectClient(proxy.port);
+  const reply = readAll(client);
+  client.end('hello');
+  assert.equal((await reply).toString(), 'got:hello');
+});
+
+test('half-close from the backend: the client sees EOF and can still send', async (t) => {
+  let received: Promise<Buffer> | undefined;
+  const backend = await startBackend((socket) => {
+    received = readAll(socket);
+    socket.end('bye');
+  });
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port);
+  t.after(() => proxy.close());
+
+  const client = await connectClient(proxy.port);
+  const fromBackend = await readAll(client);
+  assert.equal(fromBackend.toString(), 'bye');
+  client.end('still talking');
+  await waitFor(() => received !== undefined);
+  assert.equal((await (received as Promise<Buffer>)).toString(), 'still talking');
+});
+
+test('backend down: the client is closed, a log line names the reason, the proxy keeps serving', async (t) => {
+  const deadPort = await freePort();
+  const proxy = await startProxy(deadPort);
+  t.after(() => proxy.close());
+
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const client = await connectClient(proxy.port);
+    const data = await readAll(client); // resolves on a clean end, rejects on reset
+    assert.equal(data.length, 0);
+  }
+  await waitFor(
+    () => proxy.log.withReason('backend_refused').length === 3,
+    2_000,
+    'three log lines',
+  );
+  assert.equal(proxy.proxy.activeConnections, 0);
+});
+
+test('backend black-holed (accept queue full): backend-connect-timeout closes the client', async (t) => {
+  // A listener that never accepts, its queue filled: further SYNs go unanswered.
+  const holder = spawn(
+    'python3',
+    [
+      '-c',
+      'import socket,sys,time\ns=socket.socket();s.bind(("127.0.0.1",0));s.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.after(() => holder.kill('SIGKILL'));
+  const [line] = (await once(holder.stdout, 'data')) as [Buffer];
+  const port = Number(line.toString().trim());
+  const fillers: Socket[] = [];
+  t.after(() => {
+    for (const socket of fillers) socket.destroy();
+  });
+  for (let index = 0; index < 4; index++) {
+    const filler = netConnect(port, '127.0.0.1');
+    filler.on('error', () => {});
+    fillers.push(filler);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200));
+
+  const proxy = await startProxy(port, { backendConnectTimeoutMs: 300 });
+  t.after(() => proxy.close());
+  const started = Date.now();
+  const client = await connectClient(proxy.port);
+  await readAll(client);
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed >= 250 && elapsed < 3_000, `closed after ${elapsed} ms`);
+  await waitFor(
+    () => proxy.log.withReason('backend_connect_timeout').length === 1,
+    2_000,
+    'timeout log line',
+  );
+});
+
+test('a client that never finishes its handshake is cut at ssl-handshake-timeout', async (t) => {
+  const backend = await startBackend(() => {});
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { sslHandshakeTimeoutMs: 300 });
+  t.after(() => proxy.close());
+
+  const started = Date.now();
+  const idle = netConnect(proxy.port, '127.0.0.1');
+  idle.on('error', () => {});
+  idle.resume();
+  await once(idle, 'close');
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed >= 250 && elapsed < 3_000, `closed after ${elapsed} ms`);
+  await waitFor(
+    () => proxy.log.withReason('handshake_timeout').length === 1,
+    2_000,
+    'timeout log line',
+  );
+  assert.equal(backend.sockets.size, 0, 'no backend connection for an unfinished handshake');
+  assert.equal(proxy.proxy.activeConnections, 0, 'a timed-out handshake leaves nothing behind');
+});
+
+test('plaintext HTTP on the TLS port is closed with reason not_tls', async (t) => {
+  const backend = await startBackend(() => {});
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port);
+  t.after(() => proxy.close());
+
+  const plain = netConnect(proxy.port, '127.0.0.1');
+  plain.on('error', () => {});
+  plain.end('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  plain.resume();
+  await once(plain, 'close');
+  await waitFor(() => proxy.log.withReason('not_tls').length === 1, 2_000, 'not_tls log line');
+  assert.equal(proxy.proxy.activeConnections, 0, 'a failed handshake leaves nothing behind');
+});

@@ -1,0 +1,275 @@
+/**
+ * TLS policy (versions, SNI, ALPN) and what the backend sees first (PROXY v1/v2 with
+ * Hitch's TLVs, proxy-proxy, X-Forwarded-For), checked byte for byte over real sockets.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { connect as netConnect, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import {
+  closeBackend,
+  connectClient,
+  frontendOn,
+  localhostCertificate,
+  makeCertificate,
+  readAll,
+  startBackend,
+  startProxy,
+  waitFor,
+} from '../helpers/proxy-fixture.js';
+
+/** A backend that records everything each connection sends until EOF. */
+async function recordingBackend() {
+  const received: Promise<Buffer>[] = [];
+  const backend = await startBackend((socket: Socket) => {
+    received.push(readAll(socket));
+  });
+  return { ...backend, received };
+}
+
+test('PROXY v1: the exact line Hitch writes, then the client bytes', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { proxyProtocol: 'v1' });
+  t.after(() => proxy.close());
+
+  const client = await connectClient(proxy.port);
+  const clientPort = client.localPort;
+  client.end('payload');
+  await waitFor(() => backend.received.length === 1);
+  const bytes = await backend.received[0];
+  assert.equal(
+    bytes?.toString('latin1'),
+    `PROXY TCP4 127.0.0.1 127.0.0.1 ${clientPort} ${proxy.port}\r\npayload`,
+  );
+});
+
+test('PROXY v2: address block and TLVs (ALPN, authority, SSL version + cipher) byte for byte', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { proxyProtocol: 'v2', alpnProtos: ['http/1.1'] });
+  t.after(() => proxy.close());
+
+  const client = await connectClient(proxy.port, {
+    ALPNProtocols: ['http/1.1'],
+    servername: 'localhost',
+  });
+  const clientPort = client.localPort ?? 0;
+  const cipher = client.getCipher().name;
+  assert.equal(client.getProtocol(), 'TLSv1.3');
+  client.end('x');
+  await waitFor(() => backend.received.length === 1);
+  const bytes = (await backend.received[0]) as Buffer;
+
+  const tlv = (type: number, value: Buffer): Buffer => {
+    const head = Buffer.alloc(3);
+    head[0] = type;
+    head.writeUInt16BE(value.length, 1);
+    return Buffer.concat([head, value]);
+  };
+  const ssl = tlv(
+    0x20,
+    Buffer.concat([
+      Buffer.from([0x01, 0, 0, 0, 0]), // PP2_CLIENT_SSL, verify = 0
+      tlv(0x21, Buffer.from('TLSv1.3')),
+      tlv(0x23, Buffer.from(cipher)),
+    ]),
+  );
+  const tlvs = Buffer.concat([
+    tlv(0x01, Buffer.from('http/1.1')),
+    tlv(0x02, Buffer.from('localhost')),
+    ssl,
+  ]);
+  const ports = Buffer.alloc(4);
+  ports.writeUInt16BE(clientPort, 0);
+  ports.writeUInt16BE(proxy.port, 2);
+  const length = Buffer.alloc(2);
+  length.writeUInt16BE(12 + tlvs.length);
+  const expected = Buffer.concat([
+    Buffer.from('0d0a0d0a000d0a515549540a', 'hex'),
+    Buffer.from([0x21, 0x11]),
+    length,
+    Buffer.from([127, 0, 0, 1, 127, 0, 0, 1]),
+    ports,
+    tlvs,
+    Buffer.from('x'),
+  ]);
+  assert.equal(bytes.toString('hex'), expected.toString('hex'));
+});
+
+test('proxy-proxy: a PROXY v1 header before the ClientHello becomes the client address', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { proxyProxy: true, proxyProtocol: 'v1' });
+  t.after(() => proxy.close());
+
+  const raw = netConnect(proxy.port, '127.0.0.1');
+  await once(raw, 'connect');
+  raw.write('PROXY TCP4 198.51.100.7 203.0.113.9 40000 443\r\n');
+  const client = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
+  await once(client, 'secureConnect');
+  client.end('hi');
+  await waitFor(() => backend.received.length === 1);
+  const bytes = await backend.received[0];
+  assert.equal(bytes?.toString('latin1'), 'PROXY TCP4 198.51.100.7 203.0.113.9 40000 443\r\nhi');
+});
+
+test('proxy-proxy: garbage instead of a PROXY header is closed with a reason', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { proxyProxy: true });
+  t.after(() => proxy.close());
+
+  const raw = netConnect(proxy.port, '127.0.0.1');
+  raw.on('error', () => {});
+  raw.write('GET / HTTP/1.1\r\n\r\n');
+  raw.resume();
+  await once(raw, 'close');
+  await waitFor(() => proxy.log.withReason('proxy_header_invalid').length === 1);
+  assert.equal(backend.received.length, 0);
+});
+
+test('forwarded-for: X-Forwarded-For/Proto injected into the first request only, forged ones dropped', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { forwardedFor: true });
+  t.after(() => proxy.close());
+
+  const client = await connectClient(proxy.port);
+  const upgrade =
+    'GET /announce HTTP/1.1\r\nHost: tracker\r\nX-Forwarded-For: 6.6.6.6\r\nUpgrade: websocket\r\n\r\n';
+  const frames = 'GET /second HTTP/1.1\r\nX-Forwarded-For: 7.7.7.7\r\n\r\n';
+  client.write(upgrade);
+  client.end(frames);
+  await waitFor(() => backend.received.length === 1);
+  const text = (await backend.received[0])?.toString('latin1') ?? '';
+  const [head, rest] = [
+    text.slice(0, text.indexOf('\r\n\r\n') + 4),
+    text.slice(text.indexOf('\r\n\r\n') + 4),
+  ];
+  assert.match(head, /^GET \/announce HTTP\/1\.1\r\n/);
+  assert.match(head, /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/i);
+  assert.match(head, /\r\nX-Forwarded-Proto: https\r\n/i);
+  assert.doesNotMatch(head, /6\.6\.6\.6/);
+  assert.equal(rest, frames, 'bytes after the first request pass untouched');
+});
+
+test('SNI: exact name, wildcard, default certificate; sni-nomatch-abort refuses unknown names', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const alpha = makeCertificate('alpha', ['alpha.example.com']);
+  const wild = makeCertificate('wild', ['*.wild.example.com']);
+  const fallback = localhostCertificate();
+  // The last pem-file is the default, as in Hitch.
+  const certificates = [alpha.material, wild.material, fallback.material];
+  const proxy = await startProxy(backend.port, {}, certificates);
+  t.after(() => proxy.close());
+
+  const servedName = async (port: number, servername: string): Promise<string> => {
+    const client = await connectClient(port, { servername });
+    const subject = client.getPeerCertificate().subject?.CN ?? '';
+    client.destroy();
+    return String(subject);
+  };
+  assert.equal(await servedName(proxy.port, 'alpha.example.com'), 'alpha.example.com');
+  assert.equal(await servedName(proxy.port, 'ALPHA.example.com'), 'alpha.example.com');
+  assert.equal(await servedName(proxy.port, 'x.wild.example.com'), '*.wild.example.com');
+  assert.equal(
+    await servedName(proxy.port, 'a.b.wild.example.com'),
+    'localhost',
+    'wildcards cover one label',
+  );
+  assert.equal(await servedName(proxy.port, 'unknown.example.org'), 'localhost');
+
+  const strict = await startProxy(
+    backend.port,
+    { frontends: [frontendOn(0, { sniNomatchAbort: true })] },
+    certificates,
+  );
+  t.after(() => strict.close());
+  assert.equal(await servedName(strict.port, 'x.wild.example.com'), '*.wild.example.com');
+  await assert.rejects(connectClient(strict.port, { servername: 'unknown.example.org' }));
+  await waitFor(
+    () => strict.log.withReason('sni_nomatch').length === 1,
+    2_000,
+    'sni_nomatch log line',
+  );
+});
+
+test('TLS 1.1 and 1.0 are refused by default; TLS 1.2 and 1.3 are accepted', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port);
+  t.after(() => proxy.close());
+
+  for (const version of ['TLSv1', 'TLSv1.1'] as const) {
+    await assert.rejects(
+      connectClient(proxy.port, {
+        minVersion: version,
+        maxVersion: version,
+        ciphers: 'DEFAULT:@SECLEVEL=0',
+      }),
+      `${version} must be refused`,
+    );
+  }
+  for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+    const client = await connectClient(proxy.port, { minVersion: version, maxVersion: version });
+    assert.equal(client.getProtocol(), version);
+    client.destroy();
+  }
+});
+
+test('tls-protos TLSv1.2 only: a TLS 1.3-only client is refused', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, {
+    frontends: [frontendOn(0, { tlsProtos: ['TLSv1.2'] })],
+  });
+  t.after(() => proxy.close());
+
+  await assert.rejects(connectClient(proxy.port, { minVersion: 'TLSv1.3' }));
+  const client = await connectClient(proxy.port);
+  assert.equal(client.getProtocol(), 'TLSv1.2');
+  client.destroy();
+});
+
+test('openssl s_client: TLS 1.3 handshake and data reach the backend; -tls1_1 fails', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port);
+  t.after(() => proxy.close());
+
+  const run = (args: string[], input: string) =>
+    new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = spawn(
+        'openssl',
+        ['s_client', '-connect', `127.0.0.1:${proxy.port}`, '-quiet', ...args],
+        {
+          stdio: ['pipe', 'pipe', 'pipe'],
+        },
+      );
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+      child.stderr.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+      child.stdin.end(input);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve({ code, output });
+      });
+    });
+
+  const ok = await run(['-tls1_3', '-servername', 'localhost'], 'hello from openssl\n');
+  await waitFor(() => backend.received.length === 1, 5_000, `backend connection (${ok.output})`);
+  assert.equal((await backend.received[0])?.toString(), 'hello from openssl\n');
+
+  const old = await run(['-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0'], '');
+  assert.notEqual(old.code, 0, old.output);
+  assert.equal(backend.received.length, 1, 'no backend connection for the refused handshake');
+});
