@@ -38,9 +38,10 @@ export interface ProxiedConnection {
 /** What goes to the backend before the client's first byte. */
 export function backendPreamble(
   settings: ConnectionSettings,
-  endpoints: ProxyEndpoints,
+  accepted: AcceptedSocket,
   client: TLSSocket,
 ): Buffer | undefined {
+  const endpoints: ProxyEndpoints = accepted.endpoints;
   if (settings.proxyProtocol === 'v1') return encodeProxyV1(endpoints);
   if (settings.proxyProtocol === 'v2') {
     const servername = (client as TLSSocket & { servername?: string | false }).servername;
@@ -53,7 +54,8 @@ export function backendPreamble(
     });
   }
   if (settings.writeIp) return encodeWriteIp(endpoints.sourceAddress);
-  return undefined;
+  // Hitch's proxy-proxy alone: the load balancer's header goes on to the backend as is.
+  return accepted.proxyHeader;
 }
 
 export function proxyConnection(
@@ -118,7 +120,7 @@ export function proxyConnection(
       client.removeListener('close', earlyClose);
       observer.backendConnected(performance.now() - connectStarted);
       if (settings.keepaliveSec > 0) socket.setKeepAlive(true, settings.keepaliveSec * 1000);
-      const preamble = backendPreamble(settings, accepted.endpoints, client);
+      const preamble = backendPreamble(settings, accepted, client);
       if (preamble !== undefined) socket.write(preamble);
       const preambleBytes = preamble?.length ?? 0;
       splice(client, socket, {

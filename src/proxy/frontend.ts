@@ -15,6 +15,8 @@ export interface AcceptedSocket {
   readonly acceptedAt: number;
   /** From the PROXY header under proxy-proxy, else from the socket itself. */
   readonly endpoints: ProxyEndpoints;
+  /** proxy-proxy: the header as the client sent it, for passing on unchanged. */
+  readonly proxyHeader?: Buffer;
 }
 
 export interface FrontendHandlers {
@@ -150,7 +152,11 @@ export class Frontend {
       raw.pause();
       if (parsed.rest.length > 0) raw.unshift(parsed.rest);
       // LOCAL / UNKNOWN headers (health checks) carry no addresses: use the socket's.
-      this.accepted.set(raw, { acceptedAt, endpoints: parsed.endpoints ?? socketEndpoints(raw) });
+      this.accepted.set(raw, {
+        acceptedAt,
+        endpoints: parsed.endpoints ?? socketEndpoints(raw),
+        proxyHeader: parsed.header,
+      });
       this.handlers.onAccepted(raw);
       this.tlsServer.emit('connection', raw);
     };

@@ -6,7 +6,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, connect as netConnect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import TrackerServer from 'bittorrent-tracker/server';
 import { freePort } from '../helpers/ports.js';
@@ -226,4 +229,41 @@ test('plaintext HTTP on the TLS port is closed with reason not_tls', async (t) =
   await once(plain, 'close');
   await waitFor(() => proxy.log.withReason('not_tls').length === 1, 2_000, 'not_tls log line');
   assert.equal(proxy.proxy.activeConnections, 0, 'a failed handshake leaves nothing behind');
+});
+
+test('unix socket backend: bytes flow both ways', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-unix-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'backend.sock');
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    void readAll(socket).then((data) => socket.end(Buffer.concat([Buffer.from('unix:'), data])));
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  t.after(() => server.close());
+  const proxy = await startProxy(0, { backend: { kind: 'unix', path } });
+  t.after(() => proxy.close());
+
+  const client = await connectClient(proxy.port);
+  const reply = readAll(client);
+  client.end('over a unix socket');
+  assert.equal((await reply).toString(), 'unix:over a unix socket');
+});
+
+test('backend source addresses: connections leave from each configured local address in turn', async (t) => {
+  const seen: string[] = [];
+  const backend = await startBackend((socket) => {
+    seen.push(socket.remoteAddress ?? '');
+    socket.end();
+  });
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, {
+    backendSourceAddresses: ['127.0.0.2', '127.0.0.3'],
+  });
+  t.after(() => proxy.close());
+
+  for (let index = 0; index < 4; index++) {
+    const client = await connectClient(proxy.port);
+    await readAll(client);
+  }
+  assert.deepEqual(seen, ['127.0.0.2', '127.0.0.3', '127.0.0.2', '127.0.0.3']);
 });

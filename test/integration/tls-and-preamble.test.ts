@@ -116,6 +116,28 @@ test('proxy-proxy: a PROXY v1 header before the ClientHello becomes the client a
   assert.equal(bytes?.toString('latin1'), 'PROXY TCP4 198.51.100.7 203.0.113.9 40000 443\r\nhi');
 });
 
+test('proxy-proxy alone: a PROXY v2 header (with TLVs) reaches the backend byte for byte', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { proxyProxy: true });
+  t.after(() => proxy.close());
+
+  // v2, PROXY, TCP4 198.51.100.7:40000 → 203.0.113.9:443, one AUTHORITY TLV "lb".
+  const header = Buffer.from(
+    '0d0a0d0a000d0a515549540a' + '2111' + '0011' + 'c6336407' + 'cb007109' + '9c40' + '01bb' + '020002' + '6c62',
+    'hex',
+  );
+  const raw = netConnect(proxy.port, '127.0.0.1');
+  await once(raw, 'connect');
+  raw.write(header);
+  const client = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
+  await once(client, 'secureConnect');
+  client.end('hi');
+  await waitFor(() => backend.received.length === 1);
+  const bytes = (await backend.received[0]) as Buffer;
+  assert.equal(bytes.toString('hex'), Buffer.concat([header, Buffer.from('hi')]).toString('hex'));
+});
+
 test('proxy-proxy: garbage instead of a PROXY header is closed with a reason', async (t) => {
   const backend = await recordingBackend();
   t.after(() => closeBackend(backend));
