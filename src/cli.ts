@@ -6,6 +6,7 @@
 import { runPrimary } from './cluster/primary.js';
 import { ConfigError } from './config/errors.js';
 import { type CliAction, parseCommandLine } from './config/load.js';
+import { unsupportedSettings } from './config/unsupported.js';
 import { createLogger } from './ops/log.js';
 import { loadCertificates } from './tls/material.js';
 
@@ -46,6 +47,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 /** `--test`: parse, load every certificate (key/cert pairing included), report, exit. */
 function checkConfig(action: Extract<CliAction, { kind: 'test' }>): number {
   for (const warning of action.warnings) process.stderr.write(`warning: ${warning.message}\n`);
+  for (const setting of unsupportedSettings(action.config))
+    process.stderr.write(`warning: ${setting.message}\n`);
   try {
     const certificates = loadCertificates(action.config, (message) =>
       process.stderr.write(`warning: ${message}\n`),

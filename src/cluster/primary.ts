@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { parseCommandLine } from '../config/load.js';
 import type { ProxyConfig } from '../config/model.js';
+import { unsupportedSettings } from '../config/unsupported.js';
 import { startMetricsServer } from '../ops/metrics.js';
 import { checkIdentity, writePidfile } from '../ops/privileges.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
@@ -78,6 +79,12 @@ class Primary {
     const config = this.current.config;
     for (const warning of checkIdentity(config, { isRoot: process.getuid?.() === 0 }).warnings) {
       this.logger.warn(warning);
+    }
+    for (const setting of unsupportedSettings(config)) {
+      this.logger.warn(
+        { option: setting.option, code: 'UNHITCH_UNSUPPORTED_SETTING' },
+        setting.message,
+      );
     }
     if (config.pidfile !== undefined) this.cleanups.push(writePidfile(config.pidfile));
     if (config.metrics !== undefined) {
