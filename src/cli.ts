@@ -8,6 +8,7 @@ import { ConfigError } from './config/errors.js';
 import { type CliAction, parseCommandLine } from './config/load.js';
 import { unsupportedSettings } from './config/unsupported.js';
 import { createLogger } from './ops/log.js';
+import { checkIdentity } from './ops/privileges.js';
 import { loadCertificates } from './tls/material.js';
 
 /** Exit status for configuration problems, as Hitch uses. */
@@ -47,8 +48,17 @@ export async function main(argv: readonly string[]): Promise<number> {
 /** `--test`: parse, load every certificate (key/cert pairing included), report, exit. */
 function checkConfig(action: Extract<CliAction, { kind: 'test' }>): number {
   for (const warning of action.warnings) process.stderr.write(`warning: ${warning.message}\n`);
-  for (const setting of unsupportedSettings(action.config))
+  for (const setting of unsupportedSettings(action.config)) {
     process.stderr.write(`warning: ${setting.message}\n`);
+  }
+  // A missing user is a warning here even as root: the file is fine, this host is not
+  // ready for it yet (running it as root would refuse to start).
+  try {
+    const identity = checkIdentity(action.config, { isRoot: process.getuid?.() === 0 });
+    for (const warning of identity.warnings) process.stderr.write(`warning: ${warning}\n`);
+  } catch (err) {
+    process.stderr.write(`warning: ${(err as Error).message}\n`);
+  }
   try {
     const certificates = loadCertificates(action.config, (message) =>
       process.stderr.write(`warning: ${message}\n`),

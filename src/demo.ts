@@ -5,30 +5,22 @@
  * of it, configured through Hitch's own command-line flags.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runPrimary } from './cluster/primary.js';
 import { parseCommandLine } from './config/load.js';
 import { createLogger } from './ops/log.js';
-import { makeSelfSigned } from './tls/selfsigned.js';
+import { ensureDemoCertificate } from './tls/demo-certificate.js';
 
 // UNHITCH_DEMO_PORT moves the demo (tracker on the next port), e.g. for tests.
 const FRONTEND_PORT = Number(process.env.UNHITCH_DEMO_PORT ?? 3000);
 const TRACKER_PORT = FRONTEND_PORT + 1;
-const TLS_DIR = resolve('tmp/tls');
-
-/**
- * Writes cert.crt + key.pem (the paths hitch-compat.conf names) and cert.pem (the same
- * key and certificate combined, the form Hitch takes on its command line).
- */
+/** The certificate hitch-compat.conf names, made on first run. */
 function ensureCertificate(): string {
-  const paths = ['cert.crt', 'key.pem', 'cert.pem'].map((name) => join(TLS_DIR, name));
-  if (!paths.every((path) => existsSync(path))) {
-    makeSelfSigned({ dir: TLS_DIR, stem: 'cert', keyFileName: 'key.pem' });
-    process.stdout.write(`made a self-signed certificate in ${TLS_DIR}\n`);
-  }
-  return join(TLS_DIR, 'cert.pem');
+  const certificate = ensureDemoCertificate();
+  if (certificate.created)
+    process.stdout.write(`made a self-signed certificate in ${certificate.dir}\n`);
+  return certificate.combinedPath;
 }
 
 /** The tracker runs in its own process: the proxy's primary never serves traffic. */
