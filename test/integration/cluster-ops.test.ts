@@ -110,3 +110,25 @@ test('a certificate that does not match its key: exit 1 naming the file, nothing
   assert.match(unhitch.text(), new RegExp(`${other.keyPath}: private key does not match`));
   assert.equal(unhitch.lines.filter(isReady).length, 0);
 });
+
+test('a second SIGTERM during a drain exits at once', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const unhitch = startUnhitch(args(port, backend.port, ['--workers=1', '--drain-timeout=60']));
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLogs(isReady, 1);
+  const client = await connectClient(port);
+  client.on('error', () => {});
+  t.after(() => client.destroy());
+
+  unhitch.kill('SIGTERM');
+  await unhitch.waitForLog((line) => line.msg === 'draining');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(unhitch.child.exitCode, null, 'the open connection holds the drain');
+  const secondAt = Date.now();
+  unhitch.kill('SIGTERM');
+  await unhitch.exited();
+  assert.ok(Date.now() - secondAt < 3_000, 'exited promptly after the second signal');
+  assert.equal(unhitch.workerPids().length, 0);
+});
