@@ -11,7 +11,7 @@ import type { ConnectionFailureReason, ProxyObserver } from './events.js';
 import { ForwardedHeaderInjector } from './forwarded.js';
 import type { AcceptedSocket } from './frontend.js';
 import { encodeProxyV1, encodeProxyV2, type ProxyEndpoints } from './proxy-protocol.js';
-import { splice } from './splice.js';
+import { BackendToClient, splice } from './splice.js';
 import { encodeWriteIp } from './write-ip.js';
 
 export interface ConnectionSettings {
@@ -67,9 +67,12 @@ export function proxyConnection(
   const { observer, logger, settings } = deps;
   const clientLabel = `${accepted.endpoints.sourceAddress}:${accepted.endpoints.sourcePort}`;
   let finished = false;
-  const finish = (reason: ConnectionFailureReason | undefined, error: Error | undefined): void => {
+  // Set when we tear the pair down ourselves, so the log blames the shutdown, not the client.
+  let forcedReason: ConnectionFailureReason | undefined;
+  const finish = (failureReason: ConnectionFailureReason | undefined, error: Error | undefined): void => {
     if (finished) return;
     finished = true;
+    const reason = forcedReason ?? failureReason;
     if (reason === 'fd_exhausted') {
       observer.connectionFailed(reason);
       deps.onFdExhausted();
@@ -114,6 +117,7 @@ export function proxyConnection(
   client.once('close', earlyClose);
 
   const connectStarted = performance.now();
+  const backendToClient = new BackendToClient();
   const backend: Socket = deps.connector.connect(
     (socket) => {
       client.removeListener('error', earlyError);
@@ -123,7 +127,7 @@ export function proxyConnection(
       const preamble = backendPreamble(settings, accepted, client);
       if (preamble !== undefined) socket.write(preamble);
       const preambleBytes = preamble?.length ?? 0;
-      splice(client, socket, {
+      splice(client, socket, backendToClient, {
         ...(settings.forwardedFor
           ? {
               clientTransform: new ForwardedHeaderInjector({
@@ -147,10 +151,12 @@ export function proxyConnection(
       client.destroySoon();
       finish(failure.reason, failure.error);
     },
+    backendToClient.onRead,
   );
 
   return {
     destroy() {
+      forcedReason = 'shutdown';
       client.destroy();
       backend.destroy();
     },

@@ -267,3 +267,24 @@ test('backend source addresses: connections leave from each configured local add
   }
   assert.deepEqual(seen, ['127.0.0.2', '127.0.0.3', '127.0.0.2', '127.0.0.3']);
 });
+
+test('drain: idle proxy returns at once; a connection past the grace is closed with reason shutdown', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port);
+  t.after(() => proxy.close());
+
+  const client = await connectClient(proxy.port);
+  client.on('error', () => {});
+  client.write('x');
+  await once(client, 'data');
+  const ended = once(client, 'end'); // the client is half-open capable: it sees our FIN
+  const started = Date.now();
+  const result = await proxy.proxy.drain(200);
+  assert.equal(result.forcedClosed, 1);
+  assert.ok(Date.now() - started >= 190);
+  await waitFor(() => proxy.log.withReason('shutdown').length === 1, 2_000, 'shutdown log line');
+  await ended;
+  assert.equal(proxy.proxy.activeConnections, 0);
+  assert.deepEqual(await proxy.proxy.drain(200), { forcedClosed: 0 });
+});
