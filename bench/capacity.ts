@@ -1,0 +1,192 @@
+#!/usr/bin/env node
+/**
+ * How many idle TLS+WebSocket connections each proxy holds (up to --target), and its KiB per
+ * connection (RSS of the proxy tree holding them minus idle RSS, / connections).
+ * Children get a raised open-files limit through prlimit (root may raise the hard limit; others
+ * are capped by `ulimit -Hn`, and the target is lowered to fit).
+ *   node dist/bench/capacity.js [--proxies=unhitch,hitch,haproxy] [--target=10000] [--quick] [--no-write]
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { builtinBackend, startBackend } from './lib/backends.js';
+import { makeSelfSignedCertificate } from './lib/cert.js';
+import { commandLine, listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
+import { machineDescription } from './lib/machine.js';
+import { runMeasuredChild } from './lib/measured-child.js';
+import { freePort } from './lib/ports.js';
+import { treeRssKiB } from './lib/proc.js';
+import { installCleanup, isShuttingDown } from './lib/processes.js';
+import { parseProxyList, proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
+import { REFERENCE_NOTES } from './lib/references.js';
+import { updateResultsFile } from './lib/results-file.js';
+import { formatDecimal, formatMarkdownTable } from './lib/table.js';
+
+const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'idle-client.js');
+const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
+/** Descriptors beyond the connections themselves (listeners, logs, node internals). */
+const SPARE_FILES = 1024;
+
+interface IdleResult {
+  readonly target: number;
+  readonly open: number;
+  readonly failures: number;
+  readonly firstError: string;
+}
+
+function hardOpenFilesLimit(): number {
+  const text = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+  return text === 'unlimited' ? 1_048_576 : Number(text);
+}
+
+/** Whether prlimit may give a child `limit` open files (root without CAP_SYS_RESOURCE may not). */
+function canRaiseOpenFiles(limit: number): boolean {
+  try {
+    execFileSync('prlimit', [`--nofile=${limit}:${limit}`, '--', 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The target that fits: the proxy needs two descriptors per connection (client + backend). */
+export function fittingTarget(requested: number, hardLimit: number, canRaise: boolean): number {
+  if (canRaise) return requested;
+  return Math.max(1, Math.min(requested, Math.floor((hardLimit - SPARE_FILES) / 2)));
+}
+
+async function main(): Promise<void> {
+  installCleanup();
+  const flags = parseFlags(process.argv.slice(2), [
+    'proxies',
+    'target',
+    'quick',
+    'no-write',
+    'proxy-cpu',
+    'load-cpu',
+    'parallel',
+  ]);
+  const quick = flags.has('quick');
+  const requested = numberFlag(flags, 'target', quick ? 2000 : 10_000);
+  const target = fittingTarget(
+    requested,
+    hardOpenFilesLimit(),
+    canRaiseOpenFiles(requested * 2 + SPARE_FILES),
+  );
+  if (target < requested) {
+    process.stderr.write(
+      `target lowered to ${target}: the open-files hard limit is ${hardOpenFilesLimit()} and cannot be raised here\n`,
+    );
+  }
+  const openFilesLimit = target * 2 + SPARE_FILES;
+  const proxyCpu = flags.get('proxy-cpu') ?? '1';
+  const loadCpu = flags.get('load-cpu') ?? '0';
+  const proxies = parseProxyList(
+    listFlag(flags, 'proxies', ['unhitch', 'hitch', 'haproxy']).join(','),
+  );
+  const workDirectory = mkdtempSync(join(tmpdir(), 'unhitch-capacity-'));
+  const rows: string[][] = [];
+  const skipped: string[] = [];
+  try {
+    const certificate = makeSelfSignedCertificate(workDirectory);
+    for (const name of proxies) {
+      const reason = proxyUnavailableReason(name);
+      if (reason) {
+        skipped.push(`${name}: ${reason}`);
+        continue;
+      }
+      process.stderr.write(`== ${name}\n`);
+      let backend: Awaited<ReturnType<typeof startBackend>> | null = null;
+      try {
+        backend = await startBackend(builtinBackend('uws'), loadCpu, openFilesLimit);
+        const proxy = await startProxy(name, {
+          frontendPort: await freePort(),
+          backendPort: backend.port,
+          combinedPemPath: certificate.combinedPemPath,
+          cpu: proxyCpu,
+          workDirectory,
+          openFilesLimit,
+        });
+        try {
+          await new Promise((r) => setTimeout(r, 500));
+          const pid = proxy.process?.pid ?? null;
+          const idleRss = pid === null ? 0 : treeRssKiB(pid);
+          const measured = await runMeasuredChild<IdleResult>({
+            name: 'idle-client',
+            command: process.execPath,
+            args: [
+              CLIENT,
+              `--url=${proxy.tls ? 'wss' : 'ws'}://127.0.0.1:${proxy.port}`,
+              `--target=${target}`,
+              `--parallel=${numberFlag(flags, 'parallel', 200)}`,
+            ],
+            cpu: loadCpu,
+            openFilesLimit,
+            proxyPid: pid,
+            onHolding: async (child) => {
+              child.child.kill('SIGTERM');
+            },
+          });
+          const r = measured.result;
+          const held = measured.proxyRssKiB;
+          rows.push([
+            name,
+            `${r.open.toLocaleString('en-US')} / ${r.target.toLocaleString('en-US')}`,
+            formatDecimal(held !== null && r.open > 0 ? (held - idleRss) / r.open : null),
+            `${idleRss.toLocaleString('en-US')} → ${(held ?? 0).toLocaleString('en-US')}`,
+            r.failures > 0 ? `${r.failures} (${r.firstError})` : '0',
+          ]);
+          process.stderr.write(`   ${rows[rows.length - 1]?.join(' | ')}\n`);
+        } finally {
+          await proxy.process?.stop();
+        }
+      } catch (err) {
+        skipped.push(`${name}: ${(err as Error).message}`);
+        process.stderr.write(`failed: ${name}: ${(err as Error).message}\n`);
+      } finally {
+        await backend?.process.stop();
+      }
+    }
+    const table = formatMarkdownTable(
+      [
+        'Proxy',
+        'Connections held / target',
+        'Proxy KiB/conn',
+        'Proxy RSS idle → holding KiB',
+        'Failures',
+      ],
+      rows,
+    );
+    process.stdout.write(`\n${table}\n`);
+    if (!flags.has('no-write') && !isShuttingDown()) {
+      updateResultsFile(
+        RESULTS_MD,
+        'capacity',
+        [
+          '## capacity: idle TLS + WebSocket connections',
+          '',
+          `Command: \`${commandLine()}\``,
+          '',
+          ...machineDescription(),
+          `- Layout: proxy on CPU ${proxyCpu}; idle ws client and uws backend on CPU ${loadCpu}; children run with RLIMIT_NOFILE ${openFilesLimit} (prlimit).${target < requested ? ` Requested ${requested} connections, lowered to ${target}: the open-files hard limit could not be raised (no CAP_SYS_RESOURCE).` : ''}`,
+          '',
+          table,
+          '',
+          ...(skipped.length > 0 ? ['Skipped:', ...skipped.map((s) => `- ${s}`), ''] : []),
+          REFERENCE_NOTES,
+        ].join('\n'),
+      );
+    }
+  } finally {
+    rmSync(workDirectory, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`capacity: ${(err as Error).message}\n`);
+    process.exit(1);
+  },
+);

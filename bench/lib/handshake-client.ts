@@ -1,0 +1,164 @@
+#!/usr/bin/env node
+import { connect as connectTcp } from 'node:net';
+import { connect, createSecureContext, type TLSSocket } from 'node:tls';
+/**
+ * TLS 1.3 handshake load: worker threads each keep `concurrency` connect→handshake→close loops
+ * running. `--mode=resumed` offers the latest session ticket and counts a handshake only if
+ * isSessionReused() confirms it; non-resumed ones are failures.
+ *   node handshake-client.js --port=P --mode=full|resumed [--workers=2] [--concurrency=16]
+ *     [--warmup=2] [--duration=10]
+ * Prints JSON events measure_start / measure_end / result on stdout.
+ */
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+
+interface ClientSettings {
+  readonly port: number;
+  readonly mode: 'full' | 'resumed';
+  readonly concurrency: number;
+}
+
+interface Tally {
+  handshakes: number;
+  failures: number;
+}
+
+/** After the handshake, wait this long at most for the server's ticket before closing. */
+const TICKET_WAIT_MS = 20;
+const CONNECT_TIMEOUT_MS = 5000;
+/** One context for all connections: building one per connect (the default) costs the client
+ * more than the handshake itself. */
+const sharedContext = createSecureContext({ minVersion: 'TLSv1.3' });
+
+function oneHandshake(
+  settings: ClientSettings,
+  session: Buffer | undefined,
+): Promise<{
+  ok: boolean;
+  ticket: Buffer | undefined;
+}> {
+  return new Promise((resolve) => {
+    let ticket: Buffer | undefined;
+    let settled = false;
+    const socket: TLSSocket = connect({
+      // Nagle + delayed ACK would stall each flight by ~40 ms and measure latency, not CPU.
+      socket: connectTcp({ host: '127.0.0.1', port: settings.port, noDelay: true }),
+      servername: 'localhost',
+      rejectUnauthorized: false,
+      secureContext: sharedContext,
+      session,
+    });
+    const finish = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timeout);
+      socket.destroy();
+      resolve({ ok, ticket });
+    };
+    const timeout = setTimeout(() => finish(false), CONNECT_TIMEOUT_MS);
+    socket.on('session', (data: Buffer) => {
+      ticket = data;
+    });
+    socket.once('secureConnect', () => {
+      const ok = settings.mode === 'full' || socket.isSessionReused();
+      // The ticket arrives just after the handshake; keep it for the next resumption.
+      if (ticket !== undefined) finish(ok);
+      else {
+        socket.once('session', () => finish(ok));
+        setTimeout(() => finish(ok), TICKET_WAIT_MS);
+      }
+    });
+    socket.on('error', () => finish(false));
+    // Flowing mode, or the post-handshake NewSessionTicket records are never read.
+    socket.resume();
+  });
+}
+
+async function workerMain(settings: ClientSettings): Promise<void> {
+  const tally: Tally = { handshakes: 0, failures: 0 };
+  let stopping = false;
+  let latestTicket: Buffer | undefined;
+  if (settings.mode === 'resumed') {
+    for (let attempt = 0; attempt < 5 && latestTicket === undefined; attempt++) {
+      latestTicket = (await oneHandshake({ ...settings, mode: 'full' }, undefined)).ticket;
+    }
+  }
+  const loop = async (): Promise<void> => {
+    while (!stopping) {
+      const { ok, ticket } = await oneHandshake(
+        settings,
+        settings.mode === 'resumed' ? latestTicket : undefined,
+      );
+      if (ok) tally.handshakes++;
+      else tally.failures++;
+      if (ticket !== undefined) latestTicket = ticket;
+    }
+  };
+  const loops = Array.from({ length: settings.concurrency }, loop);
+  const reporter = setInterval(() => {
+    parentPort?.postMessage({ ...tally });
+    tally.handshakes = 0;
+    tally.failures = 0;
+  }, 100);
+  parentPort?.on('message', () => {
+    stopping = true;
+  });
+  await Promise.all(loops);
+  clearInterval(reporter);
+  parentPort?.postMessage({ ...tally });
+  parentPort?.close();
+}
+
+function flag(name: string, fallback: string): string {
+  const prefix = `--${name}=`;
+  return process.argv.find((a) => a.startsWith(prefix))?.slice(prefix.length) ?? fallback;
+}
+
+async function main(): Promise<void> {
+  const settings: ClientSettings = {
+    port: Number(flag('port', '0')),
+    mode: flag('mode', 'full') === 'resumed' ? 'resumed' : 'full',
+    concurrency: Number(flag('concurrency', '32')),
+  };
+  const workerCount = Number(flag('workers', '2'));
+  const warmupMs = Number(flag('warmup', '2')) * 1000;
+  const durationMs = Number(flag('duration', '10')) * 1000;
+  const total: Tally = { handshakes: 0, failures: 0 };
+  const workers = Array.from({ length: workerCount }, () => {
+    const worker = new Worker(new URL(import.meta.url), { workerData: settings });
+    worker.on('message', (t: Tally) => {
+      total.handshakes += t.handshakes;
+      total.failures += t.failures;
+    });
+    return worker;
+  });
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  await sleep(warmupMs);
+  process.stdout.write(`${JSON.stringify({ event: 'measure_start' })}\n`);
+  const start = { ...total };
+  const startCpu = process.cpuUsage();
+  const startAt = performance.now();
+  await sleep(durationMs);
+  const seconds = (performance.now() - startAt) / 1000;
+  const end = { ...total };
+  const cpu = process.cpuUsage(startCpu);
+  process.stdout.write(`${JSON.stringify({ event: 'measure_end' })}\n`);
+  for (const worker of workers) worker.postMessage('stop');
+  await Promise.race([
+    Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r)))),
+    sleep(CONNECT_TIMEOUT_MS + 1000),
+  ]);
+  const handshakes = end.handshakes - start.handshakes;
+  const result = {
+    mode: settings.mode,
+    seconds,
+    handshakes,
+    failures: end.failures - start.failures,
+    handshakesPerSecond: handshakes / seconds,
+    clientCpuMicrosPerHandshake: handshakes > 0 ? (cpu.user + cpu.system) / handshakes : null,
+  };
+  process.stdout.write(`${JSON.stringify({ event: 'result', result })}\n`);
+  process.exit(0);
+}
+
+if (isMainThread) void main();
+else void workerMain(workerData as ClientSettings);

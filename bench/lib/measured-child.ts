@@ -1,0 +1,108 @@
+/**
+ * Runs a client process that prints JSON event lines (`measure_start`, `measure_end`,
+ * `result`, optionally `holding`) and samples a proxy's process tree at those instants.
+ */
+import { cpuBusyMicros, treeCpuMicros, treeRssKiB } from './proc.js';
+import { type BenchProcess, type StartOptions, startProcess } from './processes.js';
+
+export interface ChildMeasurement<Result> {
+  readonly result: Result;
+  /** Proxy tree CPU between measure_start and measure_end, µs (null without a proxy). */
+  readonly proxyCpuMicros: number | null;
+  /** Proxy tree RSS at measure_end (or at `holding`), KiB. */
+  readonly proxyRssKiB: number | null;
+  /** Busy share of the proxy CPU NOT spent in the proxy tree during the window, %. */
+  readonly otherLoadOnProxyCpuPercent: number | null;
+}
+
+export interface MeasuredChildOptions extends Omit<StartOptions, 'onStdoutLine'> {
+  readonly proxyPid: number | null;
+  /** The proxy's CPU index, to report other processes' load on it (null: not pinned). */
+  readonly proxyCpuIndex?: number | null;
+  /** Called on a `holding` event; resolves when the client may be told to finish. */
+  readonly onHolding?: (child: BenchProcess, event: Record<string, unknown>) => Promise<void>;
+  /** Progress lines from the child's stderr are echoed with this prefix. */
+  readonly echoPrefix?: string;
+}
+
+export function runMeasuredChild<Result>(
+  options: MeasuredChildOptions,
+): Promise<ChildMeasurement<Result>> {
+  const pid = options.proxyPid;
+  let cpuAtStart: number | null = null;
+  let cpuAtEnd: number | null = null;
+  let rss: number | null = null;
+  let result: Result | null = null;
+  let holdingDone: Promise<void> = Promise.resolve();
+  const cpuIndex = options.proxyCpuIndex ?? null;
+  const busy = (): number | null => (cpuIndex === null ? null : cpuBusyMicros(cpuIndex));
+  let busyAtStart: number | null = null;
+  let busyMicros: number | null = null;
+  let windowStart = 0;
+  let windowMicros = 0;
+  return new Promise((resolve, reject) => {
+    const child: BenchProcess = startProcess({
+      ...options,
+      onStdoutLine: (line) => {
+        if (!line.startsWith('{')) return;
+        let event: Record<string, unknown>;
+        try {
+          event = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          return;
+        }
+        if (event.event === 'measure_start') {
+          busyAtStart = busy();
+          windowStart = performance.now();
+          if (pid !== null) cpuAtStart = treeCpuMicros(pid);
+        }
+        if (event.event === 'measure_end') {
+          const busyNow = busy();
+          busyMicros = busyNow !== null && busyAtStart !== null ? busyNow - busyAtStart : null;
+          windowMicros = (performance.now() - windowStart) * 1000;
+        }
+        if (event.event === 'measure_end' && pid !== null) {
+          cpuAtEnd = treeCpuMicros(pid);
+          rss = treeRssKiB(pid);
+        }
+        if (event.event === 'holding') {
+          if (pid !== null) rss = treeRssKiB(pid);
+          holdingDone = options.onHolding?.(child, event) ?? Promise.resolve();
+        }
+        if (event.event === 'result') result = event.result as Result;
+      },
+    });
+    if (options.echoPrefix !== undefined) {
+      child.child.stderr?.on('data', (chunk: Buffer) => {
+        for (const line of chunk.toString().trim().split('\n')) {
+          if (line) process.stderr.write(`${options.echoPrefix}${line}\n`);
+        }
+      });
+    }
+    void child.exited.then(async (status) => {
+      await holdingDone;
+      if (result === null) {
+        reject(
+          Object.assign(
+            new Error(`${options.name} exited (${status}) without a result: ${child.stderrTail()}`),
+            {
+              code: 'BENCH_CLIENT_FAILED',
+            },
+          ),
+        );
+        return;
+      }
+      const proxyCpuMicros =
+        cpuAtStart !== null && cpuAtEnd !== null ? cpuAtEnd - cpuAtStart : null;
+      resolve({
+        result,
+        proxyCpuMicros,
+        proxyRssKiB: rss,
+        otherLoadOnProxyCpuPercent:
+          busyMicros !== null && windowMicros > 0
+            ? Math.max(0, ((busyMicros - (proxyCpuMicros ?? 0)) / windowMicros) * 100)
+            : null,
+      });
+    });
+  });
+}

@@ -1,0 +1,154 @@
+/**
+ * The TLS terminators under test, each started pinned to its own CPU in front of a
+ * loopback backend: none (direct), unhitch, hitch, haproxy, and a naive node:tls pipe.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { waitForPort } from './ports.js';
+import { type BenchProcess, commandExists, startProcess, untilReady } from './processes.js';
+
+export const PROXY_NAMES = ['none', 'unhitch', 'hitch', 'haproxy', 'node-tls'] as const;
+export type ProxyName = (typeof PROXY_NAMES)[number];
+
+/** dist/bench/lib → repository root. */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const UNHITCH_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
+const NODE_TLS_PIPE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'node-tls-pipe.js');
+
+export interface ProxyStartOptions {
+  readonly frontendPort: number;
+  readonly backendPort: number;
+  readonly combinedPemPath: string;
+  /** CPU list for taskset; omitted → not pinned (tests on small CI machines). */
+  readonly cpu?: string;
+  /** Directory for generated configuration files. */
+  readonly workDirectory: string;
+  readonly openFilesLimit?: number;
+}
+
+export interface RunningProxy {
+  readonly name: ProxyName;
+  /** null for `none`. */
+  readonly process: BenchProcess | null;
+  /** Where clients connect. */
+  readonly port: number;
+  readonly tls: boolean;
+}
+
+/** Why a proxy cannot run here, or null when it can. */
+export function proxyUnavailableReason(name: ProxyName): string | null {
+  switch (name) {
+    case 'none':
+      return null;
+    case 'unhitch':
+      return existsSync(UNHITCH_CLI) ? null : `${UNHITCH_CLI} not built (run npx tsc -p .)`;
+    case 'hitch':
+      return commandExists('hitch') ? null : 'hitch not installed (apt-get install hitch)';
+    case 'haproxy':
+      return commandExists('haproxy') ? null : 'haproxy not installed (apt-get install haproxy)';
+    case 'node-tls':
+      return existsSync(NODE_TLS_PIPE) ? null : `${NODE_TLS_PIPE} not built`;
+  }
+}
+
+export function parseProxyList(text: string): ProxyName[] {
+  return text
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '')
+    .map((name) => {
+      if (!(PROXY_NAMES as readonly string[]).includes(name)) {
+        throw Object.assign(new Error(`unknown proxy ${name}; known: ${PROXY_NAMES.join(', ')}`), {
+          code: 'BENCH_UNKNOWN_PROXY',
+        });
+      }
+      return name as ProxyName;
+    });
+}
+
+/** HAProxy in plain TCP mode, TLS terminated, one thread pinned to the proxy CPU. */
+export function haproxyConfig(options: ProxyStartOptions): string {
+  return [
+    'global',
+    '  nbthread 1',
+    ...(options.cpu === undefined ? [] : [`  cpu-map 1/1 ${options.cpu}`]),
+    // HAProxy refuses to start if maxconn needs more descriptors than it may open.
+    `  maxconn ${Math.max(256, Math.floor(((options.openFilesLimit ?? 4096) - 200) / 2))}`,
+    '  log stderr format raw local0 err',
+    'defaults',
+    '  mode tcp',
+    '  timeout connect 5s',
+    '  timeout client 1h',
+    '  timeout server 1h',
+    'frontend tls_in',
+    `  bind 127.0.0.1:${options.frontendPort} ssl crt ${options.combinedPemPath}`,
+    '  default_backend tracker',
+    'backend tracker',
+    `  server s1 127.0.0.1:${options.backendPort}`,
+    '',
+  ].join('\n');
+}
+
+function hitchFlags(options: ProxyStartOptions): string[] {
+  return [
+    `--frontend=[127.0.0.1]:${options.frontendPort}`,
+    `--backend=[127.0.0.1]:${options.backendPort}`,
+    '--workers=1',
+    '--quiet',
+  ];
+}
+
+export async function startProxy(
+  name: ProxyName,
+  options: ProxyStartOptions,
+): Promise<RunningProxy> {
+  if (name === 'none') return { name, process: null, port: options.backendPort, tls: false };
+  const common = { cpu: options.cpu, openFilesLimit: options.openFilesLimit };
+  let handle: BenchProcess;
+  switch (name) {
+    case 'unhitch':
+      handle = startProcess({
+        ...common,
+        name,
+        command: process.execPath,
+        args: [UNHITCH_CLI, ...hitchFlags(options), options.combinedPemPath],
+      });
+      break;
+    case 'hitch':
+      // Hitch refuses to keep root; nobody can still read the PEM because it is read before dropping.
+      handle = startProcess({
+        ...common,
+        name,
+        command: 'hitch',
+        args: [...hitchFlags(options), '--daemon=off', '--user=nobody', options.combinedPemPath],
+      });
+      break;
+    case 'haproxy': {
+      const configPath = join(options.workDirectory, 'haproxy.cfg');
+      writeFileSync(configPath, haproxyConfig(options));
+      handle = startProcess({
+        ...common,
+        name,
+        command: 'haproxy',
+        args: ['-db', '-f', configPath],
+      });
+      break;
+    }
+    case 'node-tls':
+      handle = startProcess({
+        ...common,
+        name,
+        command: process.execPath,
+        args: [
+          NODE_TLS_PIPE,
+          String(options.frontendPort),
+          String(options.backendPort),
+          options.combinedPemPath,
+        ],
+      });
+      break;
+  }
+  await untilReady(handle, waitForPort(options.frontendPort, 15_000));
+  return { name, process: handle, port: options.frontendPort, tls: true };
+}

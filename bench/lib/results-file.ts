@@ -1,0 +1,43 @@
+/**
+ * RESULTS.md holds one section per bench script, delimited by HTML comments so each script
+ * replaces only its own section and leaves the others' results alone.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+
+const DEFAULT_TITLE =
+  '# unhitch benchmark results\n\nEach section is rewritten by the script named in it.\n';
+
+function beginMarker(section: string): string {
+  return `<!-- bench:${section}:begin -->`;
+}
+function endMarker(section: string): string {
+  return `<!-- bench:${section}:end -->`;
+}
+
+/** Returns `document` with the named section's body replaced (or appended when absent). */
+export function replaceSection(document: string, section: string, body: string): string {
+  const begin = beginMarker(section);
+  const end = endMarker(section);
+  const block = `${begin}\n${body.trim()}\n${end}`;
+  const start = document.indexOf(begin);
+  const stop = document.indexOf(end);
+  if (start >= 0 && stop > start) {
+    return document.slice(0, start) + block + document.slice(stop + end.length);
+  }
+  const base = document.trim() === '' ? DEFAULT_TITLE : document;
+  return `${base.replace(/\n*$/, '\n\n')}${block}\n`;
+}
+
+/** The body of a section, or null when the document has none. */
+export function readSection(document: string, section: string): string | null {
+  const begin = beginMarker(section);
+  const start = document.indexOf(begin);
+  const stop = document.indexOf(endMarker(section));
+  if (start < 0 || stop < start) return null;
+  return document.slice(start + begin.length, stop).trim();
+}
+
+export function updateResultsFile(path: string, section: string, body: string): void {
+  const current = existsSync(path) ? readFileSync(path, 'utf8') : '';
+  writeFileSync(path, replaceSection(current, section, body));
+}

@@ -1,0 +1,77 @@
+/**
+ * wt-load end to end, briefly: against bittorrent-tracker directly, and through unhitch when
+ * it is built. Each run is a few seconds; every process started here is stopped by PID.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { builtinBackend, type RunningBackend, startBackend } from '../../bench/lib/backends.js';
+import { makeSelfSignedCertificate } from '../../bench/lib/cert.js';
+import { freePort } from '../../bench/lib/ports.js';
+import { stopAll } from '../../bench/lib/processes.js';
+import { startProxy, UNHITCH_CLI } from '../../bench/lib/proxies.js';
+import { DEFAULT_CONFIG, type LoadConfig } from '../../bench/wt-load/config.js';
+import { runLoad } from '../../bench/wt-load/run.js';
+
+const workDirectory = mkdtempSync(join(tmpdir(), 'bench-smoke-'));
+after(async () => {
+  await stopAll();
+  rmSync(workDirectory, { recursive: true, force: true });
+});
+
+function shortLoad(url: string): LoadConfig {
+  return {
+    ...DEFAULT_CONFIG,
+    url,
+    num_workers: 1,
+    num_connections_per_worker: 20,
+    connection_creation_interval_ms: 5,
+    duration: 2,
+    warmup: 0.5,
+    max_connect_seconds: 5,
+    torrents: { ...DEFAULT_CONFIG.torrents, number_of_torrents: 5, offers_per_request: 3 },
+  };
+}
+
+test('wt-load against bittorrent-tracker directly gets announces, offers and answers', async () => {
+  const backend: RunningBackend = await startBackend(builtinBackend('bittorrent-tracker'));
+  try {
+    const result = await runLoad(shortLoad(`ws://127.0.0.1:${backend.port}`));
+    assert.equal(result.connectionsOpen, 20);
+    assert.ok(result.responses > 0, 'no responses');
+    assert.ok(result.responsesPerSecondByKind.announce > 0, 'no announce responses');
+    assert.ok(result.responsesPerSecondByKind.offer > 0, 'no offers relayed');
+    assert.ok(result.responsesPerSecondByKind.answer > 0, 'no answers relayed');
+    assert.equal(result.errors, 0);
+  } finally {
+    await backend.process.stop();
+  }
+});
+
+test('wt-load through unhitch (wss) gets responses without errors', {
+  skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
+}, async () => {
+  const certificate = makeSelfSignedCertificate(workDirectory);
+  const backend = await startBackend(builtinBackend('bittorrent-tracker'));
+  try {
+    const proxy = await startProxy('unhitch', {
+      frontendPort: await freePort(),
+      backendPort: backend.port,
+      combinedPemPath: certificate.combinedPemPath,
+      workDirectory,
+    });
+    try {
+      const result = await runLoad(shortLoad(`wss://127.0.0.1:${proxy.port}`));
+      assert.equal(result.connectionsOpen, 20);
+      assert.ok(result.responses > 0, 'no responses through unhitch');
+      assert.ok(result.responsesPerSecondByKind.offer > 0, 'no offers through unhitch');
+      assert.equal(result.errors, 0);
+    } finally {
+      await proxy.process?.stop();
+    }
+  } finally {
+    await backend.process.stop();
+  }
+});
