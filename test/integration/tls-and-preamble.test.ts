@@ -3,8 +3,9 @@
  * Hitch's TLVs, proxy-proxy, X-Forwarded-For), checked byte for byte over real sockets.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer as createHttpServer } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
@@ -124,7 +125,15 @@ test('proxy-proxy alone: a PROXY v2 header (with TLVs) reaches the backend byte 
 
   // v2, PROXY, TCP4 198.51.100.7:40000 → 203.0.113.9:443, one AUTHORITY TLV "lb".
   const header = Buffer.from(
-    '0d0a0d0a000d0a515549540a' + '2111' + '0011' + 'c6336407' + 'cb007109' + '9c40' + '01bb' + '020002' + '6c62',
+    '0d0a0d0a000d0a515549540a' +
+      '2111' +
+      '0011' +
+      'c6336407' +
+      'cb007109' +
+      '9c40' +
+      '01bb' +
+      '020002' +
+      '6c62',
     'hex',
   );
   const raw = netConnect(proxy.port, '127.0.0.1');
@@ -294,4 +303,35 @@ test('openssl s_client: TLS 1.3 handshake and data reach the backend; -tls1_1 fa
   const old = await run(['-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0'], '');
   assert.notEqual(old.code, 0, old.output);
   assert.equal(backend.received.length, 1, 'no backend connection for the refused handshake');
+});
+
+test('curl over HTTPS through unhitch to an HTTP backend, with forwarded-for', async (t) => {
+  const server = createHttpServer((request, response) => {
+    response.end(
+      `xff=${request.headers['x-forwarded-for']} proto=${request.headers['x-forwarded-proto']}`,
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const proxy = await startProxy(port, { forwardedFor: true, alpnProtos: ['http/1.1'] });
+  t.after(() => proxy.close());
+
+  const body = await new Promise<string>((resolve, reject) => {
+    execFile(
+      'curl',
+      [
+        '--silent',
+        '--show-error',
+        '--insecure',
+        '--http1.1',
+        '-H',
+        'X-Forwarded-For: 6.6.6.6',
+        `https://127.0.0.1:${proxy.port}/`,
+      ],
+      { timeout: 10_000 },
+      (error, stdout) => (error ? reject(error) : resolve(stdout)),
+    );
+  });
+  assert.equal(body, 'xff=127.0.0.1 proto=https');
 });
