@@ -60,6 +60,8 @@ class Primary {
   private ticketKey: Buffer;
   private rotationTimer: NodeJS.Timeout | undefined;
   private stopping = false;
+  private reloading = false;
+  private reloadAgain = false;
   private nextGeneration = 1;
   private done!: () => void;
   private readonly cleanups: Array<() => void | Promise<void>> = [];
@@ -295,6 +297,24 @@ class Primary {
   /** SIGHUP: a new generation with the re-read config; the old one drains without a limit. */
   private async reload(): Promise<void> {
     if (this.stopping) return;
+    if (this.reloading) {
+      // One generation at a time; a HUP during a reload asks for one more afterwards.
+      this.reloadAgain = true;
+      return;
+    }
+    this.reloading = true;
+    try {
+      await this.reloadOnce();
+    } finally {
+      this.reloading = false;
+    }
+    if (this.reloadAgain) {
+      this.reloadAgain = false;
+      await this.reload();
+    }
+  }
+
+  private async reloadOnce(): Promise<void> {
     let config: ProxyConfig;
     let certificates: CertificateMaterial[];
     try {
