@@ -65,11 +65,16 @@ export function proxyConnection(
   onDone: () => void,
 ): ProxiedConnection {
   const { observer, logger, settings } = deps;
-  const clientLabel = `${accepted.endpoints.sourceAddress}:${accepted.endpoints.sourcePort}`;
+  // Built only when a line is logged: most connections never log.
+  const clientLabel = (): string =>
+    `${accepted.endpoints.sourceAddress}:${accepted.endpoints.sourcePort}`;
   let finished = false;
   // Set when we tear the pair down ourselves, so the log blames the shutdown, not the client.
   let forcedReason: ConnectionFailureReason | undefined;
-  const finish = (failureReason: ConnectionFailureReason | undefined, error: Error | undefined): void => {
+  const finish = (
+    failureReason: ConnectionFailureReason | undefined,
+    error: Error | undefined,
+  ): void => {
     if (finished) return;
     finished = true;
     const reason = forcedReason ?? failureReason;
@@ -81,7 +86,7 @@ export function proxyConnection(
       logger.warn(
         {
           reason,
-          client: clientLabel,
+          client: clientLabel(),
           err: error
             ? { code: (error as NodeJS.ErrnoException).code, message: error.message }
             : undefined,
@@ -99,7 +104,7 @@ export function proxyConnection(
   };
   observer.handshakeCompleted(handshake);
   if (logger.isLevelEnabled('debug'))
-    logger.debug({ client: clientLabel, ...handshake }, 'handshake completed');
+    logger.debug({ client: clientLabel(), ...handshake }, 'handshake completed');
   client.setNoDelay(true);
   if (settings.keepaliveSec > 0) client.setKeepAlive(true, settings.keepaliveSec * 1000);
 

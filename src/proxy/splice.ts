@@ -21,7 +21,34 @@ export interface SpliceOptions {
   readonly onClosed: (failure: SpliceFailure | undefined) => void;
 }
 
-export function splice(client: Socket, backend: Socket, options: SpliceOptions): void {
+/**
+ * Backend → client for a backend socket created with `onread` (see BackendConnector): the
+ * read callback exists before the socket connects, the client is attached once the splice
+ * starts. Backend bytes cannot arrive before that: reading starts after 'connect', whose
+ * handler starts the splice synchronously.
+ */
+export class BackendToClient {
+  private client: Socket | undefined;
+  /** Hand this to BackendConnector.connect. */
+  readonly onRead = (nread: number, buffer: Uint8Array): boolean => {
+    const client = this.client;
+    if (client === undefined || client.destroyed) return false;
+    // Copied out (a slice of node's small-buffer pool below 4 KiB) because the read buffer
+    // is reused by the next read while a queued write would still point into it.
+    return client.write(Buffer.from(buffer.subarray(0, nread)));
+  };
+
+  attach(client: Socket): void {
+    this.client = client;
+  }
+}
+
+export function splice(
+  client: Socket,
+  backend: Socket,
+  backendToClient: BackendToClient,
+  options: SpliceOptions,
+): void {
   let failure: SpliceFailure | undefined;
   let open = 2;
   const fail = (reason: ConnectionFailureReason, error: Error | undefined): void => {
@@ -35,7 +62,11 @@ export function splice(client: Socket, backend: Socket, options: SpliceOptions):
   };
 
   relay(client, backend, options.clientTransform);
-  relay(backend, client, undefined);
+  // The backend's bytes come through its read callback: a full client write buffer makes
+  // that return false (node stops reading); 'drain' starts reading again.
+  backendToClient.attach(client);
+  client.on('drain', () => backend.resume());
+  relayEnd(backend, client);
 
   client.on('error', (error) => fail('client_reset', error));
   backend.on('error', (error) => fail('backend_error', error));
@@ -70,6 +101,10 @@ function relay(
     if (!to.write(out)) from.pause();
   });
   to.on('drain', () => from.resume());
+  relayEnd(from, to);
+}
+
+function relayEnd(from: Socket, to: Socket): void {
   from.once('end', () => {
     if (!to.destroyed) to.end();
   });

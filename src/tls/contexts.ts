@@ -76,6 +76,8 @@ function dnsMatchKeys(servername: string): string[] {
 /** The certificates one frontend offers, ready for SNI. */
 export class CertificateSelector {
   readonly defaultCertificate: CertificateMaterial;
+  /** One certificate: every SNI lookup ends at the default context anyway. */
+  readonly single: boolean;
   private readonly byName = new Map<string, SecureContext>();
 
   constructor(ordered: readonly CertificateMaterial[], policy: FrontendTlsPolicy) {
@@ -83,6 +85,7 @@ export class CertificateSelector {
     if (last === undefined) throw new TlsPolicyError('frontend has no certificate');
     // Hitch: the last pem-file given is the default certificate.
     this.defaultCertificate = last;
+    this.single = ordered.length === 1;
     const options = contextOptions(policy);
     for (const material of ordered) {
       const context = createSecureContext({ ...options, key: material.key, cert: material.cert });
@@ -135,7 +138,13 @@ export function serverOptions(
     cert: selector.defaultCertificate.cert,
     // Ticket lifetime (s): long enough that a client resumes across restarts and rotations.
     sessionTimeout: 7200,
-    SNICallback: (servername, callback) => {
+  };
+  // An SNICallback makes node pause every handshake (full and resumed) in OpenSSL's
+  // certificate callback for a round trip into JS and, on a match, swap the SSL_CTX. With a
+  // single certificate and no sni-nomatch-abort the answer is always the default context,
+  // so that work is skipped.
+  if (!selector.single || policy.sniNomatchAbort) {
+    options.SNICallback = (servername, callback) => {
       let context: SecureContext | undefined;
       try {
         context = selector.select(servername);
@@ -152,8 +161,8 @@ export function serverOptions(
       }
       // undefined keeps the server's default context.
       callback(null, context);
-    },
-  };
+    };
+  }
   if (policy.alpnProtos.length > 0) options.ALPNProtocols = [...policy.alpnProtos];
   if (ticketKey !== undefined) options.ticketKeys = ticketKey;
   return options;
