@@ -88,8 +88,9 @@ export class Frontend {
         acceptedAt: performance.now(),
         endpoints: socketEndpoints(socket),
       };
-      if (parent) handlers.onHandshakeSettled(parent);
+      // Secure first: a drain waiting for idle must never see this connection in neither set.
       handlers.onSecure(socket, accepted);
+      if (parent) handlers.onHandshakeSettled(parent);
     });
     this.tlsServer.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
       const parent = (socket as TLSSocket & { _parent?: Socket })._parent;

@@ -105,7 +105,11 @@ function relay(
 }
 
 function relayEnd(from: Socket, to: Socket): void {
-  from.once('end', () => {
+  const end = (): void => {
     if (!to.destroyed) to.end();
-  });
+  };
+  // A client may send its FIN while the backend is still connecting: with nothing buffered
+  // node emits 'end' before anyone listens, and the backend must still hear about it.
+  if (from.readableEnded) end();
+  else from.once('end', end);
 }

@@ -120,6 +120,28 @@ test('half-close from the client: the backend sees EOF and can still answer', as
   assert.equal((await reply).toString(), 'got:hello');
 });
 
+test('a FIN sent before the backend has connected still reaches it; nothing lingers', {
+  timeout: 10_000,
+}, async (t) => {
+  // The client ends in the same tick its handshake completes: the proxy sees EOF while its
+  // backend connect is still in flight (this left the pair open before the fix).
+  const backend = await startBackend((socket) => {
+    void readAll(socket).then((request) => socket.end(`eof after ${request.length} bytes`));
+  });
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port);
+  t.after(() => proxy.close());
+
+  for (let i = 0; i < 5; i++) {
+    const client = await connectClient(proxy.port);
+    const reply = readAll(client);
+    client.end();
+    assert.equal((await reply).toString(), 'eof after 0 bytes');
+  }
+  await waitFor(() => proxy.proxy.activeConnections === 0, 3_000, 'every pair closed');
+  await waitFor(() => backend.sockets.size === 0, 3_000, 'every backend socket closed');
+});
+
 test('half-close from the backend: the client sees EOF and can still send', async (t) => {
   let received: Promise<Buffer> | undefined;
   const backend = await startBackend((socket) => {
@@ -287,4 +309,31 @@ test('drain: idle proxy returns at once; a connection past the grace is closed w
   await ended;
   assert.equal(proxy.proxy.activeConnections, 0);
   assert.deepEqual(await proxy.proxy.drain(200), { forcedClosed: 0 });
+});
+
+test('drain: a connection still handshaking when the drain starts is served to its end', {
+  timeout: 10_000,
+}, async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port);
+  t.after(() => proxy.close());
+
+  // Accepted but no ClientHello yet: the drain starts while this one is handshaking.
+  const raw = netConnect(proxy.port, '127.0.0.1');
+  await once(raw, 'connect');
+  await waitFor(() => proxy.proxy.activeConnections === 1, 2_000, 'accepted');
+  let drained = false;
+  const drain = proxy.proxy.drain(5_000).then((result) => {
+    drained = true;
+    return result;
+  });
+
+  const client = await connectClient(proxy.port, { socket: raw });
+  client.write('still served');
+  const [echo] = (await once(client, 'data')) as [Buffer];
+  assert.equal(echo.toString(), 'still served');
+  assert.equal(drained, false, 'the drain waits for the connection');
+  client.end();
+  assert.deepEqual(await drain, { forcedClosed: 0 });
 });
