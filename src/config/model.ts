@@ -120,7 +120,9 @@ export const DEFAULT_TLS: TlsSettings = Object.freeze({
   tlsProtos: Object.freeze(['TLSv1.2', 'TLSv1.3'] as TlsProtocolName[]),
   ciphers: 'EECDH+AESGCM:EDH+AESGCM',
   ciphersuites: 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256',
-  preferServerCiphers: false,
+  // Not Hitch's default (off): TLS scanners (testssl.sh) rate a server that lets clients
+  // choose the TLS 1.2 cipher as HIGH; `prefer-server-ciphers = off` restores Hitch's.
+  preferServerCiphers: true,
   sniNomatchAbort: false,
 });
 
