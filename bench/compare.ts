@@ -38,6 +38,7 @@ import { REFERENCE_NOTES } from './lib/references.js';
 import { updateResultsFile } from './lib/results-file.js';
 import { barChartsSvg } from './lib/svg.js';
 import {
+  cpuPerResponseRatioLine,
   formatMarkdownTable,
   formatResultTable,
   medianRow,
@@ -333,7 +334,10 @@ async function main(): Promise<void> {
     const rows = withRatios(results.map((r) => r.row));
     const rowsWithMeasurements = results.map((r, i) => ({ ...r, row: rows[i] as ResultRow }));
     const table = formatResultTable(rows);
-    process.stdout.write(`\n${table}\n\n${detailsTable(rowsWithMeasurements)}\n`);
+    const headline = cpuPerResponseRatioLine(rows);
+    process.stdout.write(
+      `\n${table}\n\n${detailsTable(rowsWithMeasurements)}\n${headline ? `\n${headline}\n` : ''}`,
+    );
     if (!settings.write || isShuttingDown()) return;
     writeFileSync(
       CHART_SVG,
@@ -372,6 +376,7 @@ async function main(): Promise<void> {
         '',
         table,
         '',
+        ...(headline ? [headline, ''] : []),
         detailsTable(rowsWithMeasurements),
         '',
         '![compare chart](results/compare.svg)',

@@ -184,3 +184,19 @@ export function medianRow(runs: readonly ResultRow[]): ResultRow {
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
   };
 }
+
+/**
+ * The headline the performance issue is judged by, on a line of its own so a script can
+ * find it: unhitch's CPU per relayed response over Hitch's, both from the same run and the
+ * same backend. Null when either is missing (Hitch not installed, or it did not run).
+ */
+export function cpuPerResponseRatioLine(
+  rows: readonly ResultRow[],
+  backend = 'uws',
+): string | null {
+  const cpuOf = (proxy: string): number | null =>
+    rows.find((r) => r.backend === backend && r.proxy === proxy)?.proxyCpuMicrosPerResponse ?? null;
+  const ratio = ratioTo(cpuOf('unhitch') ?? Number.NaN, cpuOf('hitch'));
+  if (ratio === null || !Number.isFinite(ratio)) return null;
+  return `ratio unhitch/hitch cpu-per-response: ${ratio.toFixed(2)}`;
+}

@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { freePort } from './ports.js';
 
 export const ROOT = resolve(import.meta.dirname, '../../..');
 export const CLI = resolve(ROOT, 'dist/src/cli.js');
@@ -119,6 +120,37 @@ export function startUnhitch(args: readonly string[], options: StartOptions = {}
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
+}
+
+export interface SingleWorker {
+  readonly unhitch: UnhitchProcess;
+  readonly port: number;
+  readonly workerPid: number;
+}
+
+/**
+ * The binary with one worker on a free loopback port in front of `backendPort`, resolved
+ * once that worker is ready: the shape every per-worker RSS and fd measurement needs.
+ */
+export async function startSingleWorker(
+  t: { after(fn: () => void): void },
+  backendPort: number,
+  certificatePath: string,
+  extraArgs: readonly string[] = [],
+): Promise<SingleWorker> {
+  const port = await freePort();
+  const unhitch = startUnhitch([
+    `--frontend=[127.0.0.1]:${port}`,
+    `--backend=[127.0.0.1]:${backendPort}`,
+    '--workers=1',
+    ...extraArgs,
+    certificatePath,
+  ]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLog((line) => line.msg === 'worker ready');
+  const [workerPid] = unhitch.workerPids();
+  if (workerPid === undefined) throw new Error('unhitch: no worker process found');
+  return { unhitch, port, workerPid };
 }
 
 /** Every process whose parent chain leads to `pid` (from /proc/<pid>/stat). */

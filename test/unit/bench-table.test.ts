@@ -4,6 +4,7 @@ import { parseProcStat, parseVmRssKiB, processTree } from '../../bench/lib/proc.
 import { readSection, replaceSection } from '../../bench/lib/results-file.js';
 import { barChartsSvg } from '../../bench/lib/svg.js';
 import {
+  cpuPerResponseRatioLine,
   formatCount,
   formatDecimal,
   formatRatio,
@@ -186,4 +187,34 @@ test('/proc/stat busy time of one CPU excludes idle and iowait', async () => {
   const text = 'cpu  9 9 9 9 9 9 9 9\ncpu0 1 0 1 50 5 0 0 0\ncpu1 10 1 4 80 7 2 3 1 0 0\n';
   assert.equal(parseCpuBusyMicros(text, 1), (21 * 1_000_000) / clockTicksPerSecond());
   assert.equal(parseCpuBusyMicros(text, 7), null);
+});
+
+test('the headline ratio line: unhitch over Hitch CPU per response, same backend, two decimals', () => {
+  const unhitch: ResultRow = {
+    ...(rows[1] as ResultRow),
+    proxy: 'unhitch',
+    proxyCpuMicrosPerResponse: 17.06,
+  };
+  const otherBackend: ResultRow = {
+    ...unhitch,
+    backend: 'bittorrent-tracker',
+    proxyCpuMicrosPerResponse: 99,
+  };
+  assert.equal(
+    cpuPerResponseRatioLine([...rows, otherBackend, unhitch]),
+    'ratio unhitch/hitch cpu-per-response: 0.93',
+  );
+  assert.match(
+    cpuPerResponseRatioLine([...rows, unhitch]) ?? '',
+    /^ratio unhitch\/hitch cpu-per-response: \d+\.\d\d$/,
+  );
+  // No Hitch row (not installed), or no CPU figure for it: no headline rather than a wrong one.
+  assert.equal(cpuPerResponseRatioLine([unhitch]), null);
+  assert.equal(
+    cpuPerResponseRatioLine([
+      { ...(rows[1] as ResultRow), proxyCpuMicrosPerResponse: null },
+      unhitch,
+    ]),
+    null,
+  );
 });

@@ -69,7 +69,6 @@ pin-workers = false
 drain-timeout = 5
 backend-source-addresses = ["127.0.0.2", "127.0.0.3"]
 metrics = "127.0.0.1:9100"
-pem-file = ["other.pem"]
 
 [[frontend]]
 host = "127.0.0.1"
@@ -99,7 +98,7 @@ function optionLines(style: 'hitch' | 'toml'): string[] {
     const sample = (option as { sample?: string }).sample ?? '"x"';
     lines.push(`${option.name} = ${sample}`);
     lines.push(`${option.name} = ""`);
-    lines.push(style === 'toml' ? `${option.name} = -1` : `${option.name} = -1`);
+    lines.push(`${option.name} = -1`);
     lines.push(style === 'toml' ? `${option.name} = {}` : `${option.name} = { }`);
     lines.push(style === 'toml' ? `[[${option.name}]]` : `${option.name} = {`);
     lines.push(`${option.name} = 99999999999999999999`);
@@ -140,7 +139,7 @@ function mutationArbitrary(tokens: readonly string[], lines: readonly string[]) 
 }
 
 /** Applies one mutation; positions are taken modulo the current length. */
-export function mutate(text: string, mutation: Mutation): string {
+function mutate(text: string, mutation: Mutation): string {
   const at = (n: number) => (text.length === 0 ? 0 : n % (text.length + 1));
   switch (mutation.kind) {
     case 'flip': {
@@ -194,15 +193,23 @@ function checkParse(
   stats: FuzzStats,
 ): void {
   stats.inputs += 1;
-  const started = performance.now();
-  let thrown: unknown;
-  try {
-    parse(text, CONFIG_FILE_NAME);
-    stats.accepted += 1;
-  } catch (error) {
-    thrown = error;
+  const attempt = (): { elapsedMs: number; thrown: unknown } => {
+    const started = performance.now();
+    let thrown: unknown;
+    try {
+      parse(text, CONFIG_FILE_NAME);
+    } catch (error) {
+      thrown = error;
+    }
+    return { elapsedMs: performance.now() - started, thrown };
+  };
+  let { elapsedMs, thrown } = attempt();
+  // Wall-clock time on a shared machine includes preemption and GC: an input is slow
+  // only if it is slow every time (a pathological input stays slow when re-run).
+  for (let retry = 0; retry < 2 && elapsedMs >= MAX_PARSE_MS; retry++) {
+    elapsedMs = Math.min(elapsedMs, attempt().elapsedMs);
   }
-  const elapsedMs = performance.now() - started;
+  if (thrown === undefined) stats.accepted += 1;
   stats.maxParseMs = Math.max(stats.maxParseMs, elapsedMs);
   assert.ok(elapsedMs < MAX_PARSE_MS, `parse took ${elapsedMs.toFixed(1)} ms`);
   if (thrown === undefined) return;
@@ -229,7 +236,13 @@ function fuzz(
   arbitrary: fc.Arbitrary<string>,
   seed: number,
 ): FuzzStats {
-  const stats: FuzzStats = { inputs: 0, accepted: 0, configErrors: 0, positioned: 0, maxParseMs: 0 };
+  const stats: FuzzStats = {
+    inputs: 0,
+    accepted: 0,
+    configErrors: 0,
+    positioned: 0,
+    maxParseMs: 0,
+  };
   fc.assert(
     fc.property(arbitrary, (text) => checkParse(parse, text, stats)),
     { numRuns: RUNS_PER_PARSER, seed, endOnFailure: true },
@@ -244,11 +257,7 @@ test('the unmutated samples parse (the fuzz starts from valid input)', () => {
 });
 
 test(`hitch.conf: ${RUNS_PER_PARSER} mutated inputs → result or positioned ConfigError, < ${MAX_PARSE_MS} ms`, (t) => {
-  const arbitrary = mutatedText(
-    [HITCH_COMPAT, RICH_HITCH],
-    HITCH_TOKENS,
-    optionLines('hitch'),
-  );
+  const arbitrary = mutatedText([HITCH_COMPAT, RICH_HITCH], HITCH_TOKENS, optionLines('hitch'));
   const stats = fuzz(parseHitchConfigText, arbitrary, 0x5eed1);
   t.diagnostic(`hitch.conf fuzz: ${JSON.stringify(stats)}`);
   assert.equal(stats.inputs, RUNS_PER_PARSER);
@@ -313,14 +322,14 @@ backend = "[127.0.0.1]:3001"
 cert = "${cert.certPath}"
 private-key = "${cert.keyPath}"
 `;
-  const hitchSamples = fc.sample(
-    mutatedText([base], HITCH_TOKENS, optionLines('hitch')),
-    { numRuns: CLI_RUNS / 2 - 1, seed: 0x5eed4 },
-  );
-  const tomlSamples = fc.sample(
-    mutatedText([tomlBase], TOML_TOKENS, optionLines('toml')),
-    { numRuns: CLI_RUNS / 2 - 1, seed: 0x5eed5 },
-  );
+  const hitchSamples = fc.sample(mutatedText([base], HITCH_TOKENS, optionLines('hitch')), {
+    numRuns: CLI_RUNS / 2 - 1,
+    seed: 0x5eed4,
+  });
+  const tomlSamples = fc.sample(mutatedText([tomlBase], TOML_TOKENS, optionLines('toml')), {
+    numRuns: CLI_RUNS / 2 - 1,
+    seed: 0x5eed5,
+  });
   const files: string[] = [];
   const write = (name: string, text: string) => {
     const path = join(dir, name);
@@ -329,8 +338,8 @@ private-key = "${cert.keyPath}"
   };
   write('base.conf', base);
   write('base.toml', tomlBase);
-  hitchSamples.forEach((text, index) => write(`m${index}.conf`, text));
-  tomlSamples.forEach((text, index) => write(`m${index}.toml`, text));
+  for (const [index, text] of hitchSamples.entries()) write(`m${index}.conf`, text);
+  for (const [index, text] of tomlSamples.entries()) write(`m${index}.toml`, text);
 
   const statuses = new Map<number | null, number>();
   const queue = [...files];

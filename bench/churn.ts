@@ -1,0 +1,323 @@
+#!/usr/bin/env node
+/**
+ * Churn: 10^5 short TLS connections (full handshake, one echo round trip, clean close)
+ * through the real binary with one worker; afterwards the worker's open fds and RSS must
+ * be back at their post-warm-up baseline. The long version of
+ * test/integration/churn.test.ts, for a quiet machine.
+ *
+ *   node dist/bench/churn.js [--connections=100000] [--parallel=24] [--max-minutes=6] [--no-write]
+ *
+ * Exit code 1 on any failed connection, fds or RSS not back at baseline, a worker restart or
+ * a proxy-side failure log line. The unhitch child is stopped by PID on every exit path.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeSelfSigned } from '../src/tls/selfsigned.js';
+import { startUnhitch, type UnhitchProcess } from '../test/helpers/unhitch-process.js';
+import { type ChurnCounts, churn } from './lib/churn.js';
+import { commandLine, numberFlag, parseFlags } from './lib/cli-args.js';
+import { machineDescription } from './lib/machine.js';
+import { freePort } from './lib/ports.js';
+import { REPO_ROOT } from './lib/proxies.js';
+import { updateResultsFile } from './lib/results-file.js';
+import { formatCount, formatMarkdownTable } from './lib/table.js';
+import { childPids, type ProcessSample, sampleProcess } from './soak.js';
+
+const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
+const FLAGS = ['connections', 'parallel', 'max-minutes', 'no-write'] as const;
+/** Same warm-up as the churn test: V8's heap and the TLS caches reach their working size. */
+const WARMUP_CONNECTIONS = 3_000;
+const WARMUP_MAX_MS = 15_000;
+const PROGRESS_INTERVAL_MS = 10_000;
+const SETTLE_MAX_MS = 10_000;
+const SETTLE_POLL_MS = 250;
+const FD_SLACK = 4;
+const RSS_SLACK_BYTES = 30 * 1024 * 1024;
+const STOP_GRACE_MS = 5_000;
+const MiB = 1024 * 1024;
+
+interface ChurnSettings {
+  readonly connections: number;
+  readonly parallel: number;
+  readonly maxMinutes: number;
+  readonly write: boolean;
+}
+
+interface ChurnResult {
+  readonly counts: ChurnCounts;
+  readonly elapsedMs: number;
+  readonly before: ProcessSample;
+  readonly after: ProcessSample;
+  readonly workerRestarted: boolean;
+  readonly proxyFailureLines: number;
+}
+
+function positive(name: string, value: number): number {
+  if (!(value > 0)) {
+    throw Object.assign(new Error(`--${name} must be a positive number`), {
+      code: 'BENCH_BAD_ARGUMENT',
+    });
+  }
+  return value;
+}
+
+function parseSettings(argv: readonly string[]): ChurnSettings {
+  const flags = parseFlags(argv, FLAGS);
+  return {
+    connections: Math.round(positive('connections', numberFlag(flags, 'connections', 100_000))),
+    parallel: Math.round(positive('parallel', numberFlag(flags, 'parallel', 24))),
+    maxMinutes: positive('max-minutes', numberFlag(flags, 'max-minutes', 6)),
+    write: !flags.has('no-write'),
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
+const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
+
+function startEchoBackend(): Promise<Server> {
+  const server = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.pipe(socket);
+  });
+  return new Promise((listening, failed) => {
+    server.once('error', failed);
+    server.listen(0, '127.0.0.1', () => listening(server));
+  });
+}
+
+function portOf(server: Server): number {
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('backend has no port');
+  return address.port;
+}
+
+function isWithinSlack(before: ProcessSample, after: ProcessSample): boolean {
+  return after.fds <= before.fds + FD_SLACK && after.rssBytes <= before.rssBytes + RSS_SLACK_BYTES;
+}
+
+/** Polls the worker until fds and RSS are back within slack, or SETTLE_MAX_MS passed. */
+async function settledSample(workerPid: number, before: ProcessSample): Promise<ProcessSample> {
+  const deadline = Date.now() + SETTLE_MAX_MS;
+  let after = sampleProcess(workerPid);
+  while (!isWithinSlack(before, after) && Date.now() < deadline) {
+    await sleep(SETTLE_POLL_MS);
+    after = sampleProcess(workerPid);
+  }
+  return after;
+}
+
+function progressLine(counts: ChurnCounts, rate: number, workerPid: number): string {
+  const done = counts.ok + counts.failed;
+  let worker: string;
+  try {
+    const sample = sampleProcess(workerPid);
+    worker = `fds ${sample.fds}, RSS ${mib(sample.rssBytes)} MiB`;
+  } catch {
+    // The worker is gone; the final report says so.
+    worker = 'worker not found';
+  }
+  return `churn: ${formatCount(done)} done (${counts.failed} failed), ${formatCount(rate)}/s, ${worker}`;
+}
+
+async function measure(
+  settings: ChurnSettings,
+  unhitch: UnhitchProcess,
+  port: number,
+  workerPid: number,
+): Promise<ChurnResult> {
+  const primaryPid = unhitch.child.pid as number;
+  const warmupStarted = Date.now();
+  let warmupStarts = 0;
+  const warmup = await churn(
+    port,
+    () => warmupStarts++ >= WARMUP_CONNECTIONS || Date.now() - warmupStarted >= WARMUP_MAX_MS,
+    settings.parallel,
+  );
+  console.log(`churn: warm-up ${warmup.ok} connections (${warmup.failed} failed)`);
+  await sleep(1_000);
+  const before = sampleProcess(workerPid);
+  console.log(`churn: baseline fds ${before.fds}, RSS ${mib(before.rssBytes)} MiB`);
+
+  const started = Date.now();
+  const endAt = started + settings.maxMinutes * 60_000;
+  let starts = 0;
+  const counts: ChurnCounts = { ok: 0, failed: 0 };
+  let lastDone = 0;
+  let lastAt = started;
+  const progress = setInterval(() => {
+    const now = Date.now();
+    const done = counts.ok + counts.failed;
+    console.log(progressLine(counts, ((done - lastDone) * 1000) / (now - lastAt), workerPid));
+    lastDone = done;
+    lastAt = now;
+  }, PROGRESS_INTERVAL_MS);
+  try {
+    await churn(
+      port,
+      () => starts++ >= settings.connections || Date.now() >= endAt,
+      settings.parallel,
+      counts,
+    );
+  } finally {
+    clearInterval(progress);
+  }
+  const elapsedMs = Date.now() - started;
+  const workerRestarted =
+    unhitch.child.exitCode !== null ||
+    childPids(primaryPid).join(',') !== String(workerPid) ||
+    unhitch.lines.some((line) => line.msg === 'worker ready' && line.workerPid !== workerPid);
+  const after = workerRestarted ? before : await settledSample(workerPid, before);
+  return {
+    counts,
+    elapsedMs,
+    before,
+    after,
+    workerRestarted,
+    proxyFailureLines: unhitch.lines.filter((line) => typeof line.reason === 'string').length,
+  };
+}
+
+function resultTable(result: ChurnResult): string {
+  const { counts, elapsedMs, before, after } = result;
+  const rate = (counts.ok * 1000) / Math.max(elapsedMs, 1);
+  return formatMarkdownTable(
+    ['Measure', 'Value'],
+    [
+      ['Connections ok', formatCount(counts.ok)],
+      ['Connections failed', formatCount(counts.failed)],
+      ['Elapsed s', (elapsedMs / 1000).toFixed(1)],
+      ['Connections/s', formatCount(rate)],
+      ['Worker fds before → after', `${before.fds} → ${after.fds}`],
+      ['Worker RSS MiB before → after', `${mib(before.rssBytes)} → ${mib(after.rssBytes)}`],
+      ['Worker restarted', result.workerRestarted ? 'yes' : 'no'],
+      ['Proxy-side failure log lines', formatCount(result.proxyFailureLines)],
+    ],
+  );
+}
+
+/** Why the run failed, one reason per line; empty when it passed. */
+function problems(result: ChurnResult): string[] {
+  const found: string[] = [];
+  if (result.counts.failed > 0) found.push(`${result.counts.failed} connections failed`);
+  if (result.workerRestarted) found.push('the worker restarted');
+  if (result.proxyFailureLines > 0) {
+    found.push(`${result.proxyFailureLines} proxy-side failure log lines`);
+  }
+  if (result.after.fds > result.before.fds + FD_SLACK) {
+    found.push(`fds ${result.before.fds} → ${result.after.fds} (slack ${FD_SLACK})`);
+  }
+  if (result.after.rssBytes > result.before.rssBytes + RSS_SLACK_BYTES) {
+    found.push(
+      `RSS grew ${mib(result.after.rssBytes - result.before.rssBytes)} MiB (slack ${mib(RSS_SLACK_BYTES)})`,
+    );
+  }
+  return found;
+}
+
+function resultsSection(settings: ChurnSettings, result: ChurnResult, table: string): string {
+  const failed = problems(result);
+  const done = result.counts.ok + result.counts.failed;
+  return [
+    '## churn: short TLS connections through 1 worker',
+    '',
+    `Command: \`${commandLine()}\``,
+    '',
+    ...machineDescription(),
+    `- Load: ${settings.parallel} parallel lanes of TLS connect, 'ping' echoed, close; after a ${WARMUP_CONNECTIONS}-connection warm-up. "After" is sampled once fds and RSS are back within slack (${FD_SLACK} fds, ${mib(RSS_SLACK_BYTES)} MiB) or after ${SETTLE_MAX_MS / 1000} s.`,
+    ...(done < settings.connections
+      ? [
+          `- Stopped by --max-minutes=${settings.maxMinutes} after ${done} of ${settings.connections} connections.`,
+        ]
+      : []),
+    '',
+    table,
+    '',
+    failed.length === 0 ? 'Verdict: no leak.' : `Verdict: FAILED: ${failed.join('; ')}.`,
+  ].join('\n');
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const settings = parseSettings(argv);
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-churn-'));
+  let backend: Server | undefined;
+  let unhitch: UnhitchProcess | undefined;
+  let workerPid: number | undefined;
+  const killNow = (): void => {
+    // The worker too: after a SIGKILL of the primary nobody else would stop it.
+    for (const pid of [unhitch?.child.pid, workerPid]) {
+      if (pid === undefined) continue;
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`\nchurn: ${signal}, stopping unhitch\n`);
+    killNow();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  process.once('exit', killNow);
+  try {
+    const cert = makeSelfSigned({
+      dir,
+      stem: 'churn',
+      commonName: 'localhost',
+      dnsNames: ['localhost'],
+    });
+    backend = await startEchoBackend();
+    const port = await freePort();
+    const proxy = startUnhitch([
+      `--frontend=[127.0.0.1]:${port}`,
+      `--backend=[127.0.0.1]:${portOf(backend)}`,
+      '--workers=1',
+      cert.combinedPath,
+    ]);
+    unhitch = proxy;
+    const primaryPid = proxy.child.pid;
+    if (primaryPid === undefined) throw new Error('unhitch did not start');
+    await proxy.waitForLog((line) => line.msg === 'worker ready', 15_000, 'worker ready');
+    const [foundWorker] = childPids(primaryPid);
+    if (foundWorker === undefined) throw new Error('unhitch: no worker process found');
+    workerPid = foundWorker;
+    console.log(
+      `churn: ${formatCount(settings.connections)} connections, ${settings.parallel} parallel, at most ${settings.maxMinutes} min; unhitch ${primaryPid}, worker ${workerPid}`,
+    );
+
+    const result = await measure(settings, proxy, port, workerPid);
+    const table = resultTable(result);
+    console.log(`\n${table}\n`);
+    const failed = problems(result);
+    console.log(failed.length === 0 ? 'churn: no leak' : `churn: FAILED: ${failed.join('; ')}`);
+    if (settings.write) {
+      updateResultsFile(RESULTS_MD, 'churn', resultsSection(settings, result, table));
+      console.log(`churn: wrote ${RESULTS_MD}`);
+    }
+    return failed.length === 0 ? 0 : 1;
+  } finally {
+    if (unhitch && unhitch.child.exitCode === null && unhitch.child.signalCode === null) {
+      unhitch.kill('SIGTERM');
+      const exited = await Promise.race([unhitch.exited().then(() => true), sleep(STOP_GRACE_MS)]);
+      if (!exited) killNow();
+    }
+    // Stopped: the 'exit' hook must not signal PIDs that may since have been reused.
+    unhitch = undefined;
+    workerPid = undefined;
+    await new Promise<void>((closed) => (backend ? backend.close(() => closed()) : closed()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`churn: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,242 @@
+/**
+ * testssl.sh against unhitch with its default TLS settings, on loopback: findings counted
+ * by severity, the LOW-and-above ones listed, written to bench/RESULTS.md (section
+ * "testssl") and bench/results/testssl.md. Exits 1 when a HIGH or CRITICAL finding is about
+ * unhitch's TLS (not about the self-signed loopback certificate or the backend's HTTP).
+ *
+ *   node dist/bench/testssl.js [--testssl=/usr/bin/testssl]
+ *
+ * Needs testssl.sh (Debian package testssl.sh, binary `testssl`). The unhitch child is
+ * stopped by its PID however this ends.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { makeSelfSigned } from '../src/tls/selfsigned.js';
+import { freePort } from './lib/ports.js';
+import { updateResultsFile } from './lib/results-file.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const CLI = resolve(ROOT, 'dist/src/cli.js');
+const RESULTS_MD = resolve(ROOT, 'bench/RESULTS.md');
+const RESULTS_DIR = resolve(ROOT, 'bench/results');
+const TESTSSL_TIMEOUT_MS = 15 * 60_000;
+
+export const SEVERITIES = [
+  'CRITICAL',
+  'HIGH',
+  'MEDIUM',
+  'LOW',
+  'WARN',
+  'FATAL',
+  'OK',
+  'INFO',
+] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+export interface Finding {
+  readonly id: string;
+  readonly severity: string;
+  readonly finding: string;
+}
+
+/** testssl's --jsonfile output: a flat array of findings (tolerates the "pretty" object form). */
+export function parseFindings(jsonText: string): Finding[] {
+  const parsed: unknown = JSON.parse(jsonText);
+  const list = Array.isArray(parsed)
+    ? parsed
+    : ((parsed as { scanResult?: unknown[] }).scanResult ?? []);
+  return list
+    .filter((item): item is Record<string, unknown> => typeof item === 'object' && item !== null)
+    .map((item) => ({
+      id: String(item.id ?? ''),
+      severity: String(item.severity ?? 'INFO').toUpperCase(),
+      finding: String(item.finding ?? ''),
+    }));
+}
+
+export function countBySeverity(findings: readonly Finding[]): Map<string, number> {
+  const counts = new Map<string, number>(SEVERITIES.map((severity) => [severity, 0]));
+  for (const finding of findings)
+    counts.set(finding.severity, (counts.get(finding.severity) ?? 0) + 1);
+  return counts;
+}
+
+/**
+ * Findings about the loopback test certificate (self-signed, no CRL/OCSP/CT/CAA) or about
+ * the HTTP application behind the proxy (HSTS, headers): not properties of unhitch.
+ */
+export function isOutOfScope(finding: Finding): boolean {
+  return (
+    /^(cert_|OCSP_|DNS_CAArecord$|certificate_transparency$|intermediate_cert)/.test(finding.id) ||
+    /^(HSTS|HPKP|security_headers|banner_|cookie_|X-)/.test(finding.id)
+  );
+}
+
+/** HIGH or CRITICAL findings that are about unhitch's TLS itself. */
+export function severeFindings(findings: readonly Finding[]): Finding[] {
+  return findings.filter(
+    (finding) =>
+      (finding.severity === 'HIGH' || finding.severity === 'CRITICAL') && !isOutOfScope(finding),
+  );
+}
+
+const NOTABLE: ReadonlySet<string> = new Set([
+  'CRITICAL',
+  'HIGH',
+  'MEDIUM',
+  'LOW',
+  'WARN',
+  'FATAL',
+]);
+
+export function summaryMarkdown(findings: readonly Finding[], meta: string): string {
+  const counts = countBySeverity(findings);
+  const lines = [
+    '## testssl.sh against unhitch (default TLS settings)',
+    '',
+    meta,
+    '',
+    '| severity | findings |',
+    '|---|---:|',
+    ...[...counts].map(([severity, count]) => `| ${severity} | ${count} |`),
+    '',
+  ];
+  const notable = findings.filter((finding) => NOTABLE.has(finding.severity));
+  if (notable.length > 0) {
+    lines.push('| severity | id | finding | about |', '|---|---|---|---|');
+    for (const finding of notable) {
+      const text = finding.finding.replace(/\|/g, '\\|').replace(/\s+/g, ' ').slice(0, 160);
+      const about = isOutOfScope(finding) ? 'test certificate / backend app' : 'unhitch TLS';
+      lines.push(`| ${finding.severity} | ${finding.id} | ${text} | ${about} |`);
+    }
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+/** A backend that answers any request with a tiny HTTP response (testssl probes HTTP). */
+async function httpishBackend(): Promise<{ server: Server; port: number }> {
+  const server = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => {
+      socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
+    });
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const address = server.address();
+  if (typeof address !== 'object' || address === null) throw new Error('backend not listening');
+  return { server, port: address.port };
+}
+
+async function waitForListen(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((done) => {
+      const probe = createServer();
+      probe.once('error', () => done(true)); // in use: unhitch is listening
+      probe.listen(port, '127.0.0.1', () => probe.close(() => done(false)));
+    });
+    if (open) return;
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('unhitch did not listen');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const testssl = argv.find((arg) => arg.startsWith('--testssl='))?.slice(10) ?? '/usr/bin/testssl';
+  if (!existsSync(testssl)) {
+    console.error(`${testssl} not found: apt-get install testssl.sh`);
+    return 2;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-testssl-'));
+  const cert = makeSelfSigned({
+    dir,
+    stem: 'site',
+    commonName: 'localhost',
+    dnsNames: ['localhost'],
+  });
+  const backend = await httpishBackend();
+  const port = await freePort();
+  const unhitch = spawn(
+    process.execPath,
+    [
+      CLI,
+      `--frontend=[127.0.0.1]:${port}`,
+      `--backend=[127.0.0.1]:${backend.port}`,
+      '--workers=1',
+      '--log-level=error',
+      cert.combinedPath,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  let scan: ChildProcess | undefined;
+  const cleanup = (): void => {
+    for (const child of [scan, unhitch]) {
+      if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null)
+        process.kill(child.pid, 'SIGTERM');
+    }
+    backend.server.close();
+  };
+  process.once('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  try {
+    await waitForListen(port, unhitch, 15_000);
+    const jsonPath = join(dir, 'testssl.json');
+    const started = Date.now();
+    scan = spawn(
+      testssl,
+      [
+        '--jsonfile',
+        jsonPath,
+        '--warnings',
+        'batch',
+        '--color',
+        '0',
+        '--quiet',
+        '--ip',
+        '127.0.0.1',
+        `localhost:${port}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    const timer = setTimeout(() => scan?.kill('SIGKILL'), TESTSSL_TIMEOUT_MS);
+    const [status] = (await once(scan, 'exit')) as [number | null];
+    clearTimeout(timer);
+    const seconds = Math.round((Date.now() - started) / 1000);
+    if (!existsSync(jsonPath)) throw new Error(`testssl wrote no JSON (exit ${status})`);
+    const findings = parseFindings(readFileSync(jsonPath, 'utf8'));
+    const version = findings.find((finding) => finding.id === 'version')?.finding ?? 'testssl.sh';
+    const meta = `${new Date().toISOString().slice(0, 10)}; ${version}; target 127.0.0.1 (unhitch, 1 worker, ECDSA P-256 self-signed, defaults: TLSv1.2+1.3, EECDH+AESGCM:EDH+AESGCM); scan ${seconds} s, exit ${status}. Self-signed-certificate findings (trust, OCSP/CRL, CT) are expected on loopback.`;
+    const markdown = summaryMarkdown(findings, meta);
+    console.log(markdown);
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    writeFileSync(join(RESULTS_DIR, 'testssl.md'), `${markdown}\n`);
+    updateResultsFile(RESULTS_MD, 'testssl', markdown);
+    const severe = severeFindings(findings);
+    for (const finding of severe)
+      console.error(`${finding.severity}: ${finding.id}: ${finding.finding}`);
+    return severe.length > 0 ? 1 : 0;
+  } finally {
+    cleanup();
+    if (unhitch.exitCode === null && unhitch.signalCode === null) await once(unhitch, 'exit');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
+  main(process.argv.slice(2)).then(
+    (status) => {
+      process.exitCode = status;
+    },
+    (error: unknown) => {
+      console.error(error instanceof Error ? error.message : String(error));
+      process.exitCode = 1;
+    },
+  );
+}
