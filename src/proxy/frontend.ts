@@ -88,7 +88,7 @@ export class Frontend {
         acceptedAt: performance.now(),
         endpoints: socketEndpoints(socket),
       };
-      // Secure first: a drain waiting for idle must never see this connection in neither set.
+      // Secure first: a drain waiting for idle must find this connection in one set or the other.
       handlers.onSecure(socket, accepted);
       if (parent) handlers.onHandshakeSettled(parent);
     });
