@@ -2,19 +2,32 @@
  * The TLS terminators under test, each started pinned to its own CPU in front of a
  * loopback backend: none (direct), unhitch, hitch, haproxy, and a naive node:tls pipe.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { waitForPort } from './ports.js';
+import { processTree } from './proc.js';
 import { type BenchProcess, commandExists, startProcess, untilReady } from './processes.js';
 
-export const PROXY_NAMES = ['none', 'unhitch', 'hitch', 'haproxy', 'node-tls'] as const;
+export const PROXY_NAMES = [
+  'none',
+  'unhitch',
+  'hitch',
+  'haproxy',
+  'node-tls',
+  // Experiment: uWS WebSocket relay, backend leg via the ws package / a raw node:net client.
+  'uws-relay',
+  'uws-relay-raw',
+] as const;
 export type ProxyName = (typeof PROXY_NAMES)[number];
 
 /** dist/bench/lib → repository root. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const UNHITCH_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
 const NODE_TLS_PIPE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'node-tls-pipe.js');
+const UWS_RELAY = join(REPO_ROOT, 'dist', 'bench', 'uws-relay.js');
 
 export interface ProxyStartOptions {
   readonly frontendPort: number;
@@ -49,6 +62,9 @@ export function proxyUnavailableReason(name: ProxyName): string | null {
       return commandExists('haproxy') ? null : 'haproxy not installed (apt-get install haproxy)';
     case 'node-tls':
       return existsSync(NODE_TLS_PIPE) ? null : `${NODE_TLS_PIPE} not built`;
+    case 'uws-relay':
+    case 'uws-relay-raw':
+      return existsSync(UWS_RELAY) ? null : `${UWS_RELAY} not built`;
   }
 }
 
@@ -148,7 +164,68 @@ export async function startProxy(
         ],
       });
       break;
+    case 'uws-relay':
+    case 'uws-relay-raw':
+      handle = startProcess({
+        ...common,
+        name,
+        command: process.execPath,
+        args: [
+          UWS_RELAY,
+          `--listen=${options.frontendPort}`,
+          `--backend=127.0.0.1:${options.backendPort}`,
+          `--cert=${options.combinedPemPath}`,
+          `--key=${options.combinedPemPath}`,
+          `--client=${name === 'uws-relay' ? 'ws' : 'raw'}`,
+        ],
+      });
+      break;
   }
   await untilReady(handle, waitForPort(options.frontendPort, 15_000));
+  if (options.cpu !== undefined) {
+    const escaped = await keepOnCpu(handle.pid);
+    if (escaped > 0)
+      process.stderr.write(
+        `   ${name}: ${escaped} thread(s) had pinned themselves off CPU ${options.cpu}; moved back\n`,
+      );
+  }
   return { name, process: handle, port: options.frontendPort, tls: true };
+}
+
+/** Cpus_allowed_list of every thread of `pid` (empty when it has gone). */
+function threadCpuLists(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(
+      (tid) =>
+        /^Cpus_allowed_list:\s*(\S+)$/m.exec(
+          readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'),
+        )?.[1] ?? '',
+    );
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Hitch pins worker i to CPU i whatever mask it was started in (the taskset bug the public
+ * benchmark had to patch out), so its worker would sit on the load generator's CPU and be
+ * measured in another layout than every other proxy. Every thread of the proxy's tree is
+ * put back on the mask the root was started with (by taskset); a proxy that honours the
+ * mask is left alone. Checked twice: Hitch's children pin themselves as they start.
+ * Returns how many threads had left the mask.
+ */
+export async function keepOnCpu(rootPid: number): Promise<number> {
+  const mask = threadCpuLists(rootPid)[0];
+  if (mask === undefined || mask === '') return 0;
+  let escaped = 0;
+  for (let round = 0; round < 2; round++) {
+    for (const pid of processTree(rootPid)) {
+      const outside = threadCpuLists(pid).filter((list) => list !== mask).length;
+      if (outside === 0) continue;
+      escaped += outside;
+      execFileSync('taskset', ['-a', '-p', '-c', mask, String(pid)], { stdio: 'ignore' });
+    }
+    await sleep(300);
+  }
+  return escaped;
 }

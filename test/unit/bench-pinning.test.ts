@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { keepOnCpu } from '../../bench/lib/proxies.js';
+
+function cpuList(pid: number): string | undefined {
+  return /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+}
+
+test('a proxy that pins itself off its CPU (as Hitch does) is moved back; one that stays is left alone', {
+  skip: availableParallelism() < 2 ? 'needs two CPUs' : false,
+  timeout: 10_000,
+}, async (t) => {
+  // Started on CPU 1 like a bench proxy; its child then pins itself to CPU 0, as Hitch's
+  // worker does whatever mask it inherited.
+  const root = spawn(
+    'taskset',
+    ['-c', '1', 'sh', '-c', 'sh -c "taskset -p -c 0 \\$\\$ >/dev/null; exec sleep 30" & wait'],
+    {
+      stdio: 'ignore',
+      detached: true, // its own process group, so the whole tree is killed by PID
+    },
+  );
+  t.after(() => {
+    if (root.pid !== undefined) process.kill(-root.pid, 'SIGKILL');
+  });
+  await once(root, 'spawn');
+  const rootPid = root.pid as number;
+  let worker: number | undefined;
+  for (let i = 0; i < 100 && worker === undefined; i++) {
+    await sleep(20);
+    const children = readFileSync(`/proc/${rootPid}/task/${rootPid}/children`, 'utf8').trim();
+    const child = Number(children.split(/\s+/)[0]);
+    if (child > 0 && cpuList(child) === '0') worker = child;
+  }
+  assert.ok(worker !== undefined, 'the child pinned itself to CPU 0');
+  assert.equal(cpuList(rootPid), '1');
+
+  assert.equal(await keepOnCpu(rootPid), 1, 'one thread had left the mask');
+  assert.equal(cpuList(worker), '1');
+  assert.equal(await keepOnCpu(rootPid), 0, 'nothing to move the second time');
+});
