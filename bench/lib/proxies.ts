@@ -192,6 +192,20 @@ export async function startProxy(
   return { name, process: handle, port: options.frontendPort, tls: true };
 }
 
+/** "0-2,5" → {0, 1, 2, 5} (the kernel's Cpus_allowed_list format). */
+export function expandCpuList(list: string): Set<number> {
+  const cpus = new Set<number>();
+  for (const part of list.split(',')) {
+    if (part.trim() === '') continue;
+    const [first, last] = part.split('-').map(Number);
+    const end = last ?? first;
+    if (first === undefined || end === undefined) continue;
+    if (!Number.isInteger(first) || !Number.isInteger(end)) continue;
+    for (let cpu = first; cpu <= end; cpu++) cpus.add(cpu);
+  }
+  return cpus;
+}
+
 /** Cpus_allowed_list of every thread of `pid` (empty when it has gone). */
 function threadCpuLists(pid: number): string[] {
   try {
@@ -217,10 +231,14 @@ function threadCpuLists(pid: number): string[] {
 export async function keepOnCpu(rootPid: number): Promise<number> {
   const mask = threadCpuLists(rootPid)[0];
   if (mask === undefined || mask === '') return 0;
+  const allowed = expandCpuList(mask);
+  // Narrower is fine (unhitch pins each worker to one CPU inside its mask); outside is not.
+  const leftMask = (list: string): boolean =>
+    [...expandCpuList(list)].some((cpu) => !allowed.has(cpu));
   let escaped = 0;
   for (let round = 0; round < 2; round++) {
     for (const pid of processTree(rootPid)) {
-      const outside = threadCpuLists(pid).filter((list) => list !== mask).length;
+      const outside = threadCpuLists(pid).filter(leftMask).length;
       if (outside === 0) continue;
       escaped += outside;
       execFileSync('taskset', ['-a', '-p', '-c', mask, String(pid)], { stdio: 'ignore' });

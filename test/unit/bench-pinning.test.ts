@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { keepOnCpu } from '../../bench/lib/proxies.js';
+import { expandCpuList, keepOnCpu } from '../../bench/lib/proxies.js';
 
 function cpuList(pid: number): string | undefined {
   return /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
@@ -43,4 +43,10 @@ test('a proxy that pins itself off its CPU (as Hitch does) is moved back; one th
   assert.equal(await keepOnCpu(rootPid), 1, 'one thread had left the mask');
   assert.equal(cpuList(worker), '1');
   assert.equal(await keepOnCpu(rootPid), 0, 'nothing to move the second time');
+});
+
+test('CPU lists expand as the kernel writes them', () => {
+  assert.deepEqual([...expandCpuList('1')], [1]);
+  assert.deepEqual([...expandCpuList('0-2,5')], [0, 1, 2, 5]);
+  assert.deepEqual([...expandCpuList('')], []);
 });
