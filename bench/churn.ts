@@ -11,19 +11,19 @@
  * a proxy-side failure log line. The unhitch child is stopped by PID on every exit path.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { makeSelfSigned } from '../src/tls/selfsigned.js';
-import { startUnhitch, type UnhitchProcess } from '../test/helpers/unhitch-process.js';
+import { closeBackend, startBackend } from '../test/helpers/proxy-fixture.js';
+import { startSingleWorker, type UnhitchProcess } from '../test/helpers/unhitch-process.js';
 import { type ChurnCounts, churn } from './lib/churn.js';
-import { commandLine, numberFlag, parseFlags } from './lib/cli-args.js';
+import { commandLine, parseFlags, positiveFlag } from './lib/cli-args.js';
 import { machineDescription } from './lib/machine.js';
-import { freePort } from './lib/ports.js';
+import { type ProcessSample, sampleProcess } from './lib/proc.js';
 import { REPO_ROOT } from './lib/proxies.js';
 import { updateResultsFile } from './lib/results-file.js';
 import { formatCount, formatMarkdownTable } from './lib/table.js';
-import { childPids, type ProcessSample, sampleProcess } from './soak.js';
 
 const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
 const FLAGS = ['connections', 'parallel', 'max-minutes', 'no-write'] as const;
@@ -54,44 +54,17 @@ interface ChurnResult {
   readonly proxyFailureLines: number;
 }
 
-function positive(name: string, value: number): number {
-  if (!(value > 0)) {
-    throw Object.assign(new Error(`--${name} must be a positive number`), {
-      code: 'BENCH_BAD_ARGUMENT',
-    });
-  }
-  return value;
-}
-
 function parseSettings(argv: readonly string[]): ChurnSettings {
   const flags = parseFlags(argv, FLAGS);
   return {
-    connections: Math.round(positive('connections', numberFlag(flags, 'connections', 100_000))),
-    parallel: Math.round(positive('parallel', numberFlag(flags, 'parallel', 24))),
-    maxMinutes: positive('max-minutes', numberFlag(flags, 'max-minutes', 6)),
+    connections: Math.round(positiveFlag(flags, 'connections', 100_000)),
+    parallel: Math.round(positiveFlag(flags, 'parallel', 24)),
+    maxMinutes: positiveFlag(flags, 'max-minutes', 6),
     write: !flags.has('no-write'),
   };
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
 const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
-
-function startEchoBackend(): Promise<Server> {
-  const server = createServer((socket) => {
-    socket.on('error', () => {});
-    socket.pipe(socket);
-  });
-  return new Promise((listening, failed) => {
-    server.once('error', failed);
-    server.listen(0, '127.0.0.1', () => listening(server));
-  });
-}
-
-function portOf(server: Server): number {
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('backend has no port');
-  return address.port;
-}
 
 function isWithinSlack(before: ProcessSample, after: ProcessSample): boolean {
   return after.fds <= before.fds + FD_SLACK && after.rssBytes <= before.rssBytes + RSS_SLACK_BYTES;
@@ -127,7 +100,6 @@ async function measure(
   port: number,
   workerPid: number,
 ): Promise<ChurnResult> {
-  const primaryPid = unhitch.child.pid as number;
   const warmupStarted = Date.now();
   let warmupStarts = 0;
   const warmup = await churn(
@@ -166,7 +138,7 @@ async function measure(
   const elapsedMs = Date.now() - started;
   const workerRestarted =
     unhitch.child.exitCode !== null ||
-    childPids(primaryPid).join(',') !== String(workerPid) ||
+    unhitch.workerPids().join(',') !== String(workerPid) ||
     unhitch.lines.some((line) => line.msg === 'worker ready' && line.workerPid !== workerPid);
   const after = workerRestarted ? before : await settledSample(workerPid, before);
   return {
@@ -241,7 +213,7 @@ function resultsSection(settings: ChurnSettings, result: ChurnResult, table: str
 async function main(argv: readonly string[]): Promise<number> {
   const settings = parseSettings(argv);
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-churn-'));
-  let backend: Server | undefined;
+  let backend: Awaited<ReturnType<typeof startBackend>> | undefined;
   let unhitch: UnhitchProcess | undefined;
   let workerPid: number | undefined;
   const killNow = (): void => {
@@ -271,26 +243,20 @@ async function main(argv: readonly string[]): Promise<number> {
       commonName: 'localhost',
       dnsNames: ['localhost'],
     });
-    backend = await startEchoBackend();
-    const port = await freePort();
-    const proxy = startUnhitch([
-      `--frontend=[127.0.0.1]:${port}`,
-      `--backend=[127.0.0.1]:${portOf(backend)}`,
-      '--workers=1',
-      cert.combinedPath,
-    ]);
-    unhitch = proxy;
-    const primaryPid = proxy.child.pid;
-    if (primaryPid === undefined) throw new Error('unhitch did not start');
-    await proxy.waitForLog((line) => line.msg === 'worker ready', 15_000, 'worker ready');
-    const [foundWorker] = childPids(primaryPid);
-    if (foundWorker === undefined) throw new Error('unhitch: no worker process found');
-    workerPid = foundWorker;
+    backend = await startBackend((socket) => {
+      socket.on('error', () => {});
+      socket.pipe(socket);
+    });
+    const proxy = await startSingleWorker(backend.port, cert.combinedPath);
+    unhitch = proxy.unhitch;
+    workerPid = proxy.workerPid;
+    const { port } = proxy;
+    const primaryPid = unhitch.child.pid;
     console.log(
       `churn: ${formatCount(settings.connections)} connections, ${settings.parallel} parallel, at most ${settings.maxMinutes} min; unhitch ${primaryPid}, worker ${workerPid}`,
     );
 
-    const result = await measure(settings, proxy, port, workerPid);
+    const result = await measure(settings, unhitch, port, workerPid);
     const table = resultTable(result);
     console.log(`\n${table}\n`);
     const failed = problems(result);
@@ -309,7 +275,7 @@ async function main(argv: readonly string[]): Promise<number> {
     // Stopped: the 'exit' hook must not signal PIDs that may since have been reused.
     unhitch = undefined;
     workerPid = undefined;
-    await new Promise<void>((closed) => (backend ? backend.close(() => closed()) : closed()));
+    if (backend) closeBackend(backend);
     rmSync(dir, { recursive: true, force: true });
   }
 }

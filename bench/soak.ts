@@ -5,22 +5,28 @@
  *
  *   node dist/bench/soak.js --minutes=10 [--interval=30] [--concurrency=16] [--workers=1]
  *
- * Bounded by --minutes; the unhitch child is stopped by its PID on exit and on signals.
- * The loop and the /proc readers are exported for the short soak test.
+ * Bounded by --minutes; the unhitch tree is stopped by PID on exit and on signals (the bench
+ * process harness). The loop is exported for the short soak test.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import TrackerServer from 'bittorrent-tracker/server';
 import WebSocket from 'ws';
 import { makeSelfSigned } from '../src/tls/selfsigned.js';
-import { freePort } from './lib/ports.js';
-
-const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = resolve(ROOT, 'dist/src/cli.js');
+import { parseFlags, positiveFlag } from './lib/cli-args.js';
+import { freePort, waitForPort } from './lib/ports.js';
+import { processTree, sampleProcess } from './lib/proc.js';
+import {
+  type BenchProcess,
+  installCleanup,
+  startProcess,
+  stopProcess,
+  untilReady,
+} from './lib/processes.js';
+import { UNHITCH_CLI } from './lib/proxies.js';
 
 export interface LoopTotals {
   /** Announce responses received. */
@@ -91,45 +97,16 @@ export async function trackerLoop(
   await Promise.all(Array.from({ length: concurrency }, lane));
 }
 
-export interface ProcessSample {
-  readonly rssBytes: number;
-  readonly fds: number;
-}
-
-/** VmRSS and open fd count of a process, from /proc. */
-export function sampleProcess(pid: number): ProcessSample {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
-  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
-  return { rssBytes: Number(match[1]) * 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
-}
-
-/** Child pids of `pid` (one level: the cluster's workers), from /proc/<pid>/task/…/children. */
-export function childPids(pid: number): number[] {
-  const pids: number[] = [];
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    const text = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
-    if (text !== '') pids.push(...text.split(/\s+/).map(Number));
-  }
-  return pids;
-}
-
-function flagValue(argv: readonly string[], name: string, fallback: number): number {
-  const prefix = `--${name}=`;
-  const raw = argv.find((arg) => arg.startsWith(prefix))?.slice(prefix.length);
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
-  return value;
-}
-
+const FLAGS = ['minutes', 'interval', 'concurrency', 'workers'] as const;
 const MiB = 1024 * 1024;
 
 async function main(argv: readonly string[]): Promise<void> {
-  const minutes = flagValue(argv, 'minutes', 10);
-  const intervalSec = flagValue(argv, 'interval', 30);
-  const concurrency = flagValue(argv, 'concurrency', 16);
-  const workers = flagValue(argv, 'workers', 1);
+  const flags = parseFlags(argv, FLAGS);
+  const minutes = positiveFlag(flags, 'minutes', 10);
+  const intervalSec = positiveFlag(flags, 'interval', 30);
+  const concurrency = positiveFlag(flags, 'concurrency', 16);
+  const workers = positiveFlag(flags, 'workers', 1);
+  installCleanup();
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-soak-'));
   const cert = makeSelfSigned({
     dir,
@@ -142,41 +119,30 @@ async function main(argv: readonly string[]): Promise<void> {
   const trackerPort = await freePort();
   await new Promise<void>((done) => tracker.listen(trackerPort, '127.0.0.1', done));
   const port = await freePort();
-  let child: ChildProcess | undefined;
-  const cleanup = (): void => {
-    if (child?.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGTERM');
-    tracker.close();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  process.once('SIGINT', () => {
-    cleanup();
-    process.exit(130);
-  });
-  process.once('SIGTERM', () => {
-    cleanup();
-    process.exit(143);
-  });
+  let unhitch: BenchProcess | undefined;
   try {
-    child = spawn(
-      process.execPath,
-      [
-        CLI,
+    unhitch = startProcess({
+      name: 'unhitch',
+      command: process.execPath,
+      args: [
+        UNHITCH_CLI,
         `--frontend=[127.0.0.1]:${port}`,
         `--backend=[127.0.0.1]:${trackerPort}`,
         `--workers=${workers}`,
         '--log-level=warn',
         cert.combinedPath,
       ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    );
-    const primaryPid = child.pid;
-    if (primaryPid === undefined) throw new Error('unhitch did not start');
+      echoStderr: true,
+    });
+    await untilReady(unhitch, waitForPort(port, 15_000));
+    const primaryPid = unhitch.pid;
+    // Serving means one worker listens; the others may still be starting.
+    const workerPids = (): number[] => processTree(primaryPid).slice(1);
     const deadlineReady = Date.now() + 15_000;
-    while (childPids(primaryPid).length < workers) {
-      if (Date.now() > deadlineReady || child.exitCode !== null) throw new Error('no workers');
-      await new Promise((r) => setTimeout(r, 100));
+    while (workerPids().length < workers) {
+      if (Date.now() > deadlineReady) throw new Error(`fewer than ${workers} workers started`);
+      await sleep(100);
     }
-    await new Promise((r) => setTimeout(r, 500));
     const url = `wss://localhost:${port}/`;
     const totals: LoopTotals = { announces: 0, sessions: 0, errors: 0 };
     const started = Date.now();
@@ -192,10 +158,9 @@ async function main(argv: readonly string[]): Promise<void> {
     let lastAt = started;
     const rows: Array<{ rssBytes: number; fds: number }> = [];
     while (Date.now() < endAt) {
-      await new Promise((r) => setTimeout(r, Math.min(intervalSec * 1000, endAt - Date.now())));
+      await sleep(Math.min(intervalSec * 1000, endAt - Date.now()));
       const now = Date.now();
-      const pids = childPids(primaryPid);
-      const samples = pids.map(sampleProcess);
+      const samples = workerPids().map(sampleProcess);
       const rss = samples.reduce((sum, sample) => sum + sample.rssBytes, 0);
       const fds = samples.reduce((sum, sample) => sum + sample.fds, 0);
       rows.push({ rssBytes: rss, fds });
@@ -215,8 +180,9 @@ async function main(argv: readonly string[]): Promise<void> {
       );
     }
   } finally {
-    cleanup();
-    if (child && child.exitCode === null) await once(child, 'exit');
+    if (unhitch) await stopProcess(unhitch);
+    tracker.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

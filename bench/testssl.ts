@@ -2,28 +2,37 @@
  * testssl.sh against unhitch with its default TLS settings, on loopback: findings counted
  * by severity, the LOW-and-above ones listed, written to bench/RESULTS.md (section
  * "testssl") and bench/results/testssl.md. Exits 1 when a HIGH or CRITICAL finding is about
- * unhitch's TLS (not about the self-signed loopback certificate or the backend's HTTP).
+ * unhitch's TLS (not about the loopback test certificate or the backend's HTTP).
  *
  *   node dist/bench/testssl.js [--testssl=/usr/bin/testssl]
  *
- * Needs testssl.sh (Debian package testssl.sh, binary `testssl`). The unhitch child is
- * stopped by its PID however this ends.
+ * Needs testssl.sh (Debian package testssl.sh, binary `testssl`). Both children are stopped
+ * by PID however this ends (the bench process harness).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { makeCaSignedCertificate } from './lib/cert.js';
-import { freePort } from './lib/ports.js';
+import { freePort, waitForPort } from './lib/ports.js';
+import { installCleanup, startProcess, stopProcess, untilReady } from './lib/processes.js';
+import { REPO_ROOT, UNHITCH_CLI } from './lib/proxies.js';
 import { updateResultsFile } from './lib/results-file.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = resolve(ROOT, 'dist/src/cli.js');
-const RESULTS_MD = resolve(ROOT, 'bench/RESULTS.md');
-const RESULTS_DIR = resolve(ROOT, 'bench/results');
+const RESULTS_MD = resolve(REPO_ROOT, 'bench/RESULTS.md');
+const RESULTS_DIR = resolve(REPO_ROOT, 'bench/results');
 const TESTSSL_TIMEOUT_MS = 15 * 60_000;
+
+/** Non-interactive, plain-text, quiet, and only the loopback address (no DNS lookups). */
+export const TESTSSL_BATCH_ARGS = [
+  '--warnings',
+  'batch',
+  '--color',
+  '0',
+  '--quiet',
+  '--ip',
+  '127.0.0.1',
+] as const;
 
 export const SEVERITIES = [
   'CRITICAL',
@@ -84,14 +93,10 @@ export function severeFindings(findings: readonly Finding[]): Finding[] {
   );
 }
 
-const NOTABLE: ReadonlySet<string> = new Set([
-  'CRITICAL',
-  'HIGH',
-  'MEDIUM',
-  'LOW',
-  'WARN',
-  'FATAL',
-]);
+/** Every severity that is a problem of some size: all but OK and INFO. */
+const NOTABLE: ReadonlySet<string> = new Set(
+  SEVERITIES.filter((severity) => severity !== 'OK' && severity !== 'INFO'),
+);
 
 export function summaryMarkdown(findings: readonly Finding[], meta: string): string {
   const counts = countBySeverity(findings);
@@ -132,20 +137,6 @@ async function httpishBackend(): Promise<{ server: Server; port: number }> {
   return { server, port: address.port };
 }
 
-async function waitForListen(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const open = await new Promise<boolean>((done) => {
-      const probe = createServer();
-      probe.once('error', () => done(true)); // in use: unhitch is listening
-      probe.listen(port, '127.0.0.1', () => probe.close(() => done(false)));
-    });
-    if (open) return;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('unhitch did not listen');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function main(argv: readonly string[]): Promise<number> {
   const testssl = argv.find((arg) => arg.startsWith('--testssl='))?.slice(10) ?? '/usr/bin/testssl';
   if (!existsSync(testssl)) {
@@ -156,54 +147,39 @@ async function main(argv: readonly string[]): Promise<number> {
   const cert = makeCaSignedCertificate(dir);
   const backend = await httpishBackend();
   const port = await freePort();
-  const unhitch = spawn(
-    process.execPath,
-    [
-      CLI,
+  installCleanup();
+  const unhitch = startProcess({
+    name: 'unhitch',
+    command: process.execPath,
+    args: [
+      UNHITCH_CLI,
       `--frontend=[127.0.0.1]:${port}`,
       `--backend=[127.0.0.1]:${backend.port}`,
       '--workers=1',
       '--log-level=error',
       cert.combinedPemPath,
     ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  let scan: ChildProcess | undefined;
-  const cleanup = (): void => {
-    for (const child of [scan, unhitch]) {
-      if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null)
-        process.kill(child.pid, 'SIGTERM');
-    }
-    backend.server.close();
-  };
-  process.once('SIGINT', () => {
-    cleanup();
-    process.exit(130);
+    echoStderr: true,
   });
   try {
-    await waitForListen(port, unhitch, 15_000);
+    await untilReady(unhitch, waitForPort(port, 15_000));
     const jsonPath = join(dir, 'testssl.json');
     const started = Date.now();
-    scan = spawn(
-      testssl,
-      [
+    const scan = startProcess({
+      name: 'testssl',
+      command: testssl,
+      args: [
         '--jsonfile',
         jsonPath,
-        '--warnings',
-        'batch',
-        '--color',
-        '0',
-        '--quiet',
-        '--ip',
-        '127.0.0.1',
+        ...TESTSSL_BATCH_ARGS,
         '--add-ca',
         cert.caCertPath,
         `localhost:${port}`,
       ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    );
-    const timer = setTimeout(() => scan?.kill('SIGKILL'), TESTSSL_TIMEOUT_MS);
-    const [status] = (await once(scan, 'exit')) as [number | null];
+      echoStderr: true,
+    });
+    const timer = setTimeout(() => void scan.stop(), TESTSSL_TIMEOUT_MS);
+    const status = await scan.exited;
     clearTimeout(timer);
     const seconds = Math.round((Date.now() - started) / 1000);
     if (!existsSync(jsonPath)) throw new Error(`testssl wrote no JSON (exit ${status})`);
@@ -220,8 +196,8 @@ async function main(argv: readonly string[]): Promise<number> {
       console.error(`${finding.severity}: ${finding.id}: ${finding.finding}`);
     return severe.length > 0 ? 1 : 0;
   } finally {
-    cleanup();
-    if (unhitch.exitCode === null && unhitch.signalCode === null) await once(unhitch, 'exit');
+    await stopProcess(unhitch);
+    backend.server.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -35,11 +35,15 @@ export function makeSelfSignedCertificate(directory: string): BenchCertificate {
     ],
     { stdio: 'ignore' },
   );
-  // 0600: unhitch (like Hitch) warns about private keys readable by others.
+  writeCombinedPem(keyPath, certPath, combinedPemPath);
+  return { keyPath, certPath, combinedPemPath };
+}
+
+/** Key then certificate in one file; 0600 because unhitch (like Hitch) warns otherwise. */
+function writeCombinedPem(keyPath: string, certPath: string, combinedPemPath: string): void {
   writeFileSync(combinedPemPath, readFileSync(keyPath, 'utf8') + readFileSync(certPath, 'utf8'), {
     mode: 0o600,
   });
-  return { keyPath, certPath, combinedPemPath };
 }
 
 export interface CaSignedCertificate extends BenchCertificate {
@@ -126,8 +130,6 @@ export function makeCaSignedCertificate(directory: string): CaSignedCertificate 
     '-out',
     certPath,
   ]);
-  writeFileSync(combinedPemPath, readFileSync(keyPath, 'utf8') + readFileSync(certPath, 'utf8'), {
-    mode: 0o600,
-  });
+  writeCombinedPem(keyPath, certPath, combinedPemPath);
   return { keyPath, certPath, combinedPemPath, caCertPath };
 }

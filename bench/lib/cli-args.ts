@@ -28,6 +28,17 @@ export function numberFlag(flags: Flags, name: string, fallback: number): number
   return value;
 }
 
+/** A number flag that must be above zero (counts, durations). */
+export function positiveFlag(flags: Flags, name: string, fallback: number): number {
+  const value = numberFlag(flags, name, fallback);
+  if (!(value > 0)) {
+    throw Object.assign(new Error(`--${name} must be a positive number`), {
+      code: 'BENCH_BAD_ARGUMENT',
+    });
+  }
+  return value;
+}
+
 export function listFlag(flags: Flags, name: string, fallback: readonly string[]): string[] {
   const text = flags.get(name);
   return text === undefined

@@ -95,6 +95,18 @@ export function parseVmRssKiB(statusText: string): number {
   return match ? Number(match[1]) : 0;
 }
 
+export interface ProcessSample {
+  readonly rssBytes: number;
+  readonly fds: number;
+}
+
+/** Resident memory and open fd count of one process (a leak shows in either). */
+export function sampleProcess(pid: number): ProcessSample {
+  const rssKiB = parseVmRssKiB(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (rssKiB === 0) throw new Error(`no VmRSS for pid ${pid}`);
+  return { rssBytes: rssKiB * 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
+}
+
 /** Resident memory of the whole tree, in KiB. */
 export function treeRssKiB(rootPid: number): number {
   let total = 0;

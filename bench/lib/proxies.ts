@@ -3,10 +3,11 @@
  * loopback backend: none (direct), unhitch, hitch, haproxy, and a naive node:tls pipe.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { readAllowedCpus, readThreadAffinities } from '../../src/cluster/affinity.js';
 import { waitForPort } from './ports.js';
 import { processTree } from './proc.js';
 import { type BenchProcess, commandExists, startProcess, untilReady } from './processes.js';
@@ -192,34 +193,6 @@ export async function startProxy(
   return { name, process: handle, port: options.frontendPort, tls: true };
 }
 
-/** "0-2,5" → {0, 1, 2, 5} (the kernel's Cpus_allowed_list format). */
-export function expandCpuList(list: string): Set<number> {
-  const cpus = new Set<number>();
-  for (const part of list.split(',')) {
-    if (part.trim() === '') continue;
-    const [first, last] = part.split('-').map(Number);
-    const end = last ?? first;
-    if (first === undefined || end === undefined) continue;
-    if (!Number.isInteger(first) || !Number.isInteger(end)) continue;
-    for (let cpu = first; cpu <= end; cpu++) cpus.add(cpu);
-  }
-  return cpus;
-}
-
-/** Cpus_allowed_list of every thread of `pid` (empty when it has gone). */
-function threadCpuLists(pid: number): string[] {
-  try {
-    return readdirSync(`/proc/${pid}/task`).map(
-      (tid) =>
-        /^Cpus_allowed_list:\s*(\S+)$/m.exec(
-          readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'),
-        )?.[1] ?? '',
-    );
-  } catch {
-    return [];
-  }
-}
-
 /**
  * Hitch pins worker i to CPU i whatever mask it was started in (the taskset bug the public
  * benchmark had to patch out), so its worker would sit on the load generator's CPU and be
@@ -229,16 +202,25 @@ function threadCpuLists(pid: number): string[] {
  * Returns how many threads had left the mask.
  */
 export async function keepOnCpu(rootPid: number): Promise<number> {
-  const mask = threadCpuLists(rootPid)[0];
-  if (mask === undefined || mask === '') return 0;
-  const allowed = expandCpuList(mask);
+  let allowed: ReadonlySet<number>;
+  try {
+    allowed = new Set(readAllowedCpus(rootPid));
+  } catch {
+    return 0; // gone already: nothing to keep anywhere
+  }
+  const mask = [...allowed].join(',');
   // Narrower is fine (unhitch pins each worker to one CPU inside its mask); outside is not.
-  const leftMask = (list: string): boolean =>
-    [...expandCpuList(list)].some((cpu) => !allowed.has(cpu));
+  const leftMask = (cpus: readonly number[]): boolean => cpus.some((cpu) => !allowed.has(cpu));
   let escaped = 0;
   for (let round = 0; round < 2; round++) {
     for (const pid of processTree(rootPid)) {
-      const outside = threadCpuLists(pid).filter(leftMask).length;
+      let threads: Map<number, number[]>;
+      try {
+        threads = readThreadAffinities(pid);
+      } catch {
+        continue; // exited meanwhile
+      }
+      const outside = [...threads.values()].filter(leftMask).length;
       if (outside === 0) continue;
       escaped += outside;
       execFileSync('taskset', ['-a', '-p', '-c', mask, String(pid)], { stdio: 'ignore' });

@@ -196,7 +196,8 @@ export function cpuPerResponseRatioLine(
 ): string | null {
   const cpuOf = (proxy: string): number | null =>
     rows.find((r) => r.backend === backend && r.proxy === proxy)?.proxyCpuMicrosPerResponse ?? null;
-  const ratio = ratioTo(cpuOf('unhitch') ?? Number.NaN, cpuOf('hitch'));
-  if (ratio === null || !Number.isFinite(ratio)) return null;
+  const unhitch = cpuOf('unhitch');
+  const ratio = unhitch === null ? null : ratioTo(unhitch, cpuOf('hitch'));
+  if (ratio === null) return null;
   return `ratio unhitch/hitch cpu-per-response: ${ratio.toFixed(2)}`;
 }

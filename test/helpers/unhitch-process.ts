@@ -130,10 +130,10 @@ export interface SingleWorker {
 
 /**
  * The binary with one worker on a free loopback port in front of `backendPort`, resolved
- * once that worker is ready: the shape every per-worker RSS and fd measurement needs.
+ * once that worker is ready: the shape every per-worker RSS and fd measurement needs. The
+ * caller stops it; if it never gets ready it is killed here.
  */
 export async function startSingleWorker(
-  t: { after(fn: () => void): void },
   backendPort: number,
   certificatePath: string,
   extraArgs: readonly string[] = [],
@@ -146,11 +146,15 @@ export async function startSingleWorker(
     ...extraArgs,
     certificatePath,
   ]);
-  t.after(() => unhitch.kill('SIGKILL'));
-  await unhitch.waitForLog((line) => line.msg === 'worker ready');
-  const [workerPid] = unhitch.workerPids();
-  if (workerPid === undefined) throw new Error('unhitch: no worker process found');
-  return { unhitch, port, workerPid };
+  try {
+    await unhitch.waitForLog((line) => line.msg === 'worker ready');
+    const [workerPid] = unhitch.workerPids();
+    if (workerPid === undefined) throw new Error('unhitch: no worker process found');
+    return { unhitch, port, workerPid };
+  } catch (error) {
+    unhitch.kill('SIGKILL');
+    throw error;
+  }
 }
 
 /** Every process whose parent chain leads to `pid` (from /proc/<pid>/stat). */

@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { freePort } from '../helpers/ports.js';
 import {
@@ -23,8 +24,6 @@ import {
   waitFor,
 } from '../helpers/proxy-fixture.js';
 import { startUnhitch } from '../helpers/unhitch-process.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 type Outcome =
   | { readonly kind: 'served'; readonly bytes: Buffer }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { churn } from '../../bench/lib/churn.js';
-import { sampleProcess } from '../../bench/soak.js';
+import { sampleProcess } from '../../bench/lib/proc.js';
 import { closeBackend, makeCertificate, startBackend, waitFor } from '../helpers/proxy-fixture.js';
 import { startSingleWorker } from '../helpers/unhitch-process.js';
 
@@ -32,7 +32,8 @@ test('churn: ~20 s of short connections through 1 worker; fds and RSS return to 
   });
   t.after(() => closeBackend(backend));
   const cert = makeCertificate('churn', ['localhost']);
-  const { unhitch, port, workerPid } = await startSingleWorker(t, backend.port, cert.combinedPath);
+  const { unhitch, port, workerPid } = await startSingleWorker(backend.port, cert.combinedPath);
+  t.after(() => unhitch.kill('SIGKILL'));
 
   const warmupStarted = Date.now();
   let warmedUp = 0;

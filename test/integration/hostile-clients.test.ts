@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { sampleProcess } from '../../bench/lib/proc.js';
 import {
   closeBackend,
   connectClient,
@@ -95,8 +96,6 @@ function closed(socket: Socket): Promise<void> {
   if (socket.destroyed && socket.closed) return Promise.resolve();
   return new Promise((resolve) => socket.once('close', () => resolve()));
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface HostileResult {
   readonly kind: HostileKind;
@@ -330,13 +329,6 @@ const RSS_HEADROOM_BYTES = 64 * 1024 * 1024;
 /** Loopback socket buffers plus TLS buffers hold a few MiB; far below this means "blocked". */
 const STALLED_BELOW_BYTES = 48 * 1024 * 1024;
 
-function vmRssBytes(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
-  if (!match) throw new Error(`no VmRSS for ${pid}`);
-  return Number(match[1]) * 1024;
-}
-
 test('a client that never reads: 256 MiB backend stream is held back by backpressure, RSS bounded, then delivered intact', async (t) => {
   const chunk = randomBytes(STREAM_CHUNK_BYTES);
   const expected = createHash('sha256');
@@ -363,8 +355,9 @@ test('a client that never reads: 256 MiB backend stream is held back by backpres
   });
   t.after(() => closeBackend(backend));
   const cert = makeCertificate('never-reads', ['localhost']);
-  const { unhitch, port, workerPid } = await startSingleWorker(t, backend.port, cert.combinedPath);
-  const baselineRss = vmRssBytes(workerPid);
+  const { unhitch, port, workerPid } = await startSingleWorker(backend.port, cert.combinedPath);
+  t.after(() => unhitch.kill('SIGKILL'));
+  const baselineRss = sampleProcess(workerPid).rssBytes;
 
   const client = await connectClient(port);
   // Not reading: no 'data' listener, and paused so nothing drains the socket.
@@ -375,7 +368,7 @@ test('a client that never reads: 256 MiB backend stream is held back by backpres
   // Sample until the backend has made no progress for a full second (blocked).
   for (let stillFor = 0; stillFor < 10 && Date.now() < deadline; ) {
     await sleep(100);
-    maxRss = Math.max(maxRss, vmRssBytes(workerPid));
+    maxRss = Math.max(maxRss, sampleProcess(workerPid).rssBytes);
     stillFor = streamedBytes === previousStreamed ? stillFor + 1 : 0;
     previousStreamed = streamedBytes;
   }

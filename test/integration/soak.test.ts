@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import TrackerServer from 'bittorrent-tracker/server';
-import { type LoopTotals, sampleProcess, trackerLoop } from '../../bench/soak.js';
+import { sampleProcess } from '../../bench/lib/proc.js';
+import { type LoopTotals, trackerLoop } from '../../bench/soak.js';
 import { freePort } from '../helpers/ports.js';
 import { makeCertificate } from '../helpers/proxy-fixture.js';
 import { startSingleWorker } from '../helpers/unhitch-process.js';
@@ -27,7 +28,8 @@ test('soak: 30 s of WebSocket announces through the binary, worker RSS flat', {
   await new Promise<void>((resolve) => tracker.listen(trackerPort, '127.0.0.1', resolve));
   t.after(() => tracker.close());
   const cert = makeCertificate('soak', ['localhost']);
-  const { unhitch, port, workerPid } = await startSingleWorker(t, trackerPort, cert.combinedPath);
+  const { unhitch, port, workerPid } = await startSingleWorker(trackerPort, cert.combinedPath);
+  t.after(() => unhitch.kill('SIGKILL'));
 
   const totals: LoopTotals = { announces: 0, sessions: 0, errors: 0 };
   const started = Date.now();

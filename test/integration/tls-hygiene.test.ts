@@ -19,6 +19,7 @@ import {
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { TESTSSL_BATCH_ARGS } from '../../bench/testssl.js';
 import { freePort } from '../helpers/ports.js';
 import {
   closeBackend,
@@ -242,21 +243,7 @@ test('a testssl.sh probe leaves no proxied connection behind', {
   t.after(() => closeBackend(backend));
   const proxy = await startProxy(backend.port);
   t.after(() => proxy.close());
-  const scan = await run(
-    TESTSSL,
-    [
-      '--warnings',
-      'batch',
-      '--color',
-      '0',
-      '--quiet',
-      '--ip',
-      '127.0.0.1',
-      '-H',
-      `localhost:${proxy.port}`,
-    ],
-    80_000,
-  );
+  const scan = await run(TESTSSL, [...TESTSSL_BATCH_ARGS, '-H', `localhost:${proxy.port}`], 80_000);
   assert.notEqual(scan.status, null, 'testssl finished');
   await waitFor(() => proxy.proxy.activeConnections === 0, 3_000, 'no connection left').catch(
     () => undefined,

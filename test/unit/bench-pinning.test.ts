@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { expandCpuList, keepOnCpu } from '../../bench/lib/proxies.js';
-
-function cpuList(pid: number): string | undefined {
-  return /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-}
+import { processTree } from '../../bench/lib/proc.js';
+import { keepOnCpu } from '../../bench/lib/proxies.js';
+import { readAllowedCpus } from '../../src/cluster/affinity.js';
 
 test('a proxy that pins itself off its CPU (as Hitch does) is moved back; one that stays is left alone', {
   skip: availableParallelism() < 2 ? 'needs two CPUs' : false,
@@ -33,20 +30,13 @@ test('a proxy that pins itself off its CPU (as Hitch does) is moved back; one th
   let worker: number | undefined;
   for (let i = 0; i < 100 && worker === undefined; i++) {
     await sleep(20);
-    const children = readFileSync(`/proc/${rootPid}/task/${rootPid}/children`, 'utf8').trim();
-    const child = Number(children.split(/\s+/)[0]);
-    if (child > 0 && cpuList(child) === '0') worker = child;
+    const [, child] = processTree(rootPid);
+    if (child !== undefined && readAllowedCpus(child).join() === '0') worker = child;
   }
   assert.ok(worker !== undefined, 'the child pinned itself to CPU 0');
-  assert.equal(cpuList(rootPid), '1');
+  assert.deepEqual(readAllowedCpus(rootPid), [1]);
 
   assert.equal(await keepOnCpu(rootPid), 1, 'one thread had left the mask');
-  assert.equal(cpuList(worker), '1');
+  assert.deepEqual(readAllowedCpus(worker), [1]);
   assert.equal(await keepOnCpu(rootPid), 0, 'nothing to move the second time');
-});
-
-test('CPU lists expand as the kernel writes them', () => {
-  assert.deepEqual([...expandCpuList('1')], [1]);
-  assert.deepEqual([...expandCpuList('0-2,5')], [0, 1, 2, 5]);
-  assert.deepEqual([...expandCpuList('')], []);
 });
