@@ -38,7 +38,16 @@ function startTracker(): Promise<ChildProcess> {
 async function main(): Promise<void> {
   const combinedPemPath = ensureCertificate();
   const tracker = await startTracker();
-  process.once('exit', () => tracker.kill());
+  // The IPC channel to the tracker would keep this process alive: end it on every path.
+  try {
+    await runProxy(combinedPemPath);
+  } finally {
+    tracker.kill();
+    if (tracker.connected) tracker.disconnect();
+  }
+}
+
+async function runProxy(combinedPemPath: string): Promise<void> {
   // The same flags a Hitch user would type; the config file form is hitch-compat.conf.
   const argv = [
     `--frontend=[127.0.0.1]:${FRONTEND_PORT}`,
@@ -58,7 +67,6 @@ async function main(): Promise<void> {
     `unhitch demo: wss://127.0.0.1:${FRONTEND_PORT} -> ws://127.0.0.1:${TRACKER_PORT} (bittorrent-tracker); Ctrl-C stops\n`,
   );
   await runPrimary({ argv, config: action.config, logger });
-  tracker.kill();
 }
 
 main().catch((err: unknown) => {

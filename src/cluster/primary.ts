@@ -55,6 +55,10 @@ class Primary {
   private readonly argv: readonly string[];
   private current: Generation;
   private readonly retiring = new Set<Worker>();
+  /** Workers whose message handler runs (they said hello): a drain reaches them. */
+  private readonly greeted = new WeakSet<Worker>();
+  /** Every live worker at the stop signal, until it exits. */
+  private readonly stopWaiting = new Set<Worker>();
   private readonly slots = new Map<number, SlotState>();
   private readonly allowedCpus: number[];
   private ticketKey: Buffer;
@@ -122,7 +126,8 @@ class Primary {
       'starting',
     );
     const started = await this.startGeneration(this.current, workerCount);
-    if (!started) {
+    // A stop signal during startup ends the workers still starting: that is a clean stop.
+    if (!started && !this.stopping) {
       this.stopping = true;
       this.killAll(this.current);
       await this.runCleanups();
@@ -217,7 +222,9 @@ class Primary {
     const onHello = (message: unknown): void => {
       if (!isWorkerMessage(message) || message.type !== 'unhitch:hello') return;
       worker.off('message', onHello);
-      void pinned.then(() =>
+      this.greeted.add(worker);
+      void pinned.then(() => {
+        if (this.stopping) return;
         this.send(worker, {
           type: 'unhitch:start',
           workerIndex: index,
@@ -225,8 +232,8 @@ class Primary {
           config: generation.config,
           certificates: generation.certificates,
           ticketKey: this.ticketKey,
-        }),
-      );
+        });
+      });
     };
     worker.on('message', onHello);
     return new Promise((resolve) => {
@@ -269,7 +276,7 @@ class Primary {
       this.current.workers.delete(meta.index);
       if (!this.stopping) this.scheduleRestart(meta, code, signal);
     }
-    if (this.stopping && this.current.workers.size === 0 && this.retiring.size === 0)
+    if (this.stopping && this.stopWaiting.delete(worker) && this.stopWaiting.size === 0)
       void this.finish();
   }
 
@@ -335,6 +342,8 @@ class Primary {
     const next = this.newGeneration(config, certificates);
     this.current = next;
     const ok = await this.startGeneration(next, this.workerCount(config));
+    // stop() has taken charge of both generations.
+    if (this.stopping) return;
     if (!ok) {
       this.logger.error(
         'reload failed: new workers did not start; the running configuration stays',
@@ -363,12 +372,22 @@ class Primary {
     const graceMs = this.current.config.drainTimeoutMs;
     this.logger.info({ signal, graceMs }, 'draining');
     if (this.rotationTimer) clearInterval(this.rotationTimer);
-    const workers = [...this.current.workers.values(), ...this.retiring];
+    // Every live worker: the current generation, a retiring one, and one still starting
+    // in a reload.
+    const workers = Object.values(cluster.workers ?? {}).filter(
+      (worker): worker is Worker => worker !== undefined && !worker.isDead(),
+    );
     if (workers.length === 0) {
       void this.finish();
       return;
     }
-    for (const worker of workers) this.send(worker, { type: 'unhitch:drain', graceMs });
+    for (const worker of workers) {
+      this.stopWaiting.add(worker);
+      // A worker that has not said hello yet could miss the message, and has not been
+      // told to listen, so it holds no connection.
+      if (this.greeted.has(worker)) this.send(worker, { type: 'unhitch:drain', graceMs });
+      else worker.process.kill('SIGKILL');
+    }
     // A worker that ignores the drain (stuck event loop) is killed a little after the grace.
     setTimeout(() => {
       for (const worker of workers) if (!worker.isDead()) worker.process.kill('SIGKILL');

@@ -21,6 +21,8 @@ if (!cluster.isWorker) {
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {});
 
 let proxy: TlsProxy | undefined;
+/** Set while start() runs: a drain that arrives meanwhile waits for it. */
+let starting: Promise<void> | undefined;
 let draining = false;
 
 function send(message: WorkerMessage): void {
@@ -63,6 +65,7 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
 async function drain(graceMs: number | null): Promise<void> {
   if (draining) return;
   draining = true;
+  await starting;
   const result = proxy
     ? await proxy.drain(graceMs ?? Number.POSITIVE_INFINITY)
     : { forcedClosed: 0 };
@@ -75,7 +78,7 @@ process.on('message', (value: unknown) => {
   if (!isPrimaryMessage(value)) return;
   switch (value.type) {
     case 'unhitch:start':
-      void start(value);
+      starting = start(value);
       break;
     case 'unhitch:ticket-key':
       proxy?.setTicketKey(value.key);

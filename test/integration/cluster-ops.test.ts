@@ -132,3 +132,33 @@ test('a second SIGTERM during a drain exits at once', async (t) => {
   assert.ok(Date.now() - secondAt < 3_000, 'exited promptly after the second signal');
   assert.equal(unhitch.workerPids().length, 0);
 });
+
+test('a stop signal while workers are still starting is a clean stop: exit 0, no worker left', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  // Workers are forked in the tick that logs 'starting'; the delays land the signal
+  // before, during and after their hello, start and listen.
+  for (const delayMs of [0, 150, 300, 450, 600]) {
+    const unhitch = startUnhitch(args(await freePort(), backend.port, ['--workers=2']));
+    t.after(() => unhitch.kill('SIGKILL'));
+    await unhitch.waitForLog((line) => line.msg === 'starting');
+    const signalAt = Date.now() + delayMs;
+    let workers = unhitch.workerPids();
+    while (workers.length < 2 && Date.now() < signalAt + 2_000) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      workers = unhitch.workerPids();
+    }
+    assert.equal(workers.length, 2, 'both workers forked');
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, signalAt - Date.now())));
+    unhitch.kill('SIGTERM');
+    const code = await Promise.race([
+      unhitch.exited(),
+      new Promise((resolve) => setTimeout(() => resolve('timeout'), 10_000)),
+    ]);
+    const log = unhitch.lines.map((line) => JSON.stringify(line)).join('\n');
+    assert.equal(code, 0, `signal ${delayMs} ms after starting:\n${unhitch.text()}${log}`);
+    assert.ok(!unhitch.lines.some((line) => line.msg === 'workers failed to start'));
+    for (const pid of workers)
+      assert.equal(existsSync(`/proc/${pid}`), false, `worker ${pid} outlived the primary`);
+  }
+});

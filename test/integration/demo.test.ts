@@ -54,6 +54,9 @@ test('npm start: demo tracker answers announces over wss through unhitch', async
   assert.equal(typeof response.interval, 'number');
 
   demo.kill('SIGINT');
-  const [code] = await once(demo, 'exit');
+  const code = await Promise.race([
+    once(demo, 'exit').then(([exitCode]) => exitCode),
+    new Promise((resolve) => setTimeout(() => resolve('still running 20 s after SIGINT'), 20_000)),
+  ]);
   assert.equal(code, 0, output);
 });
