@@ -91,7 +91,7 @@ async function main(): Promise<void> {
   try {
     const certificate = makeSelfSignedCertificate(workDirectory);
     for (const name of proxies) {
-      const reason = proxyUnavailableReason(name);
+      const reason = proxyUnavailableReason(name, 'terminate');
       if (reason) {
         skipped.push(`${name}: ${reason}`);
         continue;

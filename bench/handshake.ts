@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     });
     await untilReady(sink, waitForPort(sinkPort));
     for (const name of proxies) {
-      const reason = proxyUnavailableReason(name);
+      const reason = proxyUnavailableReason(name, 'terminate');
       if (name === 'none' || reason) {
         skipped.push(`${name}: ${reason ?? 'handshakes need a TLS proxy'}`);
         continue;

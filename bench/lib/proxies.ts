@@ -18,6 +18,8 @@ export const PROXY_NAMES = [
   'hitch',
   'haproxy',
   'node-tls',
+  // node:tls alone, no backend: the floor under any node:tls terminator (handshake, capacity).
+  'node-tls-bare',
   // Experiment: uWS WebSocket relay, backend leg via the ws package / a raw node:net client.
   'uws-relay',
   'uws-relay-raw',
@@ -28,6 +30,7 @@ export type ProxyName = (typeof PROXY_NAMES)[number];
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const UNHITCH_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
 const NODE_TLS_PIPE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'node-tls-pipe.js');
+const NODE_TLS_BARE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'node-tls-bare.js');
 const UWS_RELAY = join(REPO_ROOT, 'dist', 'bench', 'uws-relay.js');
 
 export interface ProxyStartOptions {
@@ -50,8 +53,14 @@ export interface RunningProxy {
   readonly tls: boolean;
 }
 
-/** Why a proxy cannot run here, or null when it can. */
-export function proxyUnavailableReason(name: ProxyName): string | null {
+/**
+ * Why a proxy cannot run here, or null when it can. `relay`: the run needs bytes to reach
+ * the backend; `terminate`: TLS (and the WebSocket upgrade) is all it measures.
+ */
+export function proxyUnavailableReason(
+  name: ProxyName,
+  needs: 'relay' | 'terminate' = 'relay',
+): string | null {
   switch (name) {
     case 'none':
       return null;
@@ -63,6 +72,9 @@ export function proxyUnavailableReason(name: ProxyName): string | null {
       return commandExists('haproxy') ? null : 'haproxy not installed (apt-get install haproxy)';
     case 'node-tls':
       return existsSync(NODE_TLS_PIPE) ? null : `${NODE_TLS_PIPE} not built`;
+    case 'node-tls-bare':
+      if (needs === 'relay') return 'has no backend; it is for the handshake and capacity runs';
+      return existsSync(NODE_TLS_BARE) ? null : `${NODE_TLS_BARE} not built`;
     case 'uws-relay':
     case 'uws-relay-raw':
       return existsSync(UWS_RELAY) ? null : `${UWS_RELAY} not built`;
@@ -163,6 +175,14 @@ export async function startProxy(
           String(options.backendPort),
           options.combinedPemPath,
         ],
+      });
+      break;
+    case 'node-tls-bare':
+      handle = startProcess({
+        ...common,
+        name,
+        command: process.execPath,
+        args: [NODE_TLS_BARE, String(options.frontendPort), options.combinedPemPath],
       });
       break;
     case 'uws-relay':

@@ -1,0 +1,47 @@
+/**
+ * node:tls alone, no backend: the floor any node:tls terminator stands on. It answers a
+ * WebSocket upgrade itself (so the capacity run can hold its connections) and then only
+ * holds the socket; every other byte is read and dropped.
+ * Usage: node node-tls-bare.js FRONTEND_PORT COMBINED_PEM
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:tls';
+
+const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+const MAX_REQUEST_BYTES = 8 * 1024;
+
+const [frontendPort, pemPath] = process.argv.slice(2);
+if (!frontendPort || !pemPath) {
+  process.stderr.write('usage: node-tls-bare FRONTEND_PORT COMBINED_PEM\n');
+  process.exit(2);
+}
+const pem = readFileSync(pemPath);
+const server = createServer({ key: pem, cert: pem }, (client) => {
+  client.on('error', () => client.destroy());
+  let request = '';
+  const onData = (chunk: Buffer): void => {
+    request += chunk.toString('latin1');
+    const end = request.indexOf('\r\n\r\n');
+    if (end === -1) {
+      if (request.length > MAX_REQUEST_BYTES) client.destroy();
+      return;
+    }
+    client.removeListener('data', onData);
+    client.resume();
+    const key = /^sec-websocket-key:\s*(\S+)/im.exec(request.slice(0, end))?.[1];
+    if (key === undefined) {
+      client.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    const accept = createHash('sha1')
+      .update(key + WEBSOCKET_GUID)
+      .digest('base64');
+    client.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
+  };
+  client.on('data', onData);
+});
+server.listen(Number(frontendPort), '127.0.0.1');
+process.on('SIGTERM', () => process.exit(0));
