@@ -3,7 +3,9 @@
  * Full and resumed TLS 1.3 handshakes/s and proxy CPU µs per handshake, per proxy.
  * Proxy pinned to one CPU; node:tls client (worker threads) and a TCP sink backend on the other.
  *   node dist/bench/handshake.js [--proxies=unhitch,hitch,haproxy] [--duration=10] [--warmup=2]
- *     [--concurrency=16] [--workers=2] [--quick] [--no-write]
+ *     [--concurrency=16] [--workers=2] [--repeat=3] [--quick] [--no-write]
+ * With --repeat, the proxies take turns round after round (so slow phases of a shared machine
+ * hit them alike) and each row shows the median, with every run's value beside it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,11 +19,23 @@ import { installCleanup, isShuttingDown, startProcess, untilReady } from './lib/
 import { parseProxyList, proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
 import { REFERENCE_NOTES } from './lib/references.js';
 import { updateResultsFile } from './lib/results-file.js';
-import { formatDecimal, formatMarkdownTable } from './lib/table.js';
+import { formatDecimal, formatMarkdownTable, median, ratioTo } from './lib/table.js';
 
 const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'handshake-client.js');
 const SINK = join(REPO_ROOT, 'dist', 'bench', 'backends', 'tcp-sink.js');
 const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
+
+type Mode = 'full' | 'resumed';
+const MODES: readonly Mode[] = ['full', 'resumed'];
+
+/** One proxy × mode × run. */
+interface HandshakeRun {
+  readonly handshakesPerSecond: number;
+  readonly proxyCpuMicrosPerHandshake: number | null;
+  readonly failures: number;
+  readonly clientCpuMicrosPerHandshake: number | null;
+  readonly otherLoadOnProxyCpuPercent: number | null;
+}
 
 interface HandshakeResult {
   readonly mode: string;
@@ -43,6 +57,7 @@ async function main(): Promise<void> {
     'no-write',
     'proxy-cpu',
     'load-cpu',
+    'repeat',
   ]);
   const quick = flags.has('quick');
   const duration = numberFlag(flags, 'duration', quick ? 4 : 10);
@@ -52,8 +67,18 @@ async function main(): Promise<void> {
   const proxies = parseProxyList(
     listFlag(flags, 'proxies', ['unhitch', 'hitch', 'haproxy']).join(','),
   );
+  const repeat = Math.max(1, Math.floor(numberFlag(flags, 'repeat', 1)));
   const workDirectory = mkdtempSync(join(tmpdir(), 'unhitch-handshake-'));
-  const rows: string[][] = [];
+  const runs = new Map<string, HandshakeRun[]>();
+  const runsOf = (name: string, mode: Mode): HandshakeRun[] => {
+    const key = `${name} ${mode}`;
+    let list = runs.get(key);
+    if (list === undefined) {
+      list = [];
+      runs.set(key, list);
+    }
+    return list;
+  };
   const skipped: string[] = [];
   try {
     const certificate = makeSelfSignedCertificate(workDirectory);
@@ -65,77 +90,118 @@ async function main(): Promise<void> {
       cpu: loadCpu,
     });
     await untilReady(sink, waitForPort(sinkPort));
-    for (const name of proxies) {
+    const runnable = proxies.filter((name) => {
       const reason = proxyUnavailableReason(name, 'terminate');
       if (name === 'none' || reason) {
         skipped.push(`${name}: ${reason ?? 'handshakes need a TLS proxy'}`);
-        continue;
+        return false;
       }
-      process.stderr.write(`== ${name}\n`);
-      try {
-        const proxy = await startProxy(name, {
-          frontendPort: await freePort(),
-          backendPort: sinkPort,
-          combinedPemPath: certificate.combinedPemPath,
-          cpu: proxyCpu,
-          workDirectory,
-        });
+      return true;
+    });
+    for (let round = 1; round <= repeat && !isShuttingDown(); round++) {
+      for (const name of runnable) {
+        process.stderr.write(`== ${name}${repeat > 1 ? ` (run ${round}/${repeat})` : ''}\n`);
         try {
-          for (const mode of ['full', 'resumed'] as const) {
-            const measured = await runMeasuredChild<HandshakeResult>({
-              name: `handshake-client ${mode}`,
-              command: process.execPath,
-              args: [
-                CLIENT,
-                `--port=${proxy.port}`,
-                `--mode=${mode}`,
-                `--workers=${numberFlag(flags, 'workers', 2)}`,
-                `--concurrency=${numberFlag(flags, 'concurrency', 32)}`,
-                `--warmup=${warmup}`,
-                `--duration=${duration}`,
-              ],
-              cpu: loadCpu,
-              proxyPid: proxy.process?.pid ?? null,
-              proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
-            });
-            const r = measured.result;
-            rows.push([
-              name,
-              mode,
-              Math.round(r.handshakesPerSecond).toLocaleString('en-US'),
-              formatDecimal(
-                measured.proxyCpuMicros !== null && r.handshakes > 0
-                  ? measured.proxyCpuMicros / r.handshakes
-                  : null,
-              ),
-              String(r.failures),
-              formatDecimal(r.clientCpuMicrosPerHandshake),
-              formatDecimal(measured.otherLoadOnProxyCpuPercent, 0),
-            ]);
-            process.stderr.write(`   ${rows[rows.length - 1]?.join(' | ')}\n`);
+          const proxy = await startProxy(name, {
+            frontendPort: await freePort(),
+            backendPort: sinkPort,
+            combinedPemPath: certificate.combinedPemPath,
+            cpu: proxyCpu,
+            workDirectory,
+          });
+          try {
+            for (const mode of MODES) {
+              const measured = await runMeasuredChild<HandshakeResult>({
+                name: `handshake-client ${mode}`,
+                command: process.execPath,
+                args: [
+                  CLIENT,
+                  `--port=${proxy.port}`,
+                  `--mode=${mode}`,
+                  `--workers=${numberFlag(flags, 'workers', 2)}`,
+                  `--concurrency=${numberFlag(flags, 'concurrency', 32)}`,
+                  `--warmup=${warmup}`,
+                  `--duration=${duration}`,
+                ],
+                cpu: loadCpu,
+                proxyPid: proxy.process?.pid ?? null,
+                proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
+              });
+              const r = measured.result;
+              const run: HandshakeRun = {
+                handshakesPerSecond: r.handshakesPerSecond,
+                proxyCpuMicrosPerHandshake:
+                  measured.proxyCpuMicros !== null && r.handshakes > 0
+                    ? measured.proxyCpuMicros / r.handshakes
+                    : null,
+                failures: r.failures,
+                clientCpuMicrosPerHandshake: r.clientCpuMicrosPerHandshake,
+                otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
+              };
+              runsOf(name, mode).push(run);
+              process.stderr.write(
+                `   ${name} | ${mode} | ${Math.round(run.handshakesPerSecond)}/s | ${formatDecimal(run.proxyCpuMicrosPerHandshake)} µs | failures ${run.failures}\n`,
+              );
+            }
+          } finally {
+            await proxy.process?.stop();
           }
-        } finally {
-          await proxy.process?.stop();
+        } catch (err) {
+          skipped.push(`${name} (run ${round}): ${(err as Error).message}`);
+          process.stderr.write(`failed: ${name}: ${(err as Error).message}\n`);
         }
-      } catch (err) {
-        skipped.push(`${name}: ${(err as Error).message}`);
-        process.stderr.write(`failed: ${name}: ${(err as Error).message}\n`);
       }
     }
     await sink.stop();
+    const rows: string[][] = [];
+    const medianCpu = new Map<string, number | null>();
+    for (const name of runnable) {
+      for (const mode of MODES) {
+        const list = runsOf(name, mode);
+        if (list.length === 0) continue;
+        const cpu = median(list.map((run) => run.proxyCpuMicrosPerHandshake));
+        medianCpu.set(`${name} ${mode}`, cpu);
+        rows.push([
+          name,
+          mode,
+          Math.round(median(list.map((run) => run.handshakesPerSecond)) ?? 0).toLocaleString(
+            'en-US',
+          ),
+          formatDecimal(cpu),
+          ...(repeat > 1
+            ? [list.map((run) => formatDecimal(run.proxyCpuMicrosPerHandshake, 0)).join(', ')]
+            : []),
+          String(list.reduce((sum, run) => sum + run.failures, 0)),
+          formatDecimal(median(list.map((run) => run.clientCpuMicrosPerHandshake))),
+          formatDecimal(Math.max(...list.map((run) => run.otherLoadOnProxyCpuPercent ?? 0)), 0),
+        ]);
+      }
+    }
     const table = formatMarkdownTable(
       [
         'Proxy',
         'Handshake',
         'Handshakes/s',
         'Proxy CPU µs/handshake',
+        ...(repeat > 1 ? ['Each run µs'] : []),
         'Failures',
         'Client CPU µs/handshake',
-        'Other load on proxy CPU %',
+        'Other load on proxy CPU % (max)',
       ],
       rows,
     );
-    process.stdout.write(`\n${table}\n`);
+    // The issue's handshake goals are ratios to Hitch from one run: say them on their own lines.
+    const ratioLines = MODES.flatMap((mode) => {
+      const unhitch = medianCpu.get(`unhitch ${mode}`);
+      const ratio =
+        unhitch === undefined || unhitch === null
+          ? null
+          : ratioTo(unhitch, medianCpu.get(`hitch ${mode}`));
+      return ratio === null
+        ? []
+        : [`ratio unhitch/hitch cpu-per-${mode}-handshake: ${ratio.toFixed(2)}`];
+    });
+    process.stdout.write(`\n${table}\n${ratioLines.join('\n')}\n`);
     if (!flags.has('no-write') && !isShuttingDown()) {
       updateResultsFile(
         RESULTS_MD,
@@ -147,9 +213,11 @@ async function main(): Promise<void> {
           '',
           ...machineDescription(),
           `- Layout: proxy on CPU ${proxyCpu}; node:tls client (worker threads) and TCP sink backend on CPU ${loadCpu}; ${warmup} s warm-up, ${duration} s measured. Resumed: a handshake counts only if isSessionReused(); others are failures.`,
+          `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median shown)' : ''}`,
           '',
           table,
           '',
+          ...ratioLines.flatMap((line) => [line, '']),
           ...(skipped.length > 0 ? ['Skipped:', ...skipped.map((s) => `- ${s}`), ''] : []),
           REFERENCE_NOTES,
         ].join('\n'),

@@ -7,6 +7,7 @@ import cluster from 'node:cluster';
 import { createLogger } from '../ops/log.js';
 import { createWorkerMetrics } from '../ops/metrics.js';
 import { dropPrivileges, resolveIdentity } from '../ops/privileges.js';
+import { NOOP_OBSERVER } from '../proxy/events.js';
 import { TlsProxy } from '../proxy/proxy.js';
 import { isPrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
@@ -37,13 +38,18 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
     filename: config.logFilename,
     bindings: { role: 'worker', worker: message.workerIndex, generation: message.generation },
   });
-  const metrics = createWorkerMetrics({ workerId: message.workerIndex });
+  // Without a metrics endpoint nobody reads them: no per-connection histogram work, no
+  // collectors (GC observer, event-loop delay timer) running in the worker.
+  const observer =
+    config.metrics === undefined
+      ? NOOP_OBSERVER
+      : createWorkerMetrics({ workerId: message.workerIndex }).observer;
   try {
     proxy = await TlsProxy.start({
       config,
       certificates: message.certificates,
       logger,
-      observer: metrics.observer,
+      observer,
       ticketKey: message.ticketKey,
       exclusive: false,
     });
