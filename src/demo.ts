@@ -63,10 +63,16 @@ async function runProxy(combinedPemPath: string): Promise<void> {
     quiet: action.config.quiet,
     bindings: { role: 'primary' },
   });
-  process.stdout.write(
-    `unhitch demo: wss://127.0.0.1:${FRONTEND_PORT} -> ws://127.0.0.1:${TRACKER_PORT} (bittorrent-tracker); Ctrl-C stops\n`,
-  );
-  await runPrimary({ argv, config: action.config, logger });
+  // The URL is printed once the workers listen: a client that uses it at once gets in.
+  await runPrimary({
+    argv,
+    config: action.config,
+    logger,
+    onReady: () =>
+      process.stdout.write(
+        `unhitch demo: wss://127.0.0.1:${FRONTEND_PORT} -> ws://127.0.0.1:${TRACKER_PORT} (bittorrent-tracker); Ctrl-C stops\n`,
+      ),
+  });
 }
 
 main().catch((err: unknown) => {

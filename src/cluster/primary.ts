@@ -25,6 +25,8 @@ export interface PrimaryOptions {
   readonly logger: Logger;
   /** Certificates already loaded by the caller; loaded here when absent. */
   readonly certificates?: readonly CertificateMaterial[];
+  /** Called once, when every worker of the first generation listens. */
+  readonly onReady?: () => void;
 }
 
 /** A worker that dies sooner than this after its start counts as crash-looping. */
@@ -53,6 +55,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
 class Primary {
   private readonly logger: Logger;
   private readonly argv: readonly string[];
+  private readonly onReady: (() => void) | undefined;
   private current: Generation;
   private readonly retiring = new Set<Worker>();
   /** Workers whose message handler runs (they said hello): a drain reaches them. */
@@ -73,6 +76,7 @@ class Primary {
   constructor(options: PrimaryOptions) {
     this.logger = options.logger;
     this.argv = options.argv;
+    this.onReady = options.onReady;
     const certificates =
       options.certificates ??
       loadCertificates(options.config, (message) => this.logger.warn(message));
@@ -138,6 +142,7 @@ class Primary {
         code: 'UNHITCH_WORKERS_FAILED',
       });
     }
+    if (started) this.onReady?.();
     await finished;
     process.off('SIGHUP', onReload);
     process.off('SIGTERM', onStop);
