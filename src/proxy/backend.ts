@@ -68,10 +68,12 @@ export class BackendConnector {
     onFailed: (failure: BackendFailure) => void,
     onRead: BackendReadCallback,
   ): Socket {
-    // node's Socket constructor takes `onread` (net.connect passes it there); @types/node
-    // only declares it on the connect options.
-    const socketOptions: SocketConstructorOpts & { onread: OnReadOpts } = {
+    // node's Socket constructor takes `onread` and `noDelay` (net.connect passes them
+    // there); @types/node only declares them on the connect options, where socket.connect()
+    // ignores noDelay: given there, the backend leg silently kept Nagle's algorithm.
+    const socketOptions: SocketConstructorOpts & { onread: OnReadOpts; noDelay: boolean } = {
       allowHalfOpen: true,
+      noDelay: true,
       onread: { buffer: BACKEND_READ_BUFFER, callback: onRead },
     };
     const socket = new Socket(socketOptions);
@@ -108,7 +110,6 @@ export class BackendConnector {
       socket.connect({
         host: address.host ?? '127.0.0.1',
         port: address.port,
-        noDelay: true,
         ...(localAddress === undefined ? {} : { localAddress }),
       });
     }

@@ -16,11 +16,14 @@ import { freePort } from '../helpers/ports.js';
 import {
   closeBackend,
   connectClient,
+  localhostCertificate,
   readAll,
   startBackend,
   startProxy,
   waitFor,
 } from '../helpers/proxy-fixture.js';
+import { type TcpSocketOptions, tcpSocketOptions } from '../helpers/tcp-options.js';
+import { startSingleWorker } from '../helpers/unhitch-process.js';
 import { announceOnce } from '../helpers/webtorrent.js';
 
 const MiB = 1024 * 1024;
@@ -336,4 +339,39 @@ test('drain: a connection still handshaking when the drain starts is served to i
   assert.equal(drained, false, 'the drain waits for the connection');
   client.end();
   assert.deepEqual(await drain, { forcedClosed: 0 });
+});
+
+test('both legs of a spliced pair have TCP_NODELAY and the configured keepalive (live sockets)', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const worker = await startSingleWorker(backend.port, localhostCertificate().combinedPath, [
+    '--keepalive=77',
+  ]);
+  t.after(() => worker.unhitch.kill('SIGKILL'));
+  const client = await connectClient(worker.port);
+  t.after(() => client.destroy());
+  // An echoed byte proves the backend leg is up.
+  client.write('x');
+  await once(client, 'data');
+
+  let sockets: TcpSocketOptions[];
+  try {
+    sockets = tcpSocketOptions(worker.workerPid);
+  } catch (error) {
+    if (/EPERM|Operation not permitted/.test(String((error as Error).message)))
+      return t.skip('no ptrace rights over the worker (run as root, as CI does)');
+    throw error;
+  }
+  const clientLeg = sockets.find((s) => s.localPort === worker.port);
+  const backendLeg = sockets.find((s) => s.remotePort === backend.port);
+  assert.ok(clientLeg, `client leg among ${JSON.stringify(sockets)}`);
+  assert.ok(backendLeg, `backend leg among ${JSON.stringify(sockets)}`);
+  for (const [leg, options] of [
+    ['client', clientLeg],
+    ['backend', backendLeg],
+  ] as const) {
+    assert.equal(options.noDelay, true, `${leg} leg has TCP_NODELAY`);
+    assert.equal(options.keepAlive, true, `${leg} leg has SO_KEEPALIVE`);
+    assert.equal(options.keepIdleSec, 77, `${leg} leg has TCP_KEEPIDLE = keepalive`);
+  }
 });
