@@ -1,6 +1,6 @@
 /**
  * wt-load end to end, briefly: against bittorrent-tracker directly, and through unhitch when
- * it is built. Each run is a few seconds; every process started here is stopped by PID.
+ * it is built; the latency client through unhitch. Each run is a few seconds; every process started here is stopped by PID.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { builtinBackend, type RunningBackend, startBackend } from '../../bench/lib/backends.js';
 import { makeSelfSignedCertificate } from '../../bench/lib/cert.js';
-import { freePort } from '../../bench/lib/ports.js';
-import { stopAll } from '../../bench/lib/processes.js';
-import { startProxy, UNHITCH_CLI } from '../../bench/lib/proxies.js';
+import { runMeasuredChild } from '../../bench/lib/measured-child.js';
+import { freePort, waitForPort } from '../../bench/lib/ports.js';
+import { startProcess, stopAll, untilReady } from '../../bench/lib/processes.js';
+import { REPO_ROOT, startProxy, UNHITCH_CLI } from '../../bench/lib/proxies.js';
 import { DEFAULT_CONFIG, type LoadConfig } from '../../bench/wt-load/config.js';
 import { runLoad } from '../../bench/wt-load/run.js';
 
@@ -73,5 +74,55 @@ test('wt-load through unhitch (wss) gets responses without errors', {
     }
   } finally {
     await backend.process.stop();
+  }
+});
+
+test('latency client: round trips through unhitch to an echo backend, none lost', {
+  skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
+}, async () => {
+  const certificate = makeSelfSignedCertificate(workDirectory);
+  const echoPort = await freePort();
+  const echo = startProcess({
+    name: 'tcp-echo',
+    command: process.execPath,
+    args: [join(REPO_ROOT, 'dist', 'bench', 'backends', 'tcp-echo.js'), String(echoPort)],
+  });
+  await untilReady(echo, waitForPort(echoPort));
+  try {
+    const proxy = await startProxy('unhitch', {
+      frontendPort: await freePort(),
+      backendPort: echoPort,
+      combinedPemPath: certificate.combinedPemPath,
+      workDirectory,
+    });
+    try {
+      const measured = await runMeasuredChild<{
+        roundTrips: number;
+        failures: number;
+        p50Micros: number;
+        p99Micros: number;
+      }>({
+        name: 'latency-client',
+        command: process.execPath,
+        args: [
+          join(REPO_ROOT, 'dist', 'bench', 'lib', 'latency-client.js'),
+          `--port=${proxy.port}`,
+          '--tls',
+          '--connections=2',
+          '--warmup=0.3',
+          '--duration=1',
+        ],
+        proxyPid: proxy.process?.pid ?? null,
+      });
+      const r = measured.result;
+      assert.ok(r.roundTrips > 50, `only ${r.roundTrips} round trips`);
+      assert.equal(r.failures, 0);
+      assert.ok(r.p50Micros > 0 && r.p50Micros <= r.p99Micros, JSON.stringify(r));
+      assert.ok((measured.proxyCpuMicros ?? 0) > 0, 'proxy CPU measured over the window');
+    } finally {
+      await proxy.process?.stop();
+    }
+  } finally {
+    await echo.stop();
   }
 });

@@ -1,0 +1,220 @@
+#!/usr/bin/env node
+/**
+ * The latency a proxy adds: round trips of small messages through each proxy to an echo
+ * backend, against the same client talking to the backend directly (`none`). By default one
+ * connection, one message in flight, 1 ms pause between round trips: nothing queues, so the
+ * difference is the proxy's own path. More connections (--connections) measure it under load at
+ * a fixed rate. Proxy pinned to one CPU; client and echo backend on the other.
+ *   node dist/bench/latency.js [--proxies=none,unhitch,hitch,haproxy] [--connections=1]
+ *     [--interval-ms=1] [--size=200] [--duration=10] [--warmup=2] [--repeat=3] [--quick]
+ *     [--no-write]
+ * With --repeat, the proxies take turns round after round and each figure is the median.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeSelfSignedCertificate } from './lib/cert.js';
+import { commandLine, listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
+import { machineDescription } from './lib/machine.js';
+import { runMeasuredChild } from './lib/measured-child.js';
+import { freePort, waitForPort } from './lib/ports.js';
+import { installCleanup, isShuttingDown, startProcess, untilReady } from './lib/processes.js';
+import { parseProxyList, proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
+import { updateResultsFile } from './lib/results-file.js';
+import { formatDecimal, formatMarkdownTable, median } from './lib/table.js';
+
+const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'latency-client.js');
+const ECHO = join(REPO_ROOT, 'dist', 'bench', 'backends', 'tcp-echo.js');
+const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
+
+interface LatencyResult {
+  readonly connections: number;
+  readonly roundTrips: number;
+  readonly failures: number;
+  readonly p50Micros: number;
+  readonly p90Micros: number;
+  readonly p99Micros: number;
+  readonly p999Micros: number;
+  readonly maxMicros: number;
+}
+
+interface LatencyRun extends LatencyResult {
+  readonly proxyCpuMicrosPerRoundTrip: number | null;
+  readonly otherLoadOnProxyCpuPercent: number | null;
+}
+
+async function main(): Promise<void> {
+  installCleanup();
+  const flags = parseFlags(process.argv.slice(2), [
+    'proxies',
+    'connections',
+    'interval-ms',
+    'size',
+    'duration',
+    'warmup',
+    'repeat',
+    'quick',
+    'no-write',
+    'proxy-cpu',
+    'load-cpu',
+  ]);
+  const quick = flags.has('quick');
+  const duration = numberFlag(flags, 'duration', quick ? 4 : 10);
+  const warmup = numberFlag(flags, 'warmup', quick ? 1 : 2);
+  const connections = numberFlag(flags, 'connections', 1);
+  const intervalMs = numberFlag(flags, 'interval-ms', 1);
+  const size = numberFlag(flags, 'size', 200);
+  const repeat = Math.max(1, Math.floor(numberFlag(flags, 'repeat', 1)));
+  const proxyCpu = flags.get('proxy-cpu') ?? '1';
+  const loadCpu = flags.get('load-cpu') ?? '0';
+  const proxies = parseProxyList(
+    listFlag(flags, 'proxies', ['none', 'unhitch', 'hitch', 'haproxy']).join(','),
+  );
+  const workDirectory = mkdtempSync(join(tmpdir(), 'unhitch-latency-'));
+  const runs = new Map<string, LatencyRun[]>();
+  const skipped: string[] = [];
+  try {
+    const certificate = makeSelfSignedCertificate(workDirectory);
+    const echoPort = await freePort();
+    const echo = startProcess({
+      name: 'tcp-echo',
+      command: process.execPath,
+      args: [ECHO, String(echoPort)],
+      cpu: loadCpu,
+    });
+    await untilReady(echo, waitForPort(echoPort));
+    const runnable = proxies.filter((name) => {
+      const reason = proxyUnavailableReason(name);
+      if (reason) skipped.push(`${name}: ${reason}`);
+      return reason === null;
+    });
+    for (let round = 1; round <= repeat && !isShuttingDown(); round++) {
+      for (const name of runnable) {
+        process.stderr.write(`== ${name}${repeat > 1 ? ` (run ${round}/${repeat})` : ''}\n`);
+        try {
+          const proxy = await startProxy(name, {
+            frontendPort: await freePort(),
+            backendPort: echoPort,
+            combinedPemPath: certificate.combinedPemPath,
+            cpu: proxyCpu,
+            workDirectory,
+          });
+          try {
+            const measured = await runMeasuredChild<LatencyResult>({
+              name: 'latency-client',
+              command: process.execPath,
+              args: [
+                CLIENT,
+                `--port=${proxy.port}`,
+                ...(proxy.tls ? ['--tls'] : []),
+                `--connections=${connections}`,
+                `--interval-ms=${intervalMs}`,
+                `--size=${size}`,
+                `--warmup=${warmup}`,
+                `--duration=${duration}`,
+              ],
+              cpu: loadCpu,
+              proxyPid: proxy.process?.pid ?? null,
+              proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
+            });
+            const r = measured.result;
+            const run: LatencyRun = {
+              ...r,
+              proxyCpuMicrosPerRoundTrip:
+                measured.proxyCpuMicros !== null && r.roundTrips > 0
+                  ? measured.proxyCpuMicros / r.roundTrips
+                  : null,
+              otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
+            };
+            const list = runs.get(name) ?? [];
+            list.push(run);
+            runs.set(name, list);
+            process.stderr.write(
+              `   ${name} | ${r.roundTrips} round trips | p50 ${formatDecimal(r.p50Micros)} µs | p99 ${formatDecimal(r.p99Micros)} µs | failures ${r.failures}\n`,
+            );
+          } finally {
+            await proxy.process?.stop();
+          }
+        } catch (err) {
+          skipped.push(`${name} (run ${round}): ${(err as Error).message}`);
+          process.stderr.write(`failed: ${name}: ${(err as Error).message}\n`);
+        }
+      }
+    }
+    await echo.stop();
+
+    const med = (name: string, pick: (run: LatencyRun) => number | null): number | null =>
+      median((runs.get(name) ?? []).map(pick));
+    const added = (name: string, pick: (run: LatencyRun) => number): number | null => {
+      const own = med(name, pick);
+      const direct = med('none', pick);
+      return name === 'none' || own === null || direct === null ? null : own - direct;
+    };
+    const rows = runnable
+      .filter((name) => runs.has(name))
+      .map((name) => [
+        name,
+        Math.round(med(name, (r) => r.roundTrips) ?? 0).toLocaleString('en-US'),
+        formatDecimal(med(name, (r) => r.p50Micros)),
+        formatDecimal(med(name, (r) => r.p90Micros)),
+        formatDecimal(med(name, (r) => r.p99Micros)),
+        formatDecimal(med(name, (r) => r.p999Micros)),
+        formatDecimal(med(name, (r) => r.maxMicros)),
+        formatDecimal(added(name, (r) => r.p50Micros)),
+        formatDecimal(added(name, (r) => r.p99Micros)),
+        formatDecimal(med(name, (r) => r.proxyCpuMicrosPerRoundTrip)),
+        String((runs.get(name) ?? []).reduce((sum, r) => sum + r.failures, 0)),
+        formatDecimal(
+          Math.max(...(runs.get(name) ?? []).map((r) => r.otherLoadOnProxyCpuPercent ?? 0)),
+          0,
+        ),
+      ]);
+    const table = formatMarkdownTable(
+      [
+        'Proxy',
+        'Round trips',
+        'p50 µs',
+        'p90 µs',
+        'p99 µs',
+        'p99.9 µs',
+        'max µs',
+        'Added p50 µs',
+        'Added p99 µs',
+        'Proxy CPU µs/round trip',
+        'Failures',
+        'Other load on proxy CPU % (max)',
+      ],
+      rows,
+    );
+    process.stdout.write(`\n${table}\n`);
+    if (!flags.has('no-write') && !isShuttingDown()) {
+      updateResultsFile(
+        RESULTS_MD,
+        'latency',
+        [
+          '## latency: round trips through each proxy at a fixed rate',
+          '',
+          `Command: \`${commandLine()}\``,
+          '',
+          ...machineDescription(),
+          `- Layout: proxy on CPU ${proxyCpu}; client and echo backend on CPU ${loadCpu}. ${connections} connections, each sending ${size} bytes every ${intervalMs} ms and timing the echo (one in flight per connection); ${warmup} s warm-up, ${duration} s measured. "Added" is the median minus the direct (none) median.`,
+          `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median of each figure)' : ''}`,
+          '',
+          table,
+          '',
+          ...(skipped.length > 0 ? ['Skipped:', ...skipped.map((s) => `- ${s}`), ''] : []),
+        ].join('\n'),
+      );
+    }
+  } finally {
+    rmSync(workDirectory, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`latency: ${(err as Error).message}\n`);
+    process.exit(1);
+  },
+);
