@@ -3,7 +3,7 @@
  * Full and resumed TLS 1.3 handshakes/s and proxy CPU µs per handshake, per proxy.
  * Proxy pinned to one CPU; node:tls client (worker threads) and a TCP sink backend on the other.
  *   node dist/bench/handshake.js [--proxies=unhitch,hitch,haproxy] [--duration=10] [--warmup=2]
- *     [--concurrency=16] [--workers=2] [--repeat=3] [--quick] [--no-write]
+ *     [--concurrency=32] [--workers=2] [--repeat=3] [--quick] [--no-write]
  * With --repeat, the proxies take turns round after round (so slow phases of a shared machine
  * hit them alike) and each row shows the median, with every run's value beside it.
  */
