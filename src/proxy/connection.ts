@@ -105,8 +105,7 @@ export function proxyConnection(
   observer.handshakeCompleted(handshake);
   if (logger.isLevelEnabled('debug'))
     logger.debug({ client: clientLabel(), ...handshake }, 'handshake completed');
-  client.setNoDelay(true);
-  if (settings.keepaliveSec > 0) client.setKeepAlive(true, settings.keepaliveSec * 1000);
+  // TCP_NODELAY and keepalive on the client socket were set at accept (Frontend).
 
   // Until the splice owns the sockets, the client side is watched here.
   const earlyError = (error: Error): void => {

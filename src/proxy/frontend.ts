@@ -38,6 +38,8 @@ export interface FrontendOptions {
   readonly address: TcpAddress;
   readonly tls: TlsOptions;
   readonly handshakeTimeoutMs: number;
+  /** TCP keepalive idle seconds for accepted sockets; 0 = off. */
+  readonly keepaliveSec: number;
   readonly proxyProxy: boolean;
   readonly backlog: number;
   /** false in cluster workers: share the primary's listening socket. */
@@ -74,10 +76,18 @@ export class Frontend {
     readonly options: FrontendOptions,
     private readonly handlers: FrontendHandlers,
   ) {
+    // TCP_NODELAY and keepalive from accept on (net.Server sets them on each accepted
+    // socket): the handshake's own flights then never wait behind Nagle's algorithm.
+    const acceptOptions = {
+      noDelay: true,
+      keepAlive: options.keepaliveSec > 0,
+      keepAliveInitialDelay: options.keepaliveSec * 1000,
+    };
     // Half-open only once secure: a FIN during the handshake must end it at once (node
     // then reports 'socket hang up'), not wait for the handshake timeout.
     this.tlsServer = createTlsServer({
       ...options.tls,
+      ...acceptOptions,
       allowHalfOpen: false,
       handshakeTimeout: options.handshakeTimeoutMs,
     });
@@ -101,8 +111,9 @@ export class Frontend {
     });
 
     if (options.proxyProxy) {
-      this.listener = createNetServer({ allowHalfOpen: false, pauseOnConnect: false }, (raw) =>
-        this.readProxyHeader(raw),
+      this.listener = createNetServer(
+        { ...acceptOptions, allowHalfOpen: false, pauseOnConnect: false },
+        (raw) => this.readProxyHeader(raw),
       );
     } else {
       this.listener = this.tlsServer;

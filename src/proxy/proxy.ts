@@ -77,6 +77,7 @@ export class TlsProxy {
           address: frontendConfig.address,
           tls: proxy.tlsOptions(index, options.certificates, options.ticketKey),
           handshakeTimeoutMs: options.config.sslHandshakeTimeoutMs,
+          keepaliveSec: options.config.keepaliveSec,
           proxyProxy: options.config.proxyProxy,
           backlog: options.config.backlog,
           exclusive: options.exclusive ?? true,

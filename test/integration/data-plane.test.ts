@@ -341,7 +341,7 @@ test('drain: a connection still handshaking when the drain starts is served to i
   assert.deepEqual(await drain, { forcedClosed: 0 });
 });
 
-test('both legs of a spliced pair have TCP_NODELAY and the configured keepalive (live sockets)', async (t) => {
+test('TCP_NODELAY and the configured keepalive: from accept on (mid-handshake) and on both legs of a spliced pair (live sockets)', async (t) => {
   const backend = await startBackend((socket) => socket.pipe(socket));
   t.after(() => closeBackend(backend));
   const worker = await startSingleWorker(backend.port, localhostCertificate().combinedPath, [
@@ -353,20 +353,36 @@ test('both legs of a spliced pair have TCP_NODELAY and the configured keepalive 
   // An echoed byte proves the backend leg is up.
   client.write('x');
   await once(client, 'data');
+  // A client that has not begun its handshake: its socket must already have the options.
+  const silent = netConnect(worker.port, '127.0.0.1');
+  t.after(() => silent.destroy());
+  await once(silent, 'connect');
 
-  let sockets: TcpSocketOptions[];
-  try {
-    sockets = tcpSocketOptions(worker.workerPid);
-  } catch (error) {
-    if (/EPERM|Operation not permitted/.test(String((error as Error).message)))
-      return t.skip('no ptrace rights over the worker (run as root, as CI does)');
-    throw error;
+  let sockets: TcpSocketOptions[] = [];
+  let handshaking: TcpSocketOptions | undefined;
+  // The worker accepts the silent connection on its next loop turn: poll briefly.
+  for (let attempt = 0; attempt < 50 && handshaking === undefined; attempt++) {
+    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    try {
+      sockets = tcpSocketOptions(worker.workerPid);
+    } catch (error) {
+      if (/EPERM|Operation not permitted/.test(String((error as Error).message)))
+        return t.skip('no ptrace rights over the worker (run as root, as CI does)');
+      throw error;
+    }
+    handshaking = sockets.find(
+      (s) => s.localPort === worker.port && s.remotePort === silent.localPort,
+    );
   }
-  const clientLeg = sockets.find((s) => s.localPort === worker.port);
+  const clientLeg = sockets.find(
+    (s) => s.localPort === worker.port && s.remotePort === client.localPort,
+  );
   const backendLeg = sockets.find((s) => s.remotePort === backend.port);
+  assert.ok(handshaking, `handshaking socket among ${JSON.stringify(sockets)}`);
   assert.ok(clientLeg, `client leg among ${JSON.stringify(sockets)}`);
   assert.ok(backendLeg, `backend leg among ${JSON.stringify(sockets)}`);
   for (const [leg, options] of [
+    ['handshaking client', handshaking],
     ['client', clientLeg],
     ['backend', backendLeg],
   ] as const) {
