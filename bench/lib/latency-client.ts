@@ -28,7 +28,10 @@ const durationMs = Number(flag('duration', '10')) * 1000;
 const CONNECT_TIMEOUT_MS = 10_000;
 
 let histogram: RecordableHistogram = createHistogram();
+/** Round trips that timed out (counted from the measured window on). */
 let failures = 0;
+/** Connections that never opened: always counted, whenever they failed. */
+let connectFailures = 0;
 let stopping = false;
 
 function open(): Promise<Socket> {
@@ -93,7 +96,7 @@ async function main(): Promise<void> {
   const sockets = await Promise.all(
     Array.from({ length: connections }, () =>
       open().catch(() => {
-        failures++;
+        connectFailures++;
         return undefined;
       }),
     ),
@@ -117,7 +120,7 @@ async function main(): Promise<void> {
   const result = {
     connections: open_.length,
     roundTrips: measured.count,
-    failures,
+    failures: failures + connectFailures,
     p50Micros: us(measured.percentile(50)),
     p90Micros: us(measured.percentile(90)),
     p99Micros: us(measured.percentile(99)),
