@@ -136,7 +136,7 @@ test('a second SIGTERM during a drain exits at once', async (t) => {
 test('a stop signal while workers are still starting is a clean stop: exit 0, no worker left', async (t) => {
   const backend = await startBackend((socket) => socket.pipe(socket));
   t.after(() => closeBackend(backend));
-  // Workers are forked in the tick that logs 'starting'; the delays land the signal
+  // Workers are forked right after 'starting' is logged; the delays land the signal
   // before, during and after their hello, start and listen.
   for (const delayMs of [0, 150, 300, 450, 600]) {
     const unhitch = startUnhitch(args(await freePort(), backend.port, ['--workers=2']));
@@ -153,7 +153,7 @@ test('a stop signal while workers are still starting is a clean stop: exit 0, no
     unhitch.kill('SIGTERM');
     const code = await Promise.race([
       unhitch.exited(),
-      new Promise((resolve) => setTimeout(() => resolve('timeout'), 10_000)),
+      new Promise((resolve) => setTimeout(() => resolve('timeout'), 10_000).unref()),
     ]);
     const log = unhitch.lines.map((line) => JSON.stringify(line)).join('\n');
     assert.equal(code, 0, `signal ${delayMs} ms after starting:\n${unhitch.text()}${log}`);

@@ -52,7 +52,9 @@ test('npm start: demo tracker answers announces over wss through unhitch', async
   demo.kill('SIGINT');
   const code = await Promise.race([
     once(demo, 'exit').then(([exitCode]) => exitCode),
-    new Promise((resolve) => setTimeout(() => resolve('still running 20 s after SIGINT'), 20_000)),
+    new Promise((resolve) =>
+      setTimeout(() => resolve('still running 20 s after SIGINT'), 20_000).unref(),
+    ),
   ]);
   assert.equal(code, 0, output);
 });
