@@ -17,24 +17,25 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { makeSelfSigned } from '../src/tls/selfsigned.js';
 import { closeBackend, startBackend } from '../test/helpers/proxy-fixture.js';
 import { startSingleWorker, type UnhitchProcess } from '../test/helpers/unhitch-process.js';
-import { type ChurnCounts, churn } from './lib/churn.js';
-import { commandLine, parseFlags, positiveFlag } from './lib/cli-args.js';
-import { machineDescription } from './lib/machine.js';
+import {
+  type ChurnCounts,
+  churn,
+  LEAK_SLACK,
+  WARMUP_CONNECTIONS,
+  warmUp,
+  withinLeakSlack,
+} from './lib/churn.js';
+import { parseFlags, positiveFlag } from './lib/cli-args.js';
 import { type ProcessSample, sampleProcess } from './lib/proc.js';
 import { REPO_ROOT } from './lib/proxies.js';
-import { updateResultsFile } from './lib/results-file.js';
+import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
 import { formatCount, formatMarkdownTable } from './lib/table.js';
 
 const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
 const FLAGS = ['connections', 'parallel', 'max-minutes', 'no-write'] as const;
-/** Same warm-up as the churn test: V8's heap and the TLS caches reach their working size. */
-const WARMUP_CONNECTIONS = 3_000;
-const WARMUP_MAX_MS = 15_000;
 const PROGRESS_INTERVAL_MS = 10_000;
 const SETTLE_MAX_MS = 10_000;
 const SETTLE_POLL_MS = 250;
-const FD_SLACK = 4;
-const RSS_SLACK_BYTES = 30 * 1024 * 1024;
 const STOP_GRACE_MS = 5_000;
 const MiB = 1024 * 1024;
 
@@ -66,15 +67,11 @@ function parseSettings(argv: readonly string[]): ChurnSettings {
 
 const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
 
-function isWithinSlack(before: ProcessSample, after: ProcessSample): boolean {
-  return after.fds <= before.fds + FD_SLACK && after.rssBytes <= before.rssBytes + RSS_SLACK_BYTES;
-}
-
 /** Polls the worker until fds and RSS are back within slack, or SETTLE_MAX_MS passed. */
 async function settledSample(workerPid: number, before: ProcessSample): Promise<ProcessSample> {
   const deadline = Date.now() + SETTLE_MAX_MS;
   let after = sampleProcess(workerPid);
-  while (!isWithinSlack(before, after) && Date.now() < deadline) {
+  while (!withinLeakSlack(before, after) && Date.now() < deadline) {
     await sleep(SETTLE_POLL_MS);
     after = sampleProcess(workerPid);
   }
@@ -100,13 +97,7 @@ async function measure(
   port: number,
   workerPid: number,
 ): Promise<ChurnResult> {
-  const warmupStarted = Date.now();
-  let warmupStarts = 0;
-  const warmup = await churn(
-    port,
-    () => warmupStarts++ >= WARMUP_CONNECTIONS || Date.now() - warmupStarted >= WARMUP_MAX_MS,
-    settings.parallel,
-  );
+  const warmup = await warmUp(port, settings.parallel);
   console.log(`churn: warm-up ${warmup.ok} connections (${warmup.failed} failed)`);
   await sleep(1_000);
   const before = sampleProcess(workerPid);
@@ -177,12 +168,12 @@ function problems(result: ChurnResult): string[] {
   if (result.proxyFailureLines > 0) {
     found.push(`${result.proxyFailureLines} proxy-side failure log lines`);
   }
-  if (result.after.fds > result.before.fds + FD_SLACK) {
-    found.push(`fds ${result.before.fds} → ${result.after.fds} (slack ${FD_SLACK})`);
+  if (result.after.fds > result.before.fds + LEAK_SLACK.fds) {
+    found.push(`fds ${result.before.fds} → ${result.after.fds} (slack ${LEAK_SLACK.fds})`);
   }
-  if (result.after.rssBytes > result.before.rssBytes + RSS_SLACK_BYTES) {
+  if (result.after.rssBytes > result.before.rssBytes + LEAK_SLACK.rssBytes) {
     found.push(
-      `RSS grew ${mib(result.after.rssBytes - result.before.rssBytes)} MiB (slack ${mib(RSS_SLACK_BYTES)})`,
+      `RSS grew ${mib(result.after.rssBytes - result.before.rssBytes)} MiB (slack ${mib(LEAK_SLACK.rssBytes)})`,
     );
   }
   return found;
@@ -191,23 +182,21 @@ function problems(result: ChurnResult): string[] {
 function resultsSection(settings: ChurnSettings, result: ChurnResult, table: string): string {
   const failed = problems(result);
   const done = result.counts.ok + result.counts.failed;
-  return [
-    '## churn: short TLS connections through 1 worker',
-    '',
-    `Command: \`${commandLine()}\``,
-    '',
-    ...machineDescription(),
-    `- Load: ${settings.parallel} parallel lanes of TLS connect, 'ping' echoed, close; after a ${WARMUP_CONNECTIONS}-connection warm-up. "After" is sampled once fds and RSS are back within slack (${FD_SLACK} fds, ${mib(RSS_SLACK_BYTES)} MiB) or after ${SETTLE_MAX_MS / 1000} s.`,
-    ...(done < settings.connections
-      ? [
-          `- Stopped by --max-minutes=${settings.maxMinutes} after ${done} of ${settings.connections} connections.`,
-        ]
-      : []),
-    '',
-    table,
-    '',
-    failed.length === 0 ? 'Verdict: no leak.' : `Verdict: FAILED: ${failed.join('; ')}.`,
-  ].join('\n');
+  return formatResultsSection({
+    heading: '## churn: short TLS connections through 1 worker',
+    notes: [
+      `- Load: ${settings.parallel} parallel lanes of TLS connect, 'ping' echoed, close; after a ${WARMUP_CONNECTIONS}-connection warm-up. "After" is sampled once fds and RSS are back within slack (${LEAK_SLACK.fds} fds, ${mib(LEAK_SLACK.rssBytes)} MiB) or after ${SETTLE_MAX_MS / 1000} s.`,
+      ...(done < settings.connections
+        ? [
+            `- Stopped by --max-minutes=${settings.maxMinutes} after ${done} of ${settings.connections} connections.`,
+          ]
+        : []),
+    ],
+    blocks: [
+      table,
+      failed.length === 0 ? 'Verdict: no leak.' : `Verdict: FAILED: ${failed.join('; ')}.`,
+    ],
+  });
 }
 
 async function main(argv: readonly string[]): Promise<number> {

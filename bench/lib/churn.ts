@@ -4,6 +4,7 @@
  */
 import { once } from 'node:events';
 import { connect as tlsConnect } from 'node:tls';
+import type { ProcessSample } from './proc.js';
 
 export interface ChurnCounts {
   ok: number;
@@ -82,4 +83,32 @@ export async function churn(
   };
   await Promise.all(Array.from({ length: parallel }, lane));
   return counts;
+}
+
+/**
+ * Enough connections for V8's heap and the TLS caches to reach their working size (RSS
+ * plateaus after a few thousand), bounded in time on a slow or busy machine.
+ */
+export const WARMUP_CONNECTIONS = 3_000;
+const WARMUP_MAX_MS = 15_000;
+
+/** Churns until the worker has reached its working size: the baseline is taken after this. */
+export function warmUp(port: number, parallel: number): Promise<ChurnCounts> {
+  const started = Date.now();
+  let starts = 0;
+  return churn(
+    port,
+    () => starts++ >= WARMUP_CONNECTIONS || Date.now() - started >= WARMUP_MAX_MS,
+    parallel,
+  );
+}
+
+/** How far above its baseline a worker may be after churn and still count as leak-free. */
+export const LEAK_SLACK = Object.freeze({ fds: 4, rssBytes: 30 * 1024 * 1024 });
+
+export function withinLeakSlack(before: ProcessSample, after: ProcessSample): boolean {
+  return (
+    after.fds <= before.fds + LEAK_SLACK.fds &&
+    after.rssBytes <= before.rssBytes + LEAK_SLACK.rssBytes
+  );
 }

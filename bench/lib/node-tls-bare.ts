@@ -4,11 +4,10 @@
  * holds the socket; every other byte is read and dropped.
  * Usage: node node-tls-bare.js FRONTEND_PORT COMBINED_PEM
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:tls';
+import { expectedAccept } from './raw-ws-client.js';
 
-const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const MAX_REQUEST_BYTES = 8 * 1024;
 
 const [frontendPort, pemPath] = process.argv.slice(2);
@@ -34,9 +33,7 @@ const server = createServer({ key: pem, cert: pem }, (client) => {
       client.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    const accept = createHash('sha1')
-      .update(key + WEBSOCKET_GUID)
-      .digest('base64');
+    const accept = expectedAccept(key);
     client.write(
       `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
     );

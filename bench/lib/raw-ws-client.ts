@@ -142,7 +142,8 @@ export function decodeServerFrames(bytes: Buffer): { frames: ServerFrame[]; cons
   return { frames, consumed: offset };
 }
 
-function expectedAccept(key: string): string {
+/** Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 4.2.2). */
+export function expectedAccept(key: string): string {
   return createHash('sha1')
     .update(key + WEBSOCKET_GUID)
     .digest('base64');

@@ -6,21 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { churn } from '../../bench/lib/churn.js';
+import { churn, LEAK_SLACK, warmUp, withinLeakSlack } from '../../bench/lib/churn.js';
 import { sampleProcess } from '../../bench/lib/proc.js';
 import { closeBackend, makeCertificate, startBackend, waitFor } from '../helpers/proxy-fixture.js';
 import { startSingleWorker } from '../helpers/unhitch-process.js';
 
 const CHURN_MS = 20_000;
 const CHURN_PARALLEL = 24;
-/**
- * Enough connections for V8's heap and the TLS caches to reach their working size (RSS
- * plateaus after a few thousand), bounded in time on a slow or busy machine.
- */
-const WARMUP_CONNECTIONS = 3_000;
-const WARMUP_MAX_MS = 15_000;
-const FD_SLACK = 4;
-const RSS_SLACK_BYTES = 30 * 1024 * 1024;
 const MiB = 1024 * 1024;
 
 test('churn: ~20 s of short connections through 1 worker; fds and RSS return to baseline', {
@@ -35,13 +27,7 @@ test('churn: ~20 s of short connections through 1 worker; fds and RSS return to 
   const { unhitch, port, workerPid } = await startSingleWorker(backend.port, cert.combinedPath);
   t.after(() => unhitch.kill('SIGKILL'));
 
-  const warmupStarted = Date.now();
-  let warmedUp = 0;
-  const warmup = await churn(
-    port,
-    () => warmedUp++ >= WARMUP_CONNECTIONS || Date.now() - warmupStarted >= WARMUP_MAX_MS,
-    CHURN_PARALLEL,
-  );
+  const warmup = await warmUp(port, CHURN_PARALLEL);
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const baseline = sampleProcess(workerPid);
 
@@ -54,10 +40,7 @@ test('churn: ~20 s of short connections through 1 worker; fds and RSS return to 
   await waitFor(
     () => {
       after = sampleProcess(workerPid);
-      return (
-        after.fds <= baseline.fds + FD_SLACK &&
-        after.rssBytes <= baseline.rssBytes + RSS_SLACK_BYTES
-      );
+      return withinLeakSlack(baseline, after);
     },
     10_000,
     'fds and RSS back to baseline',
@@ -67,9 +50,9 @@ test('churn: ~20 s of short connections through 1 worker; fds and RSS return to 
   );
   assert.equal(counts.failed, 0, 'no short connection failed');
   assert.ok(counts.ok >= 2_000, `only ${counts.ok} connections in ${elapsedMs} ms`);
-  assert.ok(after.fds <= baseline.fds + FD_SLACK, `fds ${baseline.fds} → ${after.fds}`);
+  assert.ok(after.fds <= baseline.fds + LEAK_SLACK.fds, `fds ${baseline.fds} → ${after.fds}`);
   assert.ok(
-    after.rssBytes <= baseline.rssBytes + RSS_SLACK_BYTES,
+    after.rssBytes <= baseline.rssBytes + LEAK_SLACK.rssBytes,
     `RSS ${baseline.rssBytes} → ${after.rssBytes}`,
   );
   assert.deepEqual(unhitch.workerPids(), [workerPid], 'the worker never restarted');
