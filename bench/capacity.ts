@@ -12,15 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { builtinBackend, startBackend } from './lib/backends.js';
 import { makeSelfSignedCertificate } from './lib/cert.js';
-import { commandLine, listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
-import { machineDescription } from './lib/machine.js';
+import { listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
 import { runMeasuredChild } from './lib/measured-child.js';
 import { freePort } from './lib/ports.js';
 import { treeRssKiB } from './lib/proc.js';
 import { installCleanup, isShuttingDown } from './lib/processes.js';
 import { parseProxyList, proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
-import { REFERENCE_NOTES } from './lib/references.js';
-import { updateResultsFile } from './lib/results-file.js';
+import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
 import { formatDecimal, formatMarkdownTable } from './lib/table.js';
 
 const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'idle-client.js');
@@ -163,19 +161,15 @@ async function main(): Promise<void> {
       updateResultsFile(
         RESULTS_MD,
         'capacity',
-        [
-          '## capacity: idle TLS + WebSocket connections',
-          '',
-          `Command: \`${commandLine()}\``,
-          '',
-          ...machineDescription(),
-          `- Layout: proxy on CPU ${proxyCpu}; idle ws client and uws backend on CPU ${loadCpu}; children run with RLIMIT_NOFILE ${openFilesLimit} (prlimit).${target < requested ? ` Requested ${requested} connections, lowered to ${target}: the open-files hard limit could not be raised (no CAP_SYS_RESOURCE).` : ''}`,
-          '',
-          table,
-          '',
-          ...(skipped.length > 0 ? ['Skipped:', ...skipped.map((s) => `- ${s}`), ''] : []),
-          REFERENCE_NOTES,
-        ].join('\n'),
+        formatResultsSection({
+          heading: '## capacity: idle TLS + WebSocket connections',
+          notes: [
+            `- Layout: proxy on CPU ${proxyCpu}; idle ws client and uws backend on CPU ${loadCpu}; children run with RLIMIT_NOFILE ${openFilesLimit} (prlimit).${target < requested ? ` Requested ${requested} connections, lowered to ${target}: the open-files hard limit could not be raised (no CAP_SYS_RESOURCE).` : ''}`,
+          ],
+          blocks: [table],
+          skipped,
+          references: true,
+        }),
       );
     }
   } finally {

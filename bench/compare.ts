@@ -21,8 +21,7 @@ import {
   startBackend,
 } from './lib/backends.js';
 import { makeSelfSignedCertificate } from './lib/cert.js';
-import { commandLine, listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
-import { machineDescription } from './lib/machine.js';
+import { listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
 import { freePort } from './lib/ports.js';
 import { cpuBusyMicros, treeCpuMicros, treeRssKiB } from './lib/proc.js';
 import { installCleanup, isShuttingDown, startProcess } from './lib/processes.js';
@@ -34,8 +33,7 @@ import {
   type RunningProxy,
   startProxy,
 } from './lib/proxies.js';
-import { REFERENCE_NOTES } from './lib/references.js';
-import { updateResultsFile } from './lib/results-file.js';
+import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
 import { barChartsSvg } from './lib/svg.js';
 import {
   cpuPerResponseRatioLine,
@@ -365,25 +363,21 @@ async function main(): Promise<void> {
     updateResultsFile(
       RESULTS_MD,
       'compare',
-      [
-        '## compare: backend × proxy under wt-load',
-        '',
-        `Command: \`${commandLine()}\``,
-        '',
-        ...machineDescription(),
-        `- Runs per row: ${settings.repeat} (median of each metric; details from the median-throughput run)`,
-        `- Layout: proxy pinned to CPU ${settings.proxyCpu}; backend and wt-load on CPU ${settings.loadCpu}; ${settings.connections} connections, ${settings.warmupSeconds} s warm-up, ${settings.durationSeconds} s measured`,
-        '',
-        table,
-        '',
-        ...(headline ? [headline, ''] : []),
-        detailsTable(rowsWithMeasurements),
-        '',
-        '![compare chart](results/compare.svg)',
-        '',
-        ...(skipped.length > 0 ? ['Skipped:', ...skipped.map((s) => `- ${s}`), ''] : []),
-        REFERENCE_NOTES,
-      ].join('\n'),
+      formatResultsSection({
+        heading: '## compare: backend × proxy under wt-load',
+        notes: [
+          `- Runs per row: ${settings.repeat} (median of each metric; details from the median-throughput run)`,
+          `- Layout: proxy pinned to CPU ${settings.proxyCpu}; backend and wt-load on CPU ${settings.loadCpu}; ${settings.connections} connections, ${settings.warmupSeconds} s warm-up, ${settings.durationSeconds} s measured`,
+        ],
+        blocks: [
+          table,
+          ...(headline ? [headline] : []),
+          detailsTable(rowsWithMeasurements),
+          '![compare chart](results/compare.svg)',
+        ],
+        skipped,
+        references: true,
+      }),
     );
     process.stderr.write(`wrote ${RESULTS_MD} and ${CHART_SVG}\n`);
   } finally {

@@ -11,14 +11,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeSelfSignedCertificate } from './lib/cert.js';
-import { commandLine, listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
-import { machineDescription } from './lib/machine.js';
+import { listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
 import { runMeasuredChild } from './lib/measured-child.js';
 import { freePort, waitForPort } from './lib/ports.js';
 import { installCleanup, isShuttingDown, startProcess, untilReady } from './lib/processes.js';
-import { parseProxyList, proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
-import { REFERENCE_NOTES } from './lib/references.js';
-import { updateResultsFile } from './lib/results-file.js';
+import {
+  measureInTurns,
+  parseProxyList,
+  proxyUnavailableReason,
+  REPO_ROOT,
+} from './lib/proxies.js';
+import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
 import { formatDecimal, formatMarkdownTable, median, ratioTo } from './lib/table.js';
 
 const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'handshake-client.js');
@@ -98,60 +101,53 @@ async function main(): Promise<void> {
       }
       return true;
     });
-    for (let round = 1; round <= repeat && !isShuttingDown(); round++) {
-      for (const name of runnable) {
-        process.stderr.write(`== ${name}${repeat > 1 ? ` (run ${round}/${repeat})` : ''}\n`);
-        try {
-          const proxy = await startProxy(name, {
-            frontendPort: await freePort(),
-            backendPort: sinkPort,
-            combinedPemPath: certificate.combinedPemPath,
-            cpu: proxyCpu,
-            workDirectory,
+    await measureInTurns({
+      proxies: runnable,
+      repeat,
+      start: {
+        backendPort: sinkPort,
+        combinedPemPath: certificate.combinedPemPath,
+        cpu: proxyCpu,
+        workDirectory,
+      },
+      skipped,
+      measure: async (proxy) => {
+        const name = proxy.name;
+        for (const mode of MODES) {
+          const measured = await runMeasuredChild<HandshakeResult>({
+            name: `handshake-client ${mode}`,
+            command: process.execPath,
+            args: [
+              CLIENT,
+              `--port=${proxy.port}`,
+              `--mode=${mode}`,
+              `--workers=${numberFlag(flags, 'workers', 2)}`,
+              `--concurrency=${numberFlag(flags, 'concurrency', 32)}`,
+              `--warmup=${warmup}`,
+              `--duration=${duration}`,
+            ],
+            cpu: loadCpu,
+            proxyPid: proxy.process?.pid ?? null,
+            proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
           });
-          try {
-            for (const mode of MODES) {
-              const measured = await runMeasuredChild<HandshakeResult>({
-                name: `handshake-client ${mode}`,
-                command: process.execPath,
-                args: [
-                  CLIENT,
-                  `--port=${proxy.port}`,
-                  `--mode=${mode}`,
-                  `--workers=${numberFlag(flags, 'workers', 2)}`,
-                  `--concurrency=${numberFlag(flags, 'concurrency', 32)}`,
-                  `--warmup=${warmup}`,
-                  `--duration=${duration}`,
-                ],
-                cpu: loadCpu,
-                proxyPid: proxy.process?.pid ?? null,
-                proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
-              });
-              const r = measured.result;
-              const run: HandshakeRun = {
-                handshakesPerSecond: r.handshakesPerSecond,
-                proxyCpuMicrosPerHandshake:
-                  measured.proxyCpuMicros !== null && r.handshakes > 0
-                    ? measured.proxyCpuMicros / r.handshakes
-                    : null,
-                failures: r.failures,
-                clientCpuMicrosPerHandshake: r.clientCpuMicrosPerHandshake,
-                otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
-              };
-              runsOf(name, mode).push(run);
-              process.stderr.write(
-                `   ${name} | ${mode} | ${Math.round(run.handshakesPerSecond)}/s | ${formatDecimal(run.proxyCpuMicrosPerHandshake)} µs | failures ${run.failures}\n`,
-              );
-            }
-          } finally {
-            await proxy.process?.stop();
-          }
-        } catch (err) {
-          skipped.push(`${name} (run ${round}): ${(err as Error).message}`);
-          process.stderr.write(`failed: ${name}: ${(err as Error).message}\n`);
+          const r = measured.result;
+          const run: HandshakeRun = {
+            handshakesPerSecond: r.handshakesPerSecond,
+            proxyCpuMicrosPerHandshake:
+              measured.proxyCpuMicros !== null && r.handshakes > 0
+                ? measured.proxyCpuMicros / r.handshakes
+                : null,
+            failures: r.failures,
+            clientCpuMicrosPerHandshake: r.clientCpuMicrosPerHandshake,
+            otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
+          };
+          runsOf(name, mode).push(run);
+          process.stderr.write(
+            `   ${name} | ${mode} | ${Math.round(run.handshakesPerSecond)}/s | ${formatDecimal(run.proxyCpuMicrosPerHandshake)} µs | failures ${run.failures}\n`,
+          );
         }
-      }
-    }
+      },
+    });
     await sink.stop();
     const rows: string[][] = [];
     const medianCpu = new Map<string, number | null>();
@@ -206,21 +202,16 @@ async function main(): Promise<void> {
       updateResultsFile(
         RESULTS_MD,
         'handshake',
-        [
-          '## handshake: TLS 1.3 full and resumed handshakes',
-          '',
-          `Command: \`${commandLine()}\``,
-          '',
-          ...machineDescription(),
-          `- Layout: proxy on CPU ${proxyCpu}; node:tls client (worker threads) and TCP sink backend on CPU ${loadCpu}; ${warmup} s warm-up, ${duration} s measured. Resumed: a handshake counts only if isSessionReused(); others are failures.`,
-          `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median shown)' : ''}`,
-          '',
-          table,
-          '',
-          ...ratioLines.flatMap((line) => [line, '']),
-          ...(skipped.length > 0 ? ['Skipped:', ...skipped.map((s) => `- ${s}`), ''] : []),
-          REFERENCE_NOTES,
-        ].join('\n'),
+        formatResultsSection({
+          heading: '## handshake: TLS 1.3 full and resumed handshakes',
+          notes: [
+            `- Layout: proxy on CPU ${proxyCpu}; node:tls client (worker threads) and TCP sink backend on CPU ${loadCpu}; ${warmup} s warm-up, ${duration} s measured. Resumed: a handshake counts only if isSessionReused(); others are failures.`,
+            `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median shown)' : ''}`,
+          ],
+          blocks: [table, ...ratioLines],
+          skipped,
+          references: true,
+        }),
       );
     }
   } finally {

@@ -10,13 +10,12 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeSelfSignedCertificate } from './lib/cert.js';
-import { commandLine, listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
-import { machineDescription } from './lib/machine.js';
+import { listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
 import { freePort, waitForPort } from './lib/ports.js';
 import { cpuBusyMicros, treeCpuMicros } from './lib/proc.js';
 import { installCleanup, isShuttingDown, startProcess, untilReady } from './lib/processes.js';
 import { parseProxyList, proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
-import { updateResultsFile } from './lib/results-file.js';
+import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
 import { formatDecimal, formatMarkdownTable } from './lib/table.js';
 
 const BACKEND = join(REPO_ROOT, 'dist', 'bench', 'backends', 'http-hello.js');
@@ -171,18 +170,14 @@ async function main(): Promise<void> {
       updateResultsFile(
         RESULTS_MD,
         'https',
-        [
-          '## https: autocannon through each proxy to a trivial node http backend',
-          '',
-          `Command: \`${commandLine()}\``,
-          '',
-          ...machineDescription(),
-          `- Layout: proxy on CPU ${proxyCpu}; autocannon (-c ${connections}, ${duration} s, keep-alive) and backend on CPU ${loadCpu}. Proxy CPU covers autocannon's whole run, connection setup included.`,
-          '',
-          table,
-          '',
-          ...(skipped.length > 0 ? ['Skipped:', ...skipped.map((s) => `- ${s}`), ''] : []),
-        ].join('\n'),
+        formatResultsSection({
+          heading: '## https: autocannon through each proxy to a trivial node http backend',
+          notes: [
+            `- Layout: proxy on CPU ${proxyCpu}; autocannon (-c ${connections}, ${duration} s, keep-alive) and backend on CPU ${loadCpu}. Proxy CPU covers autocannon's whole run, connection setup included.`,
+          ],
+          blocks: [table],
+          skipped,
+        }),
       );
     }
   } finally {

@@ -14,13 +14,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeSelfSignedCertificate } from './lib/cert.js';
-import { commandLine, listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
-import { machineDescription } from './lib/machine.js';
+import { listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
 import { runMeasuredChild } from './lib/measured-child.js';
 import { freePort, waitForPort } from './lib/ports.js';
 import { installCleanup, isShuttingDown, startProcess, untilReady } from './lib/processes.js';
-import { parseProxyList, proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
-import { updateResultsFile } from './lib/results-file.js';
+import {
+  measureInTurns,
+  parseProxyList,
+  proxyUnavailableReason,
+  REPO_ROOT,
+} from './lib/proxies.js';
+import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
 import { formatDecimal, formatMarkdownTable, median } from './lib/table.js';
 
 const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'latency-client.js');
@@ -88,59 +92,52 @@ async function main(): Promise<void> {
       if (reason) skipped.push(`${name}: ${reason}`);
       return reason === null;
     });
-    for (let round = 1; round <= repeat && !isShuttingDown(); round++) {
-      for (const name of runnable) {
-        process.stderr.write(`== ${name}${repeat > 1 ? ` (run ${round}/${repeat})` : ''}\n`);
-        try {
-          const proxy = await startProxy(name, {
-            frontendPort: await freePort(),
-            backendPort: echoPort,
-            combinedPemPath: certificate.combinedPemPath,
-            cpu: proxyCpu,
-            workDirectory,
-          });
-          try {
-            const measured = await runMeasuredChild<LatencyResult>({
-              name: 'latency-client',
-              command: process.execPath,
-              args: [
-                CLIENT,
-                `--port=${proxy.port}`,
-                ...(proxy.tls ? ['--tls'] : []),
-                `--connections=${connections}`,
-                `--interval-ms=${intervalMs}`,
-                `--size=${size}`,
-                `--warmup=${warmup}`,
-                `--duration=${duration}`,
-              ],
-              cpu: loadCpu,
-              proxyPid: proxy.process?.pid ?? null,
-              proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
-            });
-            const r = measured.result;
-            const run: LatencyRun = {
-              ...r,
-              proxyCpuMicrosPerRoundTrip:
-                measured.proxyCpuMicros !== null && r.roundTrips > 0
-                  ? measured.proxyCpuMicros / r.roundTrips
-                  : null,
-              otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
-            };
-            const list = runs.get(name) ?? [];
-            list.push(run);
-            runs.set(name, list);
-            process.stderr.write(
-              `   ${name} | ${r.roundTrips} round trips | p50 ${formatDecimal(r.p50Micros)} µs | p99 ${formatDecimal(r.p99Micros)} µs | failures ${r.failures}\n`,
-            );
-          } finally {
-            await proxy.process?.stop();
-          }
-        } catch (err) {
-          skipped.push(`${name} (run ${round}): ${(err as Error).message}`);
-          process.stderr.write(`failed: ${name}: ${(err as Error).message}\n`);
-        }
-      }
-    }
+    await measureInTurns({
+      proxies: runnable,
+      repeat,
+      start: {
+        backendPort: echoPort,
+        combinedPemPath: certificate.combinedPemPath,
+        cpu: proxyCpu,
+        workDirectory,
+      },
+      skipped,
+      measure: async (proxy) => {
+        const name = proxy.name;
+        const measured = await runMeasuredChild<LatencyResult>({
+          name: 'latency-client',
+          command: process.execPath,
+          args: [
+            CLIENT,
+            `--port=${proxy.port}`,
+            ...(proxy.tls ? ['--tls'] : []),
+            `--connections=${connections}`,
+            `--interval-ms=${intervalMs}`,
+            `--size=${size}`,
+            `--warmup=${warmup}`,
+            `--duration=${duration}`,
+          ],
+          cpu: loadCpu,
+          proxyPid: proxy.process?.pid ?? null,
+          proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
+        });
+        const r = measured.result;
+        const run: LatencyRun = {
+          ...r,
+          proxyCpuMicrosPerRoundTrip:
+            measured.proxyCpuMicros !== null && r.roundTrips > 0
+              ? measured.proxyCpuMicros / r.roundTrips
+              : null,
+          otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
+        };
+        const list = runs.get(name) ?? [];
+        list.push(run);
+        runs.set(name, list);
+        process.stderr.write(
+          `   ${name} | ${r.roundTrips} round trips | p50 ${formatDecimal(r.p50Micros)} µs | p99 ${formatDecimal(r.p99Micros)} µs | failures ${r.failures}\n`,
+        );
+      },
+    });
     await echo.stop();
 
     const med = (name: string, pick: (run: LatencyRun) => number | null): number | null =>
@@ -191,19 +188,15 @@ async function main(): Promise<void> {
       updateResultsFile(
         RESULTS_MD,
         'latency',
-        [
-          '## latency: round trips through each proxy at a fixed rate',
-          '',
-          `Command: \`${commandLine()}\``,
-          '',
-          ...machineDescription(),
-          `- Layout: proxy on CPU ${proxyCpu}; client and echo backend on CPU ${loadCpu}. ${connections} connections, each sending ${size} bytes every ${intervalMs} ms and timing the echo (one in flight per connection); ${warmup} s warm-up, ${duration} s measured. "Added" is the median minus the direct (none) median.`,
-          `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median of each figure)' : ''}`,
-          '',
-          table,
-          '',
-          ...(skipped.length > 0 ? ['Skipped:', ...skipped.map((s) => `- ${s}`), ''] : []),
-        ].join('\n'),
+        formatResultsSection({
+          heading: '## latency: round trips through each proxy at a fixed rate',
+          notes: [
+            `- Layout: proxy on CPU ${proxyCpu}; client and echo backend on CPU ${loadCpu}. ${connections} connections, each sending ${size} bytes every ${intervalMs} ms and timing the echo (one in flight per connection); ${warmup} s warm-up, ${duration} s measured. "Added" is the median minus the direct (none) median.`,
+            `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median of each figure)' : ''}`,
+          ],
+          blocks: [table],
+          skipped,
+        }),
       );
     }
   } finally {

@@ -8,9 +8,15 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { readAllowedCpus, readThreadAffinities } from '../../src/cluster/affinity.js';
-import { waitForPort } from './ports.js';
+import { freePort, waitForPort } from './ports.js';
 import { processTree } from './proc.js';
-import { type BenchProcess, commandExists, startProcess, untilReady } from './processes.js';
+import {
+  type BenchProcess,
+  commandExists,
+  isShuttingDown,
+  startProcess,
+  untilReady,
+} from './processes.js';
 
 export const PROXY_NAMES = [
   'none',
@@ -248,4 +254,35 @@ export async function keepOnCpu(rootPid: number): Promise<number> {
     await sleep(300);
   }
   return escaped;
+}
+
+/**
+ * `repeat` rounds in which the proxies take turns (a slow phase of a shared machine then hits
+ * them alike): each is started on a fresh port for its turn, measured, and stopped. A proxy
+ * that fails is noted in `skipped` and the others go on.
+ */
+export async function measureInTurns(options: {
+  readonly proxies: readonly ProxyName[];
+  readonly repeat: number;
+  readonly start: Omit<ProxyStartOptions, 'frontendPort'>;
+  readonly skipped: string[];
+  readonly measure: (proxy: RunningProxy) => Promise<void>;
+}): Promise<void> {
+  const { proxies, repeat, skipped } = options;
+  for (let round = 1; round <= repeat && !isShuttingDown(); round++) {
+    for (const name of proxies) {
+      process.stderr.write(`== ${name}${repeat > 1 ? ` (run ${round}/${repeat})` : ''}\n`);
+      try {
+        const proxy = await startProxy(name, { ...options.start, frontendPort: await freePort() });
+        try {
+          await options.measure(proxy);
+        } finally {
+          await proxy.process?.stop();
+        }
+      } catch (err) {
+        skipped.push(`${name} (run ${round}): ${(err as Error).message}`);
+        process.stderr.write(`failed: ${name}: ${(err as Error).message}\n`);
+      }
+    }
+  }
 }

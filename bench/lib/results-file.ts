@@ -3,6 +3,9 @@
  * replaces only its own section and leaves the others' results alone.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { commandLine } from './cli-args.js';
+import { machineDescription } from './machine.js';
+import { REFERENCE_NOTES } from './references.js';
 
 const DEFAULT_TITLE =
   '# unhitch benchmark results\n\nEach section is rewritten by the script named in it.\n';
@@ -40,4 +43,34 @@ export function readSection(document: string, section: string): string | null {
 export function updateResultsFile(path: string, section: string, body: string): void {
   const current = existsSync(path) ? readFileSync(path, 'utf8') : '';
   writeFileSync(path, replaceSection(current, section, body));
+}
+
+/** One script's section: every script states its command and machine the same way. */
+export interface ResultsSection {
+  /** e.g. '## https: autocannon through each proxy…'. */
+  readonly heading: string;
+  /** Bullet lines after the machine description: layout, runs per row, limits hit. */
+  readonly notes: readonly string[];
+  /** Tables and paragraphs in order, a blank line after each. */
+  readonly blocks: readonly string[];
+  /** What could not run, and why. */
+  readonly skipped?: readonly string[];
+  /** Close with the earlier reference figures. */
+  readonly references?: boolean;
+}
+
+export function formatResultsSection(section: ResultsSection): string {
+  const skipped = section.skipped ?? [];
+  return [
+    section.heading,
+    '',
+    `Command: \`${commandLine()}\``,
+    '',
+    ...machineDescription(),
+    ...section.notes,
+    '',
+    ...section.blocks.flatMap((block) => [block, '']),
+    ...(skipped.length > 0 ? ['Skipped:', ...skipped.map((s) => `- ${s}`), ''] : []),
+    ...(section.references ? [REFERENCE_NOTES] : []),
+  ].join('\n');
 }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseProcStat, parseVmRssKiB, processTree } from '../../bench/lib/proc.js';
-import { readSection, replaceSection } from '../../bench/lib/results-file.js';
+import { REFERENCE_NOTES } from '../../bench/lib/references.js';
+import { formatResultsSection, readSection, replaceSection } from '../../bench/lib/results-file.js';
 import { barChartsSvg } from '../../bench/lib/svg.js';
 import {
   cpuPerResponseRatioLine,
@@ -217,4 +218,35 @@ test('the headline ratio line: unhitch over Hitch CPU per response, same backend
     ]),
     null,
   );
+});
+
+test('a results section: heading, command, machine, notes, blocks with a blank line after each, skipped, references', () => {
+  const lines = formatResultsSection({
+    heading: '## demo: a section',
+    notes: ['- Layout: here'],
+    blocks: ['| a |\n| - |', 'ratio x: 1.00'],
+    skipped: ['hitch: not installed'],
+    references: true,
+  }).split('\n');
+  assert.equal(lines[0], '## demo: a section');
+  assert.equal(lines[1], '');
+  assert.match(lines[2] ?? '', /^Command: `node /);
+  const notesAt = lines.indexOf('- Layout: here');
+  assert.equal(lines[3], '');
+  // The machine description's bullets, then the notes.
+  assert.ok(notesAt > 4 && lines.slice(4, notesAt).every((line) => line.startsWith('- ')));
+  assert.deepEqual(lines.slice(notesAt + 1), [
+    '',
+    '| a |',
+    '| - |',
+    '',
+    'ratio x: 1.00',
+    '',
+    'Skipped:',
+    '- hitch: not installed',
+    '',
+    REFERENCE_NOTES,
+  ]);
+  const bare = formatResultsSection({ heading: '## b', notes: [], blocks: ['t'] });
+  assert.ok(bare.endsWith('\n\nt\n'), 'no skipped list, no references when not asked for');
 });
