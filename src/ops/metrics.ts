@@ -9,7 +9,6 @@
  * averaged into meaningless numbers.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { isIP } from 'node:net';
 import {
   AggregatorRegistry,
   Counter,
@@ -20,6 +19,7 @@ import {
   Registry,
 } from 'prom-client';
 import type { TcpAddress } from '../config/model.js';
+import { isLoopback, parseIp } from '../net/ip.js';
 import type {
   ConnectionFailureReason,
   ConnectionTotals,
@@ -223,16 +223,8 @@ export class MetricsError extends Error {
 export function isLoopbackHost(host: string | undefined): boolean {
   if (host === undefined) return false;
   if (host === 'localhost') return true;
-  const unbracketed = host.replace(/^\[(.*)\]$/, '$1');
-  const family = isIP(unbracketed);
-  if (family === 4) return unbracketed.startsWith('127.');
-  if (family === 6) {
-    const lower = unbracketed.toLowerCase();
-    return (
-      lower === '::1' || lower === '0:0:0:0:0:0:0:1' || /^::ffff:127\.\d+\.\d+\.\d+$/.test(lower)
-    );
-  }
-  return false;
+  const address = parseIp(host.replace(/^\[(.*)\]$/, '$1'));
+  return address !== undefined && isLoopback(address);
 }
 
 export interface MetricsServer {

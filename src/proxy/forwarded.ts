@@ -18,7 +18,7 @@
  * request carries no trustworthy X-Forwarded-For).
  */
 
-import { isIP } from 'node:net';
+import { ipText, peerAddress } from '../net/ip.js';
 
 export const DEFAULT_MAX_HEADER_BYTES = 16384;
 
@@ -49,10 +49,9 @@ const REQUEST_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP\/1\.[01]\r?$/
 
 /** '::ffff:1.2.3.4' → '1.2.3.4'; trackers then see a plain IPv4 peer. */
 function clientAddressForHeader(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  const plain = mapped?.[1] ?? address;
-  if (isIP(plain) === 0) throw new ForwardedHeaderError(`not an IP address: ${address}`);
-  return plain;
+  const parsed = peerAddress(address);
+  if (parsed === undefined) throw new ForwardedHeaderError(`not an IP address: ${address}`);
+  return ipText(parsed);
 }
 
 /**

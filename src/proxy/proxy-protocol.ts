@@ -13,7 +13,17 @@
  * separates the header from the TLS bytes that follow it.
  */
 
-import { isIPv4, isIPv6 } from 'node:net';
+import {
+  asIPv6,
+  familyOf,
+  type IpAddress,
+  type IpFamily,
+  ipBytes,
+  ipFromBytes,
+  ipText,
+  parseIp,
+  peerAddress,
+} from '../net/ip.js';
 
 export interface ProxyEndpoints {
   readonly sourceAddress: string;
@@ -74,24 +84,10 @@ export const DEFAULT_PROXY_HEADER_MAX_BYTES = 536;
 // ---------------------------------------------------------------------------
 // Addresses
 
-const IPV4_MAPPED_PREFIX = '::ffff:';
-
-/** '::ffff:1.2.3.4' (what node reports on a dual-stack socket) → '1.2.3.4'. */
-export function unmapIPv4(address: string): string {
-  const lower = address.toLowerCase();
-  if (lower.startsWith(IPV4_MAPPED_PREFIX)) {
-    const tail = address.slice(IPV4_MAPPED_PREFIX.length);
-    if (isIPv4(tail)) return tail;
-  }
-  return address;
-}
-
-type AddressFamily = 4 | 6;
-
 interface NormalizedEndpoints {
-  readonly family: AddressFamily;
-  readonly source: string;
-  readonly destination: string;
+  readonly family: IpFamily;
+  readonly source: IpAddress;
+  readonly destination: IpAddress;
 }
 
 /**
@@ -99,87 +95,18 @@ interface NormalizedEndpoints {
  * one IPv6 → 6 with the IPv4 side written as '::ffff:a.b.c.d'; anything else → undefined.
  */
 function normalizeEndpoints(endpoints: ProxyEndpoints): NormalizedEndpoints | undefined {
-  const source = unmapIPv4(stripZone(endpoints.sourceAddress));
-  const destination = unmapIPv4(stripZone(endpoints.destinationAddress));
   if (!isPort(endpoints.sourcePort) || !isPort(endpoints.destinationPort)) return undefined;
-  if (isIPv4(source) && isIPv4(destination)) return { family: 4, source, destination };
-  const asV6 = (a: string): string | undefined =>
-    isIPv6(a) ? a : isIPv4(a) ? `${IPV4_MAPPED_PREFIX}${a}` : undefined;
-  const source6 = asV6(source);
-  const destination6 = asV6(destination);
-  if (source6 === undefined || destination6 === undefined) return undefined;
-  return { family: 6, source: source6, destination: destination6 };
-}
-
-/** Link-local addresses may carry '%eth0'; the zone has no meaning to the backend. */
-function stripZone(address: string): string {
-  const percent = address.indexOf('%');
-  return percent === -1 ? address : address.slice(0, percent);
+  const source = peerAddress(endpoints.sourceAddress);
+  const destination = peerAddress(endpoints.destinationAddress);
+  if (source === undefined || destination === undefined) return undefined;
+  if (familyOf(source) === 4 && familyOf(destination) === 4) {
+    return { family: 4, source, destination };
+  }
+  return { family: 6, source: asIPv6(source), destination: asIPv6(destination) };
 }
 
 function isPort(port: number): boolean {
   return Number.isInteger(port) && port >= 0 && port <= 0xffff;
-}
-
-function ipv4ToBytes(address: string): Buffer {
-  return Buffer.from(address.split('.').map((octet) => Number(octet)));
-}
-
-/** Parse a (valid, per isIPv6) IPv6 literal, including '::' and embedded IPv4, to 16 bytes. */
-export function ipv6ToBytes(address: string): Buffer {
-  let text = address;
-  const groups: number[] = [];
-  const lastColon = text.lastIndexOf(':');
-  const tail = text.slice(lastColon + 1);
-  let embeddedV4: Buffer | undefined;
-  if (isIPv4(tail)) {
-    embeddedV4 = ipv4ToBytes(tail);
-    text = `${text.slice(0, lastColon + 1)}0:0`;
-  }
-  const [head = '', rest] = text.split('::');
-  const parseGroups = (part: string): number[] =>
-    part === '' ? [] : part.split(':').map((g) => Number.parseInt(g, 16));
-  const headGroups = parseGroups(head);
-  const tailGroups = rest === undefined ? [] : parseGroups(rest);
-  const zeros = 8 - headGroups.length - tailGroups.length;
-  groups.push(...headGroups, ...new Array<number>(rest === undefined ? 0 : zeros).fill(0));
-  groups.push(...tailGroups);
-  if (groups.length !== 8 || groups.some((g) => !(g >= 0 && g <= 0xffff))) {
-    throw new ProxyHeaderError(`not an IPv6 address: ${address}`);
-  }
-  const bytes = Buffer.alloc(16);
-  for (const [i, g] of groups.entries()) bytes.writeUInt16BE(g, i * 2);
-  if (embeddedV4) embeddedV4.copy(bytes, 12);
-  return bytes;
-}
-
-/** RFC 5952 text for 16 address bytes (longest run of ≥2 zero groups becomes '::'). */
-export function ipv6FromBytes(bytes: Buffer): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push(bytes.readUInt16BE(i * 2));
-  if (groups.slice(0, 6).every((g, i) => (i < 5 ? g === 0 : g === 0xffff))) {
-    return `${IPV4_MAPPED_PREFIX}${[...bytes.subarray(12, 16)].join('.')}`;
-  }
-  let bestStart = -1;
-  let bestLength = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength && j - i >= 2) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart === -1) return hex.join(':');
-  const left = hex.slice(0, bestStart).join(':');
-  const right = hex.slice(bestStart + bestLength).join(':');
-  return `${left}::${right}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -189,7 +116,9 @@ export function encodeProxyV1(endpoints: ProxyEndpoints): Buffer {
   const normalized = normalizeEndpoints(endpoints);
   if (normalized === undefined) return Buffer.from('PROXY UNKNOWN\r\n', 'latin1');
   const proto = normalized.family === 4 ? 'TCP4' : 'TCP6';
-  const line = `PROXY ${proto} ${normalized.source} ${normalized.destination} ${endpoints.sourcePort} ${endpoints.destinationPort}\r\n`;
+  const source = ipText(normalized.source);
+  const destination = ipText(normalized.destination);
+  const line = `PROXY ${proto} ${source} ${destination} ${endpoints.sourcePort} ${endpoints.destinationPort}\r\n`;
   return Buffer.from(line, 'latin1');
 }
 
@@ -234,11 +163,10 @@ export function encodeProxyV2Tlvs(tlvs: ProxyTlvs | undefined): Buffer {
 }
 
 function encodeAddressBlock(normalized: NormalizedEndpoints, endpoints: ProxyEndpoints): Buffer {
-  const toBytes = normalized.family === 4 ? ipv4ToBytes : ipv6ToBytes;
   const ports = Buffer.alloc(4);
   ports.writeUInt16BE(endpoints.sourcePort, 0);
   ports.writeUInt16BE(endpoints.destinationPort, 2);
-  return Buffer.concat([toBytes(normalized.source), toBytes(normalized.destination), ports]);
+  return Buffer.concat([ipBytes(normalized.source), ipBytes(normalized.destination), ports]);
 }
 
 /**
@@ -290,8 +218,12 @@ function parseV1Line(line: string): ProxyEndpoints | undefined {
   if (fields[1] === 'UNKNOWN') return undefined;
   if (fields.length !== 6) throw new ProxyHeaderError('PROXY v1 line must have 6 fields');
   const [, proto, source = '', destination = '', sourcePort = '', destinationPort = ''] = fields;
-  const isFamily = proto === 'TCP4' ? isIPv4 : proto === 'TCP6' ? isIPv6 : undefined;
-  if (isFamily === undefined) throw new ProxyHeaderError(`bad PROXY v1 protocol: ${proto}`);
+  const family = proto === 'TCP4' ? 4 : proto === 'TCP6' ? 6 : undefined;
+  if (family === undefined) throw new ProxyHeaderError(`bad PROXY v1 protocol: ${proto}`);
+  const isFamily = (text: string): boolean => {
+    const parsed = text.includes('%') ? undefined : parseIp(text);
+    return parsed !== undefined && familyOf(parsed) === family;
+  };
   if (!isFamily(source) || !isFamily(destination)) {
     throw new ProxyHeaderError(`bad ${proto} address in PROXY v1 line`);
   }
@@ -313,8 +245,8 @@ function parseV2Addresses(fam: number, block: Buffer): ProxyEndpoints | undefine
   if (family === PP2_FAM_INET) {
     if (block.length < PP2_IPV4_BLOCK_BYTES) throw new ProxyHeaderError('short IPv4 block');
     return {
-      sourceAddress: [...block.subarray(0, 4)].join('.'),
-      destinationAddress: [...block.subarray(4, 8)].join('.'),
+      sourceAddress: ipText(ipFromBytes(block.subarray(0, 4))),
+      destinationAddress: ipText(ipFromBytes(block.subarray(4, 8))),
       sourcePort: block.readUInt16BE(8),
       destinationPort: block.readUInt16BE(10),
     };
@@ -322,8 +254,8 @@ function parseV2Addresses(fam: number, block: Buffer): ProxyEndpoints | undefine
   if (family === PP2_FAM_INET6) {
     if (block.length < PP2_IPV6_BLOCK_BYTES) throw new ProxyHeaderError('short IPv6 block');
     return {
-      sourceAddress: ipv6FromBytes(block.subarray(0, 16)),
-      destinationAddress: ipv6FromBytes(block.subarray(16, 32)),
+      sourceAddress: ipText(ipFromBytes(block.subarray(0, 16))),
+      destinationAddress: ipText(ipFromBytes(block.subarray(16, 32))),
       sourcePort: block.readUInt16BE(32),
       destinationPort: block.readUInt16BE(34),
     };

@@ -1,30 +1,20 @@
 /**
- * Hitch's write-ip: before the stream, one octet with the address family (AF_INET = 2,
- * AF_INET6 = 10 on Linux) followed by the client address in 4 or 16 octets, network
- * order, as Hitch copies it out of its sockaddr.
+ * Hitch's write-ip (write_ip_octet in hitch.c): before the stream, one octet with the
+ * client socket's address family (AF_INET = 2, AF_INET6 = 10 on Linux), then the address as
+ * Hitch copies it out of its sockaddr: sin_addr (4 octets) or sin6_addr (16), network order.
+ * Hitch's IPv6 listeners are IPV6_V6ONLY, so an IPv4 client is always AF_INET there; our
+ * dual-stack socket's '::ffff:a.b.c.d' is unmapped to match.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { familyOf, ipBytes, peerAddress } from '../net/ip.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
 
 export function encodeWriteIp(address: string): Buffer {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
-  const v4 = mapped ?? (isIPv4(address) ? address : undefined);
-  if (v4 !== undefined) return Buffer.from([AF_INET, ...v4.split('.').map(Number)]);
-  if (isIPv6(address)) return Buffer.concat([Buffer.from([AF_INET6]), ipv6Bytes(address)]);
-  throw Object.assign(new Error(`not an IP address: ${address}`), { code: 'UNHITCH_WRITE_IP' });
-}
-
-function ipv6Bytes(address: string): Buffer {
-  const [head = '', tail = ''] = address.split('::');
-  const groups = (part: string): number[] =>
-    part === '' ? [] : part.split(':').map((g) => Number.parseInt(g, 16));
-  const left = groups(head);
-  const right = address.includes('::') ? groups(tail) : [];
-  const middle = new Array<number>(8 - left.length - right.length).fill(0);
-  const all = [...left, ...middle, ...right];
-  const out = Buffer.alloc(16);
-  for (const [index, group] of all.entries()) out.writeUInt16BE(group, index * 2);
-  return out;
+  const parsed = peerAddress(address);
+  if (parsed === undefined) {
+    throw Object.assign(new Error(`not an IP address: ${address}`), { code: 'UNHITCH_WRITE_IP' });
+  }
+  const family = familyOf(parsed) === 4 ? AF_INET : AF_INET6;
+  return Buffer.concat([Buffer.from([family]), ipBytes(parsed)]);
 }
