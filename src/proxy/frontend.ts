@@ -209,16 +209,7 @@ export class Frontend {
     if (!this.listener.listening) await this.listen();
   }
 
-  /** New certificates and ticket key for new handshakes; live connections keep theirs. */
-  setSecureContext(options: TlsOptions): void {
-    this.tlsServer.setSecureContext(options);
-  }
-
   setTicketKeys(key: Buffer): void {
     this.tlsServer.setTicketKeys(key);
-  }
-
-  getTicketKeys(): Buffer {
-    return this.tlsServer.getTicketKeys();
   }
 }

@@ -134,7 +134,7 @@ export class TlsProxy {
       certificatesForFrontend(certificates, index, frontend.matchGlobalCerts),
       policy,
     );
-    return serverOptions(selector, policy, ticketKey, () => {});
+    return serverOptions(selector, policy, ticketKey);
   }
 
   private accepted(raw: Socket): void {
@@ -220,10 +220,6 @@ export class TlsProxy {
 
   setTicketKey(key: Buffer): void {
     for (const frontend of this.frontends) frontend.setTicketKeys(key);
-  }
-
-  getTicketKey(): Buffer | undefined {
-    return this.frontends[0]?.getTicketKeys();
   }
 
   stopAccepting(): void {

@@ -118,19 +118,15 @@ export function certificatesForFrontend(
   return matchGlobalCerts ? [...global, ...own] : own;
 }
 
-export interface SniFailure {
-  readonly servername: string;
-}
-
 /**
  * tls.createServer options for a frontend. The SNI callback never throws into OpenSSL:
- * a lookup failure falls back to the default certificate unless sni-nomatch-abort.
+ * a lookup failure falls back to the default certificate unless sni-nomatch-abort, whose
+ * refusal reaches the frontend's tlsClientError with code UNHITCH_SNI_NOMATCH.
  */
 export function serverOptions(
   selector: CertificateSelector,
   policy: FrontendTlsPolicy,
   ticketKey: Buffer | undefined,
-  onSniNoMatch: (failure: SniFailure) => void,
 ): TlsOptions {
   const options: TlsOptions = {
     ...contextOptions(policy),
@@ -152,7 +148,6 @@ export function serverOptions(
         context = undefined;
       }
       if (context === undefined && policy.sniNomatchAbort) {
-        onSniNoMatch({ servername });
         const error = Object.assign(new Error(`no certificate for SNI name "${servername}"`), {
           code: 'UNHITCH_SNI_NOMATCH',
         });

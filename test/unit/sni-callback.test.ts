@@ -44,9 +44,7 @@ async function handshake(
   };
   process.on('uncaughtException', onUncaught);
   const selector = new ThrowingSelector([first.material, second.material], policy(sniNomatchAbort));
-  const server = createServer(
-    serverOptions(selector, policy(sniNomatchAbort), undefined, () => {}),
-  );
+  const server = createServer(serverOptions(selector, policy(sniNomatchAbort), undefined));
   server.on('secureConnection', (socket: TLSSocket) => socket.end());
   server.on('tlsClientError', () => {});
   server.listen(0, '127.0.0.1');
