@@ -5,8 +5,8 @@
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ConfigError, type SourcePosition } from './errors.js';
-import type { Entry } from './hitch/grammar.js';
-import { OPTIONS, type OptionSpec } from './hitch/options.js';
+import type { Entry } from './options/entry.js';
+import { OPTIONS, type OptionSpec } from './options/table.js';
 
 export const COMMAND_LINE_SOURCE = '<command line>';
 

@@ -9,13 +9,14 @@
 import { readFileSync } from 'node:fs';
 import { COMMAND_LINE_SOURCE, helpText, parseArgv, relabelCommandLineError } from './args.js';
 import { ConfigError, type SourcePosition } from './errors.js';
-import { type ConfigWarning, newDraft } from './hitch/draft.js';
-import type { Entry } from './hitch/grammar.js';
-import { applyEntries, finalizeDraft, hitchEntries, parseHitchText } from './hitch/semantics.js';
+import { hitchEntries, parseHitchText } from './hitch/parse.js';
 import type { ProxyConfig } from './model.js';
+import { applyEntries, finalizeDraft } from './options/apply.js';
+import { type ConfigWarning, newDraft } from './options/draft.js';
+import type { Entry } from './options/entry.js';
 import { tomlEntries } from './toml.js';
 
-export type { ConfigWarning } from './hitch/draft.js';
+export type { ConfigWarning } from './options/draft.js';
 
 interface ConfigAction<K extends 'run' | 'test'> {
   readonly kind: K;

@@ -6,8 +6,8 @@
  */
 import { parse, TomlError } from 'smol-toml';
 import { ConfigError, type SourcePosition } from './errors.js';
-import type { Entry, ScalarItem } from './hitch/grammar.js';
-import { OPTIONS_BY_NAME } from './hitch/options.js';
+import type { Entry, ScalarItem } from './options/entry.js';
+import { OPTIONS_BY_NAME } from './options/table.js';
 
 type TomlTable = Record<string, unknown>;
 

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError } from '../../src/config/errors.js';
-import { OPTIONS } from '../../src/config/hitch/options.js';
 import { type CliAction, parseCommandLine } from '../../src/config/load.js';
 import type { ProxyConfig } from '../../src/config/model.js';
+import { OPTIONS } from '../../src/config/options/table.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 

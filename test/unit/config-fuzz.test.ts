@@ -12,8 +12,8 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { ConfigError } from '../../src/config/errors.js';
-import { OPTIONS } from '../../src/config/hitch/options.js';
 import { parseHitchConfigText, parseTomlConfigText } from '../../src/config/load.js';
+import { OPTIONS } from '../../src/config/options/table.js';
 import { makeCertificate } from '../helpers/proxy-fixture.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');

@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError } from '../../src/config/errors.js';
-import { OPTIONS } from '../../src/config/hitch/options.js';
 import { parseHitchConfigText } from '../../src/config/load.js';
 import { DEFAULT_CONFIG, DEFAULT_TLS } from '../../src/config/model.js';
+import { OPTIONS } from '../../src/config/options/table.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const PEM = 'pem-file = "c.pem"\n';

@@ -1,6 +1,7 @@
 /**
  * hitch.conf grammar: tokens → assignments. Every front end (hitch.conf, TOML, the
- * command line) produces these same `Entry` lists, so options.ts validates them once.
+ * command line) produces these same `Entry` lists (config/options/entry.ts), so the
+ * option table validates them once.
  *
  *   file   := entry*
  *   entry  := WORD '=' value
@@ -10,32 +11,8 @@
  * option's name).
  */
 import { ConfigError, type SourcePosition } from '../errors.js';
+import type { BlockValue, Entry, ScalarItem, ScalarValue } from '../options/entry.js';
 import type { Token } from './lexer.js';
-
-export interface ScalarItem {
-  /** undefined = Hitch's `""` (unset). */
-  readonly text: string | undefined;
-  readonly quoted: boolean;
-  readonly position: SourcePosition;
-}
-
-export interface ScalarValue {
-  readonly kind: 'scalar';
-  readonly items: readonly ScalarItem[];
-}
-
-export interface BlockValue {
-  readonly kind: 'block';
-  readonly entries: readonly Entry[];
-  readonly position: SourcePosition;
-}
-
-export interface Entry {
-  readonly name: string;
-  /** Position of the option name. */
-  readonly position: SourcePosition;
-  readonly value: ScalarValue | BlockValue;
-}
 
 export function parseEntries(tokens: readonly Token[], file: string): Entry[] {
   const parser = new Parser(tokens, file);

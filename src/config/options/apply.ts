@@ -10,22 +10,15 @@ import {
   type ProxyConfig,
   type ProxyProtocolMode,
 } from '../model.js';
-import {
-  type ConfigDraft,
-  type ConfigWarning,
-  formatPosition,
-  newDraft,
-  newFrontendDraft,
-} from './draft.js';
-import { type Entry, parseEntries } from './grammar.js';
-import { tokenize } from './lexer.js';
+import { type ConfigDraft, formatPosition, newFrontendDraft } from './draft.js';
+import type { Entry } from './entry.js';
 import {
   type ApplyContext,
   type BlockTarget,
   OPTIONS_BY_NAME,
   type OptionScope,
   warnOnce,
-} from './options.js';
+} from './table.js';
 
 const SCOPE_PLACE: Record<OptionScope, string> = {
   global: 'at the top level',
@@ -157,18 +150,4 @@ export function finalizeDraft(draft: ConfigDraft): ProxyConfig {
 
 function freezeAll(pems: readonly PemFileConfig[]): readonly PemFileConfig[] {
   return Object.freeze(pems.map((pem) => Object.freeze({ ...pem })));
-}
-
-/** hitch.conf text → entries (syntax only). */
-export function hitchEntries(text: string, file: string): Entry[] {
-  return parseEntries(tokenize(text, file), file);
-}
-
-export function parseHitchText(
-  text: string,
-  file: string,
-): { config: ProxyConfig; warnings: ConfigWarning[] } {
-  const draft = newDraft(file);
-  applyEntries(draft, hitchEntries(text, file));
-  return { config: finalizeDraft(draft), warnings: draft.warnings };
 }

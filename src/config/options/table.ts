@@ -14,7 +14,7 @@ import {
   newPemDraft,
   type PemDraft,
 } from './draft.js';
-import type { Entry, ScalarItem } from './grammar.js';
+import type { Entry, ScalarItem } from './entry.js';
 import {
   LEGACY_PROTOCOLS,
   normalizeHost,
@@ -68,7 +68,7 @@ export interface BlockTarget {
 
 export interface ApplyContext extends BlockTarget {
   readonly draft: ConfigDraft;
-  /** Applies a nested block's entries (provided by semantics.ts to avoid a cycle). */
+  /** Applies a nested block's entries (provided by apply.ts to avoid a cycle). */
   readonly applyBlock: (entries: readonly Entry[], scope: OptionScope, target: BlockTarget) => void;
 }
 

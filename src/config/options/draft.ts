@@ -1,6 +1,6 @@
 /**
  * The mutable configuration being built while entries are applied in order. Only
- * semantics.ts turns it into the frozen `ProxyConfig`.
+ * apply.ts (finalizeDraft) turns it into the frozen `ProxyConfig`.
  */
 import type { SourcePosition } from '../errors.js';
 import {

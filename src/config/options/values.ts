@@ -5,7 +5,7 @@
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
 import type { BackendAddress, LogLevelName, TcpAddress, TlsProtocolName } from '../model.js';
-import type { BlockValue, Entry, ScalarItem, ScalarValue } from './grammar.js';
+import type { BlockValue, Entry, ScalarItem, ScalarValue } from './entry.js';
 
 export function invalid(
   item: { readonly position: ScalarItem['position'] },
