@@ -1,0 +1,102 @@
+/**
+ * SIGHUP: re-read the command line and its config, start a new generation of workers
+ * with it, and only when every new worker listens tell the old generation to drain. A
+ * reload that fails at any step leaves the running generation serving.
+ */
+import type { Worker } from 'node:cluster';
+import type { Logger } from 'pino';
+import { parseCommandLine } from '../config/load.js';
+import type { ProxyConfig } from '../config/model.js';
+import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
+import type { Supervisor } from './supervisor.js';
+import type { TicketKeyOwner } from './ticket-keys.js';
+
+export interface ReloaderOptions {
+  /** The command line, re-read on every reload (it names the config file). */
+  readonly argv: readonly string[];
+  readonly logger: Logger;
+  readonly supervisor: Supervisor;
+  readonly tickets: TicketKeyOwner;
+  readonly isStopping: () => boolean;
+}
+
+export class Reloader {
+  private readonly options: ReloaderOptions;
+  private readonly logger: Logger;
+  /** Workers of old generations, draining. */
+  private readonly retiring = new Set<Worker>();
+  private reloading = false;
+  private reloadAgain = false;
+
+  constructor(options: ReloaderOptions) {
+    this.options = options;
+    this.logger = options.logger;
+  }
+
+  /** One generation at a time; a HUP during a reload asks for one more afterwards. */
+  async reload(): Promise<void> {
+    if (this.options.isStopping()) return;
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return;
+    }
+    this.reloading = true;
+    try {
+      await this.reloadOnce();
+    } finally {
+      this.reloading = false;
+    }
+    if (this.reloadAgain) {
+      this.reloadAgain = false;
+      await this.reload();
+    }
+  }
+
+  /** True (and logged) when `worker` was an old-generation worker that finished draining. */
+  workerExited(worker: Worker, code: number | null): boolean {
+    if (!this.retiring.delete(worker)) return false;
+    this.logger.info({ pid: worker.process.pid, code }, 'old-generation worker finished');
+    return true;
+  }
+
+  private async reloadOnce(): Promise<void> {
+    const { supervisor } = this.options;
+    let config: ProxyConfig;
+    let certificates: CertificateMaterial[];
+    try {
+      const action = parseCommandLine(this.options.argv);
+      if (action.kind !== 'run')
+        throw new Error(`reload: command line no longer runs a proxy (${action.kind})`);
+      config = action.config;
+      certificates = loadCertificates(config, (message) => this.logger.warn(message));
+    } catch (error) {
+      const err = error as NodeJS.ErrnoException;
+      this.logger.error(
+        { code: err.code, err: err.message },
+        'reload rejected; the running configuration stays',
+      );
+      return;
+    }
+    const previous = supervisor.current;
+    const next = supervisor.newGeneration(config, certificates);
+    supervisor.current = next;
+    const ok = await supervisor.startGeneration(next, supervisor.workerCount(config));
+    // stop() has taken charge of both generations.
+    if (this.options.isStopping()) return;
+    if (!ok) {
+      this.logger.error(
+        'reload failed: new workers did not start; the running configuration stays',
+      );
+      supervisor.current = previous;
+      supervisor.killAll(next);
+      return;
+    }
+    this.options.tickets.schedule(config);
+    for (const worker of previous.workers.values()) {
+      this.retiring.add(worker);
+      supervisor.send(worker, { type: 'unhitch:drain', graceMs: null });
+    }
+    previous.workers.clear();
+    this.logger.info({ generation: next.id, source: config.source }, 'reloaded');
+  }
+}

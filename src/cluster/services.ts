@@ -1,0 +1,31 @@
+/**
+ * What the primary starts besides workers: start-up warnings about identity and
+ * unsupported settings, the pidfile and the metrics endpoint. Each started service adds
+ * its cleanup to `cleanups` as soon as it runs, so a later failure still undoes it.
+ */
+import type { Logger } from 'pino';
+import type { ProxyConfig } from '../config/model.js';
+import { unsupportedSettings } from '../config/unsupported.js';
+import { startMetricsServer } from '../ops/metrics.js';
+import { checkIdentity, writePidfile } from '../ops/privileges.js';
+
+export type Cleanup = () => void | Promise<void>;
+
+export async function startServices(
+  config: ProxyConfig,
+  logger: Logger,
+  cleanups: Cleanup[],
+): Promise<void> {
+  for (const warning of checkIdentity(config, { isRoot: process.getuid?.() === 0 }).warnings) {
+    logger.warn(warning);
+  }
+  for (const setting of unsupportedSettings(config)) {
+    logger.warn({ option: setting.option, code: 'UNHITCH_UNSUPPORTED_SETTING' }, setting.message);
+  }
+  if (config.pidfile !== undefined) cleanups.push(writePidfile(config.pidfile));
+  if (config.metrics !== undefined) {
+    const server = await startMetricsServer({ address: config.metrics, logger });
+    cleanups.push(() => server.close());
+    logger.info({ port: server.port }, 'metrics endpoint listening');
+  }
+}

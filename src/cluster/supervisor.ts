@@ -1,0 +1,212 @@
+/**
+ * The worker processes: fork one per slot of a generation, pin it, hand it its start
+ * order once it says hello, and restart a crashed worker of the current generation with
+ * a back-off that grows while it keeps crashing soon after start.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { ProxyConfig } from '../config/model.js';
+import type { CertificateMaterial } from '../tls/material.js';
+import { cpuForWorker, pinProcess } from './affinity.js';
+import { isWorkerMessage, type PrimaryMessage } from './messages.js';
+
+/** A worker that dies sooner than this after its start counts as crash-looping. */
+const STABLE_AFTER_MS = 5_000;
+const RESTART_DELAY_MIN_MS = 100;
+const RESTART_DELAY_MAX_MS = 30_000;
+const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
+
+/** The workers started from one configuration (the first one, or one per reload). */
+export interface Generation {
+  readonly id: number;
+  readonly config: ProxyConfig;
+  readonly certificates: readonly CertificateMaterial[];
+  /** Slot index → live worker. */
+  readonly workers: Map<number, Worker>;
+}
+
+interface WorkerMeta {
+  readonly generation: number;
+  readonly index: number;
+  readonly startedAt: number;
+}
+
+interface SlotState {
+  restartDelayMs: number;
+}
+
+export interface SupervisorOptions {
+  readonly logger: Logger;
+  /** The inherited affinity mask; worker `i` is pinned to one CPU of it. */
+  readonly allowedCpus: readonly number[];
+  /** The ticket key a worker gets in its start order. */
+  readonly ticketKey: () => Buffer;
+}
+
+export class Supervisor {
+  private readonly logger: Logger;
+  private readonly allowedCpus: readonly number[];
+  private readonly ticketKey: () => Buffer;
+  private readonly meta = new WeakMap<Worker, WorkerMeta>();
+  /** Workers whose message handler runs (they said hello): a message reaches them. */
+  private readonly greeted = new WeakSet<Worker>();
+  private readonly slots = new Map<number, SlotState>();
+  private nextGeneration = 1;
+  private halted = false;
+  /** The generation that serves, whose crashed workers are restarted. */
+  current!: Generation;
+
+  constructor(options: SupervisorOptions) {
+    this.logger = options.logger;
+    this.allowedCpus = options.allowedCpus;
+    this.ticketKey = options.ticketKey;
+  }
+
+  /** Sets up node:cluster; `onExit` sees every worker exit. Call once. */
+  install(onExit: (worker: Worker, code: number | null, signal: string | null) => void): void {
+    // Each worker accepts on the shared socket itself; the primary's round robin would
+    // put every connection through this process first.
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    cluster.setupPrimary({ exec: WORKER_ENTRY, serialization: 'advanced' });
+    cluster.on('exit', onExit);
+  }
+
+  /** No more start orders or restarts: the primary is stopping. */
+  halt(): void {
+    this.halted = true;
+  }
+
+  newGeneration(config: ProxyConfig, certificates: readonly CertificateMaterial[]): Generation {
+    return { id: this.nextGeneration++, config, certificates, workers: new Map() };
+  }
+
+  workerCount(config: ProxyConfig): number {
+    // availableParallelism() honours the affinity mask (taskset), unlike os.cpus().
+    return config.workers ?? Math.max(1, Math.min(availableParallelism(), this.allowedCpus.length));
+  }
+
+  /** Forks every slot of a generation; true once all listen, false if any fails. */
+  async startGeneration(generation: Generation, count: number): Promise<boolean> {
+    const results = await Promise.all(
+      Array.from({ length: count }, (_, index) => this.forkWorker(generation, index)),
+    );
+    return results.every(Boolean);
+  }
+
+  /** Every live worker, of any generation, including those still starting. */
+  allWorkers(): Worker[] {
+    return Object.values(cluster.workers ?? {}).filter(
+      (worker): worker is Worker => worker !== undefined && !worker.isDead(),
+    );
+  }
+
+  isGreeted(worker: Worker): boolean {
+    return this.greeted.has(worker);
+  }
+
+  send(worker: Worker, message: PrimaryMessage): void {
+    if (worker.isConnected()) worker.send(message);
+  }
+
+  killAll(generation: Generation): void {
+    for (const worker of generation.workers.values()) worker.process.kill('SIGKILL');
+    generation.workers.clear();
+  }
+
+  /** A worker exited: if it held a slot of the current generation, restart that slot. */
+  workerExited(worker: Worker, code: number | null, signal: string | null): void {
+    const meta = this.meta.get(worker);
+    if (
+      meta === undefined ||
+      meta.generation !== this.current.id ||
+      this.current.workers.get(meta.index) !== worker
+    )
+      return;
+    this.current.workers.delete(meta.index);
+    if (!this.halted) this.scheduleRestart(meta, code, signal);
+  }
+
+  private forkWorker(generation: Generation, index: number): Promise<boolean> {
+    const worker = cluster.fork({ UNHITCH_WORKER_INDEX: String(index) });
+    generation.workers.set(index, worker);
+    this.meta.set(worker, { generation: generation.id, index, startedAt: Date.now() });
+    const cpu = cpuForWorker(this.allowedCpus, index);
+    // Pin before the worker is told to start: it drops privileges after it listens, and
+    // a root primary without CAP_SYS_NICE could no longer change its affinity then.
+    const pinned = generation.config.pinWorkers
+      ? new Promise<void>((resolve) =>
+          worker.once('online', () => {
+            pinProcess(worker.process.pid as number, cpu).then(resolve, (error: Error) => {
+              this.logger.warn({ worker: index, cpu, err: error.message }, 'cannot pin worker');
+              resolve();
+            });
+          }),
+        )
+      : Promise.resolve();
+    const onHello = (message: unknown): void => {
+      if (!isWorkerMessage(message) || message.type !== 'unhitch:hello') return;
+      worker.off('message', onHello);
+      this.greeted.add(worker);
+      void pinned.then(() => {
+        if (this.halted) return;
+        this.send(worker, {
+          type: 'unhitch:start',
+          workerIndex: index,
+          generation: generation.id,
+          config: generation.config,
+          certificates: generation.certificates,
+          ticketKey: this.ticketKey(),
+        });
+      });
+    };
+    worker.on('message', onHello);
+    return new Promise((resolve) => {
+      const onMessage = (message: unknown): void => {
+        if (!isWorkerMessage(message)) return;
+        if (message.type === 'unhitch:listening') {
+          worker.off('message', onMessage);
+          this.logger.info(
+            {
+              worker: index,
+              workerPid: worker.process.pid,
+              cpu: generation.config.pinWorkers ? cpu : undefined,
+            },
+            'worker ready',
+          );
+          resolve(true);
+        } else if (message.type === 'unhitch:start-failed') {
+          worker.off('message', onMessage);
+          this.logger.error(
+            { worker: index, code: message.code, err: message.message },
+            'worker could not start',
+          );
+          resolve(false);
+        }
+      };
+      worker.on('message', onMessage);
+      worker.once('exit', () => resolve(false));
+    });
+  }
+
+  private scheduleRestart(meta: WorkerMeta, code: number | null, signal: string | null): void {
+    const slot = this.slots.get(meta.index) ?? { restartDelayMs: RESTART_DELAY_MIN_MS };
+    const lived = Date.now() - meta.startedAt;
+    slot.restartDelayMs =
+      lived >= STABLE_AFTER_MS
+        ? RESTART_DELAY_MIN_MS
+        : Math.min(slot.restartDelayMs * 2, RESTART_DELAY_MAX_MS);
+    this.slots.set(meta.index, slot);
+    const delay = lived >= STABLE_AFTER_MS ? RESTART_DELAY_MIN_MS : slot.restartDelayMs;
+    this.logger.error(
+      { worker: meta.index, code, signal, restartInMs: delay },
+      'worker died; restarting',
+    );
+    const generation = this.current;
+    setTimeout(() => {
+      if (this.halted || generation !== this.current || generation.workers.has(meta.index)) return;
+      void this.forkWorker(generation, meta.index);
+    }, delay);
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The session ticket key's owner. The primary alone makes, rotates and persists the key;
+ * workers only receive it, so a ticket minted by any worker resumes on any other.
+ */
+import type { Logger } from 'pino';
+import type { ProxyConfig } from '../config/model.js';
+import { generateTicketKey, loadOrCreateTicketKeyFile, saveTicketKeyFile } from '../tls/tickets.js';
+
+export interface TicketKeyOwnerOptions {
+  readonly config: ProxyConfig;
+  readonly logger: Logger;
+  /** Hands a new key to every worker that should switch to it. */
+  readonly broadcast: (key: Buffer) => void;
+}
+
+export class TicketKeyOwner {
+  private readonly logger: Logger;
+  private readonly broadcast: (key: Buffer) => void;
+  private key: Buffer;
+  /** The key file of the configuration in force (it may change on reload). */
+  private file: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(options: TicketKeyOwnerOptions) {
+    this.logger = options.logger;
+    this.broadcast = options.broadcast;
+    this.file = options.config.ticketKeyFile;
+    this.key = this.initialKey(options.config);
+  }
+
+  /** The key a newly started worker gets. */
+  get current(): Buffer {
+    return this.key;
+  }
+
+  /** (Re)starts rotation with the period and key file of `config`. */
+  schedule(config: ProxyConfig): void {
+    this.stop();
+    this.file = config.ticketKeyFile;
+    if (config.ticketRotationSec <= 0) return;
+    this.timer = setInterval(() => this.rotate(), config.ticketRotationSec * 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private initialKey(config: ProxyConfig): Buffer {
+    if (config.ticketKeyFile === undefined) return generateTicketKey();
+    const loaded = loadOrCreateTicketKeyFile(config.ticketKeyFile);
+    if (loaded.insecureMode) {
+      this.logger.warn(
+        { file: config.ticketKeyFile },
+        'ticket key file is readable by group or others',
+      );
+    }
+    return loaded.key;
+  }
+
+  private rotate(): void {
+    this.key = generateTicketKey();
+    if (this.file !== undefined) saveTicketKeyFile(this.file, this.key);
+    // Every worker switches in the same tick: a ticket minted anywhere resumes anywhere.
+    this.broadcast(this.key);
+    this.logger.info('session ticket key rotated');
+  }
+}
