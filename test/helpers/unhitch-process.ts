@@ -3,7 +3,7 @@
  * its workers found through /proc, stopped by PID.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { freePort } from './ports.js';
@@ -28,7 +28,7 @@ export interface UnhitchProcess {
     timeoutMs?: number,
     what?: string,
   ): Promise<UnhitchLogLine>;
-  /** Count of lines matching, polled until at least `count`. */
+  /** Lines matching, once there are at least `count`. */
   waitForLogs(
     predicate: (line: UnhitchLogLine) => boolean,
     count: number,
@@ -56,6 +56,8 @@ export function startUnhitch(args: readonly string[], options: StartOptions = {}
   });
   const lines: UnhitchLogLine[] = [];
   let text = '';
+  // 'output' after each chunk of output and at exit: waits re-check only then.
+  const changes = new EventEmitter();
   let partial = '';
   const onChunk = (chunk: Buffer): void => {
     partial += chunk.toString('utf8');
@@ -72,40 +74,50 @@ export function startUnhitch(args: readonly string[], options: StartOptions = {}
       }
       text += `${part}\n`;
     }
+    changes.emit('output');
   };
   child.stdout?.on('data', onChunk);
   child.stderr?.on('data', onChunk);
   const exit = once(child, 'exit').then(([code]) => code as number | null);
+  // 'close' comes after the last output, so a line printed just before exit is still seen.
+  let closed = false;
+  child.once('close', () => {
+    closed = true;
+    changes.emit('output');
+  });
 
-  const poll = async <T>(
-    check: () => T | undefined,
-    timeoutMs: number,
-    what: string,
-  ): Promise<T> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = check();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline || (child.exitCode !== null && check() === undefined)) {
-        throw new Error(
-          `unhitch: timed out waiting for ${what} (exit ${child.exitCode})\n${text}${lines
+  const wait = <T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> =>
+    new Promise((resolvePromise, reject) => {
+      const settle = (): void => {
+        const value = check();
+        if (value !== undefined) finish(() => resolvePromise(value));
+        else if (closed) finish(() => reject(failure('it exited')));
+      };
+      const timer = setTimeout(() => finish(() => reject(failure('timed out'))), timeoutMs);
+      const finish = (then: () => void): void => {
+        clearTimeout(timer);
+        changes.off('output', settle);
+        then();
+      };
+      const failure = (why: string): Error =>
+        new Error(
+          `unhitch: ${why} waiting for ${what} (exit ${child.exitCode})\n${text}${lines
             .slice(-20)
             .map((line) => JSON.stringify(line))
             .join('\n')}`,
         );
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
+      changes.on('output', settle);
+      settle();
+    });
 
   return {
     child,
     lines,
     text: () => text,
     waitForLog: (predicate, timeoutMs = 15_000, what = 'a log line') =>
-      poll(() => lines.find(predicate), timeoutMs, what),
+      wait(() => lines.find(predicate), timeoutMs, what),
     waitForLogs: (predicate, count, timeoutMs = 15_000) =>
-      poll(
+      wait(
         () => {
           const found = lines.filter(predicate);
           return found.length >= count ? found : undefined;

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
+import { eventually } from '../helpers/eventually.js';
 import { freePort } from '../helpers/ports.js';
 import {
   closeBackend,
@@ -124,7 +125,10 @@ test('a second SIGTERM during a drain exits at once', async (t) => {
 
   unhitch.kill('SIGTERM');
   await unhitch.waitForLog((line) => line.msg === 'draining');
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // A round trip after the drain began: the connection is still served, so the drain holds.
+  const echoed = once(client, 'data');
+  client.write('still here');
+  assert.equal(String((await echoed)[0]), 'still here');
   assert.equal(unhitch.child.exitCode, null, 'the open connection holds the drain');
   const secondAt = Date.now();
   unhitch.kill('SIGTERM');
@@ -137,17 +141,20 @@ test('a stop signal while workers are still starting is a clean stop: exit 0, no
   const backend = await startBackend((socket) => socket.pipe(socket));
   t.after(() => closeBackend(backend));
   // Workers are forked right after 'starting' is logged; the delays land the signal
-  // before, during and after their hello, start and listen.
+  // before, during and after their hello, start and listen (a schedule, not a wait).
   for (const delayMs of [0, 150, 300, 450, 600]) {
     const unhitch = startUnhitch(args(await freePort(), backend.port, ['--workers=2']));
     t.after(() => unhitch.kill('SIGKILL'));
     await unhitch.waitForLog((line) => line.msg === 'starting');
     const signalAt = Date.now() + delayMs;
-    let workers = unhitch.workerPids();
-    while (workers.length < 2 && Date.now() < signalAt + 2_000) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-      workers = unhitch.workerPids();
-    }
+    const workers = await eventually(
+      () => {
+        const pids = unhitch.workerPids();
+        return pids.length >= 2 ? pids : undefined;
+      },
+      delayMs + 2_000,
+      'both workers forked',
+    );
     assert.equal(workers.length, 2, 'both workers forked');
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, signalAt - Date.now())));
     unhitch.kill('SIGTERM');

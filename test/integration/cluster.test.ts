@@ -14,6 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import TrackerServer from 'bittorrent-tracker/server';
 import WebSocket from 'ws';
 import { readAllowedCpus, readThreadAffinities } from '../../src/cluster/affinity.js';
+import { eventually } from '../helpers/eventually.js';
 import { freePort } from '../helpers/ports.js';
 import {
   closeBackend,
@@ -201,11 +202,21 @@ test('SIGTERM drains: an in-flight 16 MiB transfer completes, then the process e
 
   const client = await connectClient(port);
   const received = readAll(client);
-  await new Promise((resolve) => setTimeout(resolve, 150));
+  // The transfer is under way before the stop.
+  await once(client, 'data');
   unhitch.kill('SIGTERM');
   await unhitch.waitForLog((line) => line.msg === 'draining');
-  // New connections are refused while the old one finishes.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // New connections are refused while the old one finishes (each worker closes its
+  // listener on the primary's message, a moment after the log line).
+  await eventually(
+    () =>
+      connectClient(port).then(
+        (socket) => void socket.destroy(),
+        () => true,
+      ),
+    5_000,
+    'new connections refused',
+  );
   await assert.rejects(connectClient(port), 'accepting stopped during the drain');
   const bytes = await received;
   client.end();
@@ -302,8 +313,8 @@ test('pinning: under taskset -c 1 every thread of every worker stays on CPU 1', 
   const unhitch = startUnhitch(hitchArgs(port, backend.port), { wrapper: ['taskset', '-c', '1'] });
   t.after(() => unhitch.kill('SIGKILL'));
   // No --workers: one per CPU of the inherited mask, i.e. one.
+  // 'worker ready' is logged once the worker is pinned; threads it starts later inherit.
   await unhitch.waitForLogs(isReady, 1);
-  await new Promise((resolve) => setTimeout(resolve, 300));
   const workers = unhitch.workerPids();
   assert.equal(workers.length, 1);
   for (const pid of workers) {
@@ -327,7 +338,6 @@ test('pinning: two workers on a two-CPU mask take one CPU each', async (t) => {
   });
   t.after(() => unhitch.kill('SIGKILL'));
   await unhitch.waitForLogs(isReady, 2);
-  await new Promise((resolve) => setTimeout(resolve, 300));
   const cpus = unhitch
     .workerPids()
     .map((pid) => [...new Set([...readThreadAffinities(pid).values()].map((set) => set.join(',')))])
@@ -362,8 +372,12 @@ test('EMFILE: with a low fd limit the worker survives, keeps its connections and
   await unhitch.waitForLog((line) => line.reason === 'fd_exhausted', 5_000);
   assert.equal(await echo(keeper, 'during'), 'during', 'an existing connection kept working');
   for (const socket of flood) socket.destroy();
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  const after = await connectClient(port);
+  // The worker accepts again after its back-off, once fds are free.
+  const after = await eventually(
+    () => connectClient(port).catch(() => undefined),
+    10_000,
+    'a connection accepted after the flood',
+  );
   assert.equal(await echo(after, 'after'), 'after', 'accepting again once fds are free');
   after.destroy();
   keeper.destroy();
@@ -393,16 +407,25 @@ test('metrics endpoint: Prometheus numbers match the traffic sent', async (t) =>
     client.end(Buffer.alloc(bytesEach, 7));
     assert.equal((await reply).length, bytesEach);
   }
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  const text = await new Promise<string>((resolve, reject) => {
-    httpGet(`http://127.0.0.1:${metricsPort}/metrics`, (response) => {
-      let body = '';
-      response.setEncoding('utf8').on('data', (chunk: string) => {
-        body += chunk;
-      });
-      response.once('end', () => resolve(body));
-    }).once('error', reject);
-  });
+  const scrape = (): Promise<string> =>
+    new Promise<string>((resolve, reject) => {
+      httpGet(`http://127.0.0.1:${metricsPort}/metrics`, (response) => {
+        let body = '';
+        response.setEncoding('utf8').on('data', (chunk: string) => {
+          body += chunk;
+        });
+        response.once('end', () => resolve(body));
+      }).once('error', reject);
+    });
+  // Workers count a connection when it closes on their side, a moment after the client's.
+  const text = await eventually(
+    async () => {
+      const page = await scrape();
+      return /^unhitch_active_connections 0$/m.test(page) ? page : undefined;
+    },
+    5_000,
+    'every connection closed in the metrics',
+  );
   const value = (series: string): number => {
     const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
     assert.ok(line, `no series ${series} in:\n${text.slice(0, 2000)}`);

@@ -276,7 +276,9 @@ test('openssl s_client: TLS 1.3 handshake and data reach the backend; -tls1_1 fa
     new Promise<{ code: number | null; output: string }>((resolve) => {
       const child = spawn(
         'openssl',
-        ['s_client', '-connect', `127.0.0.1:${proxy.port}`, '-quiet', ...args],
+        // -quiet implies -ign_eof; -no_ign_eof makes s_client close the connection and
+        // exit at the end of its input instead of waiting for the server to close.
+        ['s_client', '-connect', `127.0.0.1:${proxy.port}`, '-quiet', '-no_ign_eof', ...args],
         {
           stdio: ['pipe', 'pipe', 'pipe'],
         },
@@ -289,14 +291,16 @@ test('openssl s_client: TLS 1.3 handshake and data reach the backend; -tls1_1 fa
         output += chunk.toString();
       });
       child.stdin.end(input);
+      // A bound, not a wait: a hung s_client is killed and fails the exit-code assertion.
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      child.once('exit', (code) => {
+      child.once('exit', (code, signal) => {
         clearTimeout(timer);
-        resolve({ code, output });
+        resolve({ code, output: signal === null ? output : `${output}\n(killed by ${signal})` });
       });
     });
 
   const ok = await run(['-tls1_3', '-servername', 'localhost'], 'hello from openssl\n');
+  assert.equal(ok.code, 0, `s_client ended on its own after its input: ${ok.output}`);
   await waitFor(() => backend.received.length === 1, 5_000, `backend connection (${ok.output})`);
   assert.equal((await backend.received[0])?.toString(), 'hello from openssl\n');
 
