@@ -24,6 +24,11 @@ export interface PrimaryOptions {
   readonly certificates?: readonly CertificateMaterial[];
   /** Called once, when every worker of the first generation listens. */
   readonly onReady?: () => void;
+  /**
+   * The signals that start the drain (a second one exits at once). Default SIGTERM and
+   * SIGINT; the demo takes SIGINT itself because under npm one Ctrl-C arrives twice.
+   */
+  readonly stopSignals?: readonly NodeJS.Signals[];
 }
 
 export async function runPrimary(options: PrimaryOptions): Promise<void> {
@@ -34,6 +39,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
 class Primary {
   private readonly logger: Logger;
   private readonly onReady: (() => void) | undefined;
+  private readonly stopSignals: readonly NodeJS.Signals[];
   private readonly config: ProxyConfig;
   private readonly allowedCpus: number[];
   private readonly supervisor: Supervisor;
@@ -49,6 +55,7 @@ class Primary {
   constructor(options: PrimaryOptions) {
     this.logger = options.logger;
     this.onReady = options.onReady;
+    this.stopSignals = options.stopSignals ?? ['SIGTERM', 'SIGINT'];
     this.config = options.config;
     const certificates =
       options.certificates ??
@@ -89,8 +96,7 @@ class Primary {
     const onReload = (): void => void this.reloader.reload();
     const onStop = (signal: NodeJS.Signals): void => this.stop(signal);
     process.on('SIGHUP', onReload);
-    process.on('SIGTERM', onStop);
-    process.on('SIGINT', onStop);
+    for (const signal of this.stopSignals) process.on(signal, onStop);
 
     const workerCount = this.supervisor.workerCount(config);
     this.logger.info(
@@ -110,8 +116,7 @@ class Primary {
       this.supervisor.killAll(this.supervisor.current);
       await this.runCleanups();
       process.off('SIGHUP', onReload);
-      process.off('SIGTERM', onStop);
-      process.off('SIGINT', onStop);
+      for (const signal of this.stopSignals) process.off(signal, onStop);
       throw Object.assign(new Error('workers failed to start; see the log above'), {
         code: 'UNHITCH_WORKERS_FAILED',
       });
@@ -119,8 +124,7 @@ class Primary {
     if (started) this.onReady?.();
     await finished;
     process.off('SIGHUP', onReload);
-    process.off('SIGTERM', onStop);
-    process.off('SIGINT', onStop);
+    for (const signal of this.stopSignals) process.off(signal, onStop);
   }
 
   private workerExited(worker: Worker, code: number | null, signal: string | null): void {

@@ -1,60 +1,144 @@
 /**
  * `npm start` as the README promises it: certificate made on first run, a tracker behind
- * unhitch, the wss:// URL printed, announces answered, Ctrl-C stops everything.
+ * unhitch, the wss:// URL printed, announces answered, Ctrl-C stops everything with
+ * status 0 — also through npm, where one Ctrl-C reaches every process of the group.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
+import { eventually } from '../helpers/eventually.js';
 import { freePortPair } from '../helpers/ports.js';
 import { announceOnce } from '../helpers/webtorrent.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
+const DEMO = join(ROOT, 'dist/src/demo/start.js');
+
+interface Watched {
+  readonly output: () => string;
+  /** Resolves once `text` has been printed; rejects if the process ends first. */
+  readonly printed: (text: string, timeoutMs: number) => Promise<void>;
+  /** Exit code, or the signal's name, or a note that it did not end in time. */
+  readonly ended: (timeoutMs: number) => Promise<number | string>;
+}
+
+function watch(child: ChildProcess): Watched {
+  let output = '';
+  const append = (chunk: string): void => {
+    output += chunk;
+    child.emit('printed');
+  };
+  child.stdout?.setEncoding('utf8').on('data', append);
+  child.stderr?.setEncoding('utf8').on('data', append);
+  const exit = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  const bounded = <T>(promise: Promise<T>, timeoutMs: number, what: string) =>
+    Promise.race([
+      promise,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`${what}:\n${output}`)), timeoutMs).unref(),
+      ),
+    ]);
+  return {
+    output: () => output,
+    printed: (text, timeoutMs) =>
+      bounded(
+        new Promise<void>((resolvePromise, reject) => {
+          const check = (): void => {
+            if (!output.includes(text)) return;
+            child.off('printed', check);
+            resolvePromise();
+          };
+          child.on('printed', check);
+          void exit.then((end) => reject(new Error(`exited (${end}) before printing ${text}`)));
+          check();
+        }),
+        timeoutMs,
+        `${text} not printed in ${timeoutMs} ms`,
+      ),
+    ended: (timeoutMs) =>
+      bounded(exit, timeoutMs, `still running ${timeoutMs} ms after the signal`).catch(
+        (error: Error) => error.message,
+      ),
+  };
+}
 
 test('npm start: demo tracker answers announces over wss through unhitch', async (t) => {
   const cwd = mkdtempSync(join(tmpdir(), 'unhitch-demo-'));
   t.after(() => rmSync(cwd, { recursive: true, force: true }));
   const port = await freePortPair();
-  const demo = spawn(process.execPath, [join(ROOT, 'dist/src/demo.js')], {
+  const demo = spawn(process.execPath, [DEMO], {
     cwd,
     env: { ...process.env, UNHITCH_DEMO_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.after(() => demo.kill('SIGKILL'));
-  let output = '';
-  demo.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    output += chunk;
-  });
-  demo.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    output += chunk;
-  });
+  const watched = watch(demo);
   const url = `wss://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
-  while (!output.includes(url)) {
-    assert.ok(Date.now() < deadline, `demo never printed ${url}:\n${output}`);
-    assert.equal(demo.exitCode, null, `demo exited early:\n${output}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await watched.printed(url, 20_000);
   assert.ok(existsSync(join(cwd, 'tmp/tls/cert.crt')), 'certificate made on first run');
   assert.ok(existsSync(join(cwd, 'tmp/tls/key.pem')));
 
   // The URL is printed once every worker listens: the first attempt must get through.
   const response = await announceOnce(url, 10_000).catch((error: Error) =>
-    assert.fail(`first announce after the URL was printed failed: ${error.message}\n${output}`),
+    assert.fail(
+      `first announce after the URL was printed failed: ${error.message}\n${watched.output()}`,
+    ),
   );
-  assert.ok(response, `no announce response through the demo:\n${output}`);
+  assert.ok(response, `no announce response through the demo:\n${watched.output()}`);
   assert.equal(response.action, 'announce');
   assert.equal(typeof response.interval, 'number');
 
   demo.kill('SIGINT');
-  const code = await Promise.race([
-    once(demo, 'exit').then(([exitCode]) => exitCode),
-    new Promise((resolve) =>
-      setTimeout(() => resolve('still running 20 s after SIGINT'), 20_000).unref(),
-    ),
-  ]);
-  assert.equal(code, 0, output);
+  assert.equal(await watched.ended(20_000), 0, watched.output());
+});
+
+/** npm itself: the one running `npm test`, else the one on PATH. */
+function npmCommand(): [string, string[]] {
+  const cli = process.env.npm_execpath;
+  return cli?.endsWith('.js') ? [process.execPath, [cli]] : ['npm', []];
+}
+
+test('npm start: Ctrl-C (SIGINT to the whole process group) ends npm and the demo with status 0', async (t) => {
+  const port = await freePortPair();
+  const [command, prefix] = npmCommand();
+  // detached: its own process group, as a terminal runs a foreground job; the terminal's
+  // Ctrl-C is a SIGINT to every process in it (npm, the demo, its workers and tracker).
+  const npm = spawn(command, [...prefix, 'start'], {
+    cwd: ROOT,
+    detached: true,
+    env: { ...process.env, UNHITCH_DEMO_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const group = npm.pid as number;
+  t.after(() => {
+    try {
+      process.kill(-group, 'SIGKILL');
+    } catch {
+      // the group is gone: the clean path
+    }
+  });
+  const watched = watch(npm);
+  await watched.printed(`wss://127.0.0.1:${port}`, 30_000);
+
+  process.kill(-group, 'SIGINT');
+  assert.equal(await watched.ended(20_000), 0, watched.output());
+  assert.doesNotMatch(watched.output(), /npm (error|ERR!)/, 'npm reports no error');
+  assert.doesNotMatch(watched.output(), /second stop signal/, 'one Ctrl-C is one stop');
+  assert.match(watched.output(), /"msg":"stopped"/, 'the proxy drained and stopped');
+  // Nothing of the demo outlives it: the group empties (the tracker ends just after npm).
+  await eventually(
+    () => {
+      try {
+        process.kill(-group, 0);
+        return undefined;
+      } catch (error) {
+        return (error as NodeJS.ErrnoException).code === 'ESRCH' ? true : undefined;
+      }
+    },
+    5_000,
+    'every process of the demo to end',
+  );
 });

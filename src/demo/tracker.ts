@@ -15,3 +15,6 @@ tracker.listen(port, '127.0.0.1', () => {
   process.send?.('listening');
 });
 process.on('disconnect', () => process.exit(0));
+// Ctrl-C reaches the whole process group: the demo stops the tracker itself, after the
+// proxy has drained, so the connections it still relays keep their backend until then.
+process.on('SIGINT', () => {});

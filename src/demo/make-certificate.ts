@@ -3,7 +3,7 @@
  * `unhitch --test --config=hitch-compat.conf` work at once. Never fails the install:
  * without openssl it says so and `npm start` will say it again.
  */
-import { ensureDemoCertificate } from './tls/demo-certificate.js';
+import { ensureDemoCertificate } from './certificate.js';
 
 try {
   const certificate = ensureDemoCertificate();

@@ -3,18 +3,67 @@
  * starts a demo WebTorrent tracker (bittorrent-tracker, WebSocket only) on
  * 127.0.0.1:3001 in a child process, and runs unhitch on wss://127.0.0.1:3000 in front
  * of it, configured through Hitch's own command-line flags.
+ *
+ * Not shipped: package.json `files` leaves out dist/src/demo, because bittorrent-tracker
+ * is a devDependency. UNHITCH_DEMO_PORT moves the demo (the tracker takes the next port).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runPrimary } from './cluster/primary.js';
-import { parseCommandLine } from './config/load.js';
-import { createLogger } from './ops/log.js';
-import { ensureDemoCertificate } from './tls/demo-certificate.js';
+import { runPrimary } from '../cluster/primary.js';
+import { parseCommandLine } from '../config/load.js';
+import { createLogger } from '../ops/log.js';
+import { ensureDemoCertificate } from './certificate.js';
 
-// UNHITCH_DEMO_PORT moves the demo (tracker on the next port), e.g. for tests.
 const FRONTEND_PORT = Number(process.env.UNHITCH_DEMO_PORT ?? 3000);
 const TRACKER_PORT = FRONTEND_PORT + 1;
+/**
+ * One Ctrl-C under `npm start` reaches this process twice: the terminal sends SIGINT to
+ * the whole foreground process group, and npm forwards its own copy to its child. Copies
+ * this close together are one keypress; a later Ctrl-C is a second stop (exit at once).
+ */
+const ONE_KEYPRESS_MS = 1_000;
+
+/**
+ * SIGINT for the demo. The primary drains on SIGTERM only (stopSignals): each Ctrl-C,
+ * once de-duplicated, becomes one SIGTERM to this process.
+ */
+class Interrupts {
+  /** A Ctrl-C came (and is owed to the primary until `delivered`). */
+  requested = false;
+  private delivered = false;
+  private lastAt = Number.NEGATIVE_INFINITY;
+  private stopped = false;
+
+  constructor() {
+    process.on('SIGINT', () => this.onInterrupt());
+  }
+
+  /** The primary listens now: pass on a Ctrl-C that came while it started. */
+  primaryListening(): void {
+    if (this.requested && !this.delivered) this.stopPrimary();
+  }
+
+  /** The proxy has stopped: late copies of the last Ctrl-C are ignored, not fatal. */
+  proxyStopped(): void {
+    this.stopped = true;
+  }
+
+  private onInterrupt(): void {
+    const now = performance.now();
+    if (this.stopped || now - this.lastAt < ONE_KEYPRESS_MS) return;
+    this.lastAt = now;
+    this.requested = true;
+    this.stopPrimary();
+  }
+
+  private stopPrimary(): void {
+    if (process.listenerCount('SIGTERM') === 0) return;
+    this.delivered = true;
+    process.kill(process.pid, 'SIGTERM');
+  }
+}
+
 /** The certificate hitch-compat.conf names, made on first run. */
 function ensureCertificate(): string {
   const certificate = ensureDemoCertificate();
@@ -25,7 +74,7 @@ function ensureCertificate(): string {
 
 /** The tracker runs in its own process: the proxy's primary never serves traffic. */
 function startTracker(): Promise<ChildProcess> {
-  const entry = join(dirname(fileURLToPath(import.meta.url)), 'demo-tracker.js');
+  const entry = join(dirname(fileURLToPath(import.meta.url)), 'tracker.js');
   const child = fork(entry, [String(TRACKER_PORT)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -36,18 +85,20 @@ function startTracker(): Promise<ChildProcess> {
 }
 
 async function main(): Promise<void> {
+  const interrupts = new Interrupts();
   const combinedPemPath = ensureCertificate();
   const tracker = await startTracker();
   // The IPC channel to the tracker would keep this process alive: end it on every path.
   try {
-    await runProxy(combinedPemPath);
+    if (!interrupts.requested) await runProxy(combinedPemPath, interrupts);
   } finally {
+    interrupts.proxyStopped();
     tracker.kill();
     if (tracker.connected) tracker.disconnect();
   }
 }
 
-async function runProxy(combinedPemPath: string): Promise<void> {
+async function runProxy(combinedPemPath: string, interrupts: Interrupts): Promise<void> {
   // The same flags a Hitch user would type; the config file form is hitch-compat.conf.
   const argv = [
     `--frontend=[127.0.0.1]:${FRONTEND_PORT}`,
@@ -68,10 +119,13 @@ async function runProxy(combinedPemPath: string): Promise<void> {
     argv,
     config: action.config,
     logger,
-    onReady: () =>
+    stopSignals: ['SIGTERM'],
+    onReady: () => {
       process.stdout.write(
         `unhitch demo: wss://127.0.0.1:${FRONTEND_PORT} -> ws://127.0.0.1:${TRACKER_PORT} (bittorrent-tracker); Ctrl-C stops\n`,
-      ),
+      );
+      interrupts.primaryListening();
+    },
   });
 }
 

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { makeSelfSigned } from './selfsigned.js';
+import { makeSelfSigned } from '../tls/selfsigned.js';
 
 export interface DemoCertificate {
   readonly dir: string;
