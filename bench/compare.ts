@@ -6,7 +6,7 @@
  *   node dist/bench/compare.js [--backends=uws,bittorrent-tracker]
  *     [--proxies=none,unhitch,hitch,haproxy] [--connections=1020] [--duration=15] [--warmup=3]
  *     [--quick] [--backend-cmd="aquatic_ws -c cfg.toml" --backend-port=3000]
- *     [--wt-load-config=load.toml] [--proxy-cpu=1] [--load-cpu=0] [--repeat=3] [--no-write]
+ *     [--wt-load-config=bench/wt-load/load.toml] [--proxy-cpu=1] [--load-cpu=0] [--repeat=3] [--no-write]
  * The details table adds per-type rates, wt-load's own CPU and the load that OTHER processes put
  * on the proxy CPU during the window (a shared machine makes results noisy; check that column).
  */

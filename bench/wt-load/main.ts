@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * wt-load: a WebTorrent tracker load generator equivalent to aquatic_ws_load_test.
- *   node dist/bench/wt-load/main.js --config=load.toml [--url=wss://127.0.0.1:8443] [--duration=15]
+ *   node dist/bench/wt-load/main.js --config=bench/wt-load/load.toml [--url=wss://127.0.0.1:8443] [--duration=15]
  * Prints a progress line per second, then a JSON result line and a summary table.
  * With --events, phase changes are also printed as JSON lines (for compare.ts).
  */
