@@ -4,15 +4,12 @@
  * Only this file and cluster/ know about processes; everything else is a library.
  */
 import { runPrimary } from './cluster/primary.js';
-import { ConfigError } from './config/errors.js';
 import { type CliAction, parseCommandLine } from './config/load.js';
 import { unsupportedSettings } from './config/unsupported.js';
+import { exitStatusFor, logCode } from './errors.js';
 import { createLogger } from './ops/log.js';
 import { checkIdentity } from './ops/privileges.js';
 import { loadCertificates } from './tls/material.js';
-
-/** Exit status for configuration problems, as Hitch uses. */
-const EXIT_CONFIG = 1;
 
 export async function main(argv: readonly string[]): Promise<number> {
   let action: CliAction;
@@ -38,7 +35,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         filename: config.logFilename,
         bindings: { role: 'primary' },
       });
-      for (const warning of warnings) logger.warn({ code: warning.code }, warning.message);
+      for (const warning of warnings) logCode(logger, warning.code, {}, warning.message);
       await runPrimary({ argv, config, logger });
       return 0;
     }
@@ -72,15 +69,12 @@ function checkConfig(action: Extract<CliAction, { kind: 'test' }>): number {
   }
 }
 
+/** One line on stderr with the code, and the registry's exit status for it. */
 function reportStartupError(err: unknown): number {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`unhitch: ${err.message} [${err.code}]\n`);
-    return EXIT_CONFIG;
-  }
-  const code = (err as { code?: unknown }).code;
+  const code = (err as { code?: unknown } | null)?.code;
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`unhitch: ${message}${typeof code === 'string' ? ` [${code}]` : ''}\n`);
-  return EXIT_CONFIG;
+  return exitStatusFor(err);
 }
 
 main(process.argv.slice(2)).then(

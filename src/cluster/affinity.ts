@@ -10,11 +10,11 @@
 
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { UnhitchError } from '../errors.js';
 
-export class AffinityError extends Error {
-  readonly code = 'UNHITCH_AFFINITY' as const;
+export class AffinityError extends UnhitchError<'UNHITCH_AFFINITY'> {
   constructor(message: string, cause?: unknown) {
-    super(message, { cause });
+    super('UNHITCH_AFFINITY', message, { cause });
     this.name = 'AffinityError';
   }
 }

@@ -23,12 +23,30 @@ export type WorkerMessage =
   /** The worker's module has loaded and listens for orders ('online' comes too early for ESM). */
   | { readonly type: 'unhitch:hello' }
   | { readonly type: 'unhitch:listening'; readonly addresses: readonly TcpAddress[] }
-  | {
-      readonly type: 'unhitch:start-failed';
-      readonly code: string | undefined;
-      readonly message: string;
-    }
+  | { readonly type: 'unhitch:start-failed'; readonly error: CrossedError }
   | { readonly type: 'unhitch:drained'; readonly forcedClosed: number };
+
+/** An Error as it crosses the IPC channel: enough to log it again, stack included. */
+export interface CrossedError {
+  readonly name: string;
+  readonly message: string;
+  readonly code: string | undefined;
+  readonly stack: string | undefined;
+}
+
+export function crossError(error: unknown): CrossedError {
+  const err = error instanceof Error ? error : new Error(String(error));
+  const code = (err as NodeJS.ErrnoException).code;
+  return { name: err.name, message: err.message, code, stack: err.stack };
+}
+
+/** Back to an Error, so pino's `err` serializer logs it like any other. */
+export function reviveError(crossed: CrossedError): Error {
+  const error = Object.assign(new Error(crossed.message), { code: crossed.code });
+  if (crossed.name !== error.name) error.name = crossed.name;
+  error.stack = crossed.stack;
+  return error;
+}
 
 export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
   return isTagged(value) && value.type.startsWith('unhitch:');

@@ -8,6 +8,7 @@
 import type { Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/model.js';
+import { logCode, UnhitchError } from '../errors.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { readAllowedCpus } from './affinity.js';
 import { Reloader } from './reload.js';
@@ -117,9 +118,10 @@ class Primary {
       await this.runCleanups();
       process.off('SIGHUP', onReload);
       for (const signal of this.stopSignals) process.off(signal, onStop);
-      throw Object.assign(new Error('workers failed to start; see the log above'), {
-        code: 'UNHITCH_WORKERS_FAILED',
-      });
+      throw new UnhitchError(
+        'UNHITCH_WORKERS_FAILED',
+        'workers failed to start; see the log above',
+      );
     }
     if (started) this.onReady?.();
     await finished;
@@ -181,7 +183,7 @@ class Primary {
       try {
         await cleanup();
       } catch (error) {
-        this.logger.warn({ err: (error as Error).message }, 'cleanup failed');
+        logCode(this.logger, 'UNHITCH_CLEANUP', { err: error }, 'cleanup failed');
       }
     }
   }

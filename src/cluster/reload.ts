@@ -7,6 +7,7 @@ import type { Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { parseCommandLine } from '../config/load.js';
 import type { ProxyConfig } from '../config/model.js';
+import { logCode, UnhitchError } from '../errors.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import type { Supervisor } from './supervisor.js';
 import type { TicketKeyOwner } from './ticket-keys.js';
@@ -55,7 +56,7 @@ export class Reloader {
   /** True (and logged) when `worker` was an old-generation worker that finished draining. */
   workerExited(worker: Worker, code: number | null): boolean {
     if (!this.retiring.delete(worker)) return false;
-    this.logger.info({ pid: worker.process.pid, code }, 'old-generation worker finished');
+    this.logger.info({ pid: worker.process.pid, exitCode: code }, 'old-generation worker finished');
     return true;
   }
 
@@ -66,13 +67,17 @@ export class Reloader {
     try {
       const action = parseCommandLine(this.options.argv);
       if (action.kind !== 'run')
-        throw new Error(`reload: command line no longer runs a proxy (${action.kind})`);
+        throw new UnhitchError(
+          'UNHITCH_RELOAD_REJECTED',
+          `reload: command line no longer runs a proxy (${action.kind})`,
+        );
       config = action.config;
       certificates = loadCertificates(config, (message) => this.logger.warn(message));
     } catch (error) {
-      const err = error as NodeJS.ErrnoException;
-      this.logger.error(
-        { code: err.code, err: err.message },
+      logCode(
+        this.logger,
+        'UNHITCH_RELOAD_REJECTED',
+        { err: error },
         'reload rejected; the running configuration stays',
       );
       return;
@@ -84,7 +89,10 @@ export class Reloader {
     // stop() has taken charge of both generations.
     if (this.options.isStopping()) return;
     if (!ok) {
-      this.logger.error(
+      logCode(
+        this.logger,
+        'UNHITCH_RELOAD_FAILED',
+        {},
         'reload failed: new workers did not start; the running configuration stays',
       );
       supervisor.current = previous;

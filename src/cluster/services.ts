@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/model.js';
 import { unsupportedSettings } from '../config/unsupported.js';
+import { logCode } from '../errors.js';
 import { startMetricsServer } from '../ops/metrics.js';
 import { checkIdentity, writePidfile } from '../ops/privileges.js';
 
@@ -17,10 +18,10 @@ export async function startServices(
   cleanups: Cleanup[],
 ): Promise<void> {
   for (const warning of checkIdentity(config, { isRoot: process.getuid?.() === 0 }).warnings) {
-    logger.warn(warning);
+    logCode(logger, 'UNHITCH_IDENTITY_IGNORED', {}, warning);
   }
   for (const setting of unsupportedSettings(config)) {
-    logger.warn({ option: setting.option, code: 'UNHITCH_UNSUPPORTED_SETTING' }, setting.message);
+    logCode(logger, 'UNHITCH_UNSUPPORTED_SETTING', { option: setting.option }, setting.message);
   }
   if (config.pidfile !== undefined) cleanups.push(writePidfile(config.pidfile));
   if (config.metrics !== undefined) {

@@ -8,9 +8,10 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/model.js';
+import { logCode } from '../errors.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { cpuForWorker, pinProcess } from './affinity.js';
-import { isWorkerMessage, type PrimaryMessage } from './messages.js';
+import { isWorkerMessage, type PrimaryMessage, reviveError } from './messages.js';
 
 /** A worker that dies sooner than this after its start counts as crash-looping. */
 const STABLE_AFTER_MS = 5_000;
@@ -139,7 +140,12 @@ export class Supervisor {
       ? new Promise<void>((resolve) =>
           worker.once('online', () => {
             pinProcess(worker.process.pid as number, cpu).then(resolve, (error: Error) => {
-              this.logger.warn({ worker: index, cpu, err: error.message }, 'cannot pin worker');
+              logCode(
+                this.logger,
+                'UNHITCH_AFFINITY',
+                { worker: index, cpu, err: error },
+                'cannot pin worker',
+              );
               resolve();
             });
           }),
@@ -178,8 +184,10 @@ export class Supervisor {
           resolve(true);
         } else if (message.type === 'unhitch:start-failed') {
           worker.off('message', onMessage);
-          this.logger.error(
-            { worker: index, code: message.code, err: message.message },
+          logCode(
+            this.logger,
+            'UNHITCH_WORKER_START',
+            { worker: index, err: reviveError(message.error) },
             'worker could not start',
           );
           resolve(false);
@@ -199,8 +207,10 @@ export class Supervisor {
         : Math.min(slot.restartDelayMs * 2, RESTART_DELAY_MAX_MS);
     this.slots.set(meta.index, slot);
     const delay = lived >= STABLE_AFTER_MS ? RESTART_DELAY_MIN_MS : slot.restartDelayMs;
-    this.logger.error(
-      { worker: meta.index, code, signal, restartInMs: delay },
+    logCode(
+      this.logger,
+      'UNHITCH_WORKER_DIED',
+      { worker: meta.index, exitCode: code, signal, restartInMs: delay },
       'worker died; restarting',
     );
     const generation = this.current;

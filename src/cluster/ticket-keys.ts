@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/model.js';
+import { logCode } from '../errors.js';
 import { generateTicketKey, loadOrCreateTicketKeyFile, saveTicketKeyFile } from '../tls/tickets.js';
 
 export interface TicketKeyOwnerOptions {
@@ -51,7 +52,9 @@ export class TicketKeyOwner {
     if (config.ticketKeyFile === undefined) return generateTicketKey();
     const loaded = loadOrCreateTicketKeyFile(config.ticketKeyFile);
     if (loaded.insecureMode) {
-      this.logger.warn(
+      logCode(
+        this.logger,
+        'UNHITCH_TICKET_KEY_INSECURE',
         { file: config.ticketKeyFile },
         'ticket key file is readable by group or others',
       );

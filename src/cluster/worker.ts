@@ -4,12 +4,18 @@
  * follows the primary's orders; signals from the terminal are the primary's to handle.
  */
 import cluster from 'node:cluster';
+import { logCode } from '../errors.js';
 import { createLogger } from '../ops/log.js';
 import { createWorkerMetrics } from '../ops/metrics.js';
 import { dropPrivileges, resolveIdentity } from '../ops/privileges.js';
 import { NOOP_OBSERVER } from '../proxy/events.js';
 import { TlsProxy } from '../proxy/proxy.js';
-import { isPrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
+import {
+  crossError,
+  isPrimaryMessage,
+  type PrimaryMessage,
+  type WorkerMessage,
+} from './messages.js';
 
 if (!cluster.isWorker) {
   process.stderr.write(
@@ -26,8 +32,13 @@ let proxy: TlsProxy | undefined;
 let starting: Promise<void> | undefined;
 let draining = false;
 
-function send(message: WorkerMessage): void {
-  process.send?.(message);
+/** `then` runs once the message has left (or could not be sent): exit there, not sooner. */
+function send(message: WorkerMessage, then?: () => void): void {
+  if (process.send === undefined || !process.connected) {
+    then?.();
+    return;
+  }
+  process.send(message, undefined, {}, () => then?.());
 }
 
 async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>): Promise<void> {
@@ -57,11 +68,9 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
     const identity = resolveIdentity(config.user, config.group);
     if (identity !== undefined && process.getuid?.() === 0) dropPrivileges(identity);
   } catch (error) {
-    const err = error as NodeJS.ErrnoException;
-    logger.error({ err: { code: err.code, message: err.message } }, 'worker failed to start');
-    send({ type: 'unhitch:start-failed', code: err.code, message: err.message });
-    logger.flush();
-    setTimeout(() => process.exit(1), 50);
+    logCode(logger, 'UNHITCH_WORKER_START', { err: error }, 'worker failed to start');
+    // pino writes the log line out on 'exit' (ops/log.ts).
+    send({ type: 'unhitch:start-failed', error: crossError(error) }, () => process.exit(1));
     return;
   }
   logger.info({ addresses: proxy.addresses() }, 'worker listening');
@@ -75,9 +84,7 @@ async function drain(graceMs: number | null): Promise<void> {
   const result = proxy
     ? await proxy.drain(graceMs ?? Number.POSITIVE_INFINITY)
     : { forcedClosed: 0 };
-  send({ type: 'unhitch:drained', forcedClosed: result.forcedClosed });
-  // Give the IPC message a moment to leave before the process does.
-  setTimeout(() => process.exit(0), 20);
+  send({ type: 'unhitch:drained', forcedClosed: result.forcedClosed }, () => process.exit(0));
 }
 
 process.on('message', (value: unknown) => {

@@ -8,6 +8,7 @@
  * series (CPU, event-loop delay) carry a `worker` label so they stay apart instead of being
  * averaged into meaningless numbers.
  */
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
   AggregatorRegistry,
@@ -19,6 +20,7 @@ import {
   Registry,
 } from 'prom-client';
 import type { TcpAddress } from '../config/model.js';
+import { UnhitchError } from '../errors.js';
 import { isLoopback, parseIp } from '../net/ip.js';
 import type {
   ConnectionFailureReason,
@@ -207,12 +209,10 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
 
 export type MetricsErrorCode = 'UNHITCH_METRICS_ADDRESS';
 
-export class MetricsError extends Error {
-  readonly code: MetricsErrorCode;
+export class MetricsError extends UnhitchError<MetricsErrorCode> {
   constructor(code: MetricsErrorCode, message: string) {
-    super(message);
+    super(code, message);
     this.name = 'MetricsError';
-    this.code = code;
   }
 }
 

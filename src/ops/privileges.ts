@@ -2,10 +2,12 @@
  * Hitch's `user`, `group` and `pidfile`: resolve names to ids, check them at startup,
  * switch identity after binding, and keep a pidfile for init scripts.
  */
+
 import { spawnSync } from 'node:child_process';
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { ProxyConfig } from '../config/model.js';
+import { UnhitchError } from '../errors.js';
 
 export interface Identity {
   readonly uid: number;
@@ -16,16 +18,14 @@ export interface Identity {
 }
 
 export type PrivilegeErrorCode =
-  | 'UNHITCH_USER_UNKNOWN' // `user` or `group` names no account
-  | 'UNHITCH_PRIVILEGE_DROP' // setgroups/setgid/setuid failed
-  | 'UNHITCH_PIDFILE'; // cannot write the pidfile
+  | 'UNHITCH_USER_UNKNOWN'
+  | 'UNHITCH_PRIVILEGE_DROP'
+  | 'UNHITCH_PIDFILE';
 
-export class PrivilegeError extends Error {
-  readonly code: PrivilegeErrorCode;
+export class PrivilegeError extends UnhitchError<PrivilegeErrorCode> {
   constructor(code: PrivilegeErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(code, message, options);
     this.name = 'PrivilegeError';
-    this.code = code;
   }
 }
 

@@ -3,8 +3,10 @@
  * logs; we close the client, who would otherwise wait forever), and a rotating list of
  * local source addresses so one backend can take more than one address's ~28k ports.
  */
+
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 import type { BackendAddress } from '../config/model.js';
+import { UnhitchError } from '../errors.js';
 import type { ConnectionFailureReason } from './events.js';
 
 export interface BackendTarget {
@@ -79,9 +81,9 @@ export class BackendConnector {
     const socket = new Socket(socketOptions);
     let settled = false;
     const timer = setTimeout(() => {
-      const error = Object.assign(
-        new Error(`backend did not accept within ${this.target.connectTimeoutMs} ms`),
-        { code: 'UNHITCH_BACKEND_CONNECT_TIMEOUT' },
+      const error = new UnhitchError(
+        'UNHITCH_BACKEND_CONNECT_TIMEOUT',
+        `backend did not accept within ${this.target.connectTimeoutMs} ms`,
       );
       fail(error);
     }, this.target.connectTimeoutMs);

@@ -87,9 +87,7 @@ export function proxyConnection(
         {
           reason,
           client: clientLabel(),
-          err: error
-            ? { code: (error as NodeJS.ErrnoException).code, message: error.message }
-            : undefined,
+          err: error,
         },
         'connection failed',
       );

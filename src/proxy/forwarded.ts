@@ -18,6 +18,7 @@
  * request carries no trustworthy X-Forwarded-For).
  */
 
+import { UnhitchError } from '../errors.js';
 import { ipText, peerAddress } from '../net/ip.js';
 
 export const DEFAULT_MAX_HEADER_BYTES = 16384;
@@ -28,10 +29,9 @@ export type ForwardedOutcome =
   | 'passthrough-not-http' // first bytes are not an HTTP/1.x request line
   | 'passthrough-too-large'; // header block longer than maxHeaderBytes
 
-export class ForwardedHeaderError extends Error {
-  readonly code = 'UNHITCH_FORWARDED_ADDRESS' as const;
+export class ForwardedHeaderError extends UnhitchError<'UNHITCH_FORWARDED_ADDRESS'> {
   constructor(message: string) {
-    super(message);
+    super('UNHITCH_FORWARDED_ADDRESS', message);
     this.name = 'ForwardedHeaderError';
   }
 }

@@ -3,10 +3,12 @@
  * (Hitch's proxy-proxy), reporting each accepted socket, each handshake and each
  * handshake failure with a reason.
  */
+
 import { once } from 'node:events';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
 import type { TcpAddress } from '../config/model.js';
+import { UnhitchError } from '../errors.js';
 import type { ConnectionFailureReason } from './events.js';
 import { type ProxyEndpoints, ProxyHeaderReader } from './proxy-protocol.js';
 
@@ -137,9 +139,7 @@ export class Frontend {
     const acceptedAt = performance.now();
     const reader = new ProxyHeaderReader(MAX_PROXY_HEADER_BYTES);
     const timer = setTimeout(() => {
-      const error = Object.assign(new Error('no PROXY header in time'), {
-        code: 'UNHITCH_PROXY_HEADER_TIMEOUT',
-      });
+      const error = new UnhitchError('UNHITCH_PROXY_HEADER_TIMEOUT', 'no PROXY header in time');
       cleanup();
       raw.destroy();
       this.handlers.onClientError('proxy_header_timeout', error, socketEndpoints(raw));

@@ -13,6 +13,7 @@
  * separates the header from the TLS bytes that follow it.
  */
 
+import { UnhitchError } from '../errors.js';
 import {
   asIPv6,
   familyOf,
@@ -43,12 +44,10 @@ export interface ProxyTlvs {
 
 export type ProxyHeaderErrorCode = 'UNHITCH_PROXY_HEADER_INVALID' | 'UNHITCH_PROXY_HEADER_REUSED';
 
-export class ProxyHeaderError extends Error {
-  readonly code: ProxyHeaderErrorCode;
+export class ProxyHeaderError extends UnhitchError<ProxyHeaderErrorCode> {
   constructor(message: string, code: ProxyHeaderErrorCode = 'UNHITCH_PROXY_HEADER_INVALID') {
-    super(message);
+    super(code, message);
     this.name = 'ProxyHeaderError';
-    this.code = code;
   }
 }
 

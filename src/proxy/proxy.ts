@@ -94,7 +94,7 @@ export class TlsProxy {
                 client: endpoints
                   ? `${endpoints.sourceAddress}:${endpoints.sourcePort}`
                   : undefined,
-                err: { code: (error as NodeJS.ErrnoException).code, message: error.message },
+                err: error,
               },
               'handshake failed',
             );
@@ -197,7 +197,7 @@ export class TlsProxy {
       if (this.stopped) return;
       for (const frontend of this.frontends) {
         frontend.resumeAccepting().catch((error: Error) => {
-          this.logger.error({ err: error.message }, 'cannot resume accepting');
+          this.logger.error({ err: error }, 'cannot resume accepting');
         });
       }
     }, this.acceptBackoffMs);

@@ -5,6 +5,7 @@
  * Hitch's IPv6 listeners are IPV6_V6ONLY, so an IPv4 client is always AF_INET there; our
  * dual-stack socket's '::ffff:a.b.c.d' is unmapped to match.
  */
+import { UnhitchError } from '../errors.js';
 import { familyOf, ipBytes, peerAddress } from '../net/ip.js';
 
 const AF_INET = 2;
@@ -13,7 +14,7 @@ const AF_INET6 = 10;
 export function encodeWriteIp(address: string): Buffer {
   const parsed = peerAddress(address);
   if (parsed === undefined) {
-    throw Object.assign(new Error(`not an IP address: ${address}`), { code: 'UNHITCH_WRITE_IP' });
+    throw new UnhitchError('UNHITCH_WRITE_IP', `not an IP address: ${address}`);
   }
   const family = familyOf(parsed) === 4 ? AF_INET : AF_INET6;
   return Buffer.concat([Buffer.from([family]), ipBytes(parsed)]);

@@ -2,8 +2,10 @@
  * From certificate material and a frontend's TLS settings to what node:tls needs: one
  * SecureContext per certificate, SNI lookup with wildcards, and the server options.
  */
+
 import { createSecureContext, type SecureContext, type TlsOptions } from 'node:tls';
 import type { TlsProtocolName, TlsSettings } from '../config/model.js';
+import { UnhitchError } from '../errors.js';
 import type { CertificateMaterial } from './material.js';
 
 /** What a frontend's TLS layer is built from; a plain-data slice of the config model. */
@@ -14,8 +16,11 @@ export interface FrontendTlsPolicy extends TlsSettings {
   readonly matchGlobalCerts: boolean;
 }
 
-export class TlsPolicyError extends Error {
-  readonly code = 'UNHITCH_TLS_POLICY';
+export class TlsPolicyError extends UnhitchError<'UNHITCH_TLS_POLICY'> {
+  constructor(message: string) {
+    super('UNHITCH_TLS_POLICY', message);
+    this.name = 'TlsPolicyError';
+  }
 }
 
 type NodeTlsVersion = 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
@@ -148,9 +153,10 @@ export function serverOptions(
         context = undefined;
       }
       if (context === undefined && policy.sniNomatchAbort) {
-        const error = Object.assign(new Error(`no certificate for SNI name "${servername}"`), {
-          code: 'UNHITCH_SNI_NOMATCH',
-        });
+        const error = new UnhitchError(
+          'UNHITCH_SNI_NOMATCH',
+          `no certificate for SNI name "${servername}"`,
+        );
         callback(error, undefined);
         return;
       }

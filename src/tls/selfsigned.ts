@@ -2,9 +2,11 @@
  * Self-signed certificates via the `openssl` command line. Node has no X.509 writer, and
  * openssl is on every machine Hitch runs on; used by the demo (`npm start`) and the tests.
  */
+
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { UnhitchError } from '../errors.js';
 
 export type KeyType = 'ec' | 'rsa';
 
@@ -32,10 +34,10 @@ export interface SelfSignedCertificate {
   readonly key: Buffer;
 }
 
-export class OpensslMissingError extends Error {
-  readonly code = 'UNHITCH_OPENSSL_MISSING';
+export class OpensslMissingError extends UnhitchError<'UNHITCH_OPENSSL_MISSING'> {
   constructor(cause: unknown) {
     super(
+      'UNHITCH_OPENSSL_MISSING',
       'cannot run `openssl` to make a self-signed certificate; install it (apt-get install openssl)',
       {
         cause,

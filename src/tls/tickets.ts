@@ -25,6 +25,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { UnhitchError } from '../errors.js';
 
 export const TICKET_KEY_BYTES = 48;
 const TICKET_KEY_FILE_MODE = 0o600;
@@ -32,17 +33,15 @@ const TICKET_KEY_FILE_MODE = 0o600;
 const NON_OWNER_MODE_BITS = 0o077;
 
 export type TicketKeyErrorCode =
-  | 'UNHITCH_TICKET_KEY_FILE' // cannot read / write the file
-  | 'UNHITCH_TICKET_KEY_FORMAT' // neither raw, hex nor base64
-  | 'UNHITCH_TICKET_KEY_LENGTH'; // decodes, but not to 48 bytes
+  | 'UNHITCH_TICKET_KEY_FILE'
+  | 'UNHITCH_TICKET_KEY_FORMAT'
+  | 'UNHITCH_TICKET_KEY_LENGTH';
 
-export class TicketKeyError extends Error {
-  readonly code: TicketKeyErrorCode;
+export class TicketKeyError extends UnhitchError<TicketKeyErrorCode> {
   readonly path: string | undefined;
   constructor(code: TicketKeyErrorCode, message: string, path?: string, cause?: unknown) {
-    super(path === undefined ? message : `${path}: ${message}`, { cause });
+    super(code, path === undefined ? message : `${path}: ${message}`, { cause });
     this.name = 'TicketKeyError';
-    this.code = code;
     this.path = path;
   }
 }

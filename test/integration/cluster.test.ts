@@ -171,7 +171,10 @@ test('SIGHUP: new certificate for new connections, an open WebSocket keeps worki
   const rejected = await unhitch.waitForLog(
     (line) => line.msg === 'reload rejected; the running configuration stays',
   );
-  assert.match(String(rejected.err), /hitch\.conf:2:1/);
+  assert.equal(rejected.code, 'UNHITCH_RELOAD_REJECTED');
+  const err = rejected.err as { message?: string; code?: string };
+  assert.match(String(err.message), /hitch\.conf:2:1/);
+  assert.equal(err.code, 'UNHITCH_CONFIG_SYNTAX');
   assert.equal(await fingerprintOf(), after);
   assert.equal((await announce()).action, 'announce');
 });

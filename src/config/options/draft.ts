@@ -2,6 +2,7 @@
  * The mutable configuration being built while entries are applied in order. Only
  * apply.ts (finalizeDraft) turns it into the frozen `ProxyConfig`.
  */
+import type { UnhitchCode } from '../../errors.js';
 import type { SourcePosition } from '../errors.js';
 import {
   DEFAULT_CONFIG,
@@ -13,7 +14,7 @@ import {
 } from '../model.js';
 
 export interface ConfigWarning {
-  readonly code: string;
+  readonly code: UnhitchCode;
   readonly message: string;
 }
 

@@ -4,6 +4,7 @@
  * how it sets the model. hitch.conf, TOML and the command line all go through here, so
  * an option is validated the same way whichever way it was written.
  */
+import type { UnhitchCode } from '../../errors.js';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_CONFIG, DEFAULT_TLS, type TlsProtocolName, type TlsSettings } from '../model.js';
 import {
@@ -209,7 +210,12 @@ function selectProtos(ctx: ApplyContext, entry: Entry, protos: readonly TlsProto
   }
 }
 
-export function warnOnce(draft: ConfigDraft, key: string, code: string, message: string): void {
+export function warnOnce(
+  draft: ConfigDraft,
+  key: string,
+  code: UnhitchCode,
+  message: string,
+): void {
   if (draft.warnedOptions.has(key)) return;
   draft.warnedOptions.add(key);
   draft.warnings.push({ code, message });

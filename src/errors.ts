@@ -1,0 +1,263 @@
+/**
+ * THE registry of unhitch's error and warning codes. Every code a user can meet (in a
+ * log line, on stderr, in an exit status) is defined here once, with what it means, the
+ * exit status when it stops unhitch, and the level it is logged at. Error classes take
+ * their codes from here, the CLI its exit status, and README's table is generated from
+ * it (`npm run docs:codes`; a unit test fails when the two disagree).
+ */
+
+export type CodeLogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug';
+
+export interface CodeSpec {
+  readonly meaning: string;
+  /** The process's exit status when this code stops unhitch; null: it never does. */
+  readonly exitStatus: number | null;
+  readonly level: CodeLogLevel;
+}
+
+/** Hitch exits 1 for every start-up failure; scripts and systemd units rely on it. */
+const EXIT_STARTUP = 1;
+
+export const CODES = {
+  // Configuration: hitch.conf, TOML, the command line. Stop the start (or a reload).
+  UNHITCH_CONFIG_SYNTAX: {
+    meaning: 'The config text does not parse: unexpected character or token (file:line:column).',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_CONFIG_UNKNOWN_OPTION: {
+    meaning: 'An option or flag that neither Hitch nor unhitch knows.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_CONFIG_INVALID_VALUE: {
+    meaning: 'A known option with a value it does not accept (type or range).',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_CONFIG_MISSING: {
+    meaning: 'A required value is absent, e.g. no certificate or no frontend.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_CONFIG_FILE: {
+    meaning: 'The config file, or a file it names (certificate, key), cannot be read or used.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_CONFIG_CONFLICT: {
+    meaning: 'Options that cannot be combined.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_CONFIG_UNIMPLEMENTED: {
+    meaning: 'A Hitch option unhitch knows but does not implement; it is ignored (one warning).',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_CONFIG_DEPRECATED: {
+    meaning: 'An option Hitch deprecated; it still works.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_CONFIG_LEGACY_PROTOCOL: {
+    meaning: 'A TLS version older than 1.2 is enabled.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_UNSUPPORTED_SETTING: {
+    meaning: 'A setting node cannot honour as Hitch would; the log line says what happens instead.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  // Start-up of the process and its workers.
+  UNHITCH_LOG_FILE: {
+    meaning: '`log-filename` cannot be created or opened for appending.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_USER_UNKNOWN: {
+    meaning: '`user` or `group` names no account.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_IDENTITY_IGNORED: {
+    meaning:
+      'Not started as root: `user`/`group` are not switched to; unhitch runs as the current user.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_PRIVILEGE_DROP: {
+    meaning: 'setgroups/setgid/setuid failed while dropping root.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_PIDFILE: {
+    meaning: 'The pidfile cannot be written.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_METRICS_ADDRESS: {
+    meaning: 'The metrics endpoint address is not loopback or cannot be bound.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_TLS_POLICY: {
+    meaning: 'The TLS settings (protocols, ciphers, curves) cannot be applied.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_OPENSSL_MISSING: {
+    meaning: '`openssl` is needed to make the demo certificate and cannot be run.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_TICKET_KEY_FILE: {
+    meaning: 'The session ticket key file cannot be read or written.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_TICKET_KEY_FORMAT: {
+    meaning: 'The ticket key file is neither raw bytes, hex nor base64.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_TICKET_KEY_LENGTH: {
+    meaning: 'The ticket key file does not hold exactly 48 bytes.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_TICKET_KEY_INSECURE: {
+    meaning:
+      'The ticket key file is readable by group or others; anyone who reads it can decrypt resumed sessions.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_WORKERS_FAILED: {
+    meaning: 'The first generation of workers did not all start; the log says why.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_WORKER_START: {
+    meaning: 'One worker could not start (listen, TLS context, privilege drop); the err says why.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_AFFINITY: {
+    meaning: 'The CPU affinity mask cannot be read or a worker cannot be pinned; it runs unpinned.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  // Connections: logged per connection, never stop the process.
+  UNHITCH_SNI_NOMATCH: {
+    meaning: 'sni-nomatch-abort: the client asked for a name no certificate covers.',
+    exitStatus: null,
+    level: 'info',
+  },
+  UNHITCH_PROXY_HEADER_INVALID: {
+    meaning: 'proxy-proxy: the PROXY header from the load balancer is malformed.',
+    exitStatus: null,
+    level: 'info',
+  },
+  UNHITCH_PROXY_HEADER_REUSED: {
+    meaning: 'Internal: a PROXY header reader was fed after it finished.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_PROXY_HEADER_TIMEOUT: {
+    meaning: 'proxy-proxy: no complete PROXY header within ssl-handshake-timeout.',
+    exitStatus: null,
+    level: 'info',
+  },
+  UNHITCH_BACKEND_CONNECT_TIMEOUT: {
+    meaning: 'The backend did not accept within backend-connect-timeout.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_FORWARDED_ADDRESS: {
+    meaning: 'forwarded-for: the client address cannot be written into the header.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_WRITE_IP: {
+    meaning: 'write-ip: the client address is not an IP address.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  // Operations of a running primary: logged, it keeps serving.
+  UNHITCH_WORKER_DIED: {
+    meaning: 'A worker exited unexpectedly; it is restarted with a growing back-off.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_RELOAD_REJECTED: {
+    meaning: 'SIGHUP: the new configuration or certificates are invalid; the running ones stay.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_RELOAD_FAILED: {
+    meaning: 'SIGHUP: the new workers did not start; the running generation stays.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_CLEANUP: {
+    meaning: 'Stopping: a cleanup (pidfile removal, metrics endpoint close) failed.',
+    exitStatus: null,
+    level: 'warn',
+  },
+} as const satisfies Record<`UNHITCH_${string}`, CodeSpec>;
+
+export type UnhitchCode = keyof typeof CODES;
+
+/** Environment variables share the prefix; they are names, not codes. */
+export const UNHITCH_ENVIRONMENT_VARIABLES = ['UNHITCH_WORKER_INDEX', 'UNHITCH_DEMO_PORT'] as const;
+
+export function isUnhitchCode(value: unknown): value is UnhitchCode {
+  return typeof value === 'string' && Object.hasOwn(CODES, value);
+}
+
+/** An error with a registered code. Subclasses narrow `C` to their family. */
+export class UnhitchError<C extends UnhitchCode = UnhitchCode> extends Error {
+  readonly code: C;
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'UnhitchError';
+    this.code = code;
+  }
+}
+
+/** The exit status for an error that stops unhitch: the registry's, else 1 like Hitch. */
+export function exitStatusFor(error: unknown): number {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (isUnhitchCode(code)) return CODES[code].exitStatus ?? EXIT_STARTUP;
+  return EXIT_STARTUP;
+}
+
+/**
+ * Logs `message` at the code's registered level, with the code and (when given) the
+ * error through pino's `err` serializer.
+ */
+export function logCode(
+  logger: CodeLogger,
+  code: UnhitchCode,
+  fields: Record<string, unknown>,
+  message: string,
+): void {
+  logger[CODES[code].level]({ ...fields, code }, message);
+}
+
+/** The part of pino's Logger that logCode needs (src/ops imports stay out of this file). */
+export type CodeLogger = Record<CodeLogLevel, (fields: object, message: string) => void>;
+
+/** README's table: one row per code, in registry order. */
+export function codesMarkdownTable(): string {
+  const rows = Object.entries(CODES).map(
+    ([code, spec]: [string, CodeSpec]) =>
+      `| \`${code}\` | ${spec.meaning.replaceAll('|', '\\|')} | ${spec.exitStatus ?? '—'} | ${spec.level} |`,
+  );
+  return [
+    '| Code | Meaning | Exit status | Log level |',
+    '| --- | --- | --- | --- |',
+    ...rows,
+  ].join('\n');
+}
