@@ -164,6 +164,18 @@ export const CODES = {
     exitStatus: null,
     level: 'error',
   },
+  UNHITCH_CLIENT_HELLO_TIMEOUT: {
+    meaning:
+      'No complete ClientHello within ssl-handshake-timeout (read before TLS when SNI picks the client-certificate policy or sni-nomatch-abort is on).',
+    exitStatus: null,
+    level: 'info',
+  },
+  UNHITCH_CLIENT_CERT_REJECTED: {
+    meaning:
+      'client-verify = optional: the client sent a certificate that does not chain to client-verify-ca.',
+    exitStatus: null,
+    level: 'info',
+  },
   UNHITCH_PROXY_HEADER_TIMEOUT: {
     meaning: 'proxy-proxy: no complete PROXY header within ssl-handshake-timeout.',
     exitStatus: null,

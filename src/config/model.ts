@@ -31,7 +31,18 @@ export interface PemFileConfig {
   readonly certPath: string;
   readonly privateKeyPath: string | undefined;
   readonly ocspResponsePath: string | undefined;
+  /** Hitch 1.8 pem-file block: overrides its frontend's (or the global) client-verify. */
+  readonly clientVerify?: ClientVerifyMode | undefined;
+  /** Hitch 1.8 pem-file block: overrides the CA bundle that checks client certificates. */
+  readonly clientVerifyCa?: string | undefined;
 }
+
+/**
+ * Hitch's client-verify: `none` asks for no certificate; `optional` asks and accepts
+ * none, but a certificate that does not verify fails the handshake; `required` fails the
+ * handshake without a verified certificate.
+ */
+export type ClientVerifyMode = 'none' | 'optional' | 'required';
 
 /** TLS settings that may be set globally and overridden per frontend. */
 export interface TlsSettings {
@@ -43,6 +54,10 @@ export interface TlsSettings {
   readonly preferServerCiphers: boolean;
   /** Abort the handshake when SNI names no certificate we hold. */
   readonly sniNomatchAbort: boolean;
+  /** Client certificates for this scope's own pem-files (Hitch 1.8 client-verify). */
+  readonly clientVerify: ClientVerifyMode;
+  /** PEM bundle of the CAs client certificates must chain to (client-verify-ca). */
+  readonly clientVerifyCa: string | undefined;
 }
 
 export interface FrontendConfig extends TlsSettings {
@@ -76,6 +91,12 @@ export interface ProxyConfig {
   readonly proxyProtocol: ProxyProtocolMode;
   /** Hitch's write-ip: 4/16 raw address bytes before the stream. */
   readonly writeIp: boolean;
+  /** PROXY v2: the PP2_TYPE_SSL TLV (version, cipher, client certificate result). */
+  readonly proxyTlv: boolean;
+  /** PROXY v2: the PP2_TYPE_AUTHORITY TLV (the client's SNI name). */
+  readonly proxyAuthority: boolean;
+  /** PROXY v2: the verified client certificate, PEM, in TLV 0xE0 (Hitch 1.8). */
+  readonly proxyClientCert: boolean;
   /** Read a PROXY v1/v2 header from the client before the TLS handshake. */
   readonly proxyProxy: boolean;
   /** unhitch extension: add X-Forwarded-For/-Proto to the first HTTP request. */
@@ -124,6 +145,8 @@ export const DEFAULT_TLS: TlsSettings = Object.freeze({
   // choose the TLS 1.2 cipher as HIGH; `prefer-server-ciphers = off` restores Hitch's.
   preferServerCiphers: true,
   sniNomatchAbort: false,
+  clientVerify: 'none',
+  clientVerifyCa: undefined,
 });
 
 export const DEFAULT_FRONTEND_ADDRESS: TcpAddress = Object.freeze({
@@ -144,6 +167,9 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   sslHandshakeTimeoutMs: 30_000,
   proxyProtocol: 'off',
   writeIp: false,
+  proxyTlv: true,
+  proxyAuthority: true,
+  proxyClientCert: false,
   proxyProxy: false,
   forwardedFor: false,
   backendSourceAddresses: Object.freeze([]),

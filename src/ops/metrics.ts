@@ -41,6 +41,8 @@ export const CONNECTION_FAILURE_REASONS = [
   'handshake_error',
   'not_tls',
   'sni_nomatch',
+  'client_cert_missing',
+  'client_cert_rejected',
   'proxy_header_invalid',
   'proxy_header_timeout',
   'backend_connect_timeout',

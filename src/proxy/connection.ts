@@ -10,12 +10,23 @@ import type { BackendConnector, BackendFailure } from './backend.js';
 import type { ConnectionFailureReason, ProxyObserver } from './events.js';
 import { ForwardedHeaderInjector } from './forwarded.js';
 import type { AcceptedSocket } from './frontend.js';
-import { encodeProxyV1, encodeProxyV2, type ProxyEndpoints } from './proxy-protocol.js';
+import {
+  type ClientCertificateStatus,
+  encodeProxyV1,
+  encodeProxyV2,
+  type ProxyEndpoints,
+} from './proxy-protocol.js';
 import { BackendToClient, splice } from './splice.js';
 import { encodeWriteIp } from './write-ip.js';
 
 export interface ConnectionSettings {
   readonly proxyProtocol: ProxyProtocolMode;
+  /** PROXY v2: PP2_TYPE_SSL (Hitch's proxy-tlv). */
+  readonly proxyTlv: boolean;
+  /** PROXY v2: PP2_TYPE_AUTHORITY (Hitch's proxy-authority). */
+  readonly proxyAuthority: boolean;
+  /** PROXY v2: the verified client certificate in TLV 0xE0 (Hitch's proxy-client-cert). */
+  readonly proxyClientCert: boolean;
   readonly writeIp: boolean;
   readonly forwardedFor: boolean;
   readonly keepaliveSec: number;
@@ -47,15 +58,47 @@ export function backendPreamble(
     const servername = (client as TLSSocket & { servername?: string | false }).servername;
     const protocol = client.getProtocol();
     const cipher = client.getCipher();
+    const certificate =
+      settings.proxyTlv || settings.proxyClientCert ? clientCertificate(client) : undefined;
     return encodeProxyV2(endpoints, {
       ...(typeof client.alpnProtocol === 'string' ? { alpn: client.alpnProtocol } : {}),
-      ...(typeof servername === 'string' && servername.length > 0 ? { authority: servername } : {}),
-      ...(protocol && cipher ? { tls: { version: protocol, cipher: cipher.name } } : {}),
+      ...(settings.proxyAuthority && typeof servername === 'string' && servername.length > 0
+        ? { authority: servername }
+        : {}),
+      ...(settings.proxyTlv && protocol && cipher
+        ? {
+            tls: {
+              version: protocol,
+              cipher: cipher.name,
+              ...(certificate ? { clientCertificate: certificate.status } : {}),
+            },
+          }
+        : {}),
+      ...(settings.proxyClientCert && certificate?.status.verified
+        ? { clientCertificatePem: certificate.pem() }
+        : {}),
     });
   }
   if (settings.writeIp) return encodeWriteIp(endpoints.sourceAddress);
   // Hitch's proxy-proxy alone: the load balancer's header goes on to the backend as is.
   return accepted.proxyHeader;
+}
+
+/** The client certificate of a finished handshake, as PROXY v2 reports it. */
+function clientCertificate(
+  client: TLSSocket,
+): { status: ClientCertificateStatus; pem: () => string } | undefined {
+  // The session's certificate: also there when the session was resumed without it.
+  const peer = client.getPeerX509Certificate();
+  if (peer === undefined) return undefined;
+  return {
+    status: {
+      onConnection: !client.isSessionReused(),
+      inSession: true,
+      verified: client.authorized,
+    },
+    pem: () => peer.toString(),
+  };
 }
 
 export function proxyConnection(

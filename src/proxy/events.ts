@@ -9,6 +9,8 @@ export type ConnectionFailureReason =
   | 'handshake_error' // TLS alert, bad ClientHello, protocol/cipher mismatch
   | 'not_tls' // plaintext (e.g. HTTP) sent to the TLS port
   | 'sni_nomatch' // sni-nomatch-abort and no certificate for the name
+  | 'client_cert_missing' // client-verify = required and the client sent no certificate
+  | 'client_cert_rejected' // a client certificate that does not verify against client-verify-ca
   | 'proxy_header_invalid' // proxy-proxy: malformed or missing PROXY header
   | 'proxy_header_timeout' // proxy-proxy: header not received in time
   | 'backend_connect_timeout' // backend-connect-timeout elapsed

@@ -1,14 +1,21 @@
 /**
- * One listening frontend: a tls.Server, optionally behind a PROXY-header reader
- * (Hitch's proxy-proxy), reporting each accepted socket, each handshake and each
- * handshake failure with a reason.
+ * One listening frontend: a tls.Server (one per client-certificate policy), optionally
+ * behind a reader of what precedes TLS (Hitch's proxy-proxy header, the ClientHello's SNI
+ * name), reporting each accepted socket, each handshake and each handshake failure with
+ * a reason.
  */
 
 import { once } from 'node:events';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
+import {
+  createServer as createTlsServer,
+  type TLSSocket,
+  type Server as TlsServer,
+} from 'node:tls';
 import type { TcpAddress } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
+import { peekClientHello, UNRECOGNIZED_NAME_ALERT } from '../tls/client-hello.js';
+import type { FrontendTlsPlan, TlsServerPlan } from '../tls/contexts.js';
 import type { ConnectionFailureReason } from './events.js';
 import { type ProxyEndpoints, ProxyHeaderReader } from './proxy-protocol.js';
 
@@ -38,7 +45,8 @@ export interface FrontendHandlers {
 
 export interface FrontendOptions {
   readonly address: TcpAddress;
-  readonly tls: TlsOptions;
+  /** One tls.Server per client-certificate policy, and how SNI picks one (contexts.ts). */
+  readonly tls: FrontendTlsPlan;
   readonly handshakeTimeoutMs: number;
   /** TCP keepalive idle seconds for accepted sockets; 0 = off. */
   readonly keepaliveSec: number;
@@ -49,12 +57,20 @@ export interface FrontendOptions {
 }
 
 const MAX_PROXY_HEADER_BYTES = 536; // v2 header with generous TLVs; v1 is ≤ 107
+/** After the unrecognized_name alert, how long a client that does not close is waited for. */
+const ALERT_LINGER_MS = 2_000;
 
-export function clientErrorReason(error: NodeJS.ErrnoException): ConnectionFailureReason {
+export function clientErrorReason(
+  error: NodeJS.ErrnoException,
+  socket?: TLSSocket,
+): ConnectionFailureReason {
   const code = error.code ?? '';
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'handshake_timeout';
   if (code === 'UNHITCH_SNI_NOMATCH' || /callback failed/i.test(error.message))
     return 'sni_nomatch';
+  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return 'client_cert_missing';
+  // node destroyed the socket itself (rejectUnauthorized): the verify error is on it.
+  if (socket?.authorizationError) return 'client_cert_rejected';
   if (code === 'ERR_SSL_HTTP_REQUEST' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') return 'not_tls';
   if (code === 'ECONNRESET' || code === 'EPIPE') return 'client_reset';
   return 'handshake_error';
@@ -69,8 +85,12 @@ function socketEndpoints(socket: Socket): ProxyEndpoints {
   };
 }
 
+function parentOf(socket: TLSSocket): Socket | undefined {
+  return (socket as TLSSocket & { _parent?: Socket })._parent;
+}
+
 export class Frontend {
-  private readonly tlsServer;
+  private readonly tlsServers: TlsServer[];
   private readonly listener: Server;
   private readonly accepted = new WeakMap<Socket, AcceptedSocket>();
 
@@ -85,17 +105,63 @@ export class Frontend {
       keepAlive: options.keepaliveSec > 0,
       keepAliveInitialDelay: options.keepaliveSec * 1000,
     };
+    this.tlsServers = options.tls.servers.map((plan) => this.createTlsServer(plan, acceptOptions));
+    const first = this.tlsServers[0];
+    if (first === undefined) throw new Error('frontend has no TLS server');
+
+    if (options.proxyProxy || options.tls.route !== undefined) {
+      // Bytes before the handshake are ours to read first: a PROXY header, the ClientHello.
+      this.listener = createNetServer(
+        { ...acceptOptions, allowHalfOpen: false, pauseOnConnect: false },
+        (raw) => this.readBeforeTls(raw),
+      );
+    } else {
+      this.listener = first;
+      // Runs before tls.Server's own listener (prepend): the TLSSocket made there finds the times.
+      first.prependListener('connection', (raw: Socket) =>
+        this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints: socketEndpoints(raw) }),
+      );
+    }
+    this.listener.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.syscall === 'accept') handlers.onAcceptError(error);
+    });
+  }
+
+  private createTlsServer(
+    plan: TlsServerPlan,
+    acceptOptions: { noDelay: boolean; keepAlive: boolean; keepAliveInitialDelay: number },
+  ): TlsServer {
+    const handlers = this.handlers;
     // Half-open only once secure: a FIN during the handshake must end it at once (node
     // then reports 'socket hang up'), not wait for the handshake timeout.
-    this.tlsServer = createTlsServer({
-      ...options.tls,
+    const server = createTlsServer({
+      ...plan.options,
       ...acceptOptions,
       allowHalfOpen: false,
-      handshakeTimeout: options.handshakeTimeoutMs,
+      handshakeTimeout: this.options.handshakeTimeoutMs,
     });
-    this.tlsServer.on('secureConnection', (socket: TLSSocket) => {
+    server.on('secureConnection', (socket: TLSSocket) => {
+      const parent = parentOf(socket);
+      if (plan.rejectPresentedUnverified && !socket.authorized) {
+        if (socket.getPeerX509Certificate() !== undefined) {
+          // client-verify = optional and a certificate that does not verify. This runs
+          // inside OpenSSL's handshake-done callback, so destroying here, like node's own
+          // rejectUnauthorized, keeps the server's last handshake flight from leaving.
+          socket.destroy();
+          if (parent) handlers.onHandshakeSettled(parent);
+          const error = new UnhitchError(
+            'UNHITCH_CLIENT_CERT_REJECTED',
+            `client certificate does not verify: ${socket.authorizationError}`,
+          );
+          handlers.onClientError(
+            'client_cert_rejected',
+            error,
+            parent ? this.accepted.get(parent)?.endpoints : undefined,
+          );
+          return;
+        }
+      }
       socket.allowHalfOpen = true;
-      const parent = (socket as TLSSocket & { _parent?: Socket })._parent;
       const accepted = (parent && this.accepted.get(parent)) ?? {
         acceptedAt: performance.now(),
         endpoints: socketEndpoints(socket),
@@ -104,78 +170,123 @@ export class Frontend {
       handlers.onSecure(socket, accepted);
       if (parent) handlers.onHandshakeSettled(parent);
     });
-    this.tlsServer.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
-      const parent = (socket as TLSSocket & { _parent?: Socket })._parent;
+    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
+      const parent = parentOf(socket);
       const endpoints = parent ? this.accepted.get(parent)?.endpoints : undefined;
       socket.destroy();
       if (parent) handlers.onHandshakeSettled(parent);
-      handlers.onClientError(clientErrorReason(error), error, endpoints);
+      handlers.onClientError(clientErrorReason(error, socket), error, endpoints);
     });
-
-    if (options.proxyProxy) {
-      this.listener = createNetServer(
-        { ...acceptOptions, allowHalfOpen: false, pauseOnConnect: false },
-        (raw) => this.readProxyHeader(raw),
-      );
-    } else {
-      this.listener = this.tlsServer;
-      // Runs before tls.Server's own listener (prepend): the TLSSocket made there finds the times.
-      this.tlsServer.prependListener('connection', (raw: Socket) =>
-        this.noteAccepted(raw, socketEndpoints(raw)),
-      );
-    }
-    this.listener.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.syscall === 'accept') handlers.onAcceptError(error);
-    });
+    return server;
   }
 
-  private noteAccepted(raw: Socket, endpoints: ProxyEndpoints): void {
-    this.accepted.set(raw, { acceptedAt: performance.now(), endpoints });
+  private noteAccepted(raw: Socket, accepted: AcceptedSocket): void {
+    this.accepted.set(raw, accepted);
     this.handlers.onAccepted(raw);
   }
 
-  /** proxy-proxy: the PROXY header precedes the ClientHello; TLS starts on what follows. */
-  private readProxyHeader(raw: Socket): void {
+  /**
+   * Before TLS starts: the PROXY header under proxy-proxy, then (when certificates differ
+   * in client-certificate policy, or sni-nomatch-abort is on) the ClientHello's SNI name,
+   * which picks the tls.Server or refuses the name with Hitch's alert. The bytes read are
+   * handed back to the socket, so OpenSSL sees the stream from its first byte.
+   */
+  private readBeforeTls(raw: Socket): void {
     const acceptedAt = performance.now();
-    const reader = new ProxyHeaderReader(MAX_PROXY_HEADER_BYTES);
+    const route = this.options.tls.route;
+    let header = this.options.proxyProxy
+      ? new ProxyHeaderReader(MAX_PROXY_HEADER_BYTES)
+      : undefined;
+    if (header === undefined) {
+      this.noteAccepted(raw, { acceptedAt, endpoints: socketEndpoints(raw) });
+    }
+    let hello: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => {
-      const error = new UnhitchError('UNHITCH_PROXY_HEADER_TIMEOUT', 'no PROXY header in time');
-      cleanup();
+      const inHeader = header !== undefined;
+      const error = inHeader
+        ? new UnhitchError('UNHITCH_PROXY_HEADER_TIMEOUT', 'no PROXY header in time')
+        : new UnhitchError('UNHITCH_CLIENT_HELLO_TIMEOUT', 'no ClientHello in time');
+      fail(inHeader ? 'proxy_header_timeout' : 'handshake_timeout', error);
       raw.destroy();
-      this.handlers.onClientError('proxy_header_timeout', error, socketEndpoints(raw));
     }, this.options.handshakeTimeoutMs);
-    const onError = (error: Error): void => {
+    const fail = (reason: ConnectionFailureReason, error: Error): void => {
       cleanup();
-      raw.destroy();
-      this.handlers.onClientError('client_reset', error, socketEndpoints(raw));
+      const accepted = this.accepted.get(raw);
+      if (accepted !== undefined) this.handlers.onHandshakeSettled(raw);
+      this.handlers.onClientError(reason, error, accepted?.endpoints ?? socketEndpoints(raw));
     };
-    const onData = (chunk: Buffer): void => {
-      let parsed: ReturnType<ProxyHeaderReader['push']>;
-      try {
-        parsed = reader.push(chunk);
-      } catch (error) {
-        cleanup();
-        raw.destroy();
-        this.handlers.onClientError('proxy_header_invalid', error as Error, socketEndpoints(raw));
-        return;
-      }
-      if (parsed === undefined) return;
+    const onError = (error: Error): void => {
+      fail('client_reset', error);
+      raw.destroy();
+    };
+    const startTls = (serverIndex: number, bytes: Buffer): void => {
       cleanup();
       raw.pause();
-      if (parsed.rest.length > 0) raw.unshift(parsed.rest);
-      // LOCAL / UNKNOWN headers (health checks) carry no addresses: use the socket's.
-      this.accepted.set(raw, {
-        acceptedAt,
-        endpoints: parsed.endpoints ?? socketEndpoints(raw),
-        proxyHeader: parsed.header,
-      });
-      this.handlers.onAccepted(raw);
-      this.tlsServer.emit('connection', raw);
+      if (bytes.length > 0) raw.unshift(bytes);
+      (this.tlsServers[serverIndex] ?? this.tlsServers[0])?.emit('connection', raw);
+    };
+    const onData = (chunk: Buffer): void => {
+      let bytes = chunk;
+      if (header !== undefined) {
+        let parsed: ReturnType<ProxyHeaderReader['push']>;
+        try {
+          parsed = header.push(chunk);
+        } catch (error) {
+          fail('proxy_header_invalid', error as Error);
+          raw.destroy();
+          return;
+        }
+        if (parsed === undefined) return;
+        header = undefined;
+        // LOCAL / UNKNOWN headers (health checks) carry no addresses: use the socket's.
+        this.noteAccepted(raw, {
+          acceptedAt,
+          endpoints: parsed.endpoints ?? socketEndpoints(raw),
+          proxyHeader: parsed.header,
+        });
+        bytes = parsed.rest;
+        if (route === undefined) {
+          startTls(0, bytes);
+          return;
+        }
+      }
+      if (route === undefined) return; // unreachable: no header and no route means no reader
+      hello = hello.length === 0 ? bytes : Buffer.concat([hello, bytes]);
+      if (hello.length === 0) return;
+      const peek = peekClientHello(hello);
+      if (peek.kind === 'incomplete') return;
+      // Not a ClientHello: OpenSSL sees it on the default server and says what it is.
+      if (peek.kind === 'not-client-hello') {
+        startTls(0, hello);
+        return;
+      }
+      let serverIndex: number | undefined;
+      try {
+        serverIndex = route(peek.servername);
+      } catch {
+        serverIndex = 0; // a lookup failure keeps the default certificate, as the SNICallback does
+      }
+      if (serverIndex !== undefined) {
+        startTls(serverIndex, hello);
+        return;
+      }
+      // sni-nomatch-abort: Hitch's servername callback fails with unrecognized_name (112).
+      const error = new UnhitchError(
+        'UNHITCH_SNI_NOMATCH',
+        `no certificate for SNI name "${peek.servername ?? ''}"`,
+      );
+      fail('sni_nomatch', error);
+      raw.end(UNRECOGNIZED_NAME_ALERT);
+      // The client closes on the alert; one that does not is not kept waiting for.
+      const linger = setTimeout(() => raw.destroy(), ALERT_LINGER_MS);
+      linger.unref();
+      raw.once('close', () => clearTimeout(linger));
     };
     const cleanup = (): void => {
       clearTimeout(timer);
       raw.removeListener('data', onData);
       raw.removeListener('error', onError);
+      raw.on('error', () => {}); // late errors of a socket we gave up on are not news
     };
     raw.on('data', onData);
     raw.on('error', onError);
@@ -210,6 +321,6 @@ export class Frontend {
   }
 
   setTicketKeys(key: Buffer): void {
-    this.tlsServer.setTicketKeys(key);
+    for (const server of this.tlsServers) server.setTicketKeys(key);
   }
 }

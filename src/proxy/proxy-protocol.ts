@@ -5,7 +5,8 @@
  * signature, ver_cmd 0x21 (v2|PROXY), fam 0x11 (INET|STREAM) or 0x21 (INET6|STREAM),
  * big-endian length, address block (src addr, dst addr, src port, dst port), then TLVs
  * in Hitch's order: PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_SSL (client flags,
- * verify, sub-TLVs PP2_SUBTYPE_SSL_VERSION then PP2_SUBTYPE_SSL_CIPHER).
+ * verify, sub-TLVs PP2_SUBTYPE_SSL_VERSION then PP2_SUBTYPE_SSL_CIPHER), then Hitch 1.8's
+ * client certificate (PEM) in the custom TLV 0xE0.
  *
  * Parsing is our own rather than proxy-protocol-js: that library parses only complete
  * buffers and treats everything after the address block (TLVs and payload alike) as
@@ -39,7 +40,23 @@ export interface ProxyTlvs {
   /** SNI server name sent by the client (PP2_TYPE_AUTHORITY). */
   readonly authority?: string;
   /** TLS details (PP2_TYPE_SSL with PP2_SUBTYPE_SSL_VERSION / PP2_SUBTYPE_SSL_CIPHER). */
-  readonly tls?: { readonly version: string; readonly cipher: string };
+  readonly tls?: {
+    readonly version: string;
+    readonly cipher: string;
+    /** What the client's certificate, if any, did in this handshake. */
+    readonly clientCertificate?: ClientCertificateStatus;
+  };
+  /** The client certificate in PEM (Hitch 1.8 proxy-client-cert, TLV type 0xE0). */
+  readonly clientCertificatePem?: string;
+}
+
+export interface ClientCertificateStatus {
+  /** Sent in this handshake (PP2_CLIENT_CERT_CONN). */
+  readonly onConnection: boolean;
+  /** Part of the session, also when resumed without sending it again (PP2_CLIENT_CERT_SESS). */
+  readonly inSession: boolean;
+  /** Present and verified against client-verify-ca: the only case `verify` is 0. */
+  readonly verified: boolean;
 }
 
 export type ProxyHeaderErrorCode = 'UNHITCH_PROXY_HEADER_INVALID' | 'UNHITCH_PROXY_HEADER_REUSED';
@@ -69,6 +86,14 @@ const PP2_TYPE_SSL = 0x20;
 const PP2_SUBTYPE_SSL_VERSION = 0x21;
 const PP2_SUBTYPE_SSL_CIPHER = 0x23;
 const PP2_CLIENT_SSL = 0x01;
+const PP2_CLIENT_CERT_CONN = 0x02;
+const PP2_CLIENT_CERT_SESS = 0x04;
+/** Hitch 1.8's custom TLV (PP2_TYPE_MIN_CUSTOM) for the client certificate in PEM. */
+const PP2_TYPE_CLIENT_CERT = 0xe0;
+/** `verify` is "zero if the client presented a certificate and it was successfully
+ * verified, and non-zero otherwise" (proxy-protocol.txt 2.2.5); Hitch writes 1. */
+const PP2_VERIFY_OK = 0;
+const PP2_VERIFY_NOT_VERIFIED = 1;
 const PP2_FIXED_HEADER_BYTES = 16;
 const PP2_IPV4_BLOCK_BYTES = 12;
 const PP2_IPV6_BLOCK_BYTES = 36;
@@ -132,14 +157,20 @@ function encodeTlv(type: number, value: Buffer): Buffer {
 }
 
 /**
- * PP2_TYPE_SSL value: client flags (PP2_CLIENT_SSL — we never request client
- * certificates, so neither CERT_CONN nor CERT_SESS), verify as uint32 0 (the zeroed
- * struct Hitch/HAProxy write when no client certificate was presented), then sub-TLVs.
+ * PP2_TYPE_SSL value: client flags (PP2_CLIENT_SSL, plus CERT_CONN / CERT_SESS when a
+ * client certificate came with this handshake / is in its session), verify as uint32
+ * (0 only for a presented and verified certificate, else 1, as Hitch writes: Hitch's
+ * test39 expects client 0x7 verify 0x0 with a certificate, client 0x1 and a non-zero
+ * verify without one), then sub-TLVs.
  */
 function encodeSslTlv(tls: NonNullable<ProxyTlvs['tls']>): Buffer {
+  const certificate = tls.clientCertificate;
+  let client = PP2_CLIENT_SSL;
+  if (certificate?.onConnection) client |= PP2_CLIENT_CERT_CONN;
+  if (certificate?.inSession) client |= PP2_CLIENT_CERT_SESS;
   const fixed = Buffer.alloc(5);
-  fixed.writeUInt8(PP2_CLIENT_SSL, 0);
-  fixed.writeUInt32BE(0, 1);
+  fixed.writeUInt8(client, 0);
+  fixed.writeUInt32BE(certificate?.verified ? PP2_VERIFY_OK : PP2_VERIFY_NOT_VERIFIED, 1);
   return encodeTlv(
     PP2_TYPE_SSL,
     Buffer.concat([
@@ -158,6 +189,9 @@ export function encodeProxyV2Tlvs(tlvs: ProxyTlvs | undefined): Buffer {
     parts.push(encodeTlv(PP2_TYPE_AUTHORITY, Buffer.from(tlvs.authority, 'utf8')));
   }
   if (tlvs.tls) parts.push(encodeSslTlv(tlvs.tls));
+  if (tlvs.clientCertificatePem) {
+    parts.push(encodeTlv(PP2_TYPE_CLIENT_CERT, Buffer.from(tlvs.clientCertificatePem, 'latin1')));
+  }
   return Buffer.concat(parts);
 }
 

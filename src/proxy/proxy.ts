@@ -10,7 +10,7 @@ import {
   CertificateSelector,
   certificatesForFrontend,
   type FrontendTlsPolicy,
-  serverOptions,
+  frontendTlsPlan,
 } from '../tls/contexts.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { BackendConnector } from './backend.js';
@@ -125,7 +125,11 @@ export class TlsProxy {
       ciphers: frontend.ciphers,
       ciphersuites: frontend.ciphersuites,
       preferServerCiphers: frontend.preferServerCiphers,
-      sniNomatchAbort: frontend.sniNomatchAbort,
+      // Hitch: a frontend without pem-files of its own serves the global certificates
+      // through the global SSL_CTX, whose servername callback knows only the global
+      // sni-nomatch-abort; a frontend's own value counts where it has its own certificates.
+      sniNomatchAbort:
+        frontend.pemFiles.length > 0 ? frontend.sniNomatchAbort : this.config.tls.sniNomatchAbort,
       matchGlobalCerts: frontend.matchGlobalCerts,
       ecdhCurve: this.config.ecdhCurve,
       alpnProtos: this.config.alpnProtos,
@@ -134,7 +138,7 @@ export class TlsProxy {
       certificatesForFrontend(certificates, index, frontend.matchGlobalCerts),
       policy,
     );
-    return serverOptions(selector, policy, ticketKey);
+    return frontendTlsPlan(selector, policy, ticketKey);
   }
 
   private accepted(raw: Socket): void {

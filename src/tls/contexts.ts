@@ -2,14 +2,17 @@
  * From certificate material and a frontend's TLS settings to what node:tls needs: one
  * SecureContext per certificate, SNI lookup with wildcards, and the server options.
  */
-
+import { createHash } from 'node:crypto';
 import { createSecureContext, type SecureContext, type TlsOptions } from 'node:tls';
 import type { TlsProtocolName, TlsSettings } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
 import type { CertificateMaterial } from './material.js';
 
-/** What a frontend's TLS layer is built from; a plain-data slice of the config model. */
-export interface FrontendTlsPolicy extends TlsSettings {
+/**
+ * What a frontend's TLS layer is built from; a plain-data slice of the config model.
+ * Client-certificate settings are not in it: each certificate carries its own.
+ */
+export interface FrontendTlsPolicy extends Omit<TlsSettings, 'clientVerify' | 'clientVerifyCa'> {
   readonly ecdhCurve: string;
   readonly alpnProtos: readonly string[];
   /** Offer global certificates too when the frontend has its own (Hitch's match-global-certs). */
@@ -55,7 +58,7 @@ export function versionRange(protos: readonly TlsProtocolName[]): {
 }
 
 /** node:tls takes TLS 1.3 suites and the ≤1.2 cipher list in one string. */
-function cipherString(policy: TlsSettings): string {
+function cipherString(policy: Pick<TlsSettings, 'ciphers' | 'ciphersuites'>): string {
   return [policy.ciphersuites, policy.ciphers].filter((part) => part.length > 0).join(':');
 }
 
@@ -78,12 +81,18 @@ function dnsMatchKeys(servername: string): string[] {
   return dot > 0 ? [name, `*${name.slice(dot)}`] : [name];
 }
 
+interface NamedCertificate {
+  readonly context: SecureContext;
+  readonly material: CertificateMaterial;
+}
+
 /** The certificates one frontend offers, ready for SNI. */
 export class CertificateSelector {
   readonly defaultCertificate: CertificateMaterial;
   /** One certificate: every SNI lookup ends at the default context anyway. */
   readonly single: boolean;
-  private readonly byName = new Map<string, SecureContext>();
+  readonly certificates: readonly CertificateMaterial[];
+  private readonly byName = new Map<string, NamedCertificate>();
 
   constructor(ordered: readonly CertificateMaterial[], policy: FrontendTlsPolicy) {
     const last = ordered[ordered.length - 1];
@@ -91,20 +100,37 @@ export class CertificateSelector {
     // Hitch: the last pem-file given is the default certificate.
     this.defaultCertificate = last;
     this.single = ordered.length === 1;
+    this.certificates = ordered;
     const options = contextOptions(policy);
     for (const material of ordered) {
-      const context = createSecureContext({ ...options, key: material.key, cert: material.cert });
+      // node swaps in the SNI context's CA store and CA name list (TLSWrap::SetCACerts),
+      // so the certificate's own client-verify-ca is what checks the client's certificate.
+      const context = createSecureContext({
+        ...options,
+        key: material.key,
+        cert: material.cert,
+        ...(material.clientVerifyCa === undefined ? {} : { ca: material.clientVerifyCa }),
+      });
       for (const name of material.names) {
-        if (!this.byName.has(name)) this.byName.set(name, context);
+        if (!this.byName.has(name)) this.byName.set(name, { context, material });
       }
     }
   }
 
   /** Context for an SNI name; exact names win over wildcards; undefined = no match. */
   select(servername: string): SecureContext | undefined {
+    return this.lookup(servername)?.context;
+  }
+
+  /** The certificate an SNI name selects; undefined = no match. */
+  selectCertificate(servername: string): CertificateMaterial | undefined {
+    return this.lookup(servername)?.material;
+  }
+
+  private lookup(servername: string): NamedCertificate | undefined {
     for (const key of dnsMatchKeys(servername)) {
-      const context = this.byName.get(key);
-      if (context !== undefined) return context;
+      const named = this.byName.get(key);
+      if (named !== undefined) return named;
     }
     return undefined;
   }
@@ -167,4 +193,95 @@ export function serverOptions(
   if (policy.alpnProtos.length > 0) options.ALPNProtocols = [...policy.alpnProtos];
   if (ticketKey !== undefined) options.ticketKeys = ticketKey;
   return options;
+}
+
+/**
+ * A frontend's TLS servers. node's requestCert and rejectUnauthorized belong to the
+ * tls.Server (applied when the connection is created, before SNI is known; an SNI
+ * context brings its certificate and CA store but not a verify mode: nodejs/node#41211),
+ * whereas Hitch 1.8 ties client-verify to the certificate SNI picks.
+ * So a frontend gets one tls.Server per distinct client-certificate policy among its
+ * certificates, each with its own session id context (a session made under one policy
+ * never resumes under another, so a "none" ticket cannot skip a "required" check), and
+ * the frontend reads the SNI name from the ClientHello before choosing the server (see
+ * client-hello.ts). With one policy and no sni-nomatch-abort there is nothing to choose
+ * and no peeking.
+ */
+export interface FrontendTlsPlan {
+  /** tls.Server options, one per client-certificate policy; [0] has the default certificate's. */
+  readonly servers: readonly TlsServerPlan[];
+  /**
+   * The index into `servers` for a ClientHello's SNI name, or undefined when
+   * sni-nomatch-abort refuses the name. Absent when every handshake goes to servers[0].
+   */
+  readonly route: ((servername: string | undefined) => number | undefined) | undefined;
+}
+
+export interface TlsServerPlan {
+  readonly options: TlsOptions;
+  /**
+   * client-verify = optional: node accepts a client certificate that failed verification
+   * (rejectUnauthorized false); the frontend must refuse it itself.
+   */
+  readonly rejectPresentedUnverified: boolean;
+}
+
+function policyKey(material: CertificateMaterial): string {
+  if (material.clientVerify === 'none' || material.clientVerifyCa === undefined) return 'none';
+  const ca = createHash('sha256').update(material.clientVerifyCa).digest('hex');
+  return `${material.clientVerify}:${ca}`;
+}
+
+function clientCertificateOptions(material: CertificateMaterial): TlsOptions {
+  if (material.clientVerify === 'none' || material.clientVerifyCa === undefined) return {};
+  return {
+    requestCert: true,
+    // required: OpenSSL itself fails a handshake without a certificate
+    // (SSL_VERIFY_FAIL_IF_NO_PEER_CERT), and node destroys one whose certificate does not
+    // verify inside the handshake-done callback, before the server's last flight leaves.
+    rejectUnauthorized: material.clientVerify === 'required',
+    ca: material.clientVerifyCa,
+  };
+}
+
+export function frontendTlsPlan(
+  selector: CertificateSelector,
+  policy: FrontendTlsPolicy,
+  ticketKey: Buffer | undefined,
+): FrontendTlsPlan {
+  const serverIndex = new Map<string, number>();
+  const servers: TlsServerPlan[] = [];
+  const base = serverOptions(selector, policy, ticketKey);
+  const serverFor = (material: CertificateMaterial): number => {
+    const key = policyKey(material);
+    const known = serverIndex.get(key);
+    if (known !== undefined) return known;
+    serverIndex.set(key, servers.length);
+    servers.push({
+      options: {
+        ...base,
+        ...clientCertificateOptions(material),
+        sessionIdContext: createHash('sha256')
+          .update(`unhitch client-verify ${key}`)
+          .digest('hex')
+          .slice(0, 32),
+      },
+      rejectPresentedUnverified: material.clientVerify === 'optional',
+    });
+    return servers.length - 1;
+  };
+  const defaultServer = serverFor(selector.defaultCertificate);
+  for (const material of selector.certificates) serverFor(material);
+  if (servers.length === 1 && !policy.sniNomatchAbort) return { servers, route: undefined };
+  return {
+    servers,
+    route: (servername) => {
+      // Hitch's sni_switch_ctx: no SNI, or no match without sni-nomatch-abort, keeps the
+      // default certificate (and so its policy).
+      if (servername === undefined) return defaultServer;
+      const material = selector.selectCertificate(servername);
+      if (material !== undefined) return serverFor(material);
+      return policy.sniNomatchAbort ? undefined : defaultServer;
+    },
+  };
 }

@@ -9,7 +9,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
-import type { PemFileConfig, ProxyConfig } from '../config/model.js';
+import type { ClientVerifyMode, PemFileConfig, ProxyConfig, TlsSettings } from '../config/model.js';
 
 export interface CertificateMaterial {
   /** The pem-file path, for messages. */
@@ -23,7 +23,14 @@ export interface CertificateMaterial {
   readonly ocspResponse: Buffer | undefined;
   /** Index into `config.frontends` for a frontend's own pem-file; undefined = global. */
   readonly frontendIndex: number | undefined;
+  /** Client certificates for handshakes that pick this certificate (by SNI or default). */
+  readonly clientVerify: ClientVerifyMode;
+  /** PEM bundle client certificates must chain to; undefined exactly when clientVerify is none. */
+  readonly clientVerifyCa: Buffer | undefined;
 }
+
+/** The client-verify settings a pem-file inherits when its block sets none of its own. */
+type ClientVerifyScope = Pick<TlsSettings, 'clientVerify' | 'clientVerifyCa'>;
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]+?-----END \1-----\r?\n?/g;
 
@@ -32,9 +39,16 @@ export function loadCertificates(
   warn: (message: string) => void = () => {},
 ): CertificateMaterial[] {
   const loaded: CertificateMaterial[] = [];
-  for (const pem of config.pemFiles) loaded.push(loadPemFile(pem, undefined, warn));
+  const caBundles = new Map<string, Buffer>();
+  // Hitch 1.8: a frontend's client-verify applies to its own pem-files only; global
+  // pem-files (also when a frontend offers them) keep the global setting.
+  for (const pem of config.pemFiles) {
+    loaded.push(loadPemFile(pem, undefined, warn, config.tls, caBundles));
+  }
   config.frontends.forEach((frontend, index) => {
-    for (const pem of frontend.pemFiles) loaded.push(loadPemFile(pem, index, warn));
+    for (const pem of frontend.pemFiles) {
+      loaded.push(loadPemFile(pem, index, warn, frontend, caBundles));
+    }
   });
   if (loaded.length === 0) {
     throw new ConfigError('UNHITCH_CONFIG_MISSING', `${config.source}: no pem-file configured`);
@@ -46,6 +60,8 @@ export function loadPemFile(
   pem: PemFileConfig,
   frontendIndex: number | undefined,
   warn: (message: string) => void,
+  inherited: ClientVerifyScope = { clientVerify: 'none', clientVerifyCa: undefined },
+  caBundles: Map<string, Buffer> = new Map(),
 ): CertificateMaterial {
   const certText = readPem(pem.certPath);
   const keyText = pem.privateKeyPath === undefined ? certText : readPem(pem.privateKeyPath);
@@ -97,7 +113,50 @@ export function loadPemFile(
     names: certificateNames(leaf),
     ocspResponse,
     frontendIndex,
+    ...clientVerifyFor(pem, inherited, caBundles),
   };
+}
+
+function clientVerifyFor(
+  pem: PemFileConfig,
+  inherited: ClientVerifyScope,
+  caBundles: Map<string, Buffer>,
+): Pick<CertificateMaterial, 'clientVerify' | 'clientVerifyCa'> {
+  const clientVerify = pem.clientVerify ?? inherited.clientVerify;
+  if (clientVerify === 'none') return { clientVerify, clientVerifyCa: undefined };
+  const caPath = pem.clientVerifyCa ?? inherited.clientVerifyCa;
+  if (caPath === undefined) {
+    // Hitch: "For settings optional and required, we also require that the
+    // client-verify-ca is configured."
+    throw new ConfigError(
+      'UNHITCH_CONFIG_MISSING',
+      `${pem.certPath}: client-verify = ${clientVerify} needs client-verify-ca`,
+      undefined,
+      'client-verify-ca = "CA-BUNDLE.pem" next to client-verify',
+    );
+  }
+  let bundle = caBundles.get(caPath);
+  if (bundle === undefined) {
+    bundle = loadCaBundle(caPath);
+    caBundles.set(caPath, bundle);
+  }
+  return { clientVerify, clientVerifyCa: bundle };
+}
+
+/** The CERTIFICATE blocks of a CA file, each checked to parse. */
+export function loadCaBundle(path: string): Buffer {
+  const certificates = blocks(readPem(path)).filter((block) => block.label === 'CERTIFICATE');
+  if (certificates.length === 0) {
+    throw fileError(path, 'holds no PEM certificate', 'a -----BEGIN CERTIFICATE----- block');
+  }
+  for (const block of certificates) {
+    try {
+      new X509Certificate(block.text);
+    } catch (err) {
+      throw fileError(path, `CA certificate does not parse: ${(err as Error).message}`);
+    }
+  }
+  return Buffer.from(certificates.map((block) => block.text).join(''));
 }
 
 interface PemBlock {

@@ -9,6 +9,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
+import { DEFAULT_TLS } from '../../src/config/model.js';
 import {
   closeBackend,
   connectClient,
@@ -73,7 +74,7 @@ test('PROXY v2: address block and TLVs (ALPN, authority, SSL version + cipher) b
   const ssl = tlv(
     0x20,
     Buffer.concat([
-      Buffer.from([0x01, 0, 0, 0, 0]), // PP2_CLIENT_SSL, verify = 0
+      Buffer.from([0x01, 0, 0, 0, 1]), // PP2_CLIENT_SSL; verify 1: no client certificate verified
       tlv(0x21, Buffer.from('TLSv1.3')),
       tlv(0x23, Buffer.from(cipher)),
     ]),
@@ -216,7 +217,7 @@ test('SNI: exact name, wildcard, default certificate; sni-nomatch-abort refuses 
 
   const strict = await startProxy(
     backend.port,
-    { frontends: [frontendOn(0, { sniNomatchAbort: true })] },
+    { tls: { ...DEFAULT_TLS, sniNomatchAbort: true } },
     certificates,
   );
   t.after(() => strict.close());

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
+  type ClientCertificateStatus,
   encodeProxyV1,
   encodeProxyV2,
   type ProxyEndpoints,
@@ -104,12 +105,53 @@ test('v2 IPv4 with ALPN, AUTHORITY and SSL TLVs in Hitch order', () => {
     01 0008 68747470 2f312e31
     02 000b 6578616d 706c652e 636f6d
     20 0028
-      01 00000000
+      01 00000001
       21 0007 544c5376 312e33
       23 0016 544c535f 4145535f 3132385f 47434d5f 53484132 3536`);
   // 16 fixed + 12 addresses + 11 ALPN + 14 AUTHORITY + 43 SSL
   assert.equal(expected.length, 96);
   assert.deepEqual(encodeProxyV2(V4, FULL_TLVS), expected);
+});
+
+test('v2 SSL TLV: verify is 1 unless a client certificate was presented and verified', () => {
+  const ssl = (status?: ClientCertificateStatus): string => {
+    const tls = {
+      version: 'TLSv1.3',
+      cipher: 'X',
+      ...(status ? { clientCertificate: status } : {}),
+    };
+    // The SSL TLV starts right after the 12 address bytes.
+    return encodeProxyV2(V4, { tls }).subarray(28, 36).toString('hex');
+  };
+  // type 0x20, length 0x0013 (5 fixed + 10 version sub-TLV + 4 cipher sub-TLV), client, verify
+  assert.equal(ssl(), '200013' + '01' + '00000001', 'no certificate: client 0x1, verify 1');
+  assert.equal(
+    ssl({ onConnection: true, inSession: true, verified: true }),
+    '200013' + '07' + '00000000',
+    "Hitch's test39: a verified certificate gives client 0x7, verify 0",
+  );
+  assert.equal(
+    ssl({ onConnection: false, inSession: true, verified: true }),
+    '200013' + '05' + '00000000',
+    'resumed session: the certificate is in the session, not on this connection',
+  );
+  assert.equal(
+    ssl({ onConnection: true, inSession: true, verified: false }),
+    '200013' + '07' + '00000001',
+  );
+});
+
+test('v2 client certificate TLV: type 0xE0, the PEM text, after the SSL TLV', () => {
+  const pem = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+  const header = encodeProxyV2(V4, {
+    tls: { version: 'TLSv1.3', cipher: 'X' },
+    clientCertificatePem: pem,
+  });
+  const sslEnd = 28 + 3 + 0x13;
+  assert.equal(header[sslEnd], 0xe0);
+  assert.equal(header.readUInt16BE(sslEnd + 1), pem.length);
+  assert.equal(header.subarray(sslEnd + 3).toString('latin1'), pem);
+  assert.equal(header.readUInt16BE(14), 12 + 3 + 0x13 + 3 + pem.length);
 });
 
 test('v2 IPv6 with ALPN only', () => {

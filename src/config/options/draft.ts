@@ -5,6 +5,7 @@
 import type { UnhitchCode } from '../../errors.js';
 import type { SourcePosition } from '../errors.js';
 import {
+  type ClientVerifyMode,
   DEFAULT_CONFIG,
   DEFAULT_TLS,
   type PemFileConfig,
@@ -41,6 +42,8 @@ export interface PemDraft {
   certPath: string | undefined;
   privateKeyPath: string | undefined;
   ocspResponsePath: string | undefined;
+  clientVerify: ClientVerifyMode | undefined;
+  clientVerifyCa: string | undefined;
   readonly position: SourcePosition;
 }
 
@@ -91,7 +94,14 @@ export function newFrontendDraft(position: SourcePosition): FrontendDraft {
 }
 
 export function newPemDraft(position: SourcePosition): PemDraft {
-  return { certPath: undefined, privateKeyPath: undefined, ocspResponsePath: undefined, position };
+  return {
+    certPath: undefined,
+    privateKeyPath: undefined,
+    ocspResponsePath: undefined,
+    clientVerify: undefined,
+    clientVerifyCa: undefined,
+    position,
+  };
 }
 
 export function formatPosition(position: SourcePosition): string {

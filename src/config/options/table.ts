@@ -24,6 +24,7 @@ import {
   parseBackend,
   parseBool,
   parseBracketAddress,
+  parseClientVerify,
   parseHostPort,
   parseLogLevel,
   parsePort,
@@ -51,7 +52,8 @@ export type OptionValueType =
   | 'tls-protos'
   | 'log-level'
   | 'alpn-protos'
-  | 'address-list';
+  | 'address-list'
+  | 'client-verify';
 
 export interface CliFlag {
   readonly long: string;
@@ -327,6 +329,8 @@ function applyPemFile(ctx: ApplyContext, entry: Entry): void {
       certPath: pem.certPath,
       privateKeyPath: pem.privateKeyPath,
       ocspResponsePath: pem.ocspResponsePath,
+      ...(pem.clientVerify === undefined ? {} : { clientVerify: pem.clientVerify }),
+      ...(pem.clientVerifyCa === undefined ? {} : { clientVerifyCa: pem.clientVerifyCa }),
     });
     return;
   }
@@ -921,52 +925,69 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     },
     asText,
   ),
-  unimplemented(
+  scalar(
     {
       name: 'proxy-tlv',
       valueType: 'bool',
-      summary: 'send TLS details as PROXY v2 TLVs',
+      summary: 'PROXY v2: send the SSL TLV (version, cipher, client certificate result)',
       sample: 'on',
     },
     asBool,
+    (ctx, on) => {
+      ctx.draft.settings.proxyTlv = on ?? DEFAULT_CONFIG.proxyTlv;
+    },
   ),
-  unimplemented(
+  scalar(
     {
       name: 'proxy-authority',
       valueType: 'bool',
-      summary: 'send SNI as PROXY v2 authority TLV',
+      summary: 'PROXY v2: send the SNI name as the authority TLV',
       sample: 'on',
     },
     asBool,
+    (ctx, on) => {
+      ctx.draft.settings.proxyAuthority = on ?? DEFAULT_CONFIG.proxyAuthority;
+    },
   ),
-  unimplemented(
+  scalar(
     {
       name: 'proxy-client-cert',
       valueType: 'bool',
-      summary: 'send the client certificate as a PROXY v2 TLV',
+      summary: 'PROXY v2: send the verified client certificate (PEM) as TLV 0xE0',
       sample: 'on',
     },
     asBool,
+    (ctx, on) => {
+      ctx.draft.settings.proxyClientCert = on ?? DEFAULT_CONFIG.proxyClientCert;
+    },
   ),
-  unimplemented(
+  scalar(
     {
       name: 'client-verify',
-      valueType: 'string',
-      scopes: GLOBAL_AND_FRONTEND,
-      summary: 'client certificate verification: none, optional, required',
-      sample: '"none"',
+      valueType: 'client-verify',
+      scopes: ['global', 'frontend', 'pem-file'],
+      summary: 'client certificates: none, optional, required (needs client-verify-ca)',
+      sample: 'required',
     },
-    asText,
+    parseClientVerify,
+    (ctx, mode) => {
+      if (ctx.pem) ctx.pem.clientVerify = mode;
+      else setTls(ctx, 'clientVerify', mode);
+    },
   ),
-  unimplemented(
+  scalar(
     {
       name: 'client-verify-ca',
       valueType: 'path',
-      scopes: GLOBAL_AND_FRONTEND,
-      summary: 'CA bundle for client certificates',
-      sample: '"ca.pem"',
+      scopes: ['global', 'frontend', 'pem-file'],
+      summary: 'PEM bundle of the CAs client certificates must chain to',
+      sample: '"client-ca.pem"',
     },
     asText,
+    (ctx, path) => {
+      if (ctx.pem) ctx.pem.clientVerifyCa = path;
+      else setTls(ctx, 'clientVerifyCa', path);
+    },
   ),
   unimplemented(
     {

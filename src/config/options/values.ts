@@ -4,7 +4,13 @@
  */
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
-import type { BackendAddress, LogLevelName, TcpAddress, TlsProtocolName } from '../model.js';
+import type {
+  BackendAddress,
+  ClientVerifyMode,
+  LogLevelName,
+  TcpAddress,
+  TlsProtocolName,
+} from '../model.js';
 import type { BlockValue, Entry, ScalarItem, ScalarValue } from './entry.js';
 
 export function invalid(
@@ -181,6 +187,17 @@ export function parseLogLevel(item: ScalarItem, text: string): LogLevelName {
       `0, 1, 2 or one of ${PINO_LEVELS.join(', ')}`,
     );
   return named;
+}
+
+const CLIENT_VERIFY_MODES: readonly ClientVerifyMode[] = ['none', 'optional', 'required'];
+
+/** Hitch 1.8 client-verify: none, optional or required. */
+export function parseClientVerify(item: ScalarItem, text: string): ClientVerifyMode {
+  const mode = CLIENT_VERIFY_MODES.find((name) => name === text.toLowerCase());
+  if (mode === undefined) {
+    invalid(item, `invalid client-verify ${JSON.stringify(text)}`, 'none, optional or required');
+  }
+  return mode;
 }
 
 /** Hitch's alpn-protos: comma-separated, spaces ignored, a trailing comma tolerated. */

@@ -1,0 +1,138 @@
+/**
+ * Reads the server name (SNI) out of a TLS ClientHello before node:tls sees the bytes.
+ *
+ * Why peek at all: node:tls can neither send a TLS alert of our choosing from its
+ * SNICallback (an error there only destroys the socket, so the client sees a bare close
+ * where Hitch's sni-nomatch-abort sends `unrecognized_name`), nor change a connection's
+ * client-certificate policy after SNI (requestCert is per tls.Server, nodejs/node#41211).
+ * Knowing the name before the handshake lets the frontend answer with the alert itself or
+ * hand the socket to the tls.Server whose policy belongs to that certificate.
+ *
+ * Only the record and handshake framing needed to reach the server_name extension is
+ * parsed (RFC 8446 4.1.2, RFC 6066 3); a ClientHello may span several records.
+ */
+
+const CONTENT_TYPE_HANDSHAKE = 0x16;
+const HANDSHAKE_CLIENT_HELLO = 0x01;
+const EXTENSION_SERVER_NAME = 0x0000;
+const SERVER_NAME_HOST = 0x00;
+const RECORD_HEADER_BYTES = 5;
+/** RFC 8446 5.1: a record carries at most 2^14 bytes of plaintext. */
+const MAX_RECORD_PAYLOAD_BYTES = 16_384;
+
+/** Peeking gives up (and lets OpenSSL judge the bytes) past this many buffered bytes. */
+export const CLIENT_HELLO_PEEK_LIMIT_BYTES = 64 * 1024;
+
+export type ClientHelloPeek =
+  /** More bytes are needed. */
+  | { readonly kind: 'incomplete' }
+  /** A complete ClientHello; servername undefined when the client sent no SNI. */
+  | { readonly kind: 'client-hello'; readonly servername: string | undefined }
+  /** Not a TLS ClientHello (plain HTTP, SSLv2, garbage, too large): OpenSSL decides. */
+  | { readonly kind: 'not-client-hello' };
+
+const INCOMPLETE: ClientHelloPeek = Object.freeze({ kind: 'incomplete' });
+const NOT_CLIENT_HELLO: ClientHelloPeek = Object.freeze({ kind: 'not-client-hello' });
+
+/**
+ * The fatal `unrecognized_name` alert (112) exactly as OpenSSL writes it when a
+ * servername callback aborts: record type alert, version 0x0303, level fatal.
+ */
+export const UNRECOGNIZED_NAME_ALERT: Buffer = Buffer.from([
+  0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70,
+]);
+
+/** Look at what the client sent so far (everything from its first byte). */
+export function peekClientHello(data: Buffer): ClientHelloPeek {
+  if (data.length > CLIENT_HELLO_PEEK_LIMIT_BYTES) return NOT_CLIENT_HELLO;
+  // Join the handshake records' payloads until the ClientHello message is whole.
+  const payloads: Buffer[] = [];
+  let payloadBytes = 0;
+  let offset = 0;
+  for (;;) {
+    // Judge the bytes already there first: plaintext or an SSLv2 hello is known at once.
+    const headerBytes = data.length - offset;
+    if (headerBytes >= 1 && data[offset] !== CONTENT_TYPE_HANDSHAKE) return NOT_CLIENT_HELLO;
+    if (headerBytes >= 2 && data[offset + 1] !== 0x03) return NOT_CLIENT_HELLO;
+    if (headerBytes < RECORD_HEADER_BYTES) return INCOMPLETE;
+    const recordLength = data.readUInt16BE(offset + 3);
+    if (recordLength === 0 || recordLength > MAX_RECORD_PAYLOAD_BYTES) return NOT_CLIENT_HELLO;
+    const start = offset + RECORD_HEADER_BYTES;
+    const available = Math.min(recordLength, data.length - start);
+    payloads.push(data.subarray(start, start + available));
+    payloadBytes += available;
+    const joined = payloads.length === 1 ? (payloads[0] as Buffer) : Buffer.concat(payloads);
+    if (joined.length >= 1 && joined[0] !== HANDSHAKE_CLIENT_HELLO) return NOT_CLIENT_HELLO;
+    if (joined.length >= 4) {
+      const messageLength = joined.readUIntBE(1, 3);
+      if (payloadBytes >= 4 + messageLength) {
+        return parseClientHelloBody(joined.subarray(4, 4 + messageLength));
+      }
+    }
+    if (available < recordLength) return INCOMPLETE;
+    offset = start + recordLength;
+  }
+}
+
+/** A bounds-checked reader: every read past the end throws, turned into NOT_CLIENT_HELLO. */
+class Reader {
+  private offset = 0;
+  constructor(private readonly bytes: Buffer) {}
+
+  skip(count: number): void {
+    this.take(count);
+  }
+
+  u8(): number {
+    return this.take(1).readUInt8(0);
+  }
+
+  u16(): number {
+    return this.take(2).readUInt16BE(0);
+  }
+
+  take(count: number): Buffer {
+    if (count < 0 || this.offset + count > this.bytes.length) throw new RangeError('truncated');
+    const slice = this.bytes.subarray(this.offset, this.offset + count);
+    this.offset += count;
+    return slice;
+  }
+
+  get remaining(): number {
+    return this.bytes.length - this.offset;
+  }
+}
+
+function parseClientHelloBody(body: Buffer): ClientHelloPeek {
+  try {
+    const reader = new Reader(body);
+    reader.skip(2 + 32); // legacy_version, random
+    reader.skip(reader.u8()); // legacy_session_id
+    reader.skip(reader.u16()); // cipher_suites
+    reader.skip(reader.u8()); // legacy_compression_methods
+    if (reader.remaining === 0) return { kind: 'client-hello', servername: undefined };
+    const extensions = new Reader(reader.take(reader.u16()));
+    while (extensions.remaining > 0) {
+      const type = extensions.u16();
+      const value = extensions.take(extensions.u16());
+      if (type === EXTENSION_SERVER_NAME) {
+        return { kind: 'client-hello', servername: hostName(value) };
+      }
+    }
+    return { kind: 'client-hello', servername: undefined };
+  } catch {
+    return NOT_CLIENT_HELLO;
+  }
+}
+
+/** The host_name entry of a server_name extension (RFC 6066 3: at most one per type). */
+function hostName(extension: Buffer): string | undefined {
+  const outer = new Reader(extension);
+  const list = new Reader(outer.take(outer.u16()));
+  while (list.remaining > 0) {
+    const nameType = list.u8();
+    const name = list.take(list.u16());
+    if (nameType === SERVER_NAME_HOST) return name.toString('latin1');
+  }
+  return undefined;
+}

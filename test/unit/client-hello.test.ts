@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { type AddressInfo, createServer } from 'node:net';
+import { test } from 'node:test';
+import { connect } from 'node:tls';
+import { peekClientHello } from '../../src/tls/client-hello.js';
+
+/** The first flight of a real node:tls client (one record holding the ClientHello). */
+async function captureClientHello(servername: string | undefined): Promise<Buffer> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  const accepted = once(server, 'connection');
+  const client = connect({
+    host: '127.0.0.1',
+    port,
+    rejectUnauthorized: false,
+    ...(servername === undefined ? {} : { servername }),
+  });
+  client.on('error', () => {});
+  const [socket] = (await accepted) as [import('node:net').Socket];
+  const [chunk] = (await once(socket, 'data')) as [Buffer];
+  client.destroy();
+  socket.destroy();
+  server.close();
+  return chunk;
+}
+
+/** The same handshake message cut into records of at most `size` payload bytes. */
+function refragment(record: Buffer, size: number): Buffer {
+  const payload = record.subarray(5);
+  const records: Buffer[] = [];
+  for (let at = 0; at < payload.length; at += size) {
+    const part = payload.subarray(at, at + size);
+    const header = Buffer.from([0x16, 0x03, 0x01, 0, 0]);
+    header.writeUInt16BE(part.length, 3);
+    records.push(header, part);
+  }
+  return Buffer.concat(records);
+}
+
+test('SNI from a real ClientHello; every shorter prefix asks for more bytes', async () => {
+  const hello = await captureClientHello('site1.example.com');
+  assert.deepEqual(peekClientHello(hello), {
+    kind: 'client-hello',
+    servername: 'site1.example.com',
+  });
+  for (let length = 0; length < hello.length; length++) {
+    assert.equal(peekClientHello(hello.subarray(0, length)).kind, 'incomplete', `${length} bytes`);
+  }
+  // Bytes after the ClientHello (the client's next records) change nothing.
+  assert.deepEqual(peekClientHello(Buffer.concat([hello, Buffer.from([0x14, 3, 3, 0, 1, 1])])), {
+    kind: 'client-hello',
+    servername: 'site1.example.com',
+  });
+});
+
+test('a ClientHello split over several records is joined', async () => {
+  const hello = await captureClientHello('split.example.com');
+  for (const size of [1, 7, 100]) {
+    const fragmented = refragment(hello, size);
+    assert.deepEqual(peekClientHello(fragmented), {
+      kind: 'client-hello',
+      servername: 'split.example.com',
+    });
+    assert.equal(peekClientHello(fragmented.subarray(0, fragmented.length - 1)).kind, 'incomplete');
+  }
+});
+
+test('no SNI (an IP address as host) is a ClientHello without a name', async () => {
+  const hello = await captureClientHello(undefined);
+  assert.deepEqual(peekClientHello(hello), { kind: 'client-hello', servername: undefined });
+});
+
+test('plaintext HTTP, SSLv2-style hellos, alerts and corrupt lengths are not ClientHellos', async () => {
+  assert.equal(peekClientHello(Buffer.from('GET / HTTP/1.1\r\n')).kind, 'not-client-hello');
+  assert.equal(peekClientHello(Buffer.from([0x80, 0x2e, 0x01, 0x03])).kind, 'not-client-hello');
+  assert.equal(peekClientHello(Buffer.from([0x15, 3, 3, 0, 2, 2, 40])).kind, 'not-client-hello');
+  // A handshake record that is not a ClientHello (ServerHello, type 2).
+  assert.equal(
+    peekClientHello(Buffer.from([0x16, 3, 3, 0, 4, 2, 0, 0, 0])).kind,
+    'not-client-hello',
+  );
+  // A zero-length record, and one longer than TLS allows.
+  assert.equal(peekClientHello(Buffer.from([0x16, 3, 1, 0, 0])).kind, 'not-client-hello');
+  assert.equal(peekClientHello(Buffer.from([0x16, 3, 1, 0x48, 1])).kind, 'not-client-hello');
+  // A complete ClientHello whose inner lengths run past its end.
+  const hello = await captureClientHello('x.example.com');
+  const corrupt = Buffer.from(hello);
+  corrupt[5 + 4 + 34] = 0xff; // legacy_session_id length
+  assert.equal(peekClientHello(corrupt).kind, 'not-client-hello');
+});
