@@ -21,6 +21,9 @@ export interface TestCa extends Issued {
   readonly name: string;
 }
 
+/** A fresh unencrypted P-256 key, as `openssl req` arguments. */
+const NEW_P256_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+
 function openssl(args: readonly string[]): void {
   execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
@@ -37,11 +40,7 @@ export function makeCa(name: string): TestCa {
   openssl([
     'req',
     '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
+    ...NEW_P256_KEY,
     '-keyout',
     join(pkiDir, `${name}.key`),
     '-out',
@@ -82,11 +81,7 @@ export function issue(ca: TestCa, stem: string, options: IssueOptions = {}): Iss
   writeFileSync(extPath, `${lines.join('\n')}\n`);
   openssl([
     'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
+    ...NEW_P256_KEY,
     '-keyout',
     keyPath,
     '-out',
