@@ -258,7 +258,8 @@ test('backend exits (FIN) while the client keeps sending: client closed, backend
     // once() rejects on 'error' (the write that meets the RST): that also ends the loop.
     if (!client.write(chunk))
       await Promise.race([once(client, 'drain').catch(() => undefined), closed]);
-    await sleep(5);
+    // Let I/O run (the close, the error) between writes that did not fill the buffer.
+    await new Promise((resolve) => setImmediate(resolve));
   }
   assert.equal(sending, false, 'the proxy closed the client');
   const bytes = await received;
@@ -366,7 +367,7 @@ test('real binary: crashing then vanished backend cost no worker; reasons logged
 
   // The backend goes away entirely: refused.
   closeBackend(backend);
-  await sleep(100);
+  await once(backend.server, 'close');
   const refusals = 10;
   const refusedOutcomes = await Promise.all(
     Array.from({ length: refusals }, () => echoOnce(port, Buffer.from('y'))),

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { churn, LEAK_SLACK, warmUp, withinLeakSlack } from '../../bench/lib/churn.js';
 import { sampleProcess } from '../../bench/lib/proc.js';
+import { eventually } from '../helpers/eventually.js';
 import { closeBackend, makeCertificate, startBackend, waitFor } from '../helpers/proxy-fixture.js';
 import { startSingleWorker } from '../helpers/unhitch-process.js';
 
@@ -28,7 +29,12 @@ test('churn: ~20 s of short connections through 1 worker; fds and RSS return to 
   t.after(() => unhitch.kill('SIGKILL'));
 
   const warmup = await warmUp(port, CHURN_PARALLEL);
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  // The baseline once the worker has closed every warm-up connection (backend legs gone).
+  await eventually(
+    () => (backend.sockets.size === 0 ? true : undefined),
+    10_000,
+    'warm-up connections closed',
+  );
   const baseline = sampleProcess(workerPid);
 
   const started = Date.now();

@@ -26,6 +26,8 @@ import { startSingleWorker } from '../helpers/unhitch-process.js';
 const HONEST_CLIENTS = 3;
 const HONEST_MIN_BYTES = 8 * 1024 * 1024;
 const HONEST_CHUNK_BYTES = 64 * 1024;
+/** Sent but not yet echoed: the honest client waits for its echo beyond this. */
+const HONEST_IN_FLIGHT_BYTES = 1024 * 1024;
 const HANDSHAKE_TIMEOUT_MS = 500;
 const GARBAGE_CONNECTIONS = 500;
 const TRUNCATED_HELLO_CONNECTIONS = 200;
@@ -221,8 +223,8 @@ async function honestTransfer(port: number, keepGoing: () => boolean): Promise<H
     sent.update(chunk);
     sentBytes += chunk.length;
     if (!client.write(chunk)) await once(client, 'drain');
-    // Pace a little so the transfer overlaps the whole flood instead of racing ahead.
-    if (sentBytes % (1024 * 1024) === 0) await sleep(5);
+    // Paced by the echo, so the transfer overlaps the whole flood instead of racing ahead.
+    while (sentBytes - receivedBytes > HONEST_IN_FLIGHT_BYTES) await once(client, 'data');
   }
   client.end();
   await ended;

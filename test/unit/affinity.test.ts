@@ -10,7 +10,8 @@ import {
   readThreadAffinities,
 } from '../../src/cluster/affinity.js';
 
-const CHILD_LIFETIME_SCRIPT = 'setTimeout(()=>{},5000)';
+/** Says so once node runs the script (its V8 platform threads are up by then), then waits. */
+const CHILD_LIFETIME_SCRIPT = 'process.stdout.write("ready\\n");setTimeout(()=>{},5000)';
 
 function assertAffinityError(fn: () => unknown): void {
   assert.throws(fn, (error: unknown) => {
@@ -72,11 +73,13 @@ test('readAllowedCpus: this process matches /proc and is non-empty', () => {
   assertAffinityError(() => readAllowedCpus(2 ** 30));
 });
 
+/** A child that has printed "ready": running node, past any exec by a wrapper. */
 function spawnChild(command: string, args: readonly string[]): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: 'ignore' });
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'] });
     child.once('error', reject);
-    child.once('spawn', () => resolve(child));
+    child.once('exit', (code) => reject(new Error(`${command} exited (${code}) before ready`)));
+    child.stdout?.setEncoding('utf8').once('data', () => resolve(child));
   });
 }
 
@@ -85,14 +88,6 @@ async function stopChild(child: ChildProcess): Promise<void> {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGKILL');
   await exited;
-}
-
-/** Wait (bounded) until node has started its worker threads, so `-a` has something to do. */
-async function waitForThreads(pid: number, minimum: number): Promise<void> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    if (readThreadAffinities(pid).size >= minimum) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 const allowed = readAllowedCpus();
@@ -104,7 +99,6 @@ test('pinProcess: every thread of a real node child ends up on CPU 1', {
   const child = await spawnChild(process.execPath, ['-e', CHILD_LIFETIME_SCRIPT]);
   try {
     const pid = child.pid as number;
-    await waitForThreads(pid, 4);
     const before = readThreadAffinities(pid);
     assert.ok(before.size >= 2, `node child has several threads (got ${before.size})`);
     await pinProcess(pid, 1);
@@ -129,14 +123,8 @@ test('readAllowedCpus: a child started under `taskset -c 1` reports [1]', {
   ]);
   try {
     const pid = child.pid as number;
-    // taskset execs node in place, so the pid is the node process once exec is done.
-    let cpus: number[] = [];
-    for (let attempt = 0; attempt < 50; attempt++) {
-      cpus = readAllowedCpus(pid);
-      if (cpus.length === 1) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    assert.deepEqual(cpus, [1]);
+    // taskset execs node in place: once it is ready, the pid is the node process.
+    assert.deepEqual(readAllowedCpus(pid), [1]);
     for (const [tid, threadCpus] of readThreadAffinities(pid)) {
       assert.deepEqual(threadCpus, [1], `thread ${tid}`);
     }

@@ -3,7 +3,6 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { processTree } from '../../bench/lib/proc.js';
 import { keepOnCpu } from '../../bench/lib/proxies.js';
 import { readAllowedCpus } from '../../src/cluster/affinity.js';
@@ -16,9 +15,15 @@ test('a proxy that pins itself off its CPU (as Hitch does) is moved back; one th
   // worker does whatever mask it inherited.
   const root = spawn(
     'taskset',
-    ['-c', '1', 'sh', '-c', 'sh -c "taskset -p -c 0 \\$\\$ >/dev/null; exec sleep 30" & wait'],
+    [
+      '-c',
+      '1',
+      'sh',
+      '-c',
+      'sh -c "taskset -p -c 0 \\$\\$ >/dev/null; echo pinned; exec sleep 30" & wait',
+    ],
     {
-      stdio: 'ignore',
+      stdio: ['ignore', 'pipe', 'ignore'],
       detached: true, // its own process group, so the whole tree is killed by PID
     },
   );
@@ -27,13 +32,11 @@ test('a proxy that pins itself off its CPU (as Hitch does) is moved back; one th
   });
   await once(root, 'spawn');
   const rootPid = root.pid as number;
-  let worker: number | undefined;
-  for (let i = 0; i < 100 && worker === undefined; i++) {
-    await sleep(20);
-    const [, child] = processTree(rootPid);
-    if (child !== undefined && readAllowedCpus(child).join() === '0') worker = child;
-  }
-  assert.ok(worker !== undefined, 'the child pinned itself to CPU 0');
+  // The child says so once it has pinned itself (same pid before and after its exec).
+  await once(root.stdout as NonNullable<typeof root.stdout>, 'data');
+  const [, worker] = processTree(rootPid);
+  assert.ok(worker !== undefined, 'the child is running');
+  assert.deepEqual(readAllowedCpus(worker), [0], 'the child pinned itself to CPU 0');
   assert.deepEqual(readAllowedCpus(rootPid), [1]);
 
   assert.equal(await keepOnCpu(rootPid), 1, 'one thread had left the mask');
