@@ -528,7 +528,7 @@ const MALFORMED: ReadonlyArray<readonly [string, string, string, number, number]
     28,
   ],
   ['negative drain timeout', 'drain-timeout = -5\n', 'UNHITCH_CONFIG_INVALID_VALUE', 1, 17],
-  ['zero ticket rotation', 'ticket-rotation = 0\n', 'UNHITCH_CONFIG_INVALID_VALUE', 1, 19],
+  ['sub-second ticket rotation', 'ticket-rotation = 0.5\n', 'UNHITCH_CONFIG_INVALID_VALUE', 1, 19],
   ['block for user', 'user = { }\n', 'UNHITCH_CONFIG_INVALID_VALUE', 1, 8],
   [
     'unimplemented option still validated',

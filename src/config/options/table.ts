@@ -33,6 +33,7 @@ import {
   parseUint,
   scalarItems,
   singleItem,
+  TIMEOUT_RANGE,
 } from './values.js';
 
 export type OptionScope = 'global' | 'frontend' | 'pem-file';
@@ -359,7 +360,9 @@ function frontendField(ctx: ApplyContext, entry: Entry): FrontendDraft {
   return ctx.frontend;
 }
 
-const seconds = (item: ScalarItem, text: string) => parseSeconds(item, text);
+const timeout = (item: ScalarItem, text: string) => parseSeconds(item, text, TIMEOUT_RANGE);
+/** Linux refuses a TCP_KEEPIDLE above this (and node then silently sends no keepalive). */
+const MAX_KEEPALIVE_SECONDS = 32_767;
 const GLOBAL_AND_FRONTEND: readonly OptionScope[] = ['global', 'frontend'];
 
 export const OPTIONS: readonly OptionSpec[] = Object.freeze([
@@ -585,7 +588,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       summary: 'seconds to wait for the backend connection',
       sample: '30',
     },
-    seconds,
+    timeout,
     (ctx, value) => {
       ctx.draft.settings.backendConnectTimeoutMs =
         value === undefined ? DEFAULT_CONFIG.backendConnectTimeoutMs : value * 1000;
@@ -595,10 +598,10 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     {
       name: 'ssl-handshake-timeout',
       valueType: 'seconds',
-      summary: 'seconds allowed for the TLS handshake',
+      summary: 'seconds allowed for the TLS handshake (and a proxy-proxy PROXY header)',
       sample: '30',
     },
-    seconds,
+    timeout,
     (ctx, value) => {
       ctx.draft.settings.sslHandshakeTimeoutMs =
         value === undefined ? DEFAULT_CONFIG.sslHandshakeTimeoutMs : value * 1000;
@@ -627,7 +630,8 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       summary: 'TCP keepalive idle seconds (0 = off)',
       sample: '3600',
     },
-    (item, text) => parseUint(item, text, 0),
+    (item, text) =>
+      parseUint(item, text, 0, MAX_KEEPALIVE_SECONDS, " (Linux's TCP_KEEPIDLE limit)"),
     (ctx, value) => {
       ctx.draft.settings.keepaliveSec = value ?? DEFAULT_CONFIG.keepaliveSec;
     },
@@ -827,10 +831,10 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       name: 'drain-timeout',
       valueType: 'seconds',
       extension: true,
-      summary: 'seconds to drain connections on SIGTERM',
+      summary: 'seconds to drain connections on SIGTERM (0 = close them at once)',
       sample: '30',
     },
-    seconds,
+    (item, text) => parseSeconds(item, text, { min: 0.001, zero: 'close at once' }),
     (ctx, value) => {
       ctx.draft.settings.drainTimeoutMs =
         value === undefined ? DEFAULT_CONFIG.drainTimeoutMs : value * 1000;
@@ -854,10 +858,10 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       name: 'ticket-rotation',
       valueType: 'seconds',
       extension: true,
-      summary: 'seconds between session ticket key rotations',
+      summary: 'seconds between session ticket key rotations (0 = never)',
       sample: '43200',
     },
-    (item, text) => parseSeconds(item, text, true),
+    (item, text) => parseSeconds(item, text, { min: 1, zero: 'never' }),
     (ctx, value) => {
       ctx.draft.settings.ticketRotationSec = value ?? DEFAULT_CONFIG.ticketRotationSec;
     },

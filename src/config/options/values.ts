@@ -51,21 +51,52 @@ export function parseBool(item: ScalarItem, text: string): boolean {
   return invalid(item, `invalid boolean ${JSON.stringify(text)}`, BOOL_EXPECTED);
 }
 
-export function parseUint(item: ScalarItem, text: string, min: number): number {
-  const wanted = `an integer ≥ ${min}`;
+export function parseUint(
+  item: ScalarItem,
+  text: string,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+  why = '',
+): number {
+  const wanted =
+    max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer ${min}..${max}${why}`;
   if (!/^[0-9]+$/.test(text)) invalid(item, `invalid number ${JSON.stringify(text)}`, wanted);
   const value = Number(text);
-  if (value < min || !Number.isSafeInteger(value)) invalid(item, `${text} is out of range`, wanted);
+  if (value < min || value > max || !Number.isSafeInteger(value))
+    invalid(item, `${text} is out of range`, wanted);
   return value;
 }
 
-/** Non-negative seconds; fractions allowed (an unhitch superset of Hitch's integers). */
-export function parseSeconds(item: ScalarItem, text: string, minExclusiveZero = false): number {
+/**
+ * The longest duration any option takes. node's timers hold at most 2^31−1 ms (24.8
+ * days) and fire after 1 ms when asked for more, which turned a long drain-timeout into
+ * an immediate SIGKILL; this bound leaves room for the seconds some timers add to it.
+ */
+export const MAX_DURATION_SECONDS = 2_000_000;
+
+export interface DurationRange {
+  /** Smallest accepted value besides `zero` (seconds). */
+  readonly min: number;
+  /** What 0 means, when it is accepted at all (e.g. 'off'). */
+  readonly zero?: string;
+}
+
+/** A timeout: a timer of 0 ms would fire at once, so 0 is refused. */
+export const TIMEOUT_RANGE: DurationRange = { min: 0.001 };
+
+/**
+ * Seconds within `range` and MAX_DURATION_SECONDS; fractions allowed (an unhitch
+ * superset of Hitch's integers).
+ */
+export function parseSeconds(item: ScalarItem, text: string, range: DurationRange): number {
+  const zero = range.zero === undefined ? '' : `, or 0 (${range.zero})`;
+  const wanted = `seconds from ${range.min} to ${MAX_DURATION_SECONDS}${zero}`;
   if (!/^[0-9]+(\.[0-9]+)?$/.test(text))
-    invalid(item, `invalid duration ${JSON.stringify(text)}`, 'seconds, e.g. 30 or 0.5');
+    invalid(item, `invalid duration ${JSON.stringify(text)}`, wanted);
   const value = Number(text);
-  if (minExclusiveZero && value === 0)
-    invalid(item, 'duration must be greater than 0', 'seconds > 0');
+  if (value === 0 && range.zero !== undefined) return 0;
+  if (value < range.min || value > MAX_DURATION_SECONDS)
+    invalid(item, `duration ${text} is out of range`, wanted);
   return value;
 }
 
