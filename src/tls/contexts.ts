@@ -2,7 +2,7 @@
  * From certificate material and a frontend's TLS settings to what node:tls needs: one
  * SecureContext per certificate, SNI lookup with wildcards, and the server options.
  */
-import { createHash } from 'node:crypto';
+import { constants, createHash } from 'node:crypto';
 import { createSecureContext, type SecureContext, type TlsOptions } from 'node:tls';
 import type { TlsProtocolName, TlsSettings } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
@@ -71,6 +71,11 @@ function contextOptions(policy: FrontendTlsPolicy) {
     ciphers: legacy ? `${cipherString(policy)}:@SECLEVEL=0` : cipherString(policy),
     ecdhCurve: policy.ecdhCurve,
     honorCipherOrder: policy.preferServerCiphers,
+    // TLS 1.2 client-initiated renegotiation is a CPU-exhaustion lever (a full handshake
+    // on demand per connection); Hitch and HAProxy refuse it. node's OpenSSL 3 build
+    // allows it (node only counts: tls.CLIENT_RENEG_LIMIT, 3 per 10 minutes), so OpenSSL
+    // is told to answer every renegotiation ClientHello with a no_renegotiation alert.
+    secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
   };
 }
 
