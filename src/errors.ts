@@ -133,6 +133,12 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_TICKET_KEY_SAVE: {
+    meaning:
+      'Rotation: the new ticket key cannot be written to ticket-key-file (read-only, full disk); workers use it anyway, the file keeps the previous key until a write succeeds.',
+    exitStatus: null,
+    level: 'error',
+  },
   UNHITCH_WORKERS_FAILED: {
     meaning: 'The first generation of workers did not all start; the log says why.',
     exitStatus: EXIT_STARTUP,

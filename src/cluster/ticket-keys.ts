@@ -64,9 +64,28 @@ export class TicketKeyOwner {
 
   private rotate(): void {
     this.key = generateTicketKey();
-    if (this.file !== undefined) saveTicketKeyFile(this.file, this.key);
+    if (this.file !== undefined) this.save(this.file);
     // Every worker switches in the same tick: a ticket minted anywhere resumes anywhere.
     this.broadcast(this.key);
     this.logger.info('session ticket key rotated');
+  }
+
+  /**
+   * A failed write must not stop the primary (this runs in a timer: a throw would end
+   * the process and, through systemd, every connection). The rotation still happens:
+   * the key's lifetime is the security property; what is lost while the disk refuses
+   * is only resumption across a restart. The next rotation tries the file again.
+   */
+  private save(file: string): void {
+    try {
+      saveTicketKeyFile(file, this.key);
+    } catch (error) {
+      logCode(
+        this.logger,
+        'UNHITCH_TICKET_KEY_SAVE',
+        { file, err: error },
+        'cannot write the rotated ticket key; serving with it, the file keeps the previous key',
+      );
+    }
   }
 }

@@ -3,15 +3,35 @@
  * registered code, and the last log line of a dying worker reaching the output.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { freePort } from '../helpers/ports.js';
-import { closeBackend, makeCertificate, startBackend } from '../helpers/proxy-fixture.js';
-import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
+import {
+  closeBackend,
+  connectClient,
+  makeCertificate,
+  startBackend,
+  waitFor,
+} from '../helpers/proxy-fixture.js';
+import {
+  startUnhitch,
+  type UnhitchLogLine,
+  type UnhitchProcess,
+} from '../helpers/unhitch-process.js';
 
 const cert = makeCertificate('cluster-failures', ['localhost']);
+
+async function outputEnded(unhitch: UnhitchProcess): Promise<void> {
+  const { stdout, stderr } = unhitch.child;
+  await Promise.all(
+    [stdout, stderr].map((stream) =>
+      stream === null || stream.readableEnded ? undefined : once(stream, 'end'),
+    ),
+  );
+}
 
 interface SerializedErr {
   readonly type?: string;
@@ -32,6 +52,8 @@ test('a worker that cannot start (bad ecdh-curve) logs the Error with its stack 
   ]);
   t.after(() => unhitch.kill('SIGKILL'));
   assert.equal(await unhitch.exited(), 1);
+  // 'exit' can come before the last bytes in the pipe were read.
+  await outputEnded(unhitch);
   assert.match(unhitch.text(), /\[UNHITCH_WORKERS_FAILED\]/);
 
   const workerLines = unhitch.lines.filter((line) => line.role === 'worker');
@@ -90,4 +112,56 @@ test('a log-filename that cannot be opened: exit 1 with UNHITCH_LOG_FILE', async
   t.after(() => unhitch.kill('SIGKILL'));
   assert.equal(await unhitch.exited(), 1);
   assert.match(unhitch.text(), /cannot open log file .*\[UNHITCH_LOG_FILE\]/);
+});
+
+/** One echo round trip through the proxy: it serves. */
+async function echoes(port: number): Promise<void> {
+  const client = await connectClient(port);
+  client.write('ping');
+  const [reply] = (await once(client, 'data')) as [Buffer];
+  assert.equal(reply.toString(), 'ping');
+  client.destroy();
+}
+
+test('ticket-key-file cannot be written at rotation: the primary logs UNHITCH_TICKET_KEY_SAVE, keeps rotating and serving', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-ticketkey-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const keyDir = join(dir, 'keys');
+  mkdirSync(keyDir);
+  const keyFile = join(keyDir, 'tickets.key');
+  const port = await freePort();
+  const unhitch = startUnhitch([
+    `--frontend=[127.0.0.1]:${port}`,
+    `--backend=[127.0.0.1]:${backend.port}`,
+    '--workers=1',
+    `--ticket-key-file=${keyFile}`,
+    '--ticket-rotation=1',
+    cert.combinedPath,
+  ]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLog((line) => line.msg === 'worker ready');
+
+  // The key file's directory becomes a regular file: every write fails with ENOTDIR,
+  // even for root (a read-only directory would not stop root).
+  renameSync(keyDir, join(dir, 'keys.moved'));
+  writeFileSync(keyDir, 'not a directory');
+  const failures = await unhitch.waitForLogs((line) => line.code === 'UNHITCH_TICKET_KEY_SAVE', 2);
+  const failure = failures[0] as UnhitchLogLine;
+  assert.equal(failure.level, 50);
+  assert.equal(failure.file, keyFile);
+  assert.equal((failure.err as SerializedErr).code, 'UNHITCH_TICKET_KEY_FILE');
+  assert.match((failure.err as SerializedErr).message ?? '', /ENOTDIR/);
+  assert.equal(unhitch.child.exitCode, null, 'the primary is alive');
+  await echoes(port);
+
+  // The disk comes back: a later rotation writes the file again.
+  rmSync(keyDir);
+  renameSync(join(dir, 'keys.moved'), keyDir);
+  const restored = readFileSync(keyFile);
+  await waitFor(() => !readFileSync(keyFile).equals(restored), 10_000, 'the key file rewritten');
+  await echoes(port);
+  unhitch.kill('SIGTERM');
+  assert.equal(await unhitch.exited(), 0);
 });
