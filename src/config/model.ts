@@ -79,6 +79,10 @@ export interface ProxyConfig {
   readonly backend: BackendAddress;
   /** Global certificates; the last one is the default (Hitch semantics). */
   readonly pemFiles: readonly PemFileConfig[];
+  /** Hitch's pem-dir: every (matching) file in it is a global certificate, read at each load. */
+  readonly pemDir: string | undefined;
+  /** Hitch's pem-dir-glob: which file names in pem-dir count; undefined = all. */
+  readonly pemDirGlob: string | undefined;
   readonly tls: TlsSettings;
   /** ECDH curve list (OpenSSL syntax) or "auto". */
   readonly ecdhCurve: string;
@@ -160,6 +164,8 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   frontends: Object.freeze([]),
   backend: Object.freeze({ kind: 'tcp', host: '127.0.0.1', port: 8000 }),
   pemFiles: Object.freeze([]),
+  pemDir: undefined,
+  pemDirGlob: undefined,
   tls: DEFAULT_TLS,
   ecdhCurve: 'auto',
   alpnProtos: Object.freeze([]),

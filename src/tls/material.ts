@@ -10,6 +10,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import type { ClientVerifyMode, PemFileConfig, ProxyConfig, TlsSettings } from '../config/model.js';
+import { globalPemFiles, pemDirFiles } from './pem-dir.js';
 
 export interface CertificateMaterial {
   /** The pem-file path, for messages. */
@@ -42,7 +43,8 @@ export function loadCertificates(
   const caBundles = new Map<string, Buffer>();
   // Hitch 1.8: a frontend's client-verify applies to its own pem-files only; global
   // pem-files (also when a frontend offers them) keep the global setting.
-  for (const pem of config.pemFiles) {
+  const dirFiles = config.pemDir === undefined ? [] : pemDirFiles(config.pemDir, config.pemDirGlob);
+  for (const pem of globalPemFiles(config.pemFiles, dirFiles)) {
     loaded.push(loadPemFile(pem, undefined, warn, config.tls, caBundles));
   }
   config.frontends.forEach((frontend, index) => {
@@ -52,6 +54,16 @@ export function loadCertificates(
   });
   if (loaded.length === 0) {
     throw new ConfigError('UNHITCH_CONFIG_MISSING', `${config.source}: no pem-file configured`);
+  }
+  const hasGlobal = loaded.some((material) => material.frontendIndex === undefined);
+  const bare = config.frontends.find((frontend) => frontend.pemFiles.length === 0);
+  if (!hasGlobal && bare !== undefined) {
+    const where =
+      config.pemDir === undefined ? '' : ` (pem-dir ${config.pemDir} has no file to load)`;
+    throw new ConfigError(
+      'UNHITCH_CONFIG_MISSING',
+      `no certificate for frontend [${bare.address.host ?? '*'}]:${bare.address.port}${where}`,
+    );
   }
   return loaded;
 }

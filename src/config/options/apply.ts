@@ -125,7 +125,9 @@ export function finalizeDraft(draft: ConfigDraft): ProxyConfig {
       matchGlobalCerts: fd.matchGlobalCerts,
     });
   });
-  if (draft.pemFiles.length === 0) {
+  // pem-dir's files count as global pem-files; whether the directory holds any is known
+  // only when certificates load (tls/pem-dir.ts), which --test and every reload run too.
+  if (draft.pemFiles.length === 0 && settings.pemDir === undefined) {
     frontendDrafts.forEach((fd, index) => {
       if (fd.pemFiles.length > 0) return;
       const address = frontends[index]?.address ?? DEFAULT_FRONTEND_ADDRESS;
@@ -133,7 +135,7 @@ export function finalizeDraft(draft: ConfigDraft): ProxyConfig {
         'UNHITCH_CONFIG_MISSING',
         `no certificate for frontend [${address.host ?? '*'}]:${address.port}`,
         usesDefaultFrontend ? undefined : fd.position,
-        'a pem-file option, a pem-file in the frontend block, or a PEM file argument',
+        'a pem-file option, a pem-file in the frontend block, pem-dir, or a PEM file argument',
       );
     });
   }

@@ -1041,23 +1041,29 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     },
     asBool,
   ),
-  unimplemented(
+  scalar(
     {
       name: 'pem-dir',
       valueType: 'path',
-      summary: 'load every certificate in a directory',
-      sample: '"/etc/hitch/certs"',
+      summary: 'load every certificate file in this directory (re-read on SIGHUP)',
+      sample: '"/etc/hitch/cert.d"',
     },
     asText,
+    (ctx, value) => {
+      ctx.draft.settings.pemDir = value;
+    },
   ),
-  unimplemented(
+  scalar(
     {
       name: 'pem-dir-glob',
       valueType: 'string',
-      summary: 'file name glob for pem-dir',
+      summary: 'only pem-dir files whose name matches this glob',
       sample: '"*.pem"',
     },
     asText,
+    (ctx, value) => {
+      ctx.draft.settings.pemDirGlob = value;
+    },
   ),
   unimplemented(
     {
