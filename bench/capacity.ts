@@ -7,22 +7,17 @@
  *   node dist/bench/capacity.js [--proxies=unhitch,hitch,haproxy] [--target=10000] [--quick] [--no-write]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { builtinBackend, startBackend } from './lib/backends.js';
-import { makeSelfSignedCertificate } from './lib/cert.js';
-import { listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
+import { numberFlag } from './lib/cli-args.js';
+import { runBench } from './lib/harness.js';
 import { runMeasuredChild } from './lib/measured-child.js';
 import { freePort } from './lib/ports.js';
 import { treeRssKiB } from './lib/proc.js';
-import { installCleanup, isShuttingDown } from './lib/processes.js';
-import { parseProxyList, proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
-import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
+import { proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
 import { formatDecimal, formatMarkdownTable } from './lib/table.js';
 
 const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'idle-client.js');
-const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
 /** Descriptors beyond the connections themselves (listeners, logs, node internals). */
 const SPARE_FILES = 1024;
 
@@ -54,41 +49,27 @@ export function fittingTarget(requested: number, hardLimit: number, canRaise: bo
   return Math.max(1, Math.min(requested, Math.floor((hardLimit - SPARE_FILES) / 2)));
 }
 
-async function main(): Promise<void> {
-  installCleanup();
-  const flags = parseFlags(process.argv.slice(2), [
-    'proxies',
-    'target',
-    'quick',
-    'no-write',
-    'proxy-cpu',
-    'load-cpu',
-    'parallel',
-  ]);
-  const quick = flags.has('quick');
-  const requested = numberFlag(flags, 'target', quick ? 2000 : 10_000);
-  const target = fittingTarget(
-    requested,
-    hardOpenFilesLimit(),
-    canRaiseOpenFiles(requested * 2 + SPARE_FILES),
-  );
-  if (target < requested) {
-    process.stderr.write(
-      `target lowered to ${target}: the open-files hard limit is ${hardOpenFilesLimit()} and cannot be raised here\n`,
+runBench({
+  name: 'capacity',
+  flags: ['proxies', 'target', 'quick', 'no-write', 'proxy-cpu', 'load-cpu', 'parallel'],
+  defaultProxies: ['unhitch', 'hitch', 'haproxy'],
+  run: async (bench) => {
+    const { flags, quick, proxyCpu, loadCpu, skipped } = bench;
+    const requested = numberFlag(flags, 'target', quick ? 2000 : 10_000);
+    const target = fittingTarget(
+      requested,
+      hardOpenFilesLimit(),
+      canRaiseOpenFiles(requested * 2 + SPARE_FILES),
     );
-  }
-  const openFilesLimit = target * 2 + SPARE_FILES;
-  const proxyCpu = flags.get('proxy-cpu') ?? '1';
-  const loadCpu = flags.get('load-cpu') ?? '0';
-  const proxies = parseProxyList(
-    listFlag(flags, 'proxies', ['unhitch', 'hitch', 'haproxy']).join(','),
-  );
-  const workDirectory = mkdtempSync(join(tmpdir(), 'unhitch-capacity-'));
-  const rows: string[][] = [];
-  const skipped: string[] = [];
-  try {
-    const certificate = makeSelfSignedCertificate(workDirectory);
-    for (const name of proxies) {
+    if (target < requested) {
+      process.stderr.write(
+        `target lowered to ${target}: the open-files hard limit is ${hardOpenFilesLimit()} and cannot be raised here\n`,
+      );
+    }
+    const openFilesLimit = target * 2 + SPARE_FILES;
+    const rows: string[][] = [];
+    const certificate = bench.certificate();
+    for (const name of bench.proxies) {
       const reason = proxyUnavailableReason(name, 'terminate');
       if (reason) {
         skipped.push(`${name}: ${reason}`);
@@ -103,7 +84,7 @@ async function main(): Promise<void> {
           backendPort: backend.port,
           combinedPemPath: certificate.combinedPemPath,
           cpu: proxyCpu,
-          workDirectory,
+          workDirectory: bench.workDirectory,
           openFilesLimit,
         });
         try {
@@ -156,31 +137,16 @@ async function main(): Promise<void> {
       ],
       rows,
     );
-    process.stdout.write(`\n${table}\n`);
-    if (!flags.has('no-write') && !isShuttingDown()) {
-      updateResultsFile(
-        RESULTS_MD,
-        'capacity',
-        formatResultsSection({
-          heading: '## capacity: idle TLS + WebSocket connections',
-          notes: [
-            `- Layout: proxy on CPU ${proxyCpu}; idle ws client and uws backend on CPU ${loadCpu}; children run with RLIMIT_NOFILE ${openFilesLimit} (prlimit).${target < requested ? ` Requested ${requested} connections, lowered to ${target}: the open-files hard limit could not be raised (no CAP_SYS_RESOURCE).` : ''}`,
-          ],
-          blocks: [table],
-          skipped,
-          references: true,
-        }),
-      );
-    }
-  } finally {
-    rmSync(workDirectory, { recursive: true, force: true });
-  }
-}
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`capacity: ${(err as Error).message}\n`);
-    process.exit(1);
+    return {
+      stdout: table,
+      results: {
+        heading: '## capacity: idle TLS + WebSocket connections',
+        notes: [
+          `- Layout: proxy on CPU ${proxyCpu}; idle ws client and uws backend on CPU ${loadCpu}; children run with RLIMIT_NOFILE ${openFilesLimit} (prlimit).${target < requested ? ` Requested ${requested} connections, lowered to ${target}: the open-files hard limit could not be raised (no CAP_SYS_RESOURCE).` : ''}`,
+        ],
+        blocks: [table],
+        references: true,
+      },
+    };
   },
-);
+});

@@ -7,26 +7,14 @@
  * With --repeat, the proxies take turns round after round (so slow phases of a shared machine
  * hit them alike) and each row shows the median, with every run's value beside it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeSelfSignedCertificate } from './lib/cert.js';
-import { listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
+import { numberFlag } from './lib/cli-args.js';
+import { runBench } from './lib/harness.js';
 import { runMeasuredChild } from './lib/measured-child.js';
-import { freePort, waitForPort } from './lib/ports.js';
-import { installCleanup, isShuttingDown, startProcess, untilReady } from './lib/processes.js';
-import {
-  measureInTurns,
-  parseProxyList,
-  proxyUnavailableReason,
-  REPO_ROOT,
-} from './lib/proxies.js';
-import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
+import { measureInTurns, proxyUnavailableReason, REPO_ROOT } from './lib/proxies.js';
 import { formatDecimal, formatMarkdownTable, median, ratioTo } from './lib/table.js';
 
 const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'handshake-client.js');
-const SINK = join(REPO_ROOT, 'dist', 'bench', 'backends', 'tcp-sink.js');
-const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
 
 type Mode = 'full' | 'resumed';
 const MODES: readonly Mode[] = ['full', 'resumed'];
@@ -48,9 +36,9 @@ interface HandshakeResult {
   readonly clientCpuMicrosPerHandshake: number | null;
 }
 
-async function main(): Promise<void> {
-  installCleanup();
-  const flags = parseFlags(process.argv.slice(2), [
+runBench({
+  name: 'handshake',
+  flags: [
     'proxies',
     'duration',
     'warmup',
@@ -61,39 +49,25 @@ async function main(): Promise<void> {
     'proxy-cpu',
     'load-cpu',
     'repeat',
-  ]);
-  const quick = flags.has('quick');
-  const duration = numberFlag(flags, 'duration', quick ? 4 : 10);
-  const warmup = numberFlag(flags, 'warmup', quick ? 1 : 2);
-  const proxyCpu = flags.get('proxy-cpu') ?? '1';
-  const loadCpu = flags.get('load-cpu') ?? '0';
-  const proxies = parseProxyList(
-    listFlag(flags, 'proxies', ['unhitch', 'hitch', 'haproxy']).join(','),
-  );
-  const repeat = Math.max(1, Math.floor(numberFlag(flags, 'repeat', 1)));
-  const workDirectory = mkdtempSync(join(tmpdir(), 'unhitch-handshake-'));
-  const runs = new Map<string, HandshakeRun[]>();
-  const runsOf = (name: string, mode: Mode): HandshakeRun[] => {
-    const key = `${name} ${mode}`;
-    let list = runs.get(key);
-    if (list === undefined) {
-      list = [];
-      runs.set(key, list);
-    }
-    return list;
-  };
-  const skipped: string[] = [];
-  try {
-    const certificate = makeSelfSignedCertificate(workDirectory);
-    const sinkPort = await freePort();
-    const sink = startProcess({
-      name: 'tcp-sink',
-      command: process.execPath,
-      args: [SINK, String(sinkPort)],
-      cpu: loadCpu,
-    });
-    await untilReady(sink, waitForPort(sinkPort));
-    const runnable = proxies.filter((name) => {
+  ],
+  defaultProxies: ['unhitch', 'hitch', 'haproxy'],
+  run: async (bench) => {
+    const { flags, quick, proxyCpu, loadCpu, repeat, skipped } = bench;
+    const duration = numberFlag(flags, 'duration', quick ? 4 : 10);
+    const warmup = numberFlag(flags, 'warmup', quick ? 1 : 2);
+    const runs = new Map<string, HandshakeRun[]>();
+    const runsOf = (name: string, mode: Mode): HandshakeRun[] => {
+      const key = `${name} ${mode}`;
+      let list = runs.get(key);
+      if (list === undefined) {
+        list = [];
+        runs.set(key, list);
+      }
+      return list;
+    };
+    const certificate = bench.certificate();
+    const sink = await bench.startBackend('tcp-sink');
+    const runnable = bench.proxies.filter((name) => {
       const reason = proxyUnavailableReason(name, 'terminate');
       if (name === 'none' || reason) {
         skipped.push(`${name}: ${reason ?? 'handshakes need a TLS proxy'}`);
@@ -105,10 +79,10 @@ async function main(): Promise<void> {
       proxies: runnable,
       repeat,
       start: {
-        backendPort: sinkPort,
+        backendPort: sink.port,
         combinedPemPath: certificate.combinedPemPath,
         cpu: proxyCpu,
-        workDirectory,
+        workDirectory: bench.workDirectory,
       },
       skipped,
       measure: async (proxy) => {
@@ -128,7 +102,7 @@ async function main(): Promise<void> {
             ],
             cpu: loadCpu,
             proxyPid: proxy.process?.pid ?? null,
-            proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
+            proxyCpuIndex: bench.proxyCpuIndex,
           });
           const r = measured.result;
           const run: HandshakeRun = {
@@ -197,32 +171,17 @@ async function main(): Promise<void> {
         ? []
         : [`ratio unhitch/hitch cpu-per-${mode}-handshake: ${ratio.toFixed(2)}`];
     });
-    process.stdout.write(`\n${table}\n${ratioLines.join('\n')}\n`);
-    if (!flags.has('no-write') && !isShuttingDown()) {
-      updateResultsFile(
-        RESULTS_MD,
-        'handshake',
-        formatResultsSection({
-          heading: '## handshake: TLS 1.3 full and resumed handshakes',
-          notes: [
-            `- Layout: proxy on CPU ${proxyCpu}; node:tls client (worker threads) and TCP sink backend on CPU ${loadCpu}; ${warmup} s warm-up, ${duration} s measured. Resumed: a handshake counts only if isSessionReused(); others are failures.`,
-            `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median shown)' : ''}`,
-          ],
-          blocks: [table, ...ratioLines],
-          skipped,
-          references: true,
-        }),
-      );
-    }
-  } finally {
-    rmSync(workDirectory, { recursive: true, force: true });
-  }
-}
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`handshake: ${(err as Error).message}\n`);
-    process.exit(1);
+    return {
+      stdout: `${table}\n${ratioLines.join('\n')}`,
+      results: {
+        heading: '## handshake: TLS 1.3 full and resumed handshakes',
+        notes: [
+          `- Layout: proxy on CPU ${proxyCpu}; node:tls client (worker threads) and TCP sink backend on CPU ${loadCpu}; ${warmup} s warm-up, ${duration} s measured. Resumed: a handshake counts only if isSessionReused(); others are failures.`,
+          `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median shown)' : ''}`,
+        ],
+        blocks: [table, ...ratioLines],
+        references: true,
+      },
+    };
   },
-);
+});

@@ -5,21 +5,15 @@
  *   node dist/bench/https.js [--proxies=none,unhitch,hitch,haproxy] [--duration=10]
  *     [--connections=100] [--quick] [--no-write]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeSelfSignedCertificate } from './lib/cert.js';
-import { listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
-import { freePort, waitForPort } from './lib/ports.js';
-import { cpuBusyMicros, treeCpuMicros } from './lib/proc.js';
-import { installCleanup, isShuttingDown, startProcess, untilReady } from './lib/processes.js';
-import { parseProxyList, proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
-import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
+import { numberFlag } from './lib/cli-args.js';
+import { measureWindow, runBench } from './lib/harness.js';
+import { freePort } from './lib/ports.js';
+import { startProcess } from './lib/processes.js';
+import { proxyUnavailableReason, startProxy } from './lib/proxies.js';
 import { formatDecimal, formatMarkdownTable } from './lib/table.js';
 
-const BACKEND = join(REPO_ROOT, 'dist', 'bench', 'backends', 'http-hello.js');
-const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
 const AUTOCANNON = join(
   createRequire(import.meta.url).resolve('autocannon/package.json'),
   '..',
@@ -63,40 +57,19 @@ async function runAutocannon(
   }
 }
 
-async function main(): Promise<void> {
-  installCleanup();
-  const flags = parseFlags(process.argv.slice(2), [
-    'proxies',
-    'duration',
-    'connections',
-    'quick',
-    'no-write',
-    'proxy-cpu',
-    'load-cpu',
-  ]);
-  const quick = flags.has('quick');
-  const duration = numberFlag(flags, 'duration', quick ? 4 : 10);
-  const connections = numberFlag(flags, 'connections', 100);
-  const proxyCpu = flags.get('proxy-cpu') ?? '1';
-  const loadCpu = flags.get('load-cpu') ?? '0';
-  const proxies = parseProxyList(
-    listFlag(flags, 'proxies', ['none', 'unhitch', 'hitch', 'haproxy']).join(','),
-  );
-  const workDirectory = mkdtempSync(join(tmpdir(), 'unhitch-https-'));
-  const rows: string[][] = [];
-  const skipped: string[] = [];
-  try {
-    const certificate = makeSelfSignedCertificate(workDirectory);
-    const backendPort = await freePort();
-    const backend = startProcess({
-      name: 'http-hello',
-      command: process.execPath,
-      args: [BACKEND, String(backendPort)],
-      cpu: loadCpu,
-    });
-    await untilReady(backend, waitForPort(backendPort));
+runBench({
+  name: 'https',
+  flags: ['proxies', 'duration', 'connections', 'quick', 'no-write', 'proxy-cpu', 'load-cpu'],
+  defaultProxies: ['none', 'unhitch', 'hitch', 'haproxy'],
+  run: async (bench) => {
+    const duration = numberFlag(bench.flags, 'duration', bench.quick ? 4 : 10);
+    const connections = numberFlag(bench.flags, 'connections', 100);
+    const { proxyCpu, loadCpu, skipped } = bench;
+    const rows: string[][] = [];
+    const certificate = bench.certificate();
+    const backend = await bench.startBackend('http-hello');
     let baseline: number | null = null;
-    for (const name of proxies) {
+    for (const name of bench.proxies) {
       const reason = proxyUnavailableReason(name);
       if (reason) {
         skipped.push(`${name}: ${reason}`);
@@ -106,27 +79,19 @@ async function main(): Promise<void> {
       try {
         const proxy = await startProxy(name, {
           frontendPort: await freePort(),
-          backendPort,
+          backendPort: backend.port,
           combinedPemPath: certificate.combinedPemPath,
           cpu: proxyCpu,
-          workDirectory,
+          workDirectory: bench.workDirectory,
         });
         try {
-          const pid = proxy.process?.pid ?? null;
-          const cpuBefore = pid === null ? null : treeCpuMicros(pid);
-          const proxyCpuIndex = /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null;
-          const busyBefore = proxyCpuIndex === null ? null : cpuBusyMicros(proxyCpuIndex);
-          const startedAt = performance.now();
           const url = `${proxy.tls ? 'https' : 'http'}://127.0.0.1:${proxy.port}/`;
-          const result = await runAutocannon(url, connections, duration, loadCpu);
-          const cpuMicros =
-            pid === null || cpuBefore === null ? null : treeCpuMicros(pid) - cpuBefore;
-          const busyAfter = proxyCpuIndex === null ? null : cpuBusyMicros(proxyCpuIndex);
-          const elapsedMicros = (performance.now() - startedAt) * 1000;
-          const otherLoadPercent =
-            busyBefore !== null && busyAfter !== null && elapsedMicros > 0
-              ? Math.max(0, ((busyAfter - busyBefore - (cpuMicros ?? 0)) / elapsedMicros) * 100)
-              : null;
+          const measured = await measureWindow(
+            proxy.process?.pid ?? null,
+            bench.proxyCpuIndex,
+            () => runAutocannon(url, connections, duration, loadCpu),
+          );
+          const { result, proxyCpuMicros: cpuMicros } = measured;
           if (name === 'none') baseline = result.requests.average;
           rows.push([
             name,
@@ -142,7 +107,7 @@ async function main(): Promise<void> {
                 : null,
             ),
             String(result.errors + result.timeouts + result.non2xx),
-            formatDecimal(otherLoadPercent, 0),
+            formatDecimal(measured.otherLoadOnProxyCpuPercent, 0),
           ]);
           process.stderr.write(`   ${rows[rows.length - 1]?.join(' | ')}\n`);
         } finally {
@@ -165,30 +130,15 @@ async function main(): Promise<void> {
       ],
       rows,
     );
-    process.stdout.write(`\n${table}\n`);
-    if (!flags.has('no-write') && !isShuttingDown()) {
-      updateResultsFile(
-        RESULTS_MD,
-        'https',
-        formatResultsSection({
-          heading: '## https: autocannon through each proxy to a trivial node http backend',
-          notes: [
-            `- Layout: proxy on CPU ${proxyCpu}; autocannon (-c ${connections}, ${duration} s, keep-alive) and backend on CPU ${loadCpu}. Proxy CPU covers autocannon's whole run, connection setup included.`,
-          ],
-          blocks: [table],
-          skipped,
-        }),
-      );
-    }
-  } finally {
-    rmSync(workDirectory, { recursive: true, force: true });
-  }
-}
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`https: ${(err as Error).message}\n`);
-    process.exit(1);
+    return {
+      stdout: table,
+      results: {
+        heading: '## https: autocannon through each proxy to a trivial node http backend',
+        notes: [
+          `- Layout: proxy on CPU ${proxyCpu}; autocannon (-c ${connections}, ${duration} s, keep-alive) and backend on CPU ${loadCpu}. Proxy CPU covers autocannon's whole run, connection setup included.`,
+        ],
+        blocks: [table],
+      },
+    };
   },
-);
+});

@@ -10,26 +10,14 @@
  *     [--no-write]
  * With --repeat, the proxies take turns round after round and each figure is the median.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeSelfSignedCertificate } from './lib/cert.js';
-import { listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
+import { numberFlag } from './lib/cli-args.js';
+import { runBench } from './lib/harness.js';
 import { runMeasuredChild } from './lib/measured-child.js';
-import { freePort, waitForPort } from './lib/ports.js';
-import { installCleanup, isShuttingDown, startProcess, untilReady } from './lib/processes.js';
-import {
-  measureInTurns,
-  parseProxyList,
-  proxyUnavailableReason,
-  REPO_ROOT,
-} from './lib/proxies.js';
-import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
+import { measureInTurns, proxyUnavailableReason, REPO_ROOT } from './lib/proxies.js';
 import { formatDecimal, formatMarkdownTable, median } from './lib/table.js';
 
 const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'latency-client.js');
-const ECHO = join(REPO_ROOT, 'dist', 'bench', 'backends', 'tcp-echo.js');
-const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
 
 interface LatencyResult {
   readonly connections: number;
@@ -47,9 +35,9 @@ interface LatencyRun extends LatencyResult {
   readonly otherLoadOnProxyCpuPercent: number | null;
 }
 
-async function main(): Promise<void> {
-  installCleanup();
-  const flags = parseFlags(process.argv.slice(2), [
+runBench({
+  name: 'latency',
+  flags: [
     'proxies',
     'connections',
     'interval-ms',
@@ -61,33 +49,19 @@ async function main(): Promise<void> {
     'no-write',
     'proxy-cpu',
     'load-cpu',
-  ]);
-  const quick = flags.has('quick');
-  const duration = numberFlag(flags, 'duration', quick ? 4 : 10);
-  const warmup = numberFlag(flags, 'warmup', quick ? 1 : 2);
-  const connections = numberFlag(flags, 'connections', 1);
-  const intervalMs = numberFlag(flags, 'interval-ms', 1);
-  const size = numberFlag(flags, 'size', 200);
-  const repeat = Math.max(1, Math.floor(numberFlag(flags, 'repeat', 1)));
-  const proxyCpu = flags.get('proxy-cpu') ?? '1';
-  const loadCpu = flags.get('load-cpu') ?? '0';
-  const proxies = parseProxyList(
-    listFlag(flags, 'proxies', ['none', 'unhitch', 'hitch', 'haproxy']).join(','),
-  );
-  const workDirectory = mkdtempSync(join(tmpdir(), 'unhitch-latency-'));
-  const runs = new Map<string, LatencyRun[]>();
-  const skipped: string[] = [];
-  try {
-    const certificate = makeSelfSignedCertificate(workDirectory);
-    const echoPort = await freePort();
-    const echo = startProcess({
-      name: 'tcp-echo',
-      command: process.execPath,
-      args: [ECHO, String(echoPort)],
-      cpu: loadCpu,
-    });
-    await untilReady(echo, waitForPort(echoPort));
-    const runnable = proxies.filter((name) => {
+  ],
+  defaultProxies: ['none', 'unhitch', 'hitch', 'haproxy'],
+  run: async (bench) => {
+    const { flags, quick, proxyCpu, loadCpu, repeat, skipped } = bench;
+    const duration = numberFlag(flags, 'duration', quick ? 4 : 10);
+    const warmup = numberFlag(flags, 'warmup', quick ? 1 : 2);
+    const connections = numberFlag(flags, 'connections', 1);
+    const intervalMs = numberFlag(flags, 'interval-ms', 1);
+    const size = numberFlag(flags, 'size', 200);
+    const runs = new Map<string, LatencyRun[]>();
+    const certificate = bench.certificate();
+    const echo = await bench.startBackend('tcp-echo');
+    const runnable = bench.proxies.filter((name) => {
       const reason = proxyUnavailableReason(name);
       if (reason) skipped.push(`${name}: ${reason}`);
       return reason === null;
@@ -96,10 +70,10 @@ async function main(): Promise<void> {
       proxies: runnable,
       repeat,
       start: {
-        backendPort: echoPort,
+        backendPort: echo.port,
         combinedPemPath: certificate.combinedPemPath,
         cpu: proxyCpu,
-        workDirectory,
+        workDirectory: bench.workDirectory,
       },
       skipped,
       measure: async (proxy) => {
@@ -119,7 +93,7 @@ async function main(): Promise<void> {
           ],
           cpu: loadCpu,
           proxyPid: proxy.process?.pid ?? null,
-          proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
+          proxyCpuIndex: bench.proxyCpuIndex,
         });
         const r = measured.result;
         const run: LatencyRun = {
@@ -183,31 +157,16 @@ async function main(): Promise<void> {
       ],
       rows,
     );
-    process.stdout.write(`\n${table}\n`);
-    if (!flags.has('no-write') && !isShuttingDown()) {
-      updateResultsFile(
-        RESULTS_MD,
-        'latency',
-        formatResultsSection({
-          heading: '## latency: round trips through each proxy at a fixed rate',
-          notes: [
-            `- Layout: proxy on CPU ${proxyCpu}; client and echo backend on CPU ${loadCpu}. ${connections} connections, each sending ${size} bytes every ${intervalMs} ms and timing the echo (one in flight per connection); ${warmup} s warm-up, ${duration} s measured. "Added" is the median minus the direct (none) median.`,
-            `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median of each figure)' : ''}`,
-          ],
-          blocks: [table],
-          skipped,
-        }),
-      );
-    }
-  } finally {
-    rmSync(workDirectory, { recursive: true, force: true });
-  }
-}
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`latency: ${(err as Error).message}\n`);
-    process.exit(1);
+    return {
+      stdout: table,
+      results: {
+        heading: '## latency: round trips through each proxy at a fixed rate',
+        notes: [
+          `- Layout: proxy on CPU ${proxyCpu}; client and echo backend on CPU ${loadCpu}. ${connections} connections, each sending ${size} bytes every ${intervalMs} ms and timing the echo (one in flight per connection); ${warmup} s warm-up, ${duration} s measured. "Added" is the median minus the direct (none) median.`,
+          `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median of each figure)' : ''}`,
+        ],
+        blocks: [table],
+      },
+    };
   },
-);
+});

@@ -1,0 +1,151 @@
+/**
+ * The skeleton every proxy bench shares, so a script only describes its run: flags (the
+ * common --proxies, --quick, --no-write, --proxy-cpu, --load-cpu, --repeat), a work
+ * directory with a self-signed certificate, backends pinned to the load CPU, the measured
+ * window's proxy CPU, the table on stdout and the script's RESULTS.md section. Child
+ * processes are stopped on every exit path (installCleanup); the exit status is 0, or 1
+ * with "<name>: <message>" on stderr.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BenchCertificate, makeSelfSignedCertificate } from './cert.js';
+import { type Flags, listFlag, numberFlag, parseFlags } from './cli-args.js';
+import { freePort, waitForPort } from './ports.js';
+import { cpuBusyMicros, treeCpuMicros } from './proc.js';
+import { installCleanup, isShuttingDown, startProcess, untilReady } from './processes.js';
+import { type ProxyName, parseProxyList, REPO_ROOT } from './proxies.js';
+import { formatResultsSection, type ResultsSection, updateResultsFile } from './results-file.js';
+
+const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
+
+export interface BenchContext {
+  readonly flags: Flags;
+  readonly quick: boolean;
+  /** --proxy-cpu (default 1): where the proxy runs. */
+  readonly proxyCpu: string;
+  /** --load-cpu (default 0): load generator and backend. */
+  readonly loadCpu: string;
+  /** The proxy CPU as an index, when it is a single CPU (for the other-load figure). */
+  readonly proxyCpuIndex: number | null;
+  /** --proxies, or the script's default list. */
+  readonly proxies: ProxyName[];
+  /** --repeat (default 1, at least 1). */
+  readonly repeat: number;
+  /** Removed when the script ends. */
+  readonly workDirectory: string;
+  /** What could not run, and why: listed in the RESULTS.md section. */
+  readonly skipped: string[];
+  /** A self-signed certificate in the work directory, made on first use. */
+  certificate(): BenchCertificate;
+  /** `node dist/bench/backends/<script>.js PORT` on the load CPU, once it listens. */
+  startBackend(script: string): Promise<NodeBackend>;
+}
+
+export interface NodeBackend {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export interface BenchReport {
+  /** Printed to stdout after a blank line: the table and what follows it. */
+  readonly stdout: string;
+  /** The RESULTS.md section, written unless --no-write or the run was interrupted. */
+  readonly results: Omit<ResultsSection, 'skipped'>;
+}
+
+export interface BenchSpec {
+  /** Names the RESULTS.md section, the work directory and error messages. */
+  readonly name: string;
+  /** Every flag the script accepts, in the order its usage error lists them. */
+  readonly flags: readonly string[];
+  readonly defaultProxies: readonly ProxyName[];
+  run(bench: BenchContext): Promise<BenchReport>;
+}
+
+/** Runs a bench script to its exit. */
+export function runBench(spec: BenchSpec): void {
+  main(spec).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`${spec.name}: ${(err as Error).message}\n`);
+      process.exit(1);
+    },
+  );
+}
+
+async function main(spec: BenchSpec): Promise<void> {
+  installCleanup();
+  const flags = parseFlags(process.argv.slice(2), spec.flags);
+  const proxyCpu = flags.get('proxy-cpu') ?? '1';
+  let certificate: BenchCertificate | undefined;
+  const workDirectory = mkdtempSync(join(tmpdir(), `unhitch-${spec.name}-`));
+  try {
+    const bench: BenchContext = {
+      flags,
+      quick: flags.has('quick'),
+      proxyCpu,
+      loadCpu: flags.get('load-cpu') ?? '0',
+      proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
+      proxies: parseProxyList(listFlag(flags, 'proxies', spec.defaultProxies).join(',')),
+      repeat: Math.max(1, Math.floor(numberFlag(flags, 'repeat', 1))),
+      workDirectory,
+      skipped: [],
+      certificate: () => {
+        certificate ??= makeSelfSignedCertificate(workDirectory);
+        return certificate;
+      },
+      startBackend: async (script) => {
+        const port = await freePort();
+        const backend = startProcess({
+          name: script,
+          command: process.execPath,
+          args: [join(REPO_ROOT, 'dist', 'bench', 'backends', `${script}.js`), String(port)],
+          cpu: flags.get('load-cpu') ?? '0',
+        });
+        await untilReady(backend, waitForPort(port));
+        return { port, stop: () => backend.stop() };
+      },
+    };
+    const report = await spec.run(bench);
+    process.stdout.write(`\n${report.stdout}\n`);
+    if (!flags.has('no-write') && !isShuttingDown()) {
+      updateResultsFile(
+        RESULTS_MD,
+        spec.name,
+        formatResultsSection({ ...report.results, skipped: bench.skipped }),
+      );
+    }
+  } finally {
+    rmSync(workDirectory, { recursive: true, force: true });
+  }
+}
+
+export interface WindowMeasurement<Result> {
+  readonly result: Result;
+  /** CPU of the proxy's process tree during the window, µs (null without a proxy). */
+  readonly proxyCpuMicros: number | null;
+  /** Busy share of the proxy's CPU not spent in the proxy during the window, %. */
+  readonly otherLoadOnProxyCpuPercent: number | null;
+}
+
+/** Runs `work` as the measured window, sampling the proxy tree and its CPU around it. */
+export async function measureWindow<Result>(
+  proxyPid: number | null,
+  proxyCpuIndex: number | null,
+  work: () => Promise<Result>,
+): Promise<WindowMeasurement<Result>> {
+  const cpuBefore = proxyPid === null ? null : treeCpuMicros(proxyPid);
+  const busyBefore = proxyCpuIndex === null ? null : cpuBusyMicros(proxyCpuIndex);
+  const startedAt = performance.now();
+  const result = await work();
+  const proxyCpuMicros =
+    proxyPid === null || cpuBefore === null ? null : treeCpuMicros(proxyPid) - cpuBefore;
+  const busyAfter = proxyCpuIndex === null ? null : cpuBusyMicros(proxyCpuIndex);
+  const elapsedMicros = (performance.now() - startedAt) * 1000;
+  const otherLoadOnProxyCpuPercent =
+    busyBefore !== null && busyAfter !== null && elapsedMicros > 0
+      ? Math.max(0, ((busyAfter - busyBefore - (proxyCpuMicros ?? 0)) / elapsedMicros) * 100)
+      : null;
+  return { result, proxyCpuMicros, otherLoadOnProxyCpuPercent };
+}
