@@ -91,6 +91,8 @@ export interface ProxyConfig {
 
   // Data plane
   readonly backendConnectTimeoutMs: number;
+  /** Hitch's backend-refresh: re-resolve a backend given by name every N seconds; 0 = never. */
+  readonly backendRefreshSec: number;
   readonly sslHandshakeTimeoutMs: number;
   readonly proxyProtocol: ProxyProtocolMode;
   /** Hitch's write-ip: 4/16 raw address bytes before the stream. */
@@ -170,6 +172,7 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   ecdhCurve: 'auto',
   alpnProtos: Object.freeze([]),
   backendConnectTimeoutMs: 30_000,
+  backendRefreshSec: 0,
   sslHandshakeTimeoutMs: 30_000,
   proxyProtocol: 'off',
   writeIp: false,

@@ -7,10 +7,13 @@
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 import type { BackendAddress } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
+import type { BackendResolver } from './backend-resolver.js';
 import type { ConnectionFailureReason } from './events.js';
 
 export interface BackendTarget {
   readonly address: BackendAddress;
+  /** For a TCP backend given by name: its current address (backend-refresh). */
+  readonly resolver?: BackendResolver;
   readonly connectTimeoutMs: number;
   /** Local addresses to connect from, used round robin; empty = let the kernel pick. */
   readonly sourceAddresses: readonly string[];
@@ -110,7 +113,7 @@ export class BackendConnector {
     } else {
       const localAddress = this.pickSource();
       socket.connect({
-        host: address.host ?? '127.0.0.1',
+        host: this.target.resolver?.target ?? address.host ?? '127.0.0.1',
         port: address.port,
         ...(localAddress === undefined ? {} : { localAddress }),
       });

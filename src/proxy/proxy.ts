@@ -14,6 +14,7 @@ import {
 } from '../tls/contexts.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { BackendConnector } from './backend.js';
+import { BackendResolver, type HostLookup, systemLookup } from './backend-resolver.js';
 import { type ProxiedConnection, proxyConnection } from './connection.js';
 import { NOOP_OBSERVER, type ProxyObserver } from './events.js';
 import { Frontend } from './frontend.js';
@@ -25,6 +26,8 @@ export interface ProxyStartOptions {
   readonly observer?: ProxyObserver;
   /** 48 bytes shared by every worker so tickets resume anywhere. */
   readonly ticketKey?: Buffer;
+  /** How a backend name becomes an address (tests inject their own); default getaddrinfo. */
+  readonly backendLookup?: HostLookup;
   /** true (default) binds its own sockets; cluster workers pass false to share the primary's. */
   readonly exclusive?: boolean;
 }
@@ -45,6 +48,7 @@ export class TlsProxy {
   private readonly connections = new Set<ProxiedConnection>();
   private readonly handshaking = new Set<Socket>();
   private readonly connector: BackendConnector;
+  private readonly resolver: BackendResolver | undefined;
   private readonly observer: ProxyObserver;
   private lastFdLog = 0;
   private fdFailuresSinceLog = 0;
@@ -57,17 +61,40 @@ export class TlsProxy {
     private config: ProxyConfig,
     private readonly logger: Logger,
     observer: ProxyObserver | undefined,
+    backendLookup: HostLookup,
   ) {
     this.observer = observer ?? NOOP_OBSERVER;
+    const backend = config.backend;
+    this.resolver =
+      backend.kind === 'tcp' && backend.host !== undefined
+        ? new BackendResolver(backend.host, config.backendRefreshSec, backendLookup, {
+            onResolved: (host, address, previous) =>
+              logger.info({ backend: host, address, previous }, 'backend address'),
+            onResolveFailed: (host, error) =>
+              logger.warn(
+                { backend: host, err: error },
+                'backend lookup failed; connecting to the last known address',
+              ),
+          })
+        : undefined;
     this.connector = new BackendConnector({
       address: config.backend,
+      ...(this.resolver === undefined ? {} : { resolver: this.resolver }),
       connectTimeoutMs: config.backendConnectTimeoutMs,
       sourceAddresses: config.backendSourceAddresses,
     });
   }
 
   static async start(options: ProxyStartOptions): Promise<TlsProxy> {
-    const proxy = new TlsProxy(options.config, options.logger, options.observer);
+    const proxy = new TlsProxy(
+      options.config,
+      options.logger,
+      options.observer,
+      options.backendLookup ?? systemLookup,
+    );
+    // Hitch resolves the backend before it serves; a failure is logged and the name is
+    // then looked up per connection until a refresh finds it.
+    await proxy.resolver?.start();
     const frontendConfigs = options.config.frontends;
     for (let index = 0; index < frontendConfigs.length; index++) {
       const frontendConfig = frontendConfigs[index];
@@ -228,6 +255,7 @@ export class TlsProxy {
 
   stopAccepting(): void {
     this.stopped = true;
+    this.resolver?.stop();
     clearTimeout(this.acceptPaused);
     for (const frontend of this.frontends) frontend.stopAccepting();
   }

@@ -1123,14 +1123,17 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     },
     (item, text) => parseUint(item, text, 0),
   ),
-  unimplemented(
+  scalar(
     {
       name: 'backend-refresh',
       valueType: 'uint',
-      summary: 'seconds between backend DNS refreshes',
-      sample: '0',
+      summary: 'seconds between lookups of a backend given by name (0 = only at start)',
+      sample: '30',
     },
     (item, text) => parseUint(item, text, 0),
+    (ctx, value) => {
+      ctx.draft.settings.backendRefreshSec = value ?? DEFAULT_CONFIG.backendRefreshSec;
+    },
   ),
 ]);
 
