@@ -53,6 +53,10 @@ class Interrupts {
     const now = performance.now();
     if (this.stopped || now - this.lastAt < ONE_KEYPRESS_MS) return;
     this.lastAt = now;
+    // A second Ctrl-C while there is still no primary to stop (a start-up that hangs):
+    // leave now, as Ctrl-C would without this handler.
+    if (this.requested && !this.delivered && process.listenerCount('SIGTERM') === 0)
+      process.exit(130);
     this.requested = true;
     this.stopPrimary();
   }

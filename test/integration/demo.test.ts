@@ -142,3 +142,21 @@ test('npm start: Ctrl-C (SIGINT to the whole process group) ends npm and the dem
     'every process of the demo to end',
   );
 });
+
+test('npm start: Ctrl-C during start-up is a clean stop too (status 0)', async (t) => {
+  const cwd = mkdtempSync(join(tmpdir(), 'unhitch-demo-'));
+  t.after(() => rmSync(cwd, { recursive: true, force: true }));
+  const port = await freePortPair();
+  const demo = spawn(process.execPath, [DEMO], {
+    cwd,
+    env: { ...process.env, UNHITCH_DEMO_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => demo.kill('SIGKILL'));
+  const watched = watch(demo);
+  // The tracker listens before the proxy starts: the interrupt lands while it starts.
+  await watched.printed('demo tracker (bittorrent-tracker) on', 20_000);
+  demo.kill('SIGINT');
+  assert.equal(await watched.ended(20_000), 0, watched.output());
+  assert.doesNotMatch(watched.output(), /second stop signal/);
+});
