@@ -208,7 +208,11 @@ export function helpText(): string {
     lines.push(title);
     for (const spec of specs) {
       const label = flagLabel(spec);
-      const note = spec.implemented ? '' : ' [accepted, not implemented]';
+      const note = spec.implemented
+        ? ''
+        : spec.notCarriedOutBecause === undefined
+          ? ' [accepted, not implemented]'
+          : ` [accepted, not carried out: ${spec.notCarriedOutBecause}]`;
       lines.push(`${label.padEnd(44)} ${spec.summary}${note}`);
     }
     lines.push('');

@@ -64,7 +64,7 @@ export function applyEntries(
         draft,
         `unimplemented-${spec.name}`,
         'UNHITCH_CONFIG_UNIMPLEMENTED',
-        `${formatPosition(entry.position)}: option '${spec.name}' is recognised but not implemented by unhitch; ignored`,
+        `${formatPosition(entry.position)}: option '${spec.name}' is recognised but not implemented by unhitch; ignored${spec.notCarriedOutBecause === undefined ? '' : ` (${spec.notCarriedOutBecause})`}`,
       );
     }
   }

@@ -85,6 +85,8 @@ export interface OptionSpec {
   readonly cli: CliFlag | undefined;
   /** false: recognised, validated, then ignored with one UNHITCH_CONFIG_UNIMPLEMENTED warning. */
   readonly implemented: boolean;
+  /** Why node cannot carry out an unimplemented option (--help and the warning say it). */
+  readonly notCarriedOutBecause: string | undefined;
   /** true: unhitch-only, not in Hitch. */
   readonly extension: boolean;
   readonly summary: string;
@@ -103,6 +105,7 @@ interface OptionBase {
   readonly hitchFlag?: boolean;
   readonly takesValue?: boolean;
   readonly implemented?: boolean;
+  readonly notCarriedOutBecause?: string;
   readonly extension?: boolean;
   readonly summary: string;
   readonly sample: string;
@@ -125,6 +128,7 @@ function define(base: OptionBase, apply: (ctx: ApplyContext, entry: Entry) => vo
         }
       : undefined,
     implemented: base.implemented ?? true,
+    notCarriedOutBecause: base.notCarriedOutBecause,
     extension: base.extension ?? false,
     summary: base.summary,
     sample: base.sample,
@@ -146,6 +150,10 @@ function scalar<T>(
 
 const asText = (_item: ScalarItem, text: string): string => text;
 const asBool = parseBool;
+
+const NO_SHARED_SESSION_CACHE =
+  'node has no session cache shared across processes or hosts; workers share session ticket keys instead (ticket-key-file across hosts)';
+const OBSOLETE_RING_BUFFER = 'obsolete in Hitch as well; node streams size their own buffers';
 
 /** Recognised but not implemented: validate the value's shape, then ignore it. */
 function unimplemented(
@@ -565,7 +573,8 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       name: 'alpn-protos',
       valueType: 'alpn-protos',
       hitchFlag: true,
-      summary: 'ALPN protocols, comma separated',
+      summary:
+        'ALPN protocols, comma separated (ALPN only: node has no NPN, which Hitch also offers)',
       sample: '"http/1.1"',
     },
     parseAlpnProtos,
@@ -916,6 +925,8 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       hitchFlag: true,
       summary: 'OpenSSL engine',
       sample: '"rdrand"',
+      notCarriedOutBecause:
+        "node's OpenSSL 3 build has no ENGINE API (engines gave way to providers), so no engine can be loaded",
     },
     asText,
   ),
@@ -1073,6 +1084,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       hitchFlag: true,
       summary: 'shared session cache entries',
       sample: '0',
+      notCarriedOutBecause: NO_SHARED_SESSION_CACHE,
     },
     (item, text) => parseUint(item, text, 0),
   ),
@@ -1084,6 +1096,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       hitchFlag: true,
       summary: 'shared cache update listener',
       sample: '"[*]:8888"',
+      notCarriedOutBecause: NO_SHARED_SESSION_CACHE,
     },
     asText,
   ),
@@ -1096,6 +1109,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       hitchFlag: true,
       summary: 'shared cache update peer',
       sample: '"[10.0.0.2]:8888"',
+      notCarriedOutBecause: NO_SHARED_SESSION_CACHE,
     },
     asText,
   ),
@@ -1107,11 +1121,18 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       hitchFlag: true,
       summary: 'shared cache multicast interface[,ttl]',
       sample: '"eth0,3"',
+      notCarriedOutBecause: NO_SHARED_SESSION_CACHE,
     },
     asText,
   ),
   unimplemented(
-    { name: 'ring-slots', valueType: 'uint', summary: 'obsolete ring buffer slots', sample: '0' },
+    {
+      name: 'ring-slots',
+      valueType: 'uint',
+      summary: 'obsolete ring buffer slots',
+      sample: '0',
+      notCarriedOutBecause: OBSOLETE_RING_BUFFER,
+    },
     (item, text) => parseUint(item, text, 0),
   ),
   unimplemented(
@@ -1120,6 +1141,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       valueType: 'uint',
       summary: 'obsolete ring buffer data length',
       sample: '0',
+      notCarriedOutBecause: OBSOLETE_RING_BUFFER,
     },
     (item, text) => parseUint(item, text, 0),
   ),
