@@ -9,8 +9,9 @@ import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { eventually } from '../helpers/eventually.js';
+import { npmCommand } from '../helpers/npm.js';
 import { freePortPair } from '../helpers/ports.js';
 import { announceOnce } from '../helpers/webtorrent.js';
 
@@ -65,7 +66,8 @@ function watch(child: ChildProcess): Watched {
   };
 }
 
-test('npm start: demo tracker answers announces over wss through unhitch', async (t) => {
+/** The demo itself (no npm) in a fresh directory, on a free port pair. */
+async function startDemo(t: TestContext) {
   const cwd = mkdtempSync(join(tmpdir(), 'unhitch-demo-'));
   t.after(() => rmSync(cwd, { recursive: true, force: true }));
   const port = await freePortPair();
@@ -75,7 +77,11 @@ test('npm start: demo tracker answers announces over wss through unhitch', async
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.after(() => demo.kill('SIGKILL'));
-  const watched = watch(demo);
+  return { cwd, port, demo, watched: watch(demo) };
+}
+
+test('npm start: demo tracker answers announces over wss through unhitch', async (t) => {
+  const { cwd, port, demo, watched } = await startDemo(t);
   const url = `wss://127.0.0.1:${port}`;
   await watched.printed(url, 20_000);
   assert.ok(existsSync(join(cwd, 'tmp/tls/cert.crt')), 'certificate made on first run');
@@ -94,12 +100,6 @@ test('npm start: demo tracker answers announces over wss through unhitch', async
   demo.kill('SIGINT');
   assert.equal(await watched.ended(20_000), 0, watched.output());
 });
-
-/** npm itself: the one running `npm test`, else the one on PATH. */
-function npmCommand(): [string, string[]] {
-  const cli = process.env.npm_execpath;
-  return cli?.endsWith('.js') ? [process.execPath, [cli]] : ['npm', []];
-}
 
 test('npm start: Ctrl-C (SIGINT to the whole process group) ends npm and the demo with status 0', async (t) => {
   const port = await freePortPair();
@@ -144,16 +144,7 @@ test('npm start: Ctrl-C (SIGINT to the whole process group) ends npm and the dem
 });
 
 test('npm start: Ctrl-C during start-up is a clean stop too (status 0)', async (t) => {
-  const cwd = mkdtempSync(join(tmpdir(), 'unhitch-demo-'));
-  t.after(() => rmSync(cwd, { recursive: true, force: true }));
-  const port = await freePortPair();
-  const demo = spawn(process.execPath, [DEMO], {
-    cwd,
-    env: { ...process.env, UNHITCH_DEMO_PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => demo.kill('SIGKILL'));
-  const watched = watch(demo);
+  const { demo, watched } = await startDemo(t);
   // The tracker listens before the proxy starts: the interrupt lands while it starts.
   await watched.printed('demo tracker (bittorrent-tracker) on', 20_000);
   demo.kill('SIGINT');

@@ -10,6 +10,7 @@ import { isBuiltin } from 'node:module';
 import { dirname, join, posix, resolve } from 'node:path';
 import { test } from 'node:test';
 import ts from 'typescript';
+import { npmCommand } from '../helpers/npm.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 
@@ -23,8 +24,7 @@ const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 
 /** The files `npm pack` would put in the tarball (scripts skipped: dist/ is built). */
 function packedFiles(): string[] {
-  const cli = process.env.npm_execpath;
-  const [command, prefix] = cli?.endsWith('.js') ? [process.execPath, [cli]] : ['npm', []];
+  const [command, prefix] = npmCommand();
   const json = execFileSync(
     command,
     [...prefix, 'pack', '--dry-run', '--json', '--ignore-scripts'],
