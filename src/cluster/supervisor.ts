@@ -12,6 +12,7 @@ import { logCode } from '../errors.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { cpuForWorker, pinProcess } from './affinity.js';
 import { isWorkerMessage, type PrimaryMessage, reviveError } from './messages.js';
+import { workerExecArgv } from './worker-heap.js';
 
 /** A worker that dies sooner than this after its start counts as crash-looping. */
 const STABLE_AFTER_MS = 5_000;
@@ -70,7 +71,11 @@ export class Supervisor {
     // Each worker accepts on the shared socket itself; the primary's round robin would
     // put every connection through this process first.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
-    cluster.setupPrimary({ exec: WORKER_ENTRY, serialization: 'advanced' });
+    cluster.setupPrimary({
+      exec: WORKER_ENTRY,
+      execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS),
+      serialization: 'advanced',
+    });
     cluster.on('exit', onExit);
   }
 

@@ -43,6 +43,8 @@ export interface StartOptions {
   readonly cwd?: string;
   /** Command prefix, e.g. ['taskset', '-c', '1'] or ['prlimit', '--nofile=64']. */
   readonly wrapper?: readonly string[];
+  /** Extra environment for the binary (and so its workers), e.g. NODE_OPTIONS. */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export function startUnhitch(args: readonly string[], options: StartOptions = {}): UnhitchProcess {
@@ -52,6 +54,7 @@ export function startUnhitch(args: readonly string[], options: StartOptions = {}
     wrapper.length > 0 ? [...wrapper.slice(1), process.execPath, CLI, ...args] : [CLI, ...args];
   const child = spawn(command, commandArgs, {
     cwd: options.cwd ?? ROOT,
+    env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: UnhitchLogLine[] = [];
@@ -149,15 +152,19 @@ export async function startSingleWorker(
   backendPort: number,
   certificatePath: string,
   extraArgs: readonly string[] = [],
+  options: StartOptions = {},
 ): Promise<SingleWorker> {
   const port = await freePort();
-  const unhitch = startUnhitch([
-    `--frontend=[127.0.0.1]:${port}`,
-    `--backend=[127.0.0.1]:${backendPort}`,
-    '--workers=1',
-    ...extraArgs,
-    certificatePath,
-  ]);
+  const unhitch = startUnhitch(
+    [
+      `--frontend=[127.0.0.1]:${port}`,
+      `--backend=[127.0.0.1]:${backendPort}`,
+      '--workers=1',
+      ...extraArgs,
+      certificatePath,
+    ],
+    options,
+  );
   try {
     await unhitch.waitForLog((line) => line.msg === 'worker ready');
     const [workerPid] = unhitch.workerPids();

@@ -1,0 +1,83 @@
+/**
+ * Counts live objects by constructor name in another node process, from a heap snapshot
+ * it writes on a signal. Leak tests use it: RSS moves with V8's heap sizing and malloc, so
+ * it only shows a large leak, while a snapshot (taken after a full GC) shows every socket
+ * or connection that something still holds.
+ *
+ * The process must be started with `censusNodeOptions(dir)` in NODE_OPTIONS.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { waitFor } from './proxy-fixture.js';
+
+const SNAPSHOT_SIGNAL = 'SIGUSR2';
+
+export interface HeapCensus {
+  /** Where snapshots are written; removed by `cleanup()`. */
+  readonly dir: string;
+  /** NODE_OPTIONS for the process to be counted. */
+  readonly nodeOptions: string;
+  /** Asks `pid` for a snapshot and counts the objects whose constructor is in `names`. */
+  count(pid: number, names: readonly string[], timeoutMs?: number): Promise<Map<string, number>>;
+  cleanup(): void;
+}
+
+interface HeapSnapshotFile {
+  readonly snapshot: {
+    readonly meta: {
+      readonly node_fields: string[];
+      readonly node_types: [string[], ...unknown[]];
+    };
+  };
+  readonly nodes: number[];
+  readonly strings: string[];
+}
+
+export function heapCensus(): HeapCensus {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-heap-'));
+  return {
+    dir,
+    nodeOptions: `--heapsnapshot-signal=${SNAPSHOT_SIGNAL} --diagnostic-dir=${dir}`,
+    async count(pid, names, timeoutMs = 30_000) {
+      const before = new Set(readdirSync(dir));
+      process.kill(pid, SNAPSHOT_SIGNAL);
+      let parsed: HeapSnapshotFile | undefined;
+      // The file appears when writing starts: it is complete once it parses.
+      await waitFor(
+        () => {
+          const file = readdirSync(dir).find(
+            (name) => !before.has(name) && name.includes(`.${pid}.`),
+          );
+          if (file === undefined) return false;
+          try {
+            parsed = JSON.parse(readFileSync(join(dir, file), 'utf8')) as HeapSnapshotFile;
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        timeoutMs,
+        `a heap snapshot from ${pid}`,
+      );
+      return countByName(parsed as HeapSnapshotFile, names);
+    },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+function countByName(file: HeapSnapshotFile, names: readonly string[]): Map<string, number> {
+  const fields = file.snapshot.meta.node_fields;
+  const stride = fields.length;
+  const typeField = fields.indexOf('type');
+  const nameField = fields.indexOf('name');
+  const objectType = file.snapshot.meta.node_types[0].indexOf('object');
+  const wanted = new Set(names);
+  const counts = new Map<string, number>(names.map((name) => [name, 0]));
+  for (let offset = 0; offset < file.nodes.length; offset += stride) {
+    if (file.nodes[offset + typeField] !== objectType) continue;
+    const name = file.strings[file.nodes[offset + nameField] as number] as string;
+    if (wanted.has(name)) counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return counts;
+}
