@@ -187,6 +187,11 @@ export const CODES = {
     exitStatus: null,
     level: 'info',
   },
+  UNHITCH_PROXY_HEADER_INCOMPLETE: {
+    meaning: 'proxy-proxy: the client closed its side before its PROXY header was complete.',
+    exitStatus: null,
+    level: 'info',
+  },
   UNHITCH_BACKEND_CONNECT_TIMEOUT: {
     meaning: 'The backend did not accept within backend-connect-timeout.',
     exitStatus: null,

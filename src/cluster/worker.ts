@@ -54,7 +54,10 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
   const observer =
     config.metrics === undefined
       ? NOOP_OBSERVER
-      : createWorkerMetrics({ workerId: message.workerIndex }).observer;
+      : createWorkerMetrics({
+          workerId: message.workerIndex,
+          activeConnections: () => proxy?.activeConnections ?? 0,
+        }).observer;
   try {
     proxy = await TlsProxy.start({
       config,

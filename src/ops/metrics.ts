@@ -45,6 +45,7 @@ export const CONNECTION_FAILURE_REASONS = [
   'client_cert_rejected',
   'proxy_header_invalid',
   'proxy_header_timeout',
+  'proxy_header_incomplete',
   'backend_connect_timeout',
   'backend_refused',
   'backend_error',
@@ -75,17 +76,17 @@ export interface WorkerMetrics {
   readonly observer: ProxyObserver;
   /** This worker's registry (already registered for cluster aggregation). */
   readonly registry: Registry<PrometheusContentType>;
-  /**
-   * Optional authoritative source for the active-connections gauge, read at scrape time
-   * (e.g. a count the data plane keeps). Without it the gauge is accepted − closed, which
-   * relies on `connectionClosed` being called exactly once per accepted connection.
-   */
-  setActiveConnectionsSource(source: (() => number) | undefined): void;
 }
 
 export interface WorkerMetricsOptions {
   /** cluster.worker.id (or any stable per-worker number); becomes the `worker` label. */
   readonly workerId: number;
+  /**
+   * The live connection count, read at scrape time from the data plane's own sets
+   * (TlsProxy.activeConnections) rather than derived from events: a count of accepts minus
+   * closes drifts the moment one failure path forgets to report its close.
+   */
+  readonly activeConnections: () => number;
   /** Collect process CPU, memory and event-loop delay per worker. Default true. */
   readonly collectProcessMetrics?: boolean;
 }
@@ -102,8 +103,6 @@ function millisecondsToSeconds(durationMs: number): number {
 export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetrics {
   const registry = new Registry<PrometheusContentType>();
   const registers = [registry];
-  let activeConnectionsSource: (() => number) | undefined;
-  let trackedActiveConnections = 0;
 
   new Gauge({
     name: `${METRIC_PREFIX}active_connections`,
@@ -111,7 +110,7 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     registers,
     aggregator: 'sum',
     collect() {
-      this.set(activeConnectionsSource ? activeConnectionsSource() : trackedActiveConnections);
+      this.set(options.activeConnections());
     },
   });
   const acceptedTotal = new Counter({
@@ -175,7 +174,6 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
   const observer: ProxyObserver = {
     connectionAccepted() {
       acceptedTotal.inc();
-      trackedActiveConnections += 1;
     },
     handshakeCompleted(info: HandshakeInfo) {
       handshakesTotal.inc({ kind: info.resumed ? 'resumed' : 'full' });
@@ -189,7 +187,6 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     },
     connectionClosed(totals: ConnectionTotals) {
       closedTotal.inc();
-      trackedActiveConnections = Math.max(0, trackedActiveConnections - 1);
       bytesTotal.inc({ direction: 'client_to_backend' }, totals.clientToBackendBytes);
       bytesTotal.inc({ direction: 'backend_to_client' }, totals.backendToClientBytes);
     },
@@ -200,13 +197,7 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries(registry);
 
-  return {
-    observer,
-    registry,
-    setActiveConnectionsSource(source) {
-      activeConnectionsSource = source;
-    },
-  };
+  return { observer, registry };
 }
 
 export type MetricsErrorCode = 'UNHITCH_METRICS_ADDRESS';

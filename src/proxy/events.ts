@@ -13,6 +13,7 @@ export type ConnectionFailureReason =
   | 'client_cert_rejected' // a client certificate that does not verify against client-verify-ca
   | 'proxy_header_invalid' // proxy-proxy: malformed or missing PROXY header
   | 'proxy_header_timeout' // proxy-proxy: header not received in time
+  | 'proxy_header_incomplete' // proxy-proxy: client closed (FIN) before its header was complete
   | 'backend_connect_timeout' // backend-connect-timeout elapsed
   | 'backend_refused' // ECONNREFUSED / ENOENT on the backend
   | 'backend_error' // any other backend socket error (incl. reset mid-stream)

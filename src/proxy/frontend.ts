@@ -190,34 +190,65 @@ export class Frontend {
    * in client-certificate policy, or sni-nomatch-abort is on) the ClientHello's SNI name,
    * which picks the tls.Server or refuses the name with Hitch's alert. The bytes read are
    * handed back to the socket, so OpenSSL sees the stream from its first byte.
+   *
+   * The socket is reported accepted at once, so drain and destroy reach it while its
+   * header is on the way, and a client that leaves early is reported when it leaves.
    */
   private readBeforeTls(raw: Socket): void {
     const acceptedAt = performance.now();
     const route = this.options.tls.route;
+    // Read now: once the socket has closed node no longer knows the peer.
+    const socketSide = socketEndpoints(raw);
     let header = this.options.proxyProxy
       ? new ProxyHeaderReader(MAX_PROXY_HEADER_BYTES)
       : undefined;
-    if (header === undefined) {
-      this.noteAccepted(raw, { acceptedAt, endpoints: socketEndpoints(raw) });
-    }
+    this.noteAccepted(raw, { acceptedAt, endpoints: socketSide });
+    let receivedBytes = 0;
     let hello: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => {
       const inHeader = header !== undefined;
       const error = inHeader
-        ? new UnhitchError('UNHITCH_PROXY_HEADER_TIMEOUT', 'no PROXY header in time')
+        ? new UnhitchError(
+            'UNHITCH_PROXY_HEADER_TIMEOUT',
+            `no complete PROXY header in time (${receivedBytes} bytes)`,
+          )
         : new UnhitchError('UNHITCH_CLIENT_HELLO_TIMEOUT', 'no ClientHello in time');
       fail(inHeader ? 'proxy_header_timeout' : 'handshake_timeout', error);
       raw.destroy();
     }, this.options.handshakeTimeoutMs);
     const fail = (reason: ConnectionFailureReason, error: Error): void => {
       cleanup();
-      const accepted = this.accepted.get(raw);
-      if (accepted !== undefined) this.handlers.onHandshakeSettled(raw);
-      this.handlers.onClientError(reason, error, accepted?.endpoints ?? socketEndpoints(raw));
+      this.handlers.onHandshakeSettled(raw);
+      this.handlers.onClientError(reason, error, this.accepted.get(raw)?.endpoints ?? socketSide);
     };
     const onError = (error: Error): void => {
       fail('client_reset', error);
       raw.destroy();
+    };
+    // FIN before TLS could start (allowHalfOpen is off: node closes our side too).
+    const onEnd = (): void => {
+      if (header !== undefined) {
+        const message = `client closed after ${receivedBytes} bytes of an incomplete PROXY header`;
+        fail(
+          'proxy_header_incomplete',
+          new UnhitchError('UNHITCH_PROXY_HEADER_INCOMPLETE', message),
+        );
+      } else {
+        // As node reports a FIN during the handshake proper ('socket hang up').
+        const error = Object.assign(
+          new Error('client closed before its ClientHello was complete'),
+          {
+            code: 'ECONNRESET',
+          },
+        );
+        fail('client_reset', error);
+      }
+      raw.destroy();
+    };
+    // Destroyed from our side (drain, shutdown) while waiting: nothing to report.
+    const onClose = (): void => {
+      cleanup();
+      this.handlers.onHandshakeSettled(raw);
     };
     const startTls = (serverIndex: number, bytes: Buffer): void => {
       cleanup();
@@ -226,6 +257,7 @@ export class Frontend {
       (this.tlsServers[serverIndex] ?? this.tlsServers[0])?.emit('connection', raw);
     };
     const onData = (chunk: Buffer): void => {
+      receivedBytes += chunk.length;
       let bytes = chunk;
       if (header !== undefined) {
         let parsed: ReturnType<ProxyHeaderReader['push']>;
@@ -239,9 +271,9 @@ export class Frontend {
         if (parsed === undefined) return;
         header = undefined;
         // LOCAL / UNKNOWN headers (health checks) carry no addresses: use the socket's.
-        this.noteAccepted(raw, {
+        this.accepted.set(raw, {
           acceptedAt,
-          endpoints: parsed.endpoints ?? socketEndpoints(raw),
+          endpoints: parsed.endpoints ?? socketSide,
           proxyHeader: parsed.header,
         });
         bytes = parsed.rest;
@@ -286,10 +318,14 @@ export class Frontend {
       clearTimeout(timer);
       raw.removeListener('data', onData);
       raw.removeListener('error', onError);
+      raw.removeListener('end', onEnd);
+      raw.removeListener('close', onClose);
       raw.on('error', () => {}); // late errors of a socket we gave up on are not news
     };
     raw.on('data', onData);
     raw.on('error', onError);
+    raw.once('end', onEnd);
+    raw.once('close', onClose);
   }
 
   async listen(): Promise<void> {

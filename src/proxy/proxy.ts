@@ -46,7 +46,8 @@ const ACCEPT_BACKOFF_MAX_MS = 2000;
 export class TlsProxy {
   private readonly frontends: Frontend[] = [];
   private readonly connections = new Set<ProxiedConnection>();
-  private readonly handshaking = new Set<Socket>();
+  /** Accepted TCP sockets not yet secure: reading a PROXY header or handshaking. */
+  private readonly opening = new Set<Socket>();
   private readonly connector: BackendConnector;
   private readonly resolver: BackendResolver | undefined;
   private readonly observer: ProxyObserver;
@@ -170,12 +171,14 @@ export class TlsProxy {
 
   private accepted(raw: Socket): void {
     this.observer.connectionAccepted();
-    this.handshaking.add(raw);
+    this.opening.add(raw);
+    // Whatever path the handshake takes, a closed socket is no longer opening: the count
+    // (and the active-connections gauge read from it) cannot keep a dead socket.
+    raw.once('close', () => this.handshakeSettled(raw));
   }
 
   private handshakeSettled(raw: Socket): void {
-    this.handshaking.delete(raw);
-    this.checkIdle();
+    if (this.opening.delete(raw)) this.checkIdle();
   }
 
   private secured(
@@ -244,9 +247,12 @@ export class TlsProxy {
     return this.frontends.map((frontend) => frontend.address());
   }
 
-  /** Established (post-handshake) connections plus those still handshaking. */
+  /**
+   * Client connections open right now: spliced (or connecting to the backend) plus those
+   * still reading a PROXY header or handshaking. The active-connections gauge reads this.
+   */
   get activeConnections(): number {
-    return this.connections.size + this.handshaking.size;
+    return this.connections.size + this.opening.size;
   }
 
   setTicketKey(key: Buffer): void {
@@ -281,7 +287,7 @@ export class TlsProxy {
   destroy(): void {
     this.stopAccepting();
     for (const connection of this.connections) connection.destroy();
-    for (const raw of this.handshaking) raw.destroy();
+    for (const raw of this.opening) raw.destroy();
   }
 
   private checkIdle(): void {

@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
+import { startBlackHole } from '../helpers/black-hole.js';
 import { freePort } from '../helpers/ports.js';
 import {
   closeBackend,
@@ -83,21 +83,8 @@ test('refused backend: every client gets a clean close and a backend_refused lin
 test('black-holed backend (full accept queue): clients closed after the connect timeout', {
   timeout: 30_000,
 }, async (t) => {
-  // listen(0) and a few queued connects that nobody accepts: further SYNs are dropped.
-  const holder = await pythonListener(
-    'import socket,time\ns=socket.socket();s.bind(("127.0.0.1",0));s.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)',
-  );
-  t.after(() => holder.child.kill('SIGKILL'));
-  const fillers: Socket[] = [];
-  t.after(() => {
-    for (const socket of fillers) socket.destroy();
-  });
-  for (let index = 0; index < 4; index++) {
-    const filler = netConnect(holder.port, '127.0.0.1');
-    filler.on('error', () => {});
-    fillers.push(filler);
-  }
-  await sleep(200);
+  const holder = await startBlackHole();
+  t.after(() => holder.close());
   const connectTimeoutMs = 300;
   const proxy = await startProxy(holder.port, { backendConnectTimeoutMs: connectTimeoutMs });
   t.after(() => proxy.close());

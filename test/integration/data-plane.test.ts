@@ -3,7 +3,6 @@
  * handshake timeouts. The proxy runs in-process; clients and backends are real peers.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import TrackerServer from 'bittorrent-tracker/server';
+import { startBlackHole } from '../helpers/black-hole.js';
 import { freePort } from '../helpers/ports.js';
 import {
   closeBackend,
@@ -182,28 +182,9 @@ test('backend down: the client is closed, a log line names the reason, the proxy
 });
 
 test('backend black-holed (accept queue full): backend-connect-timeout closes the client', async (t) => {
-  // A listener that never accepts, its queue filled: further SYNs go unanswered.
-  const holder = spawn(
-    'python3',
-    [
-      '-c',
-      'import socket,sys,time\ns=socket.socket();s.bind(("127.0.0.1",0));s.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)',
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  t.after(() => holder.kill('SIGKILL'));
-  const [line] = (await once(holder.stdout, 'data')) as [Buffer];
-  const port = Number(line.toString().trim());
-  const fillers: Socket[] = [];
-  t.after(() => {
-    for (const socket of fillers) socket.destroy();
-  });
-  for (let index = 0; index < 4; index++) {
-    const filler = netConnect(port, '127.0.0.1');
-    filler.on('error', () => {});
-    fillers.push(filler);
-  }
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  const holder = await startBlackHole();
+  t.after(() => holder.close());
+  const port = holder.port;
 
   const proxy = await startProxy(port, { backendConnectTimeoutMs: 300 });
   t.after(() => proxy.close());

@@ -160,14 +160,21 @@ test('isLoopbackHost', () => {
 });
 
 test('worker registry counts observer events locally', async () => {
-  const metrics = createWorkerMetrics({ workerId: 7, collectProcessMetrics: false });
+  let live = 0;
+  const metrics = createWorkerMetrics({
+    workerId: 7,
+    collectProcessMetrics: false,
+    activeConnections: () => live,
+  });
   metrics.observer.connectionAccepted();
   metrics.observer.connectionAccepted();
   metrics.observer.connectionClosed({ clientToBackendBytes: 5, backendToClientBytes: 7 });
+  live = 1;
   let samples = parseExposition(await metrics.registry.metrics());
   assert.equal(sample(samples, 'unhitch_active_connections'), 1);
+  assert.equal(sample(samples, 'unhitch_connections_accepted_total'), 2);
   assert.equal(sample(samples, 'unhitch_bytes_total{direction="backend_to_client"}'), 7);
-  metrics.setActiveConnectionsSource(() => 42);
+  live = 42;
   samples = parseExposition(await metrics.registry.metrics());
-  assert.equal(sample(samples, 'unhitch_active_connections'), 42);
+  assert.equal(sample(samples, 'unhitch_active_connections'), 42, 'read at scrape time');
 });
