@@ -20,6 +20,7 @@ import type { ProxyObserver } from '../../src/proxy/events.js';
 import { TlsProxy } from '../../src/proxy/proxy.js';
 import { type CertificateMaterial, loadPemFile } from '../../src/tls/material.js';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
+import { eventually } from './eventually.js';
 
 export interface LogLine {
   readonly level: number;
@@ -170,15 +171,11 @@ export function readAll(socket: Socket): Promise<Buffer> {
   });
 }
 
-/** Resolves when `predicate` holds, polling; rejects after `timeoutMs`. */
+/** Resolves when `predicate` holds (state without an event); rejects after `timeoutMs`. */
 export async function waitFor(
   predicate: () => boolean,
   timeoutMs = 5_000,
   what = 'condition',
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await eventually(() => (predicate() ? true : undefined), timeoutMs, what);
 }
