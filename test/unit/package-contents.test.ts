@@ -18,6 +18,7 @@ interface PackageJson {
   readonly bin: Record<string, string>;
   readonly dependencies: Record<string, string>;
   readonly devDependencies: Record<string, string>;
+  readonly overrides?: Record<string, unknown>;
 }
 
 const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as PackageJson;
@@ -78,4 +79,10 @@ test('shipped modules import only node built-ins, shipped files and dependencies
   assert.deepEqual(problems, []);
   const unused = Object.keys(manifest.dependencies).filter((name) => !used.has(name));
   assert.deepEqual(unused, [], 'dependencies no shipped module imports');
+});
+
+test('every dependency override in package.json is explained in the README', () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  for (const name of Object.keys(manifest.overrides ?? {}))
+    assert.match(readme, new RegExp(`overrides\`[^]*\`${name}\``), `README explains ${name}`);
 });
