@@ -29,6 +29,7 @@ import { parseFlags, positiveFlag } from './lib/cli-args.js';
 import { type ProcessSample, sampleProcess } from './lib/proc.js';
 import { REPO_ROOT } from './lib/proxies.js';
 import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
+import { runtimeLines } from './lib/runtimes.js';
 import { formatCount, formatMarkdownTable } from './lib/table.js';
 
 const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
@@ -247,7 +248,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
     const result = await measure(settings, unhitch, port, workerPid);
     const table = resultTable(result);
-    console.log(`\n${table}\n`);
+    console.log(`\n${table}\n\n${runtimeLines().join('\n')}\n`);
     const failed = problems(result);
     console.log(failed.length === 0 ? 'churn: no leak' : `churn: FAILED: ${failed.join('; ')}`);
     if (settings.write) {

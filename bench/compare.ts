@@ -34,6 +34,7 @@ import {
   startProxy,
 } from './lib/proxies.js';
 import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
+import { runtimeLines } from './lib/runtimes.js';
 import { barChartsSvg } from './lib/svg.js';
 import {
   cpuPerResponseRatioLine,
@@ -334,7 +335,7 @@ async function main(): Promise<void> {
     const table = formatResultTable(rows);
     const headline = cpuPerResponseRatioLine(rows);
     process.stdout.write(
-      `\n${table}\n\n${detailsTable(rowsWithMeasurements)}\n${headline ? `\n${headline}\n` : ''}`,
+      `\n${table}\n\n${detailsTable(rowsWithMeasurements)}\n${headline ? `\n${headline}\n` : ''}\n${runtimeLines().join('\n')}\n`,
     );
     if (!settings.write || isShuttingDown()) return;
     writeFileSync(

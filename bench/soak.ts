@@ -27,6 +27,7 @@ import {
   untilReady,
 } from './lib/processes.js';
 import { UNHITCH_CLI } from './lib/proxies.js';
+import { runtimeLines } from './lib/runtimes.js';
 
 export interface LoopTotals {
   /** Announce responses received. */
@@ -152,6 +153,7 @@ async function main(argv: readonly string[]): Promise<void> {
     console.log(
       `soak: ${minutes} min, ${concurrency} concurrent sessions, ${workers} worker(s), sample every ${intervalSec} s`,
     );
+    console.log(runtimeLines().join('\n'));
     console.log('| elapsed s | sessions | announces/s | errors | worker RSS MiB | worker fds |');
     console.log('|---:|---:|---:|---:|---:|---:|');
     let lastAnnounces = 0;

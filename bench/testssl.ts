@@ -18,6 +18,7 @@ import { freePort, waitForPort } from './lib/ports.js';
 import { installCleanup, startProcess, stopProcess, untilReady } from './lib/processes.js';
 import { REPO_ROOT, UNHITCH_CLI } from './lib/proxies.js';
 import { updateResultsFile } from './lib/results-file.js';
+import { runtimeLines } from './lib/runtimes.js';
 
 const RESULTS_MD = resolve(REPO_ROOT, 'bench/RESULTS.md');
 const RESULTS_DIR = resolve(REPO_ROOT, 'bench/results');
@@ -187,7 +188,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const version = findings.find((finding) => finding.id === 'version')?.finding ?? 'testssl.sh';
     const meta = `${new Date().toISOString().slice(0, 10)}; ${version}; target 127.0.0.1 (unhitch, 1 worker, ECDSA P-256 certificate from a throwaway CA passed with --add-ca, defaults: TLSv1.2+1.3, EECDH+AESGCM:EDH+AESGCM); scan ${seconds} s, exit ${status}. Certificate findings a loopback test certificate cannot avoid (CT, CAA) and the backend's HTTP headers are not about unhitch.`;
     const markdown = summaryMarkdown(findings, meta);
-    console.log(markdown);
+    console.log(`${markdown}\n\n${runtimeLines().join('\n')}`);
     mkdirSync(RESULTS_DIR, { recursive: true });
     writeFileSync(join(RESULTS_DIR, 'testssl.md'), `${markdown}\n`);
     updateResultsFile(RESULTS_MD, 'testssl', markdown);

@@ -1,11 +1,13 @@
 /**
  * Tracker backends for compare.ts, each a separate process pinned to the load CPU:
  * `uws` (fast stand-in), `bittorrent-tracker` (the reference), or an external command.
+ * `uws` runs on Node 20 when this node is newer (bench/lib/runtimes.ts says why).
  */
 import { join } from 'node:path';
 import { freePort, waitForPort } from './ports.js';
 import { type BenchProcess, startProcess, untilReady } from './processes.js';
 import { REPO_ROOT } from './proxies.js';
+import { currentRuntime, noteRuntime, uwsRuntime } from './runtimes.js';
 
 export interface BackendSpec {
   /** Name in tables. */
@@ -54,11 +56,16 @@ export async function startBackend(
   openFilesLimit?: number,
 ): Promise<RunningBackend> {
   const port = spec.port ?? (await freePort());
+  let node = currentRuntime();
+  if (spec.name === 'uws') {
+    node = uwsRuntime();
+    noteRuntime('the uws backend', node);
+  }
   const handle =
     spec.kind === 'builtin'
       ? startProcess({
           name: spec.name,
-          command: process.execPath,
+          command: node.execPath,
           args: [spec.script as string, String(port)],
           cpu,
           openFilesLimit,

@@ -16,6 +16,7 @@ import { cpuBusyMicros, treeCpuMicros } from './proc.js';
 import { installCleanup, isShuttingDown, startProcess, untilReady } from './processes.js';
 import { type ProxyName, parseProxyList, REPO_ROOT } from './proxies.js';
 import { formatResultsSection, type ResultsSection, updateResultsFile } from './results-file.js';
+import { runtimeLines } from './runtimes.js';
 
 const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
 
@@ -108,7 +109,7 @@ async function main(spec: BenchSpec): Promise<void> {
       },
     };
     const report = await spec.run(bench);
-    process.stdout.write(`\n${report.stdout}\n`);
+    process.stdout.write(`\n${report.stdout}\n\n${runtimeLines().join('\n')}\n`);
     if (!flags.has('no-write') && !isShuttingDown()) {
       updateResultsFile(
         RESULTS_MD,

@@ -2,6 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
+import { runtimeLines } from './runtimes.js';
 
 function firstLine(command: string, args: readonly string[]): string | null {
   try {
@@ -33,7 +34,7 @@ export function machineDescription(): string[] {
     `- Date: ${new Date().toISOString()}`,
     `- CPU: ${cpuModel()} × ${cpus().length}`,
     `- Kernel: ${release()}`,
-    `- Node: ${process.version}`,
+    ...runtimeLines(),
     `- Hitch: ${firstLine('hitch', ['--version']) ?? 'not installed'}`,
     `- HAProxy: ${firstLine('haproxy', ['-v']) ?? 'not installed'}`,
     `- Open files limit (soft/hard): ${firstLine('sh', ['-c', 'echo $(ulimit -Sn)/$(ulimit -Hn)']) ?? '?'}`,
