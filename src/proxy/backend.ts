@@ -97,15 +97,19 @@ export class BackendConnector {
       socket.destroy();
       onFailed({ reason: backendFailureReason(error), error });
     };
+    const clearTimer = (): void => clearTimeout(timer);
     socket.once('error', fail);
     socket.once('connect', () => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      // Nothing of the connect phase may outlive it: these listeners would keep this
+      // scope (the cleared Timeout, the callbacks) for as long as the connection lasts.
       socket.removeListener('error', fail);
+      socket.removeListener('close', clearTimer);
       onConnected(socket);
     });
-    socket.once('close', () => clearTimeout(timer));
+    socket.once('close', clearTimer);
 
     const address = this.target.address;
     if (address.kind === 'unix') {

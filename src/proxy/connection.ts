@@ -159,7 +159,7 @@ export function proxyConnection(
     finish(undefined, undefined);
   };
   client.on('error', earlyError);
-  client.once('close', earlyClose);
+  client.on('close', earlyClose); // emitted once: on() spares once()'s wrapper
 
   const connectStarted = performance.now();
   const backendToClient = new BackendToClient();

@@ -174,7 +174,7 @@ export class TlsProxy {
     this.opening.add(raw);
     // Whatever path the handshake takes, a closed socket is no longer opening: the count
     // (and the active-connections gauge read from it) cannot keep a dead socket.
-    raw.once('close', () => this.handshakeSettled(raw));
+    raw.on('close', () => this.handshakeSettled(raw)); // emitted once: on() spares once()'s wrapper
   }
 
   private handshakeSettled(raw: Socket): void {

@@ -70,11 +70,13 @@ export function splice(
 
   client.on('error', (error) => fail('client_reset', error));
   backend.on('error', (error) => fail('backend_error', error));
-  client.once('close', () => {
+  // on, not once, for events a socket emits at most once ('close', 'end'): once() wraps
+  // each listener in a closure of its own, kept for the connection's life (bench/PERF-STEPS).
+  client.on('close', () => {
     if (!finishedBothWays(client)) fail('client_reset', undefined);
     closed();
   });
-  backend.once('close', () => {
+  backend.on('close', () => {
     if (!finishedBothWays(backend)) fail('backend_error', undefined);
     closed();
   });
@@ -111,5 +113,5 @@ function relayEnd(from: Socket, to: Socket): void {
   // A client may send its FIN while the backend is still connecting: with nothing buffered
   // node emits 'end' before anyone listens, and the backend must still hear about it.
   if (from.readableEnded) end();
-  else from.once('end', end);
+  else from.on('end', end);
 }

@@ -1,0 +1,61 @@
+/**
+ * What an idle proxied connection keeps in the worker's heap. The memory per idle
+ * connection is a capacity figure (bench/capacity.ts, bench/PERF-STEPS.md); this pins the
+ * parts of it that are unhitch's own choice, counted in a heap snapshot of a worker that
+ * holds N idle connections: the backend connect timer (a Timeout, with the closures that
+ * cleared it) must be let go once the backend has connected.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { TLSSocket } from 'node:tls';
+import { eventually } from '../helpers/eventually.js';
+import { heapCensus } from '../helpers/heap-census.js';
+import {
+  closeBackend,
+  connectClient,
+  makeCertificate,
+  startBackend,
+} from '../helpers/proxy-fixture.js';
+import { startSingleWorker } from '../helpers/unhitch-process.js';
+
+const IDLE_CONNECTIONS = 300;
+
+test('idle connections: the worker keeps no timer of its own per proxied connection', {
+  timeout: 60_000,
+}, async (t) => {
+  const backend = await startBackend((socket) => socket.on('error', () => {}));
+  t.after(() => closeBackend(backend));
+  const census = heapCensus();
+  t.after(() => census.cleanup());
+  const cert = makeCertificate('idle', ['localhost']);
+  const { unhitch, port, workerPid } = await startSingleWorker(
+    backend.port,
+    cert.combinedPath,
+    [],
+    { env: { NODE_OPTIONS: census.nodeOptions } },
+  );
+  t.after(() => unhitch.kill('SIGKILL'));
+
+  const clients: TLSSocket[] = [];
+  t.after(() => {
+    for (const client of clients) client.destroy();
+  });
+  for (let i = 0; i < IDLE_CONNECTIONS; i++) clients.push(await connectClient(port));
+  await eventually(
+    () => (backend.sockets.size === IDLE_CONNECTIONS ? true : undefined),
+    20_000,
+    `${IDLE_CONNECTIONS} backend connections`,
+  );
+  const counts = await census.count(workerPid, ['TLSSocket', 'Timeout']);
+  const timeouts = counts.get('Timeout') ?? 0;
+  t.diagnostic(
+    `${IDLE_CONNECTIONS} idle connections: ${JSON.stringify(Object.fromEntries(counts))}`,
+  );
+  assert.equal(counts.get('TLSSocket'), IDLE_CONNECTIONS, 'the census sees every connection');
+  // node:tls keeps one Timeout per server socket (its handshake timer object); a second one
+  // per connection would be ours.
+  assert.ok(
+    timeouts < IDLE_CONNECTIONS * 1.5,
+    `${timeouts} Timeout objects for ${IDLE_CONNECTIONS} idle connections`,
+  );
+});
