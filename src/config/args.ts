@@ -92,6 +92,8 @@ export function parseArgv(argv: readonly string[]): CommandLine {
   const configFiles: ConfigFileArgument[] = [];
   const entries: Entry[] = [];
   const pemEntries: Entry[] = [];
+  /** --acme-* flags, applied as one acme block after the other flags. */
+  const acmeEntries: Entry[] = [];
   const labels = new Map<number, string>();
   let test = false;
   let version = false;
@@ -136,13 +138,21 @@ export function parseArgv(argv: readonly string[]): CommandLine {
       where.column,
       token.value === undefined ? token.rawName : `${token.rawName} ${token.value}`,
     );
-    entries.push({
+    (spec.scopes.includes('acme') ? acmeEntries : entries).push({
       name: spec.name,
       position: where,
       value: {
         kind: 'scalar',
         items: [{ text: text === '' ? undefined : text, quoted: true, position: where }],
       },
+    });
+  }
+  const first = acmeEntries[0];
+  if (first !== undefined) {
+    entries.push({
+      name: 'acme',
+      position: first.position,
+      value: { kind: 'block', entries: acmeEntries, position: first.position },
     });
   }
   return { configFiles, entries: [...entries, ...pemEntries], test, version, help, labels };
@@ -158,6 +168,9 @@ const METAVAR: Partial<Record<OptionSpec['valueType'], string>> = {
   'log-level': '0|1|2|NAME',
   'alpn-protos': 'LIST',
   'address-list': 'LIST',
+  url: 'URL',
+  'dns-name': 'NAME',
+  'acme-challenge': 'tls-alpn-01|http-01',
 };
 
 /**

@@ -70,6 +70,26 @@ export interface FrontendConfig extends TlsSettings {
 
 export type ProxyProtocolMode = 'off' | 'v1' | 'v2';
 
+/** How the CA checks that we control a name (RFC 8555 8.3, RFC 8737). */
+export type AcmeChallengeType = 'tls-alpn-01' | 'http-01';
+
+/** unhitch extension: certificates obtained and renewed from an ACME CA by the primary. */
+export interface AcmeConfig {
+  /** The CA's directory URL. */
+  readonly directoryUrl: string;
+  /** Account contact URLs, e.g. mailto:ops@example.com. */
+  readonly contact: readonly string[];
+  /** Lower-case DNS names, all in one certificate; the first names the stored file. */
+  readonly domains: readonly string[];
+  /** Account key and obtained certificates live here (created 0700, files 0600). */
+  readonly stateDir: string;
+  readonly challenge: AcmeChallengeType;
+  /** http-01: the plain-HTTP listener the primary answers challenges on. */
+  readonly httpListen: TcpAddress | undefined;
+  /** First retry after a failed order, in seconds; doubles per failure up to an hour. */
+  readonly retrySec: number;
+}
+
 export type LogLevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface ProxyConfig {
@@ -140,6 +160,9 @@ export interface ProxyConfig {
   readonly syslog: boolean;
   /** unhitch extension: loopback Prometheus endpoint, e.g. 127.0.0.1:9100. */
   readonly metrics: TcpAddress | undefined;
+
+  /** unhitch extension: the acme block; undefined = off. */
+  readonly acme: AcmeConfig | undefined;
 }
 
 /** Defaults, Hitch 1.7's where Hitch has the option. Frozen: copy, never mutate. */
@@ -202,4 +225,14 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   logFilename: undefined,
   syslog: false,
   metrics: undefined,
+  acme: undefined,
 }) as ProxyConfig;
+
+export const DEFAULT_ACME: Omit<AcmeConfig, 'domains'> = Object.freeze({
+  directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory',
+  contact: Object.freeze([]),
+  stateDir: '/var/lib/unhitch/acme',
+  challenge: 'tls-alpn-01',
+  httpListen: undefined,
+  retrySec: 60,
+});

@@ -64,6 +64,7 @@ test('hitch-compat.conf parses to the expected model', () => {
 function sampleConfig(name: string, sample: string, scope: string): string {
   if (scope === 'frontend') return `${PEM}frontend = {\n  port = "443"\n  ${name} = ${sample}\n}\n`;
   if (scope === 'pem-file') return `pem-file = {\n  cert = "a.pem"\n  ${name} = ${sample}\n}\n`;
+  if (scope === 'acme') return `${PEM}acme = {\n  domain = "a.example"\n  ${name} = ${sample}\n}\n`;
   return `${PEM}${name} = ${sample}\n`;
 }
 

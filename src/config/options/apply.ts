@@ -4,13 +4,15 @@
  */
 import { ConfigError } from '../errors.js';
 import {
+  type AcmeConfig,
+  DEFAULT_ACME,
   DEFAULT_FRONTEND_ADDRESS,
   type FrontendConfig,
   type PemFileConfig,
   type ProxyConfig,
   type ProxyProtocolMode,
 } from '../model.js';
-import { type ConfigDraft, formatPosition, newFrontendDraft } from './draft.js';
+import { type AcmeDraft, type ConfigDraft, formatPosition, newFrontendDraft } from './draft.js';
 import type { Entry } from './entry.js';
 import {
   type ApplyContext,
@@ -24,6 +26,7 @@ const SCOPE_PLACE: Record<OptionScope, string> = {
   global: 'at the top level',
   frontend: 'inside a frontend block',
   'pem-file': 'inside a pem-file block',
+  acme: 'inside the acme block',
 };
 
 export function applyEntries(
@@ -36,6 +39,7 @@ export function applyEntries(
     draft,
     frontend: target.frontend,
     pem: target.pem,
+    acme: target.acme,
     applyBlock: (inner, innerScope, innerTarget) =>
       applyEntries(draft, inner, innerScope, innerTarget),
   };
@@ -125,9 +129,11 @@ export function finalizeDraft(draft: ConfigDraft): ProxyConfig {
       matchGlobalCerts: fd.matchGlobalCerts,
     });
   });
+  const acme = draft.acme === undefined ? undefined : finalizeAcme(draft.acme);
   // pem-dir's files count as global pem-files; whether the directory holds any is known
   // only when certificates load (tls/pem-dir.ts), which --test and every reload run too.
-  if (draft.pemFiles.length === 0 && settings.pemDir === undefined) {
+  // So do ACME's: stored, or a placeholder until the first is obtained (tls/acme-store.ts).
+  if (draft.pemFiles.length === 0 && settings.pemDir === undefined && acme === undefined) {
     frontendDrafts.forEach((fd, index) => {
       if (fd.pemFiles.length > 0) return;
       const address = frontends[index]?.address ?? DEFAULT_FRONTEND_ADDRESS;
@@ -147,6 +153,37 @@ export function finalizeDraft(draft: ConfigDraft): ProxyConfig {
     frontends: Object.freeze(frontends),
     pemFiles: freezeAll(draft.pemFiles),
     tls: globalTls,
+    acme,
+  });
+}
+
+function finalizeAcme(draft: AcmeDraft): AcmeConfig {
+  const domains = draft.domains ?? [];
+  if (domains.length === 0) {
+    throw new ConfigError(
+      'UNHITCH_CONFIG_MISSING',
+      'acme block names no domain',
+      draft.position,
+      'domain = "NAME" inside the acme block (or --acme-domain=NAME)',
+    );
+  }
+  const challenge = draft.challenge ?? DEFAULT_ACME.challenge;
+  if (challenge === 'http-01' && draft.httpListen === undefined) {
+    throw new ConfigError(
+      'UNHITCH_CONFIG_MISSING',
+      'acme challenge http-01 needs a plain-HTTP listener',
+      draft.position,
+      'http-listen = "[*]:80" inside the acme block',
+    );
+  }
+  return Object.freeze({
+    directoryUrl: draft.directoryUrl ?? DEFAULT_ACME.directoryUrl,
+    contact: Object.freeze([...(draft.contact ?? DEFAULT_ACME.contact)]),
+    domains: Object.freeze([...domains]),
+    stateDir: draft.stateDir ?? DEFAULT_ACME.stateDir,
+    challenge,
+    httpListen: draft.httpListen === undefined ? undefined : Object.freeze({ ...draft.httpListen }),
+    retrySec: draft.retrySec ?? DEFAULT_ACME.retrySec,
   });
 }
 

@@ -5,6 +5,7 @@
 import type { UnhitchCode } from '../../errors.js';
 import type { SourcePosition } from '../errors.js';
 import {
+  type AcmeChallengeType,
   type ClientVerifyMode,
   DEFAULT_CONFIG,
   DEFAULT_TLS,
@@ -22,7 +23,7 @@ export interface ConfigWarning {
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 export type ScalarSettings = Mutable<
-  Omit<ProxyConfig, 'frontends' | 'pemFiles' | 'tls' | 'proxyProtocol'>
+  Omit<ProxyConfig, 'frontends' | 'pemFiles' | 'tls' | 'proxyProtocol' | 'acme'>
 >;
 
 export interface FrontendDraft {
@@ -47,6 +48,19 @@ export interface PemDraft {
   readonly position: SourcePosition;
 }
 
+/** The acme block's settings so far; a later block or flag overrides field by field. */
+export interface AcmeDraft {
+  directoryUrl: string | undefined;
+  contact: string[] | undefined;
+  domains: string[] | undefined;
+  stateDir: string | undefined;
+  challenge: AcmeChallengeType | undefined;
+  httpListen: TcpAddress | undefined;
+  retrySec: number | undefined;
+  /** Where the (last) acme block began, for errors about the block as a whole. */
+  position: SourcePosition;
+}
+
 export interface ConfigDraft {
   readonly settings: ScalarSettings;
   readonly tls: Mutable<TlsSettings>;
@@ -60,13 +74,21 @@ export interface ConfigDraft {
     SourcePosition
   >;
   alpnPosition: SourcePosition | undefined;
+  acme: AcmeDraft | undefined;
   readonly warnings: ConfigWarning[];
   /** Options already warned about as unimplemented: exactly one warning each. */
   readonly warnedOptions: Set<string>;
 }
 
 export function newDraft(source: string): ConfigDraft {
-  const { frontends: _f, pemFiles: _p, tls: _t, proxyProtocol: _m, ...settings } = DEFAULT_CONFIG;
+  const {
+    frontends: _f,
+    pemFiles: _p,
+    tls: _t,
+    proxyProtocol: _m,
+    acme: _a,
+    ...settings
+  } = DEFAULT_CONFIG;
   return {
     settings: { ...settings, source },
     tls: { ...DEFAULT_TLS },
@@ -75,6 +97,7 @@ export function newDraft(source: string): ConfigDraft {
     protosSelectedBy: undefined,
     proxyModes: new Map(),
     alpnPosition: undefined,
+    acme: undefined,
     warnings: [],
     warnedOptions: new Set(),
   };

@@ -6,8 +6,15 @@
  */
 import type { UnhitchCode } from '../../errors.js';
 import { ConfigError } from '../errors.js';
-import { DEFAULT_CONFIG, DEFAULT_TLS, type TlsProtocolName, type TlsSettings } from '../model.js';
 import {
+  type AcmeChallengeType,
+  DEFAULT_CONFIG,
+  DEFAULT_TLS,
+  type TlsProtocolName,
+  type TlsSettings,
+} from '../model.js';
+import {
+  type AcmeDraft,
   type ConfigDraft,
   type FrontendDraft,
   formatPosition,
@@ -17,6 +24,7 @@ import {
 } from './draft.js';
 import type { Entry, ScalarItem } from './entry.js';
 import {
+  invalid,
   LEGACY_PROTOCOLS,
   normalizeHost,
   parseAddressList,
@@ -36,7 +44,7 @@ import {
   TIMEOUT_RANGE,
 } from './values.js';
 
-export type OptionScope = 'global' | 'frontend' | 'pem-file';
+export type OptionScope = 'global' | 'frontend' | 'pem-file' | 'acme';
 
 export type OptionValueType =
   | 'string'
@@ -54,7 +62,11 @@ export type OptionValueType =
   | 'log-level'
   | 'alpn-protos'
   | 'address-list'
-  | 'client-verify';
+  | 'client-verify'
+  | 'acme'
+  | 'acme-challenge'
+  | 'url'
+  | 'dns-name';
 
 export interface CliFlag {
   readonly long: string;
@@ -68,6 +80,7 @@ export interface CliFlag {
 export interface BlockTarget {
   readonly frontend?: FrontendDraft | undefined;
   readonly pem?: PemDraft | undefined;
+  readonly acme?: AcmeDraft | undefined;
 }
 
 export interface ApplyContext extends BlockTarget {
@@ -113,7 +126,10 @@ interface OptionBase {
 
 function define(base: OptionBase, apply: (ctx: ApplyContext, entry: Entry) => void): OptionSpec {
   const scopes = base.scopes ?? ['global'];
-  const wantsFlag = base.short !== false && scopes.includes('global');
+  // Options of the acme block are flags too, as --acme-NAME (args.ts gathers them into one
+  // acme block, so the command line and the block go through the same checks).
+  const inAcme = scopes.includes('acme');
+  const wantsFlag = base.short !== false && (scopes.includes('global') || inAcme);
   return {
     name: base.name,
     valueType: base.valueType,
@@ -121,7 +137,7 @@ function define(base: OptionBase, apply: (ctx: ApplyContext, entry: Entry) => vo
     repeatable: base.repeatable ?? false,
     cli: wantsFlag
       ? {
-          long: base.name,
+          long: inAcme ? `acme-${base.name}` : base.name,
           short: typeof base.short === 'string' ? base.short : undefined,
           takesValue: base.takesValue ?? (base.valueType !== 'bool' || base.extension === true),
           hitch: base.hitchFlag ?? false,
@@ -367,6 +383,80 @@ function frontendField(ctx: ApplyContext, entry: Entry): FrontendDraft {
     );
   return ctx.frontend;
 }
+
+// --- The acme block ---------------------------------------------------------------------
+
+function applyAcme(ctx: ApplyContext, entry: Entry): void {
+  if (entry.value.kind !== 'block') {
+    const item = singleItem(entry);
+    throw new ConfigError(
+      'UNHITCH_CONFIG_INVALID_VALUE',
+      `'acme' takes a block, not a value`,
+      item.position,
+      'acme = { domain = "NAME" … }',
+    );
+  }
+  // A second block (another file, the command line) overrides field by field.
+  const acme: AcmeDraft = ctx.draft.acme ?? {
+    directoryUrl: undefined,
+    contact: undefined,
+    domains: undefined,
+    stateDir: undefined,
+    challenge: undefined,
+    httpListen: undefined,
+    retrySec: undefined,
+    position: entry.position,
+  };
+  acme.position = entry.position;
+  // `domain` and `contact` repeat within one block; a later block's list replaces the earlier.
+  const before = { domains: acme.domains, contact: acme.contact };
+  acme.domains = undefined;
+  acme.contact = undefined;
+  ctx.applyBlock(entry.value.entries, 'acme', { acme });
+  acme.domains ??= before.domains;
+  acme.contact ??= before.contact;
+  ctx.draft.acme = acme;
+}
+
+function acmeField(ctx: ApplyContext, entry: Entry): AcmeDraft {
+  if (!ctx.acme)
+    throw new ConfigError(
+      'UNHITCH_CONFIG_UNKNOWN_OPTION',
+      `'${entry.name}' is only allowed inside an acme block`,
+      entry.position,
+    );
+  return ctx.acme;
+}
+
+/** RFC 1123 host names; no wildcard (neither tls-alpn-01 nor http-01 can prove one). */
+const DNS_NAME =
+  /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+function parseDnsName(item: ScalarItem, text: string): string {
+  const name = text.toLowerCase().replace(/\.$/, '');
+  if (name.startsWith('*.'))
+    invalid(
+      item,
+      `${JSON.stringify(text)}: a wildcard needs the dns-01 challenge, which unhitch does not answer`,
+      'a DNS name without *',
+    );
+  if (!DNS_NAME.test(name)) invalid(item, `invalid DNS name ${JSON.stringify(text)}`, 'a DNS name');
+  return name;
+}
+
+function parseUrl(item: ScalarItem, text: string, schemes: readonly string[]): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return invalid(item, `invalid URL ${JSON.stringify(text)}`, `a ${schemes.join(' or ')} URL`);
+  }
+  if (!schemes.includes(url.protocol))
+    invalid(item, `invalid URL ${JSON.stringify(text)}`, `a ${schemes.join(' or ')} URL`);
+  return text;
+}
+
+const ACME_CHALLENGES: readonly AcmeChallengeType[] = ['tls-alpn-01', 'http-01'];
 
 const timeout = (item: ScalarItem, text: string) => parseSeconds(item, text, TIMEOUT_RANGE);
 /** Linux refuses a TCP_KEEPIDLE above this (and node then silently sends no keepalive). */
@@ -913,6 +1003,127 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     parseHostPort,
     (ctx, address) => {
       ctx.draft.settings.metrics = address;
+    },
+  ),
+
+  // --- ACME (unhitch extension): certificates obtained and renewed by the primary ---
+  define(
+    {
+      name: 'acme',
+      valueType: 'acme',
+      short: false,
+      extension: true,
+      summary: 'obtain and renew certificates from an ACME CA: acme = { domain = … }',
+      sample: '{ domain = "tracker.example.com" }',
+    },
+    applyAcme,
+  ),
+  scalar(
+    {
+      name: 'directory',
+      valueType: 'url',
+      scopes: ['acme'],
+      extension: true,
+      summary: "the ACME CA's directory URL (default Let's Encrypt)",
+      sample: '"https://acme-v02.api.letsencrypt.org/directory"',
+    },
+    (item, text) => parseUrl(item, text, ['https:', 'http:']),
+    (ctx, value, entry) => {
+      acmeField(ctx, entry).directoryUrl = value;
+    },
+  ),
+  scalar(
+    {
+      name: 'contact',
+      valueType: 'url',
+      scopes: ['acme'],
+      repeatable: true,
+      extension: true,
+      summary: 'ACME account contact, e.g. mailto:ops@example.com (repeatable)',
+      sample: '"mailto:ops@example.com"',
+    },
+    (item, text) => parseUrl(item, text, ['mailto:']),
+    (ctx, value, entry) => {
+      const acme = acmeField(ctx, entry);
+      if (value !== undefined) acme.contact = [...(acme.contact ?? []), value];
+    },
+  ),
+  scalar(
+    {
+      name: 'domain',
+      valueType: 'dns-name',
+      scopes: ['acme'],
+      repeatable: true,
+      extension: true,
+      summary: 'a DNS name the ACME certificate covers (repeatable)',
+      sample: '"tracker.example.com"',
+    },
+    parseDnsName,
+    (ctx, value, entry) => {
+      const acme = acmeField(ctx, entry);
+      if (value !== undefined && !(acme.domains ?? []).includes(value))
+        acme.domains = [...(acme.domains ?? []), value];
+    },
+  ),
+  scalar(
+    {
+      name: 'state-dir',
+      valueType: 'path',
+      scopes: ['acme'],
+      extension: true,
+      summary: 'ACME account key and certificates (default /var/lib/unhitch/acme)',
+      sample: '"/var/lib/unhitch/acme"',
+    },
+    asText,
+    (ctx, value, entry) => {
+      acmeField(ctx, entry).stateDir = value;
+    },
+  ),
+  scalar(
+    {
+      name: 'challenge',
+      valueType: 'acme-challenge',
+      scopes: ['acme'],
+      extension: true,
+      summary: 'tls-alpn-01 (answered by the frontends, default) or http-01',
+      sample: '"tls-alpn-01"',
+    },
+    (item, text) => {
+      const type = ACME_CHALLENGES.find((name) => name === text.toLowerCase());
+      if (type === undefined)
+        invalid(item, `invalid challenge ${JSON.stringify(text)}`, ACME_CHALLENGES.join(' or '));
+      return type;
+    },
+    (ctx, value, entry) => {
+      acmeField(ctx, entry).challenge = value;
+    },
+  ),
+  scalar(
+    {
+      name: 'http-listen',
+      valueType: 'address',
+      scopes: ['acme'],
+      extension: true,
+      summary: 'http-01: plain-HTTP address the primary answers challenges on, e.g. "[*]:80"',
+      sample: '"[*]:80"',
+    },
+    parseHostPort,
+    (ctx, value, entry) => {
+      acmeField(ctx, entry).httpListen = value;
+    },
+  ),
+  scalar(
+    {
+      name: 'retry',
+      valueType: 'seconds',
+      scopes: ['acme'],
+      extension: true,
+      summary: 'first retry after a failed order; doubles up to an hour (default 60)',
+      sample: '60',
+    },
+    (item, text) => parseSeconds(item, text, { min: 1 }),
+    (ctx, value, entry) => {
+      acmeField(ctx, entry).retrySec = value;
     },
   ),
 
