@@ -170,6 +170,18 @@ export const CODES = {
     exitStatus: null,
     level: 'error',
   },
+  UNHITCH_OCSP_INVALID: {
+    meaning:
+      'An OCSP response that must not be stapled: unsuccessful, not for this certificate, or (ocsp-verify-staple) not signed by a trusted responder.',
+    exitStatus: 1,
+    level: 'error',
+  },
+  UNHITCH_OCSP_FETCH: {
+    meaning:
+      "Fetching a certificate's OCSP response from its responder failed (connect, timeout, HTTP status); retried with back-off, nothing stapled meanwhile.",
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_CLIENT_HELLO_TIMEOUT: {
     meaning:
       'No complete ClientHello within ssl-handshake-timeout (read before TLS when SNI picks the client-certificate policy or sni-nomatch-abort is on).',

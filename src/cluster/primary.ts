@@ -11,6 +11,7 @@ import type { ProxyConfig } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { readAllowedCpus } from './affinity.js';
+import { OcspService } from './ocsp-service.js';
 import { Reloader } from './reload.js';
 import { type Cleanup, startServices } from './services.js';
 import { Supervisor } from './supervisor.js';
@@ -46,6 +47,7 @@ class Primary {
   private readonly supervisor: Supervisor;
   private readonly tickets: TicketKeyOwner;
   private readonly reloader: Reloader;
+  private readonly ocsp: OcspService;
   /** Every live worker at the stop signal, until it exits. */
   private readonly stopWaiting = new Set<Worker>();
   private stopping = false;
@@ -76,12 +78,14 @@ class Primary {
           this.supervisor.send(worker, { type: 'unhitch:ticket-key', key });
       },
     });
+    this.ocsp = new OcspService(this.logger);
     this.reloader = new Reloader({
       argv: options.argv,
       logger: this.logger,
       supervisor: this.supervisor,
       tickets: this.tickets,
       isStopping: () => this.stopping,
+      onReloaded: (config, certificates) => this.ocsp.start(config, certificates),
     });
   }
 
@@ -90,6 +94,8 @@ class Primary {
     await startServices(config, this.logger, this.cleanups);
     this.supervisor.install((worker, code, signal) => this.workerExited(worker, code, signal));
     this.tickets.schedule(config);
+    this.ocsp.start(config, this.supervisor.current.certificates);
+    this.cleanups.push(() => this.ocsp.stop());
 
     const finished = new Promise<void>((resolve) => {
       this.done = resolve;

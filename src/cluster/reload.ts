@@ -19,6 +19,8 @@ export interface ReloaderOptions {
   readonly supervisor: Supervisor;
   readonly tickets: TicketKeyOwner;
   readonly isStopping: () => boolean;
+  /** The new generation serves: services that follow the certificates (OCSP) switch to it. */
+  readonly onReloaded?: (config: ProxyConfig, certificates: readonly CertificateMaterial[]) => void;
 }
 
 export class Reloader {
@@ -100,6 +102,7 @@ export class Reloader {
       return;
     }
     this.options.tickets.schedule(config);
+    this.options.onReloaded?.(config, certificates);
     for (const worker of previous.workers.values()) {
       this.retiring.add(worker);
       supervisor.send(worker, { type: 'unhitch:drain', graceMs: null });

@@ -35,6 +35,8 @@ export interface PemFileConfig {
   readonly clientVerify?: ClientVerifyMode | undefined;
   /** Hitch 1.8 pem-file block: overrides the CA bundle that checks client certificates. */
   readonly clientVerifyCa?: string | undefined;
+  /** pem-file block: overrides the global ocsp-verify-staple for this certificate. */
+  readonly ocspVerifyStaple?: boolean | undefined;
 }
 
 /**
@@ -103,6 +105,14 @@ export interface ProxyConfig {
   readonly pemDir: string | undefined;
   /** Hitch's pem-dir-glob: which file names in pem-dir count; undefined = all. */
   readonly pemDirGlob: string | undefined;
+  /** OCSP responses fetched for stapling are cached here; undefined = no fetching. */
+  readonly ocspDir: string | undefined;
+  readonly ocspConnectTimeoutMs: number;
+  readonly ocspResponseTimeoutMs: number;
+  /** Refresh period for a response that carries no nextUpdate. */
+  readonly ocspRefreshIntervalMs: number;
+  /** Check a response's signature and signer chain (CA store: SSL_CERT_FILE) before stapling. */
+  readonly ocspVerifyStaple: boolean;
   readonly tls: TlsSettings;
   /** ECDH curve list (OpenSSL syntax) or "auto". */
   readonly ecdhCurve: string;
@@ -191,6 +201,12 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   pemFiles: Object.freeze([]),
   pemDir: undefined,
   pemDirGlob: undefined,
+  // Hitch's defaults (configuration.c): OCSP fetching is on unless ocsp-dir = "".
+  ocspDir: '/var/lib/hitch/',
+  ocspConnectTimeoutMs: 4_000,
+  ocspResponseTimeoutMs: 10_000,
+  ocspRefreshIntervalMs: 1_800_000,
+  ocspVerifyStaple: false,
   tls: DEFAULT_TLS,
   ecdhCurve: 'auto',
   alpnProtos: Object.freeze([]),

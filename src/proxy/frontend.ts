@@ -54,6 +54,8 @@ export interface FrontendOptions {
   readonly backlog: number;
   /** false in cluster workers: share the primary's listening socket. */
   readonly exclusive: boolean;
+  /** The OCSP response to staple for a certificate (DER); absent = no stapling at all. */
+  readonly ocspStaple?: (certificateDer: Buffer) => Buffer | undefined;
 }
 
 const MAX_PROXY_HEADER_BYTES = 536; // v2 header with generous TLVs; v1 is ≤ 107
@@ -140,6 +142,20 @@ export class Frontend {
       allowHalfOpen: false,
       handshakeTimeout: this.options.handshakeTimeoutMs,
     });
+    const staple = this.options.ocspStaple;
+    if (staple !== undefined) {
+      // Emitted only for clients that ask (status_request); the certificate is the one
+      // SNI picked. No response means no staple, as with Hitch's status callback.
+      server.on('OCSPRequest', (certificate: Buffer, _issuer: Buffer, callback) => {
+        let response: Buffer | undefined;
+        try {
+          response = staple(certificate);
+        } catch {
+          response = undefined;
+        }
+        callback(null, response ?? null);
+      });
+    }
     server.on('secureConnection', (socket: TLSSocket) => {
       const parent = parentOf(socket);
       if (plan.rejectPresentedUnverified && !socket.authorized) {

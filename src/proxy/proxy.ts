@@ -3,6 +3,8 @@
  * the set of live connections. Knows nothing of config syntax or of the cluster: a
  * worker (or a test) hands it a config model and certificate bytes.
  */
+
+import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ProxyConfig, TcpAddress } from '../config/model.js';
@@ -13,6 +15,8 @@ import {
   frontendTlsPlan,
 } from '../tls/contexts.js';
 import type { CertificateMaterial } from '../tls/material.js';
+import { loadCaStore } from '../tls/ocsp.js';
+import { StapleStore } from '../tls/staples.js';
 import { BackendConnector } from './backend.js';
 import { BackendResolver, type HostLookup, systemLookup } from './backend-resolver.js';
 import { type ProxiedConnection, proxyConnection } from './connection.js';
@@ -50,6 +54,7 @@ export class TlsProxy {
   private readonly opening = new Set<Socket>();
   private readonly connector: BackendConnector;
   private readonly resolver: BackendResolver | undefined;
+  private staples: StapleStore | undefined;
   private readonly observer: ProxyObserver;
   private lastFdLog = 0;
   private fdFailuresSinceLog = 0;
@@ -96,6 +101,7 @@ export class TlsProxy {
     // Hitch resolves the backend before it serves; a failure is logged and the name is
     // then looked up per connection until a refresh finds it.
     await proxy.resolver?.start();
+    proxy.staples = proxy.stapleStore(options.certificates);
     const frontendConfigs = options.config.frontends;
     for (let index = 0; index < frontendConfigs.length; index++) {
       const frontendConfig = frontendConfigs[index];
@@ -109,6 +115,11 @@ export class TlsProxy {
           proxyProxy: options.config.proxyProxy,
           backlog: options.config.backlog,
           exclusive: options.exclusive ?? true,
+          ...(proxy.staples === undefined
+            ? {}
+            : {
+                ocspStaple: (certificate: Buffer) => proxy.staples?.stapleFor(certificate),
+              }),
         },
         {
           onAccepted: (raw) => proxy.accepted(raw),
@@ -167,6 +178,31 @@ export class TlsProxy {
       policy,
     );
     return frontendTlsPlan(selector, policy, ticketKey);
+  }
+
+  /** OCSP staples: cached in ocsp-dir by the primary, or a pem-file's ocsp-resp-file. */
+  private stapleStore(certificates: readonly CertificateMaterial[]): StapleStore | undefined {
+    const { ocspDir } = this.config;
+    if (ocspDir === undefined && certificates.every((m) => m.ocspResponse === undefined)) {
+      return undefined;
+    }
+    let trusted: X509Certificate[] = [];
+    if (certificates.some((material) => material.ocspVerifyStaple)) {
+      try {
+        trusted = loadCaStore();
+      } catch (error) {
+        this.logger.error({ err: error }, 'OCSP: no CA store; verified staples cannot be used');
+      }
+    }
+    const store = new StapleStore(certificates, ocspDir, trusted, {
+      loaded: (source, status, from) =>
+        this.logger.info({ cert: source, status, from }, 'OCSP staple loaded'),
+      rejected: (source, from, error) =>
+        this.logger.warn({ cert: source, from, err: error }, 'OCSP response not stapled'),
+    });
+    if (store.stapleable === 0) return undefined;
+    store.watch();
+    return store;
   }
 
   private accepted(raw: Socket): void {
@@ -262,6 +298,7 @@ export class TlsProxy {
   stopAccepting(): void {
     this.stopped = true;
     this.resolver?.stop();
+    this.staples?.close();
     clearTimeout(this.acceptPaused);
     for (const frontend of this.frontends) frontend.stopAccepting();
   }

@@ -10,6 +10,14 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import type { ClientVerifyMode, PemFileConfig, ProxyConfig, TlsSettings } from '../config/model.js';
+import {
+  certificateChain,
+  chainsToTrusted,
+  checkOcspResponse,
+  findIssuer,
+  loadCaStore,
+  ocspResponderUrl,
+} from './ocsp.js';
 import { globalPemFiles, pemDirFiles } from './pem-dir.js';
 
 export interface CertificateMaterial {
@@ -28,10 +36,14 @@ export interface CertificateMaterial {
   readonly clientVerify: ClientVerifyMode;
   /** PEM bundle client certificates must chain to; undefined exactly when clientVerify is none. */
   readonly clientVerifyCa: Buffer | undefined;
+  /** ocsp-verify-staple for this certificate (its pem-file block, else the global value). */
+  readonly ocspVerifyStaple: boolean;
 }
 
 /** The client-verify settings a pem-file inherits when its block sets none of its own. */
-type ClientVerifyScope = Pick<TlsSettings, 'clientVerify' | 'clientVerifyCa'>;
+type ClientVerifyScope = Pick<TlsSettings, 'clientVerify' | 'clientVerifyCa'> & {
+  readonly ocspVerifyStaple?: boolean;
+};
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]+?-----END \1-----\r?\n?/g;
 
@@ -45,16 +57,33 @@ export function loadCertificates(
   // pem-files (also when a frontend offers them) keep the global setting.
   const dirFiles = config.pemDir === undefined ? [] : pemDirFiles(config.pemDir, config.pemDirGlob);
   for (const pem of globalPemFiles(config.pemFiles, dirFiles)) {
-    loaded.push(loadPemFile(pem, undefined, warn, config.tls, caBundles));
+    loaded.push(
+      loadPemFile(
+        pem,
+        undefined,
+        warn,
+        { ...config.tls, ocspVerifyStaple: config.ocspVerifyStaple },
+        caBundles,
+      ),
+    );
   }
   config.frontends.forEach((frontend, index) => {
     for (const pem of frontend.pemFiles) {
-      loaded.push(loadPemFile(pem, index, warn, frontend, caBundles));
+      loaded.push(
+        loadPemFile(
+          pem,
+          index,
+          warn,
+          { ...frontend, ocspVerifyStaple: config.ocspVerifyStaple },
+          caBundles,
+        ),
+      );
     }
   });
   if (loaded.length === 0) {
     throw new ConfigError('UNHITCH_CONFIG_MISSING', `${config.source}: no pem-file configured`);
   }
+  checkStapling(loaded, config);
   const hasGlobal = loaded.some((material) => material.frontendIndex === undefined);
   const bare = config.frontends.find((frontend) => frontend.pemFiles.length === 0);
   if (!hasGlobal && bare !== undefined) {
@@ -126,6 +155,7 @@ export function loadPemFile(
     ocspResponse,
     frontendIndex,
     ...clientVerifyFor(pem, inherited, caBundles),
+    ocspVerifyStaple: pem.ocspVerifyStaple ?? inherited.ocspVerifyStaple ?? false,
   };
 }
 
@@ -227,4 +257,55 @@ function warnIfReadableByOthers(path: string, warn: (message: string) => void): 
 
 function fileError(path: string, message: string, expected?: string): ConfigError {
   return new ConfigError('UNHITCH_CONFIG_FILE', `${path}: ${message}`, undefined, expected);
+}
+
+/**
+ * What Hitch checks of stapling when it starts (and so what --test checks): a static
+ * ocsp-resp-file must be a response for its certificate (signed by a trusted responder
+ * with ocsp-verify-staple), and with ocsp-verify-staple every certificate unhitch will
+ * fetch responses for needs an issuer the CA store trusts, or nothing could be stapled.
+ */
+function checkStapling(loaded: readonly CertificateMaterial[], config: ProxyConfig): void {
+  let store: X509Certificate[] | undefined;
+  const trusted = (): X509Certificate[] => {
+    try {
+      store ??= loadCaStore();
+    } catch (error) {
+      throw fileError('SSL_CERT_FILE', (error as Error).message);
+    }
+    return store;
+  };
+  for (const material of loaded) {
+    const fetches = config.ocspDir !== undefined;
+    if (material.ocspResponse === undefined && !(fetches && material.ocspVerifyStaple)) continue;
+    const [leaf, ...chain] = certificateChain(material.cert);
+    if (leaf === undefined) continue;
+    const issuer = findIssuer(leaf, chain);
+    if (material.ocspResponse !== undefined) {
+      if (issuer === undefined) {
+        throw fileError(
+          material.source,
+          'ocsp-resp-file needs the issuer certificate after the leaf in the pem-file',
+        );
+      }
+      try {
+        checkOcspResponse(material.ocspResponse, leaf, issuer, {
+          verify: material.ocspVerifyStaple,
+          trusted: material.ocspVerifyStaple ? trusted() : [],
+          chain,
+        });
+      } catch (error) {
+        throw fileError(material.source, `ocsp-resp-file: ${(error as Error).message}`);
+      }
+    } else if (ocspResponderUrl(leaf) !== undefined) {
+      const store = trusted();
+      if (issuer === undefined || !chainsToTrusted(issuer, { trusted: store, chain })) {
+        throw fileError(
+          material.source,
+          `ocsp-verify-staple: the issuer is not trusted by the CA store (${process.env.SSL_CERT_FILE ?? 'system'}), so no OCSP response could be stapled`,
+          'SSL_CERT_FILE naming a bundle with the issuing CA',
+        );
+      }
+    }
+  }
 }

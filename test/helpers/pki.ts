@@ -3,7 +3,11 @@
  * certificates and client certificates issued by them, and `openssl s_client` runs.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -152,4 +156,66 @@ export function sClient(
       resolve({ code, output });
     });
   });
+}
+
+export interface OcspResponder {
+  readonly url: string;
+  readonly requests: () => number;
+  close(): void;
+}
+
+/**
+ * An OCSP responder on 127.0.0.1: each HTTP POST is answered by `openssl ocsp` acting as
+ * the responder for `ca` over `indexPath` (an `openssl ca` index: V good, R revoked).
+ */
+export async function startOcspResponder(ca: TestCa, indexPath: string): Promise<OcspResponder> {
+  let count = 0;
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      count += 1;
+      const stem = join(pkiDir, `ocsp-${process.pid}-${count}`);
+      writeFileSync(`${stem}.req`, Buffer.concat(chunks));
+      try {
+        openssl([
+          'ocsp',
+          '-index',
+          indexPath,
+          '-CA',
+          ca.certPath,
+          '-rsigner',
+          ca.certPath,
+          '-rkey',
+          ca.keyPath,
+          '-reqin',
+          `${stem}.req`,
+          '-respout',
+          `${stem}.resp`,
+          '-nmin',
+          '60',
+        ]);
+        response.writeHead(200, { 'content-type': 'application/ocsp-response' });
+        response.end(readFileSync(`${stem}.resp`));
+      } catch {
+        response.writeHead(500);
+        response.end();
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  return { url: `http://127.0.0.1:${port}/`, requests: () => count, close: () => server.close() };
+}
+
+/** One line of an `openssl ca` index for a certificate issued by `issue`. */
+export function indexLine(certPath: string, revoked: boolean): string {
+  const certificate = new X509Certificate(readFileSync(certPath));
+  const asn1Time = (date: Date): string =>
+    `${date.toISOString().slice(2, 19).replace(/[-T:]/g, '')}Z`;
+  const expiry = asn1Time(new Date(certificate.validTo));
+  const revokedAt = revoked ? asn1Time(new Date(Date.now() - 60_000)) : '';
+  const subject = `/${certificate.subject.split('\n').join('/')}`;
+  return `${revoked ? 'R' : 'V'}\t${expiry}\t${revokedAt}\t${certificate.serialNumber}\tunknown\t${subject}\n`;
 }

@@ -31,6 +31,19 @@ interface DurationCase {
 }
 
 const CASES: readonly DurationCase[] = [
+  ...(
+    [
+      ['ocsp-connect-tmo', (c: ProxyConfig) => c.ocspConnectTimeoutMs],
+      ['ocsp-resp-tmo', (c: ProxyConfig) => c.ocspResponseTimeoutMs],
+      ['ocsp-refresh-interval', (c: ProxyConfig) => c.ocspRefreshIntervalMs],
+    ] as const
+  ).map(([option, ms]) => ({
+    option,
+    ms,
+    min: '0.001',
+    max: String(MAX_DURATION_SECONDS),
+    refused: ['0', '0.0001'],
+  })),
   {
     option: 'backend-connect-timeout',
     ms: (c) => c.backendConnectTimeoutMs,

@@ -108,7 +108,7 @@ test('TOML frontend as a string array and inline pem-file table', () => {
 
 test('TOML unimplemented options warn once, like hitch.conf', () => {
   const { warnings } = parseTomlConfigText(
-    'pem-file = "c.pem"\nssl-engine = "x"\nocsp-dir = "/tmp"\n',
+    'pem-file = "c.pem"\nssl-engine = "x"\nsession-cache = 5\n',
     'u.toml',
   );
   assert.deepEqual(

@@ -45,6 +45,7 @@ export interface PemDraft {
   ocspResponsePath: string | undefined;
   clientVerify: ClientVerifyMode | undefined;
   clientVerifyCa: string | undefined;
+  ocspVerifyStaple: boolean | undefined;
   readonly position: SourcePosition;
 }
 
@@ -123,6 +124,7 @@ export function newPemDraft(position: SourcePosition): PemDraft {
     ocspResponsePath: undefined,
     clientVerify: undefined,
     clientVerifyCa: undefined,
+    ocspVerifyStaple: undefined,
     position,
   };
 }

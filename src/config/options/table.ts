@@ -356,6 +356,7 @@ function applyPemFile(ctx: ApplyContext, entry: Entry): void {
       ocspResponsePath: pem.ocspResponsePath,
       ...(pem.clientVerify === undefined ? {} : { clientVerify: pem.clientVerify }),
       ...(pem.clientVerifyCa === undefined ? {} : { clientVerifyCa: pem.clientVerifyCa }),
+      ...(pem.ocspVerifyStaple === undefined ? {} : { ocspVerifyStaple: pem.ocspVerifyStaple }),
     });
     return;
   }
@@ -1215,53 +1216,72 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       else setTls(ctx, 'clientVerifyCa', path);
     },
   ),
-  unimplemented(
+  scalar(
     {
       name: 'ocsp-dir',
       valueType: 'path',
       short: 'o',
       hitchFlag: true,
-      summary: 'OCSP response cache directory',
+      summary: 'OCSP responses fetched for stapling are cached here ("" = no fetching)',
       sample: '"/var/lib/hitch"',
     },
     asText,
+    (ctx, value) => {
+      ctx.draft.settings.ocspDir = value;
+    },
   ),
-  unimplemented(
+  scalar(
     {
       name: 'ocsp-connect-tmo',
-      valueType: 'uint',
-      summary: 'OCSP responder connect timeout',
+      valueType: 'seconds',
+      summary: 'seconds to connect to the OCSP responder',
       sample: '4',
     },
-    (item, text) => parseUint(item, text, 0),
+    timeout,
+    (ctx, value) => {
+      ctx.draft.settings.ocspConnectTimeoutMs =
+        value === undefined ? DEFAULT_CONFIG.ocspConnectTimeoutMs : value * 1000;
+    },
   ),
-  unimplemented(
+  scalar(
     {
       name: 'ocsp-resp-tmo',
-      valueType: 'uint',
-      summary: 'OCSP responder response timeout',
+      valueType: 'seconds',
+      summary: 'seconds to wait for the OCSP response',
       sample: '10',
     },
-    (item, text) => parseUint(item, text, 0),
+    timeout,
+    (ctx, value) => {
+      ctx.draft.settings.ocspResponseTimeoutMs =
+        value === undefined ? DEFAULT_CONFIG.ocspResponseTimeoutMs : value * 1000;
+    },
   ),
-  unimplemented(
+  scalar(
     {
       name: 'ocsp-refresh-interval',
-      valueType: 'uint',
-      summary: 'OCSP refresh interval',
+      valueType: 'seconds',
+      summary: 'seconds between OCSP fetches for responses without nextUpdate',
       sample: '1800',
     },
-    (item, text) => parseUint(item, text, 0),
+    timeout,
+    (ctx, value) => {
+      ctx.draft.settings.ocspRefreshIntervalMs =
+        value === undefined ? DEFAULT_CONFIG.ocspRefreshIntervalMs : value * 1000;
+    },
   ),
-  unimplemented(
+  scalar(
     {
       name: 'ocsp-verify-staple',
       valueType: 'bool',
       scopes: ['global', 'pem-file'],
-      summary: 'verify OCSP staples',
+      summary: 'staple only OCSP responses whose signer chains to the CA store (SSL_CERT_FILE)',
       sample: 'on',
     },
     asBool,
+    (ctx, on) => {
+      if (ctx.pem) ctx.pem.ocspVerifyStaple = on;
+      else ctx.draft.settings.ocspVerifyStaple = on ?? false;
+    },
   ),
   scalar(
     {
