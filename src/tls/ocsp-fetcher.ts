@@ -166,7 +166,9 @@ export class OcspFetcher {
   private persist(target: Target, response: Buffer): void {
     const temporary = `${target.cachePath}.${process.pid}.tmp`;
     try {
-      writeFileSync(temporary, response, { mode: 0o640 });
+      // World-readable: a response is public (any client gets it stapled), and the
+      // primary may write as root while workers read as `user`.
+      writeFileSync(temporary, response, { mode: 0o644 });
       renameSync(temporary, target.cachePath);
     } catch (error) {
       try {

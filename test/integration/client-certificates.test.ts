@@ -318,6 +318,15 @@ test('PROXY v2 with client certificates: client bits, verify, PEM TLV 0xE0; prox
   assert.equal(sslWithout[0], 0x01, 'PP2_CLIENT_SSL only');
   assert.equal(sslWithout.readUInt32BE(1), 1, 'verify 1: no certificate verified');
 
+  const noAuthority = await proxyFor(backend.port, { ...base, proxyAuthority: false });
+  t.after(() => noAuthority.close());
+  const sslOnly = tlvs(await headerOf(noAuthority.port, ['-servername', 'default.example.com']));
+  assert.deepEqual(
+    sslOnly.map(([type]) => type),
+    [0x20],
+    'proxy-authority = off: the SNI name is not sent',
+  );
+
   const bare = await proxyFor(backend.port, { ...base, proxyAuthority: false, proxyTlv: false });
   t.after(() => bare.close());
   const header = await headerOf(bare.port, ['-servername', 'default.example.com']);
