@@ -116,9 +116,10 @@ export class CertificateSelector {
         cert: material.cert,
         ...(material.clientVerifyCa === undefined ? {} : { ca: material.clientVerifyCa }),
       });
-      for (const name of material.names) {
-        if (!this.byName.has(name)) this.byName.set(name, { context, material });
-      }
+      // Hitch: a name offered twice goes to the certificate loaded last (its SNI table
+      // finds the newest entry); a frontend's own certificates come after the global ones
+      // here, so they win over them, as Hitch tries the frontend's names first.
+      for (const name of material.names) this.byName.set(name, { context, material });
     }
   }
 

@@ -84,6 +84,7 @@ export function loadCertificates(
     throw new ConfigError('UNHITCH_CONFIG_MISSING', `${config.source}: no pem-file configured`);
   }
   checkStapling(loaded, config);
+  warnOverriddenNames(loaded, config.frontends.length, warn);
   const hasGlobal = loaded.some((material) => material.frontendIndex === undefined);
   const bare = config.frontends.find((frontend) => frontend.pemFiles.length === 0);
   if (!hasGlobal && bare !== undefined) {
@@ -305,6 +306,29 @@ function checkStapling(loaded: readonly CertificateMaterial[], config: ProxyConf
           `ocsp-verify-staple: the issuer is not trusted by the CA store (${process.env.SSL_CERT_FILE ?? 'system'}), so no OCSP response could be stapled`,
           'SSL_CERT_FILE naming a bundle with the issuing CA',
         );
+      }
+    }
+  }
+}
+
+/** Hitch's "SNI name '…' from '…' overridden by '…'": same name in two pem-files of a scope. */
+function warnOverriddenNames(
+  loaded: readonly CertificateMaterial[],
+  frontendCount: number,
+  warn: (message: string) => void,
+): void {
+  const scopes: Array<number | undefined> = [undefined];
+  for (let index = 0; index < frontendCount; index++) scopes.push(index);
+  for (const scope of scopes) {
+    const owner = new Map<string, string>();
+    for (const material of loaded) {
+      if (material.frontendIndex !== scope) continue;
+      for (const name of material.names) {
+        const previous = owner.get(name);
+        if (previous !== undefined && previous !== material.source) {
+          warn(`SNI name '${name}' from '${previous}' overridden by '${material.source}'`);
+        }
+        owner.set(name, material.source);
       }
     }
   }

@@ -4,6 +4,7 @@
  * files added, changed and removed.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,4 +115,45 @@ test('pem-dir: --test reads the directory; an empty or missing one is an error',
     `frontend = "[127.0.0.1]:1"\npem-dir = "${dir}"\npem-dir-glob = "*.pem"\n`,
   );
   assert.equal(good.code, 0, good.output);
+});
+
+test('a name in two pem-files: the one loaded last serves it (own before global), with a warning', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-sni-dup-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const older = makeCertificate('dup-older', ['dup.example.com', 'older.example.com']);
+  const newer = makeCertificate('dup-newer', ['dup.example.com', 'newer.example.com']);
+  const own = makeCertificate('dup-own', ['dup.example.com', 'own.example.com']);
+  const backend = await startBackend(() => {});
+  t.after(() => closeBackend(backend));
+  const [globalPort, ownPort] = [await freePort(), await freePort()];
+  const configPath = join(dir, 'hitch.conf');
+  writeFileSync(
+    configPath,
+    `backend = "[127.0.0.1]:${backend.port}"\nworkers = 1\n` +
+      `pem-file = "${older.combinedPath}"\npem-file = "${newer.combinedPath}"\n` +
+      `pem-file = "${fallback.combinedPath}"\nfrontend = "[127.0.0.1]:${globalPort}"\n` +
+      `frontend = {\n  host = "127.0.0.1"\n  port = "${ownPort}"\n  match-global-certs = on\n` +
+      `  pem-file = "${own.combinedPath}"\n}\n`,
+  );
+  const unhitch = startUnhitch([`--config=${configPath}`]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLogs(isReady, 1);
+  const fingerprint = async (port: number, servername: string) => {
+    const client = await connectClient(port, { servername });
+    const value = client.getPeerCertificate().fingerprint256;
+    client.destroy();
+    return value;
+  };
+  const fingerprintOf = (cert: { cert: Buffer }) => new X509Certificate(cert.cert).fingerprint256;
+  assert.equal(await fingerprint(globalPort, 'dup.example.com'), fingerprintOf(newer));
+  assert.equal(await fingerprint(ownPort, 'dup.example.com'), fingerprintOf(own));
+  assert.equal(await fingerprint(ownPort, 'older.example.com'), fingerprintOf(older));
+  assert.ok(
+    unhitch.lines.some((line) =>
+      String(line.msg).includes(
+        `SNI name 'dup.example.com' from '${older.combinedPath}' overridden by '${newer.combinedPath}'`,
+      ),
+    ),
+    JSON.stringify(unhitch.lines),
+  );
 });
