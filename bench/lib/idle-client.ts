@@ -61,17 +61,20 @@ async function main(): Promise<void> {
   };
   await Promise.all(Array.from({ length: Math.min(parallel, target) }, lane));
   await new Promise((r) => setTimeout(r, 1000)); // let the proxy settle its buffers
-  process.stdout.write(`${JSON.stringify({ event: 'holding', open, failures, firstError })}\n`);
   const finish = (): void => {
     const result = { target, open, failures, firstError };
     process.stdout.write(`${JSON.stringify({ event: 'result', result })}\n`);
     for (const socket of sockets) socket.terminate();
     process.exit(0);
   };
+  // Ready for the SIGTERM before saying 'holding': the runner sends it as soon as it has
+  // sampled RSS, and on a busy CPU that came before process.stdin's first use returned,
+  // killing the client without a result.
+  process.on('SIGTERM', finish);
   process.stdin.on('end', finish);
   process.stdin.resume();
-  process.on('SIGTERM', finish);
   setTimeout(finish, 60_000);
+  process.stdout.write(`${JSON.stringify({ event: 'holding', open, failures, firstError })}\n`);
 }
 
 void main();
