@@ -6,8 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   DEFAULT_CONFIG,
@@ -18,6 +20,7 @@ import {
 } from '../../src/config/model.js';
 import { loadCertificates } from '../../src/tls/material.js';
 import { issue, makeCa, sClient } from '../helpers/pki.js';
+import { freePort } from '../helpers/ports.js';
 import {
   closeBackend,
   connectClient,
@@ -26,6 +29,7 @@ import {
   startProxy,
   waitFor,
 } from '../helpers/proxy-fixture.js';
+import { startUnhitch } from '../helpers/unhitch-process.js';
 
 const trusted = makeCa('client-ca');
 const untrusted = makeCa('other-ca');
@@ -332,4 +336,50 @@ test('PROXY v2 with client certificates: client bits, verify, PEM TLV 0xE0; prox
   const header = await headerOf(bare.port, ['-servername', 'default.example.com']);
   assert.equal(header.length, 16 + 12, 'proxy-authority = off and proxy-tlv = off: no TLV at all');
   assert.equal(header.readUInt16BE(14), 12);
+});
+
+test('the real binary: client-verify from hitch.conf (pem-file block), CA bundle shipped to the workers', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-client-verify-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const backend = await greetingBackend();
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const configPath = join(dir, 'hitch.conf');
+  writeFileSync(
+    configPath,
+    `frontend = "[127.0.0.1]:${port}"\nbackend = "[127.0.0.1]:${backend.port}"\nworkers = 2\n` +
+      `pem-file = {\n  cert = "${site1.combinedPath}"\n  client-verify = required\n` +
+      `  client-verify-ca = "${trusted.certPath}"\n}\npem-file = "${defaultSite.combinedPath}"\n`,
+  );
+  const unhitch = startUnhitch([`--config=${configPath}`]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLogs((line) => line.msg === 'worker ready', 2);
+  const sni = ['-servername', 'site1.example.com'];
+  assertServed(await sClient(port, []), 'default certificate: no client certificate asked');
+  assertRefused(await sClient(port, sni), 'site1 without a certificate');
+  assertRefused(await sClient(port, [...sni, ...withCert(strangerClient)]), 'site1, other CA');
+  assertServed(await sClient(port, [...sni, ...withCert(goodClient)]), 'site1 with a certificate');
+});
+
+test('the real binary: sni-nomatch-abort = on, s_client sees alert 112 "unrecognized name"', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-sni-abort-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const backend = await greetingBackend();
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const configPath = join(dir, 'hitch.conf');
+  writeFileSync(
+    configPath,
+    `frontend = "[127.0.0.1]:${port}"\nbackend = "[127.0.0.1]:${backend.port}"\nworkers = 1\n` +
+      `sni-nomatch-abort = on\npem-file = "${site1.combinedPath}"\npem-file = "${defaultSite.combinedPath}"\n`,
+  );
+  const unhitch = startUnhitch([`--config=${configPath}`]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  await unhitch.waitForLog((line) => line.msg === 'worker ready');
+  const refused = await sClient(port, ['-servername', 'nope.example.com']);
+  assertRefused(refused, 'unknown name');
+  assert.match(refused.output, /unrecognized name/, refused.output);
+  assert.match(refused.output, /SSL alert number 112/, refused.output);
+  assertServed(await sClient(port, ['-servername', 'site1.example.com']), 'known name');
+  await unhitch.waitForLog((line) => line.reason === 'sni_nomatch');
 });
