@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import {
   DEFAULT_CONFIG,
   DEFAULT_TLS,
@@ -338,8 +338,9 @@ test('PROXY v2 with client certificates: client bits, verify, PEM TLV 0xE0; prox
   assert.equal(header.readUInt16BE(14), 12);
 });
 
-test('the real binary: client-verify from hitch.conf (pem-file block), CA bundle shipped to the workers', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'unhitch-client-verify-'));
+/** unhitch itself, from a hitch.conf ending in `rest`, in front of a greeting backend. */
+async function startBinary(t: TestContext, rest: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-binary-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const backend = await greetingBackend();
   t.after(() => closeBackend(backend));
@@ -347,13 +348,22 @@ test('the real binary: client-verify from hitch.conf (pem-file block), CA bundle
   const configPath = join(dir, 'hitch.conf');
   writeFileSync(
     configPath,
-    `frontend = "[127.0.0.1]:${port}"\nbackend = "[127.0.0.1]:${backend.port}"\nworkers = 2\n` +
-      `pem-file = {\n  cert = "${site1.combinedPath}"\n  client-verify = required\n` +
-      `  client-verify-ca = "${trusted.certPath}"\n}\npem-file = "${defaultSite.combinedPath}"\n`,
+    `frontend = "[127.0.0.1]:${port}"\nbackend = "[127.0.0.1]:${backend.port}"\n${rest}`,
   );
   const unhitch = startUnhitch([`--config=${configPath}`]);
   t.after(() => unhitch.kill('SIGKILL'));
-  await unhitch.waitForLogs((line) => line.msg === 'worker ready', 2);
+  const workers = Number(/workers = (\d+)/.exec(rest)?.[1] ?? '1');
+  await unhitch.waitForLogs((line) => line.msg === 'worker ready', workers);
+  return { port, unhitch };
+}
+
+test('the real binary: client-verify from hitch.conf (pem-file block), CA bundle shipped to the workers', async (t) => {
+  const { port } = await startBinary(
+    t,
+    'workers = 2\n' +
+      `pem-file = {\n  cert = "${site1.combinedPath}"\n  client-verify = required\n` +
+      `  client-verify-ca = "${trusted.certPath}"\n}\npem-file = "${defaultSite.combinedPath}"\n`,
+  );
   const sni = ['-servername', 'site1.example.com'];
   assertServed(await sClient(port, []), 'default certificate: no client certificate asked');
   assertRefused(await sClient(port, sni), 'site1 without a certificate');
@@ -362,20 +372,11 @@ test('the real binary: client-verify from hitch.conf (pem-file block), CA bundle
 });
 
 test('the real binary: sni-nomatch-abort = on, s_client sees alert 112 "unrecognized name"', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'unhitch-sni-abort-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const backend = await greetingBackend();
-  t.after(() => closeBackend(backend));
-  const port = await freePort();
-  const configPath = join(dir, 'hitch.conf');
-  writeFileSync(
-    configPath,
-    `frontend = "[127.0.0.1]:${port}"\nbackend = "[127.0.0.1]:${backend.port}"\nworkers = 1\n` +
-      `sni-nomatch-abort = on\npem-file = "${site1.combinedPath}"\npem-file = "${defaultSite.combinedPath}"\n`,
+  const { port, unhitch } = await startBinary(
+    t,
+    'workers = 1\nsni-nomatch-abort = on\n' +
+      `pem-file = "${site1.combinedPath}"\npem-file = "${defaultSite.combinedPath}"\n`,
   );
-  const unhitch = startUnhitch([`--config=${configPath}`]);
-  t.after(() => unhitch.kill('SIGKILL'));
-  await unhitch.waitForLog((line) => line.msg === 'worker ready');
   const refused = await sClient(port, ['-servername', 'nope.example.com']);
   assertRefused(refused, 'unknown name');
   assert.match(refused.output, /unrecognized name/, refused.output);
