@@ -214,6 +214,24 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_FORWARDED_REQUEST_TOO_LARGE: {
+    meaning:
+      'forwarded-for: a request head over 16 KiB; the client gets 431 and the connection closes.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_FORWARDED_REQUEST_INVALID: {
+    meaning:
+      'forwarded-for: bytes that are not a well-formed HTTP/1.x request (or are framed ambiguously); the client gets 400 and the connection closes.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_FORWARDED_RESPONSE_INVALID: {
+    meaning:
+      "forwarded-for: the backend's responses cannot be followed as HTTP/1.x, so an upgrade could not be told apart; the connection closes.",
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_WRITE_IP: {
     meaning: 'write-ip: the client address is not an IP address.',
     exitStatus: null,

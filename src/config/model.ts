@@ -135,7 +135,7 @@ export interface ProxyConfig {
   readonly proxyClientCert: boolean;
   /** Read a PROXY v1/v2 header from the client before the TLS handshake. */
   readonly proxyProxy: boolean;
-  /** unhitch extension: add X-Forwarded-For/-Proto to the first HTTP request. */
+  /** unhitch extension: X-Forwarded-For/-Proto on every HTTP/1.x request until an upgrade. */
   readonly forwardedFor: boolean;
   /** unhitch extension: local source addresses for backend connections (round robin). */
   readonly backendSourceAddresses: readonly string[];

@@ -51,6 +51,8 @@ export const CONNECTION_FAILURE_REASONS = [
   'backend_error',
   'backend_source_exhausted',
   'fd_exhausted',
+  'request_head_too_large',
+  'request_invalid',
   'client_reset',
   'shutdown',
 ] as const satisfies readonly ConnectionFailureReason[];

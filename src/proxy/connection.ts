@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { ProxyProtocolMode } from '../config/model.js';
 import type { BackendConnector, BackendFailure } from './backend.js';
 import type { ConnectionFailureReason, ProxyObserver } from './events.js';
-import { ForwardedHeaderInjector } from './forwarded.js';
+import { ForwardedFor } from './forwarded.js';
 import type { AcceptedSocket } from './frontend.js';
 import {
   type ClientCertificateStatus,
@@ -175,9 +175,8 @@ export function proxyConnection(
       splice(client, socket, backendToClient, {
         ...(settings.forwardedFor
           ? {
-              clientTransform: new ForwardedHeaderInjector({
-                clientAddress: accepted.endpoints.sourceAddress,
-              }),
+              clientFilter: (sink) =>
+                new ForwardedFor({ clientAddress: accepted.endpoints.sourceAddress, sink }),
             }
           : {}),
         onClosed: (failure) => {

@@ -19,6 +19,8 @@ export type ConnectionFailureReason =
   | 'backend_error' // any other backend socket error (incl. reset mid-stream)
   | 'backend_source_exhausted' // EADDRNOTAVAIL: no local port left towards the backend
   | 'fd_exhausted' // EMFILE/ENFILE: this process is out of file descriptors
+  | 'request_head_too_large' // forwarded-for: request head over the limit (431 sent)
+  | 'request_invalid' // forwarded-for: not a well-formed HTTP/1.x request (400 sent)
   | 'client_reset' // client socket error mid-stream (ECONNRESET, EPIPE)
   | 'shutdown'; // closed by drain/forced shutdown
 

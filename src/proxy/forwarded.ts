@@ -1,33 +1,42 @@
 /**
- * Optional X-Forwarded-For mode: rewrite the header block of the FIRST HTTP/1.x
- * request on a connection (for a tracker this is the WebSocket upgrade) and then get
- * out of the way so the caller can splice the sockets.
+ * forwarded-for: every HTTP/1.x request on a connection reaches the backend with our
+ * `X-Forwarded-For: <client>` and `X-Forwarded-Proto: https`, and without any
+ * X-Forwarded-For / X-Forwarded-Proto / Forwarded the client sent (bittorrent-tracker with
+ * trustProxy believes the left-most X-Forwarded-For of each request, HTTP announces
+ * included). That holds until the connection stops being HTTP: a 101 (or a 2xx to
+ * CONNECT) from the backend. From then on bytes pass untouched both ways.
  *
- * We are the edge, so any X-Forwarded-For / X-Forwarded-Proto / Forwarded header the
- * client sent is removed before ours are added: bittorrent-tracker with trustProxy
- * believes the leftmost X-Forwarded-For entry, and a client must not choose it.
+ * So both directions are followed (http1.ts): client → backend request by request (head,
+ * then a body framed by Content-Length or chunked, then the next head), backend → client
+ * response by response, to see which request a 101 answers. After a request that asks for
+ * an upgrade, client bytes are held (the client is paused past a bound) until its answer
+ * is known: a 101 lets them through untouched, anything else makes them the next request.
  *
- * Header lines are kept byte-for-byte; only removed lines disappear and our two lines
- * are inserted just before the empty line that ends the block. Line ends may be CRLF
- * or a bare LF (lenient backends accept bare LF, so we must see those lines too), and
- * obs-fold continuation lines of a removed header are removed with it.
- *
- * When the bytes are not an HTTP/1.x request, or the header block grows past
- * maxHeaderBytes, the buffered bytes go out unchanged and `outcome` says why, so the
- * caller may instead close the connection (strict deployments should: a passthrough
- * request carries no trustworthy X-Forwarded-For).
+ * What cannot be forwarded safely is refused rather than passed on: a head longer than
+ * maxHeaderBytes gets `431 Request Header Fields Too Large`, anything that is not a
+ * well-formed HTTP/1.x request (or is framed ambiguously) gets `400 Bad Request`, each with
+ * Connection: close, sent once the responses the backend owes for earlier requests are
+ * through. Header lines are kept byte for byte; ours go just before the empty line.
  */
 
 import { UnhitchError } from '../errors.js';
 import { ipText, peerAddress } from '../net/ip.js';
+import type { ConnectionFailureReason } from './events.js';
+import {
+  BodyScanner,
+  bodyFraming,
+  HttpSyntaxError,
+  listValues,
+  type MessageHead,
+  parseHead,
+  scanHead,
+} from './http1.js';
 
 export const DEFAULT_MAX_HEADER_BYTES = 16384;
-
-export type ForwardedOutcome =
-  | 'pending' // still buffering the first request's header block
-  | 'injected' // headers rewritten
-  | 'passthrough-not-http' // first bytes are not an HTTP/1.x request line
-  | 'passthrough-too-large'; // header block longer than maxHeaderBytes
+/** A response head longer than this cannot be followed (the backend is not HTTP/1.x). */
+const MAX_RESPONSE_HEAD_BYTES = 65536;
+/** Client bytes held while an upgrade's answer is pending, before the client is paused. */
+const MAX_HELD_BYTES = 65536;
 
 export class ForwardedHeaderError extends UnhitchError<'UNHITCH_FORWARDED_ADDRESS'> {
   constructor(message: string) {
@@ -36,16 +45,49 @@ export class ForwardedHeaderError extends UnhitchError<'UNHITCH_FORWARDED_ADDRES
   }
 }
 
+export type ForwardedRejectionReason = Extract<
+  ConnectionFailureReason,
+  'request_head_too_large' | 'request_invalid'
+>;
+
+export interface ForwardedRejection {
+  readonly reason: ForwardedRejectionReason;
+  readonly error: UnhitchError;
+  /** The complete HTTP response for the client; the connection closes after it. */
+  readonly response: Buffer;
+}
+
+/** Where the filter's decisions go: the splice's sockets. */
+export interface ForwardedSink {
+  /** Bytes for the backend, in order. */
+  forward(bytes: Buffer): void;
+  /** The client's FIN, once every byte before it has been forwarded. */
+  endBackend(): void;
+  /** Stop (true) or restart (false) reading the client while bytes are held. */
+  holdClient(hold: boolean): void;
+  /** Answer the client with `rejection.response` and close; called at most once. */
+  reject(rejection: ForwardedRejection): void;
+  /** The backend's byte stream cannot be followed as HTTP/1.x: tear the pair down. */
+  lost(error: UnhitchError): void;
+}
+
 const LF = 0x0a;
 const CR = 0x0d;
-const SPACE = 0x20;
-const TAB = 0x09;
 const REMOVED_HEADER_NAMES = new Set(['x-forwarded-for', 'x-forwarded-proto', 'forwarded']);
-/** RFC 9110 token characters (method names are tokens). */
 const TOKEN_CHAR = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]$/;
-/** Longest method we wait for before declaring "not HTTP" (longest registered is ~17). */
+/** Longest method we wait for (the longest registered is 17 bytes). */
 const MAX_METHOD_BYTES = 32;
-const REQUEST_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP\/1\.[01]\r?$/;
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) [^ ]+ HTTP\/1\.[01]$/;
+const STATUS_LINE = /^HTTP\/1\.[01] ([0-9]{3})(?: |$)/;
+
+function response(status: number, text: string): Buffer {
+  return Buffer.from(
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+    'latin1',
+  );
+}
+const TOO_LARGE_RESPONSE = response(431, 'Request Header Fields Too Large');
+const BAD_REQUEST_RESPONSE = response(400, 'Bad Request');
 
 /** '::ffff:1.2.3.4' → '1.2.3.4'; trackers then see a plain IPv4 peer. */
 function clientAddressForHeader(address: string): string {
@@ -55,131 +97,360 @@ function clientAddressForHeader(address: string): string {
 }
 
 /**
- * Could `prefix` still become an HTTP request line? Checked on every chunk so that a
- * TLS ClientHello or binary junk is passed through at once instead of being held.
+ * Could `prefix` (the start of a head, leading empty lines removed) still become a request
+ * line? Checked on every chunk, so junk is refused at once instead of after 16 KiB.
  */
 function couldBeRequestStart(prefix: Buffer): boolean {
   const limit = Math.min(prefix.length, MAX_METHOD_BYTES + 1);
   for (let i = 0; i < limit; i++) {
     const byte = prefix[i] as number;
-    if (byte === SPACE) return i > 0;
+    if (byte === 0x20) return i > 0;
     if (!TOKEN_CHAR.test(String.fromCharCode(byte))) return false;
   }
   return prefix.length <= MAX_METHOD_BYTES;
 }
 
-/** Once the first line is complete it must be an HTTP/1.x request line. */
-function firstLineCouldBeRequestLine(data: Buffer): boolean {
-  const lf = data.indexOf(LF);
-  if (lf === -1) return true;
-  return REQUEST_LINE.test(data.subarray(0, lf).toString('latin1'));
-}
-
-/** Index just past the empty line ending the header block, or -1 if not complete. */
-function findHeaderEnd(data: Buffer): number {
-  let lineStart = 0;
+/** Leading empty lines before a request line (RFC 9112 §2.2 lets servers skip them). */
+function leadingEmptyLineBytes(data: Buffer): number {
+  let index = 0;
   for (;;) {
-    const lf = data.indexOf(LF, lineStart);
-    if (lf === -1) return -1;
-    const contentLength = lf - lineStart - (lf > lineStart && data[lf - 1] === CR ? 1 : 0);
-    if (contentLength === 0 && lineStart > 0) return lf + 1;
-    lineStart = lf + 1;
+    if (data[index] === LF) index += 1;
+    else if (data[index] === CR && data[index + 1] === LF) index += 2;
+    else return index;
   }
 }
 
-/** Lines of the header block, each with its own terminator, without the final empty line. */
-function splitLines(block: Buffer): Buffer[] {
-  const lines: Buffer[] = [];
-  let lineStart = 0;
-  while (lineStart < block.length) {
-    const lf = block.indexOf(LF, lineStart);
-    const end = lf === -1 ? block.length : lf + 1;
-    lines.push(block.subarray(lineStart, end));
-    lineStart = end;
-  }
-  return lines;
+interface PendingRequest {
+  readonly method: string;
+  /** Upgrade (with Connection: upgrade) or CONNECT: a 101 / 2xx makes it a tunnel. */
+  readonly upgrade: boolean;
 }
 
-function headerName(line: Buffer): string | undefined {
-  const colon = line.indexOf(0x3a);
-  if (colon === -1) return undefined;
-  // Trim whitespace before the colon too: "X-Forwarded-For : x" is invalid, but a
-  // lenient backend might accept it, so it is removed like the valid spelling.
-  return line.subarray(0, colon).toString('latin1').trim().toLowerCase();
+type ClientState =
+  | { readonly at: 'head' }
+  | { readonly at: 'body'; readonly body: BodyScanner; readonly upgrade: boolean }
+  | { readonly at: 'await-upgrade' }
+  | { readonly at: 'tunnel' }
+  | { readonly at: 'rejected' };
+
+type ResponseState =
+  | { readonly at: 'head' }
+  | { readonly at: 'body'; readonly body: BodyScanner }
+  | { readonly at: 'tunnel' }
+  | { readonly at: 'lost' };
+
+export interface ForwardedForOptions {
+  readonly clientAddress: string;
+  readonly sink: ForwardedSink;
+  readonly maxHeaderBytes?: number;
 }
 
-function rewriteHeaderBlock(block: Buffer, injected: Buffer): Buffer | undefined {
-  const lines = splitLines(block);
-  const requestLine = lines[0];
-  if (requestLine === undefined) return undefined;
-  const requestText = requestLine.toString('latin1').replace(/\n$/, '');
-  if (!REQUEST_LINE.test(requestText)) return undefined;
-  const emptyLine = lines.pop();
-  if (emptyLine === undefined) return undefined;
-  const kept: Buffer[] = [requestLine];
-  let droppingFold = false;
-  for (const line of lines.slice(1)) {
-    const isContinuation = line[0] === SPACE || line[0] === TAB;
-    if (isContinuation) {
-      if (!droppingFold) kept.push(line);
-      continue;
-    }
-    const name = headerName(line);
-    droppingFold = name !== undefined && REMOVED_HEADER_NAMES.has(name);
-    if (!droppingFold) kept.push(line);
-  }
-  return Buffer.concat([...kept, injected, emptyLine]);
-}
-
-export class ForwardedHeaderInjector {
+export class ForwardedFor {
   readonly #injected: Buffer;
   readonly #maxHeaderBytes: number;
-  #buffered: Buffer = Buffer.alloc(0);
-  #outcome: ForwardedOutcome = 'pending';
+  readonly #sink: ForwardedSink;
+  #client: ClientState = { at: 'head' };
+  /** The head being read (leading empty lines already dropped). */
+  #head: Buffer = Buffer.alloc(0);
+  #headResumeAt = 0;
+  /** Client bytes after an upgrade request, until its answer is known. */
+  #held: Buffer[] = [];
+  #heldBytes = 0;
+  #clientEnded = false;
+  /** Requests forwarded whose final response has not been seen to its end. */
+  readonly #awaiting: PendingRequest[] = [];
+  #rejection: ForwardedRejection | undefined;
+  #response: ResponseState = { at: 'head' };
+  #responseHead: Buffer = Buffer.alloc(0);
+  #responseResumeAt = 0;
 
-  constructor(options: { clientAddress: string; maxHeaderBytes?: number }) {
+  constructor(options: ForwardedForOptions) {
     const address = clientAddressForHeader(options.clientAddress);
     this.#injected = Buffer.from(
       `X-Forwarded-For: ${address}\r\nX-Forwarded-Proto: https\r\n`,
       'latin1',
     );
     this.#maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+    this.#sink = options.sink;
   }
 
-  /** True once the first request has been handled; callers then splice directly. */
-  get done(): boolean {
-    return this.#outcome !== 'pending';
+  /** True while client bytes are held for an upgrade's answer (or after a rejection). */
+  get holding(): boolean {
+    return this.#client.at === 'await-upgrade' || this.#client.at === 'rejected';
   }
 
-  get outcome(): ForwardedOutcome {
-    return this.#outcome;
+  /** The connection upgraded: both directions pass untouched. */
+  get tunnel(): boolean {
+    return this.#client.at === 'tunnel';
   }
 
-  /** Feed client bytes; returns the bytes to forward now (empty while buffering). */
-  push(chunk: Buffer): Buffer {
-    if (this.done) return chunk;
-    const data = this.#buffered.length === 0 ? chunk : Buffer.concat([this.#buffered, chunk]);
-    this.#buffered = Buffer.alloc(0);
-    if (!couldBeRequestStart(data) || !firstLineCouldBeRequestLine(data)) {
-      return this.#passThrough(data, 'passthrough-not-http');
+  // --- client → backend -------------------------------------------------------------
+
+  clientData(chunk: Buffer): void {
+    const state = this.#client;
+    if (state.at === 'tunnel') this.#sink.forward(chunk);
+    else if (state.at === 'await-upgrade') this.#hold(chunk);
+    else if (state.at !== 'rejected') this.#process(chunk);
+  }
+
+  /** The client's FIN: whatever is buffered goes first (nothing it sent may vanish). */
+  clientEnd(): void {
+    this.#clientEnded = true;
+    const state = this.#client;
+    if (state.at === 'rejected' || state.at === 'await-upgrade') return; // ended later
+    if (this.#head.length > 0) {
+      // An incomplete head: no backend acts on it as a request, so it goes as it is.
+      this.#sink.forward(this.#head);
+      this.#head = Buffer.alloc(0);
     }
-    const headerEnd = findHeaderEnd(data);
-    if (headerEnd === -1) {
-      if (data.length > this.#maxHeaderBytes) {
-        return this.#passThrough(data, 'passthrough-too-large');
+    this.#sink.endBackend();
+  }
+
+  #process(input: Buffer): void {
+    let data = input;
+    while (data.length > 0) {
+      const state = this.#client;
+      if (state.at === 'tunnel') {
+        this.#sink.forward(data);
+        return;
       }
-      this.#buffered = data;
+      if (state.at === 'await-upgrade') {
+        this.#hold(data);
+        return;
+      }
+      if (state.at === 'rejected') return;
+      if (state.at === 'body') {
+        let used: number;
+        try {
+          used = state.body.consume(data);
+        } catch (error) {
+          this.#reject('request_invalid', error as Error, true);
+          return;
+        }
+        if (used > 0) this.#sink.forward(data.subarray(0, used));
+        data = data.subarray(used);
+        if (state.body.done)
+          this.#client = state.upgrade ? { at: 'await-upgrade' } : { at: 'head' };
+        continue;
+      }
+      data = this.#readHead(data);
+    }
+  }
+
+  /** Head state: buffer until the head is complete, then forward it rewritten. */
+  #readHead(data: Buffer): Buffer {
+    let head = this.#head.length === 0 ? data : Buffer.concat([this.#head, data]);
+    if (this.#headResumeAt === 0) {
+      const skip = leadingEmptyLineBytes(head);
+      head = head.subarray(skip);
+      // A lone CR may be the start of a CRLF: wait for its LF.
+      if (head.length === 1 && head[0] === CR) {
+        this.#head = head;
+        return Buffer.alloc(0);
+      }
+    }
+    if (head.length > 0 && !couldBeRequestStart(head)) {
+      this.#reject('request_invalid', new Error('not an HTTP/1.x request'), false);
       return Buffer.alloc(0);
     }
-    if (headerEnd > this.#maxHeaderBytes) return this.#passThrough(data, 'passthrough-too-large');
-    const rewritten = rewriteHeaderBlock(data.subarray(0, headerEnd), this.#injected);
-    if (rewritten === undefined) return this.#passThrough(data, 'passthrough-not-http');
-    this.#outcome = 'injected';
-    return Buffer.concat([rewritten, data.subarray(headerEnd)]);
+    const scan = scanHead(head, this.#headResumeAt);
+    if (!scan.complete) {
+      if (head.length > this.#maxHeaderBytes) {
+        this.#reject(
+          'request_head_too_large',
+          new Error(`head over ${this.#maxHeaderBytes} bytes`),
+        );
+        return Buffer.alloc(0);
+      }
+      this.#head = head;
+      this.#headResumeAt = scan.resumeAt;
+      return Buffer.alloc(0);
+    }
+    this.#head = Buffer.alloc(0);
+    this.#headResumeAt = 0;
+    if (scan.end > this.#maxHeaderBytes) {
+      this.#reject('request_head_too_large', new Error(`head of ${scan.end} bytes`));
+      return Buffer.alloc(0);
+    }
+    this.#request(head.subarray(0, scan.end));
+    return head.subarray(scan.end);
   }
 
-  #passThrough(data: Buffer, outcome: ForwardedOutcome): Buffer {
-    this.#outcome = outcome;
-    return data;
+  #request(bytes: Buffer): void {
+    let head: MessageHead;
+    let method: string;
+    let body: BodyScanner;
+    try {
+      head = parseHead(bytes);
+      const requestLine = REQUEST_LINE.exec(head.startLine);
+      if (requestLine === null) throw new HttpSyntaxError('not an HTTP/1.x request line');
+      method = requestLine[1] as string;
+      body = new BodyScanner(bodyFraming(head, true));
+    } catch (error) {
+      this.#reject('request_invalid', error as Error);
+      return;
+    }
+    const upgrade =
+      method === 'CONNECT' ||
+      (head.fields.some((field) => field.name === 'upgrade') &&
+        listValues(head, 'connection').includes('upgrade'));
+    const kept = head.lines.slice(0, -1).filter((_line, index) => {
+      const name = index === 0 ? undefined : head.fields[index - 1]?.name;
+      return name === undefined || !REMOVED_HEADER_NAMES.has(name);
+    });
+    const emptyLine = head.lines[head.lines.length - 1] as Buffer;
+    this.#awaiting.push({ method, upgrade });
+    this.#sink.forward(Buffer.concat([...kept, this.#injected, emptyLine]));
+    if (body.done) this.#client = upgrade ? { at: 'await-upgrade' } : { at: 'head' };
+    else this.#client = { at: 'body', body, upgrade };
+  }
+
+  #hold(data: Buffer): void {
+    this.#held.push(data);
+    this.#heldBytes += data.length;
+    if (this.#heldBytes > MAX_HELD_BYTES) this.#sink.holdClient(true);
+  }
+
+  /** The upgrade's answer is known: held bytes go on (as a tunnel or as requests). */
+  #release(next: 'tunnel' | 'head'): void {
+    const held = this.#held;
+    this.#held = [];
+    this.#heldBytes = 0;
+    if (next === 'tunnel' && this.#head.length > 0) {
+      held.unshift(this.#head);
+      this.#head = Buffer.alloc(0);
+    }
+    this.#client = { at: next };
+    for (const chunk of held) this.clientData(chunk);
+    if (!this.holding) this.#sink.holdClient(false);
+    if (this.#clientEnded && !this.holding) this.clientEnd();
+  }
+
+  /**
+   * Refuse the rest of the connection. The answer waits for the responses the backend
+   * still owes (it must not land in the middle of one), except when a request is half
+   * forwarded: its response may never come.
+   */
+  #reject(reason: ForwardedRejectionReason, cause: Error, now = false): void {
+    const tooLarge = reason === 'request_head_too_large';
+    this.#client = { at: 'rejected' };
+    this.#head = Buffer.alloc(0);
+    this.#held = [];
+    this.#sink.holdClient(true);
+    this.#rejection = {
+      reason,
+      error: new UnhitchError(
+        tooLarge ? 'UNHITCH_FORWARDED_REQUEST_TOO_LARGE' : 'UNHITCH_FORWARDED_REQUEST_INVALID',
+        cause.message,
+        { cause },
+      ),
+      response: tooLarge ? TOO_LARGE_RESPONSE : BAD_REQUEST_RESPONSE,
+    };
+    if (now || this.#awaiting.length === 0) this.#sendRejection();
+  }
+
+  #sendRejection(): void {
+    const rejection = this.#rejection;
+    if (rejection === undefined) return;
+    this.#rejection = undefined;
+    this.#sink.reject(rejection);
+  }
+
+  // --- backend → client (observed, never changed) --------------------------------------
+
+  backendData(bytes: Uint8Array): void {
+    let data: Uint8Array = bytes;
+    while (data.length > 0) {
+      const state = this.#response;
+      if (state.at === 'tunnel' || state.at === 'lost') return;
+      if (state.at === 'body') {
+        let used: number;
+        try {
+          used = state.body.consume(data);
+        } catch (error) {
+          this.#lose(error as Error);
+          return;
+        }
+        data = data.subarray(used);
+        if (state.body.done) this.#responseComplete();
+        continue;
+      }
+      // Copied: `bytes` is the socket's read buffer, reused by the next read.
+      const head = Buffer.concat([this.#responseHead, data]);
+      const scan = scanHead(head, this.#responseResumeAt);
+      if (!scan.complete) {
+        if (head.length > MAX_RESPONSE_HEAD_BYTES) {
+          this.#lose(new Error(`response head over ${MAX_RESPONSE_HEAD_BYTES} bytes`));
+          return;
+        }
+        this.#responseHead = head;
+        this.#responseResumeAt = scan.resumeAt;
+        return;
+      }
+      this.#responseHead = Buffer.alloc(0);
+      this.#responseResumeAt = 0;
+      this.#responseHeadSeen(head.subarray(0, scan.end));
+      data = head.subarray(scan.end);
+    }
+  }
+
+  #responseHeadSeen(bytes: Buffer): void {
+    let head: MessageHead;
+    let status: number;
+    try {
+      head = parseHead(bytes);
+      const statusLine = STATUS_LINE.exec(head.startLine);
+      if (statusLine === null) throw new HttpSyntaxError('not an HTTP/1.x status line');
+      status = Number(statusLine[1]);
+    } catch (error) {
+      this.#lose(error as Error);
+      return;
+    }
+    if (status === 101) {
+      this.#upgraded();
+      return;
+    }
+    if (status < 200) return; // 100 Continue, 103 Early Hints: the final answer follows
+    const request = this.#awaiting[0];
+    if (request?.method === 'CONNECT' && status < 300) {
+      this.#upgraded();
+      return;
+    }
+    let body: BodyScanner;
+    try {
+      const noBody = request?.method === 'HEAD' || status === 204 || status === 304;
+      body = new BodyScanner(noBody ? { kind: 'none' } : bodyFraming(head, false));
+    } catch (error) {
+      this.#lose(error as Error);
+      return;
+    }
+    this.#response = { at: 'body', body };
+    if (body.done) this.#responseComplete();
+  }
+
+  #responseComplete(): void {
+    this.#response = { at: 'head' };
+    const answered = this.#awaiting.shift();
+    // An upgrade declined (e.g. 400 or 426): what the client sent since is HTTP again.
+    if (answered?.upgrade && this.#client.at === 'await-upgrade') this.#release('head');
+    if (this.#awaiting.length === 0) this.#sendRejection();
+  }
+
+  #upgraded(): void {
+    this.#response = { at: 'tunnel' };
+    this.#awaiting.length = 0;
+    if (this.#client.at === 'rejected') this.#sendRejection();
+    else this.#release('tunnel');
+  }
+
+  #lose(cause: Error): void {
+    this.#response = { at: 'lost' };
+    this.#sink.lost(
+      new UnhitchError(
+        'UNHITCH_FORWARDED_RESPONSE_INVALID',
+        `cannot follow the backend's HTTP/1.x responses: ${cause.message}`,
+        { cause },
+      ),
+    );
   }
 }

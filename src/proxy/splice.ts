@@ -8,15 +8,28 @@
  */
 import type { Socket } from 'node:net';
 import type { ConnectionFailureReason } from './events.js';
+import type { ForwardedSink } from './forwarded.js';
 
 export interface SpliceFailure {
   readonly reason: ConnectionFailureReason;
   readonly error: Error | undefined;
 }
 
+/**
+ * Follows the client's byte stream and decides what the backend gets (forwarded-for),
+ * watching the backend's replies; it acts through the sink the splice hands it.
+ */
+export interface ClientStreamFilter {
+  clientData(chunk: Buffer): void;
+  clientEnd(): void;
+  backendData(bytes: Uint8Array): void;
+  /** Client bytes are being held: a backend 'drain' must not restart reading. */
+  readonly holding: boolean;
+}
+
 export interface SpliceOptions {
-  /** Rewrites client bytes until it returns `done` (X-Forwarded-For injection). */
-  readonly clientTransform?: { push(chunk: Buffer): Buffer; readonly done: boolean };
+  /** Built with the splice's sink; sees every client byte and every backend byte. */
+  readonly clientFilter?: (sink: ForwardedSink) => ClientStreamFilter;
   /** Called once, after both sockets have closed. */
   readonly onClosed: (failure: SpliceFailure | undefined) => void;
 }
@@ -29,17 +42,24 @@ export interface SpliceOptions {
  */
 export class BackendToClient {
   private client: Socket | undefined;
+  private observe: ((bytes: Uint8Array) => void) | undefined;
   /** Hand this to BackendConnector.connect. */
   readonly onRead = (nread: number, buffer: Uint8Array): boolean => {
     const client = this.client;
     if (client === undefined || client.destroyed) return false;
+    if (this.observe !== undefined) {
+      this.observe(buffer.subarray(0, nread));
+      if (client.destroyed) return false;
+    }
     // Copied out (a slice of node's small-buffer pool below 4 KiB) because the read buffer
     // is reused by the next read while a queued write would still point into it.
     return client.write(Buffer.from(buffer.subarray(0, nread)));
   };
 
-  attach(client: Socket): void {
+  /** `observe` sees each read before it is written (it must copy what it keeps). */
+  attach(client: Socket, observe?: (bytes: Uint8Array) => void): void {
     this.client = client;
+    this.observe = observe;
   }
 }
 
@@ -61,10 +81,31 @@ export function splice(
     if (open === 0) options.onClosed(failure);
   };
 
-  relay(client, backend, options.clientTransform);
+  const filter = options.clientFilter?.({
+    forward: (bytes) => {
+      if (!backend.write(bytes)) client.pause();
+    },
+    endBackend: () => {
+      if (!backend.destroyed) backend.end();
+    },
+    holdClient: (hold) => {
+      if (hold) client.pause();
+      else client.resume();
+    },
+    reject: (rejection) => {
+      // The client gets the HTTP answer, then close_notify + FIN; the backend is done.
+      failure ??= { reason: rejection.reason, error: rejection.error };
+      backend.destroy();
+      client.write(rejection.response);
+      client.destroySoon();
+    },
+    lost: (error) => fail('backend_error', error),
+  });
+  if (filter === undefined) relay(client, backend);
+  else relayThrough(client, backend, filter);
   // The backend's bytes come through its read callback: a full client write buffer makes
   // that return false (node stops reading); 'drain' starts reading again.
-  backendToClient.attach(client);
+  backendToClient.attach(client, filter && ((bytes) => filter.backendData(bytes)));
   client.on('drain', () => backend.resume());
   relayEnd(backend, client);
 
@@ -72,12 +113,14 @@ export function splice(
   backend.on('error', (error) => fail('backend_error', error));
   // on, not once, for events a socket emits at most once ('close', 'end'): once() wraps
   // each listener in a closure of its own, kept for the connection's life (bench/PERF-STEPS).
+  // Once a failure is set the pair is already being torn down (or, after a rejection,
+  // the client is still being told why): a close then is its consequence, not news.
   client.on('close', () => {
-    if (!finishedBothWays(client)) fail('client_reset', undefined);
+    if (failure === undefined && !finishedBothWays(client)) fail('client_reset', undefined);
     closed();
   });
   backend.on('close', () => {
-    if (!finishedBothWays(backend)) fail('backend_error', undefined);
+    if (failure === undefined && !finishedBothWays(backend)) fail('backend_error', undefined);
     closed();
   });
 }
@@ -87,31 +130,34 @@ function finishedBothWays(socket: Socket): boolean {
 }
 
 /** One direction: a minimal pipe() without its per-chunk bookkeeping. */
-function relay(
-  from: Socket,
-  to: Socket,
-  transform: { push(chunk: Buffer): Buffer; readonly done: boolean } | undefined,
-): void {
-  let pending = transform;
+function relay(from: Socket, to: Socket): void {
   from.on('data', (chunk: Buffer) => {
-    let out = chunk;
-    if (pending !== undefined) {
-      out = pending.push(chunk);
-      if (pending.done) pending = undefined;
-      if (out.length === 0) return;
-    }
-    if (!to.write(out)) from.pause();
+    if (!to.write(chunk)) from.pause();
   });
   to.on('drain', () => from.resume());
   relayEnd(from, to);
 }
 
+/** Client → backend through a filter, which forwards (and ends) through its sink. */
+function relayThrough(client: Socket, backend: Socket, filter: ClientStreamFilter): void {
+  client.on('data', (chunk: Buffer) => filter.clientData(chunk));
+  backend.on('drain', () => {
+    if (!filter.holding) client.resume();
+  });
+  onEnd(client, () => filter.clientEnd());
+}
+
 function relayEnd(from: Socket, to: Socket): void {
-  const end = (): void => {
+  onEnd(from, () => {
     if (!to.destroyed) to.end();
-  };
-  // A client may send its FIN while the backend is still connecting: with nothing buffered
-  // node emits 'end' before anyone listens, and the backend must still hear about it.
-  if (from.readableEnded) end();
-  else from.on('end', end);
+  });
+}
+
+/**
+ * A client may send its FIN while the backend is still connecting: with nothing buffered
+ * node emits 'end' before anyone listens, and the backend must still hear about it.
+ */
+function onEnd(socket: Socket, then: () => void): void {
+  if (socket.readableEnded) then();
+  else socket.on('end', then); // on: see the 'close' listeners above
 }

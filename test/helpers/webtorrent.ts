@@ -2,7 +2,10 @@
  * A WebTorrent client's first message, as browsers send it to a wss:// tracker.
  */
 import { randomBytes } from 'node:crypto';
+import type { TestContext } from 'node:test';
+import TrackerServer from 'bittorrent-tracker/server';
 import WebSocket from 'ws';
+import { freePort } from './ports.js';
 
 /** Tracker protocol ids are 20-byte binary strings carried as latin1 JSON strings. */
 export function randomId(): string {
@@ -53,4 +56,19 @@ export function announceOnce(url: string, timeoutMs = 10_000): Promise<AnnounceR
       resolve(JSON.parse(String(data)) as AnnounceResponse);
     });
   });
+}
+
+/**
+ * A real bittorrent-tracker on a free loopback port with trustProxy on (it believes the
+ * left-most X-Forwarded-For), closed after the test.
+ */
+export async function startTracker(
+  t: TestContext,
+  transports: { readonly http: boolean; readonly ws: boolean },
+): Promise<{ tracker: TrackerServer; port: number }> {
+  const tracker = new TrackerServer({ udp: false, ...transports, stats: false, trustProxy: true });
+  const port = await freePort();
+  await new Promise<void>((resolve) => tracker.listen(port, '127.0.0.1', resolve));
+  t.after(() => tracker.close());
+  return { tracker, port };
 }

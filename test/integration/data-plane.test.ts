@@ -10,7 +10,6 @@ import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import TrackerServer from 'bittorrent-tracker/server';
 import { startBlackHole } from '../helpers/black-hole.js';
 import { freePort } from '../helpers/ports.js';
 import {
@@ -24,7 +23,7 @@ import {
 } from '../helpers/proxy-fixture.js';
 import { type TcpSocketOptions, tcpSocketOptions } from '../helpers/tcp-options.js';
 import { startSingleWorker } from '../helpers/unhitch-process.js';
-import { announceOnce } from '../helpers/webtorrent.js';
+import { announceOnce, startTracker } from '../helpers/webtorrent.js';
 
 const MiB = 1024 * 1024;
 
@@ -56,16 +55,7 @@ function sha256Of(socket: Socket): Promise<{ digest: string; bytes: number }> {
 }
 
 test('a WebTorrent announce over wss reaches bittorrent-tracker and its answer comes back', async (t) => {
-  const tracker = new TrackerServer({
-    udp: false,
-    http: false,
-    ws: true,
-    stats: false,
-    trustProxy: true,
-  });
-  const trackerPort = await freePort();
-  await new Promise<void>((resolve) => tracker.listen(trackerPort, '127.0.0.1', resolve));
-  t.after(() => tracker.close());
+  const { port: trackerPort } = await startTracker(t, { http: false, ws: true });
   const proxy = await startProxy(trackerPort);
   t.after(() => proxy.close());
 

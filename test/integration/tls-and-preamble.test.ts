@@ -7,7 +7,7 @@ import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer as createHttpServer } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { DEFAULT_TLS } from '../../src/config/model.js';
 import {
@@ -21,6 +21,7 @@ import {
   startProxy,
   waitFor,
 } from '../helpers/proxy-fixture.js';
+import { announceOnce, startTracker } from '../helpers/webtorrent.js';
 
 /** A backend that records everything each connection sends until EOF. */
 async function recordingBackend() {
@@ -163,29 +164,67 @@ test('proxy-proxy: garbage instead of a PROXY header is closed with a reason', a
   assert.equal(backend.received.length, 0);
 });
 
-test('forwarded-for: X-Forwarded-For/Proto injected into the first request only, forged ones dropped', async (t) => {
+test('forwarded-for: bittorrent-tracker (trustProxy) sees the real client in every request of a keep-alive connection and in a WebSocket announce', {
+  timeout: 20_000,
+}, async (t) => {
+  const { tracker, port: trackerPort } = await startTracker(t, { http: true, ws: true });
+  const seen: string[] = [];
+  // The address the tracker keeps for the peer: from X-Forwarded-For, as trustProxy says.
+  tracker.on('start', (_addr: string, params: { ip: string }) => seen.push(params.ip));
+  const proxy = await startProxy(trackerPort, { forwardedFor: true });
+  t.after(() => proxy.close());
+
+  // Two HTTP announces pipelined on one connection, each with a forged X-Forwarded-For.
+  const announce = (peer: string, forged: string): string =>
+    `GET /announce?info_hash=${'i'.repeat(20)}&peer_id=${peer.repeat(20)}&port=6881&left=0&event=started HTTP/1.1\r\n` +
+    `Host: tracker\r\nX-Forwarded-For: ${forged}\r\n\r\n`;
+  const client = await connectClient(proxy.port);
+  client.write(announce('a', '6.6.6.6') + announce('b', '7.7.7.7'));
+  await waitFor(() => seen.length === 2, 5_000, 'two announces');
+  client.destroy();
+  // And a WebSocket announce: the upgrade request is rewritten, its frames pass untouched.
+  const response = await announceOnce(`wss://127.0.0.1:${proxy.port}`);
+  assert.equal(response['failure reason'], undefined);
+  await waitFor(() => seen.length === 3, 5_000, 'the WebSocket announce');
+  assert.deepEqual(seen, ['127.0.0.1', '127.0.0.1', '127.0.0.1']);
+});
+
+/** forwarded-for on, a recording backend, and one client connected. */
+async function forwardingPair(t: TestContext) {
   const backend = await recordingBackend();
   t.after(() => closeBackend(backend));
   const proxy = await startProxy(backend.port, { forwardedFor: true });
   t.after(() => proxy.close());
+  return { backend, proxy, client: await connectClient(proxy.port) };
+}
 
-  const client = await connectClient(proxy.port);
-  const upgrade =
-    'GET /announce HTTP/1.1\r\nHost: tracker\r\nX-Forwarded-For: 6.6.6.6\r\nUpgrade: websocket\r\n\r\n';
-  const frames = 'GET /second HTTP/1.1\r\nX-Forwarded-For: 7.7.7.7\r\n\r\n';
-  client.write(upgrade);
-  client.end(frames);
-  await waitFor(() => backend.received.length === 1);
-  const text = (await backend.received[0])?.toString('latin1') ?? '';
-  const [head, rest] = [
-    text.slice(0, text.indexOf('\r\n\r\n') + 4),
-    text.slice(text.indexOf('\r\n\r\n') + 4),
-  ];
-  assert.match(head, /^GET \/announce HTTP\/1\.1\r\n/);
-  assert.match(head, /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/i);
-  assert.match(head, /\r\nX-Forwarded-Proto: https\r\n/i);
-  assert.doesNotMatch(head, /6\.6\.6\.6/);
-  assert.equal(rest, frames, 'bytes after the first request pass untouched');
+test('forwarded-for: a request head over 16 KiB gets 431 and a close; the backend gets none of it', {
+  timeout: 20_000,
+}, async (t) => {
+  const { backend, proxy, client } = await forwardingPair(t);
+  const reply = readAll(client);
+  client.write(
+    `GET / HTTP/1.1\r\nX-Forwarded-For: 6.6.6.6\r\nX-Pad: ${'p'.repeat(17_000)}\r\n\r\n`,
+  );
+  const text = (await reply).toString('latin1');
+  assert.match(text, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+  assert.match(text, /\r\nConnection: close\r\n/);
+  await waitFor(() => proxy.log.withReason('request_head_too_large').length === 1, 5_000);
+  await waitFor(() => backend.received.length === 1, 5_000, 'backend connection');
+  assert.equal((await backend.received[0])?.length, 0, 'no byte of it reached the backend');
+});
+
+test('forwarded-for: a partial request head then the FIN: the backend gets the bytes, then EOF', {
+  timeout: 20_000,
+}, async (t) => {
+  const { backend, proxy, client } = await forwardingPair(t);
+  client.resume();
+  client.end('GET /announce HTTP/1.1\r\nHost: tra');
+  await waitFor(() => backend.received.length === 1, 5_000, 'backend connection');
+  assert.equal(
+    (await backend.received[0])?.toString('latin1'),
+    'GET /announce HTTP/1.1\r\nHost: tra',
+  );
 });
 
 test('SNI: exact name, wildcard, default certificate; sni-nomatch-abort refuses unknown names', async (t) => {
@@ -316,6 +355,10 @@ test('curl over HTTPS through unhitch to an HTTP backend, with forwarded-for', a
       `xff=${request.headers['x-forwarded-for']} proto=${request.headers['x-forwarded-proto']}`,
     );
   });
+  let backendConnections = 0;
+  server.on('connection', () => {
+    backendConnections += 1;
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => server.close());
   const port = (server.address() as { port: number }).port;
@@ -333,10 +376,13 @@ test('curl over HTTPS through unhitch to an HTTP backend, with forwarded-for', a
         '-H',
         'X-Forwarded-For: 6.6.6.6',
         `https://127.0.0.1:${proxy.port}/`,
+        // The same connection again (curl reuses it): the second request is rewritten too.
+        `https://127.0.0.1:${proxy.port}/`,
       ],
       { timeout: 10_000 },
       (error, stdout) => (error ? reject(error) : resolve(stdout)),
     );
   });
-  assert.equal(body, 'xff=127.0.0.1 proto=https');
+  assert.equal(body, 'xff=127.0.0.1 proto=https'.repeat(2));
+  assert.equal(backendConnections, 1, 'both requests on one connection');
 });

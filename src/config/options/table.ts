@@ -971,7 +971,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       name: 'forwarded-for',
       valueType: 'bool',
       extension: true,
-      summary: 'add X-Forwarded-For/-Proto to the first HTTP request (on/off)',
+      summary: 'add X-Forwarded-For/-Proto to every HTTP request until an upgrade (on/off)',
       sample: 'on',
     },
     asBool,
