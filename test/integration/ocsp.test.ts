@@ -97,7 +97,17 @@ test('ocsp-dir: fetched, verified, cached and stapled; revoked says revoked; a d
   t.after(() => unhitch.kill('SIGKILL'));
   await unhitch.waitForLog((line) => line.msg === 'worker ready');
 
-  await unhitch.waitForLog((line) => line.msg === 'OCSP response fetched', 15_000, 'good fetch');
+  const fetched = await unhitch.waitForLog(
+    (line) => line.msg === 'OCSP response fetched',
+    15_000,
+    'good fetch',
+  );
+  // The responder's nextUpdate is 60 minutes out (-nmin 60): the next fetch comes 10
+  // minutes before it, as Hitch schedules it.
+  assert.ok(
+    Math.abs(Number(fetched.refreshInSec) - 50 * 60) <= 10,
+    `refresh in ${fetched.refreshInSec} s`,
+  );
   const revokedLine = await unhitch.waitForLog(
     (line) => line.msg === 'OCSP: certificate status revoked',
     15_000,
