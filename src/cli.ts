@@ -3,20 +3,24 @@
  * The `unhitch` command: Hitch's flags in, a clustered proxy out.
  * Only this file and cluster/ know about processes; everything else is a library.
  */
+import { DaemonReporter, isDaemonChild, launchDaemon } from './cluster/daemon.js';
 import { runPrimary } from './cluster/primary.js';
 import { type CliAction, parseCommandLine } from './config/load.js';
+import type { ProxyConfig } from './config/model.js';
 import { unsupportedSettings } from './config/unsupported.js';
 import { exitStatusFor, logCode } from './errors.js';
 import { createLogger } from './ops/log.js';
-import { checkIdentity } from './ops/privileges.js';
-import { loadCertificates } from './tls/material.js';
+import { preflight } from './ops/preflight.js';
+
+type RunAction = Extract<CliAction, { kind: 'run' }>;
 
 export async function main(argv: readonly string[]): Promise<number> {
+  const reporter = isDaemonChild() ? new DaemonReporter() : undefined;
   let action: CliAction;
   try {
     action = parseCommandLine(argv);
   } catch (err) {
-    return reportStartupError(err);
+    return await reportStartupError(err, reporter);
   }
   switch (action.kind) {
     case 'version':
@@ -24,56 +28,103 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 0;
     case 'help':
       process.stdout.write(action.text);
-      return 0;
+      return action.status;
     case 'test':
-      return checkConfig(action);
-    case 'run': {
-      const { config, warnings } = action;
-      const logger = createLogger({
-        level: config.logLevel,
-        quiet: config.quiet,
-        filename: config.logFilename,
-        bindings: { role: 'primary' },
-      });
-      for (const warning of warnings) logCode(logger, warning.code, {}, warning.message);
-      await runPrimary({ argv, config, logger });
+      return await checkConfig(action);
+    case 'run':
+      if (action.config.daemon && reporter === undefined) {
+        return await launchDaemon(argv, daemonNotices(action.config));
+      }
+      try {
+        await run(action, argv, reporter);
+      } catch (err) {
+        return await reportStartupError(err, reporter);
+      }
       return 0;
-    }
   }
 }
 
-/** `--test`: parse, load every certificate (key/cert pairing included), report, exit. */
-function checkConfig(action: Extract<CliAction, { kind: 'test' }>): number {
+/** What Hitch says when a daemon has nowhere to log (hitch.c). */
+function daemonNotices(config: ProxyConfig): string[] {
+  if (config.syslog || config.logFilename !== undefined) return [];
+  return [
+    "warning: daemonizing with neither 'syslog' nor 'log-filename' configured: unhitch will not produce log messages",
+  ];
+}
+
+async function run(
+  action: RunAction,
+  argv: readonly string[],
+  reporter: DaemonReporter | undefined,
+): Promise<void> {
+  const { config, warnings } = action;
+  const checked = await preflight(config, {
+    isRoot: process.getuid?.() === 0,
+    mode: 'start',
+  });
+  const logger = createLogger({
+    level: config.logLevel,
+    quiet: config.quiet,
+    filename: config.logFilename,
+    bindings: { role: 'primary' },
+    ...(config.syslog ? { syslog: { facility: config.syslogFacility } } : {}),
+    console: reporter === undefined,
+    extraStreams: reporter ? [reporter.stream] : [],
+  });
+  for (const warning of warnings) logCode(logger, warning.code, {}, warning.message);
+  // Identity and unsupported-setting warnings come from the primary's services.
+  for (const warning of checked.certificateWarnings) logger.warn(warning);
+  // Hitch's daemonize(): chdir("/") after the config, certificates and log file are
+  // open, before the pidfile is written and the workers start.
+  if (reporter !== undefined) process.chdir('/');
+  await runPrimary({
+    argv,
+    config,
+    logger,
+    certificates: checked.certificates,
+    onReady: () => reporter?.ready(),
+  });
+}
+
+/**
+ * `--test`: everything the start checks short of binding (ops/preflight.ts), then exit.
+ * Hitch prints its verdict on stderr; so do we.
+ */
+async function checkConfig(action: Extract<CliAction, { kind: 'test' }>): Promise<number> {
+  process.stderr.write('Trying to initialize SSL contexts with your certificates\n');
   for (const warning of action.warnings) process.stderr.write(`warning: ${warning.message}\n`);
   for (const setting of unsupportedSettings(action.config)) {
     process.stderr.write(`warning: ${setting.message}\n`);
   }
-  // A missing user is a warning here even as root: the file is fine, this host is not
-  // ready for it yet (running it as root would refuse to start).
   try {
-    const identity = checkIdentity(action.config, { isRoot: process.getuid?.() === 0 });
-    for (const warning of identity.warnings) process.stderr.write(`warning: ${warning}\n`);
-  } catch (err) {
-    process.stderr.write(`warning: ${(err as Error).message}\n`);
-  }
-  try {
-    const certificates = loadCertificates(action.config, (message) =>
-      process.stderr.write(`warning: ${message}\n`),
-    );
-    process.stdout.write(
-      `Configuration looks ok (${action.config.frontends.length} frontend(s), ${certificates.length} certificate(s)).\n`,
+    const checked = await preflight(action.config, {
+      isRoot: process.getuid?.() === 0,
+      mode: 'test',
+    });
+    for (const warning of [...checked.identityWarnings, ...checked.certificateWarnings])
+      process.stderr.write(`warning: ${warning}\n`);
+    process.stderr.write(
+      `unhitch configuration looks ok (${action.config.frontends.length} frontend(s), ${checked.certificates.length} certificate(s)).\n`,
     );
     return 0;
   } catch (err) {
-    return reportStartupError(err);
+    return await reportStartupError(err, undefined);
   }
 }
 
-/** One line on stderr with the code, and the registry's exit status for it. */
-function reportStartupError(err: unknown): number {
+/**
+ * One line with the code (on stderr, or to a daemon's launcher), and the registry's exit
+ * status for it.
+ */
+async function reportStartupError(
+  err: unknown,
+  reporter: DaemonReporter | undefined,
+): Promise<number> {
   const code = (err as { code?: unknown } | null)?.code;
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`unhitch: ${message}${typeof code === 'string' ? ` [${code}]` : ''}\n`);
+  const text = `unhitch: ${message}${typeof code === 'string' ? ` [${code}]` : ''}`;
+  if (reporter !== undefined) await reporter.failed(text);
+  else process.stderr.write(`${text}\n`);
   return exitStatusFor(err);
 }
 
@@ -82,6 +133,7 @@ main(process.argv.slice(2)).then(
     if (status !== 0) process.exitCode = status;
   },
   (err: unknown) => {
-    process.exitCode = reportStartupError(err);
+    process.exitCode = exitStatusFor(err);
+    process.stderr.write(`unhitch: ${err instanceof Error ? err.message : String(err)}\n`);
   },
 );

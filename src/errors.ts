@@ -92,6 +92,17 @@ export const CODES = {
     exitStatus: EXIT_STARTUP,
     level: 'error',
   },
+  UNHITCH_DAEMON: {
+    meaning:
+      '--daemon: the detached process could not be started, or exited before its frontends listened.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_FRONTEND_HOST: {
+    meaning: 'A frontend names a host that does not resolve, so it cannot be bound.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
   UNHITCH_PIDFILE: {
     meaning: 'The pidfile cannot be written.',
     exitStatus: EXIT_STARTUP,
@@ -253,6 +264,12 @@ export const CODES = {
     exitStatus: null,
     level: 'error',
   },
+  UNHITCH_DBG_LISTEN: {
+    meaning:
+      '`dbg-listen`: the file listing the listening addresses cannot be written; the proxy serves anyway.',
+    exitStatus: null,
+    level: 'error',
+  },
   UNHITCH_CLEANUP: {
     meaning: 'Stopping: a cleanup (pidfile removal, metrics endpoint close) failed.',
     exitStatus: null,
@@ -263,7 +280,14 @@ export const CODES = {
 export type UnhitchCode = keyof typeof CODES;
 
 /** Environment variables share the prefix; they are names, not codes. */
-export const UNHITCH_ENVIRONMENT_VARIABLES = ['UNHITCH_WORKER_INDEX', 'UNHITCH_DEMO_PORT'] as const;
+export const UNHITCH_ENVIRONMENT_VARIABLES = [
+  'UNHITCH_WORKER_INDEX',
+  'UNHITCH_DEMO_PORT',
+  // --daemon: the detached process's end of the report pipe to its launcher.
+  'UNHITCH_DAEMON_REPORT_FD',
+  // syslog: the socket logger(1) writes to, for tests (/dev/log otherwise).
+  'UNHITCH_SYSLOG_SOCKET',
+] as const;
 
 export function isUnhitchCode(value: unknown): value is UnhitchCode {
   return typeof value === 'string' && Object.hasOwn(CODES, value);

@@ -9,8 +9,10 @@ import type { Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
+import { reopenLog } from '../ops/log.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { readAllowedCpus } from './affinity.js';
+import { announceListening } from './dbg-listen.js';
 import { OcspService } from './ocsp-service.js';
 import { Reloader } from './reload.js';
 import { type Cleanup, startServices } from './services.js';
@@ -100,7 +102,11 @@ class Primary {
     const finished = new Promise<void>((resolve) => {
       this.done = resolve;
     });
-    const onReload = (): void => void this.reloader.reload();
+    const onReload = (): void => {
+      // logrotate's postrotate sends SIGHUP: the log file is reopened by its name first.
+      reopenLog(this.logger);
+      void this.reloader.reload();
+    };
     const onStop = (signal: NodeJS.Signals): void => this.stop(signal);
     process.on('SIGHUP', onReload);
     for (const signal of this.stopSignals) process.on(signal, onStop);
@@ -129,7 +135,11 @@ class Primary {
         'workers failed to start; see the log above',
       );
     }
-    if (started) this.onReady?.();
+    if (started) {
+      // Before onReady: a daemon's launcher exits on it, and a script then reads the file.
+      announceListening(this.supervisor.current, this.logger);
+      this.onReady?.();
+    }
     await finished;
     process.off('SIGHUP', onReload);
     for (const signal of this.stopSignals) process.off(signal, onStop);

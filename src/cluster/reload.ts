@@ -8,7 +8,9 @@ import type { Logger } from 'pino';
 import { parseCommandLine } from '../config/load.js';
 import type { ProxyConfig } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
-import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
+import { preflight } from '../ops/preflight.js';
+import type { CertificateMaterial } from '../tls/material.js';
+import { announceListening } from './dbg-listen.js';
 import type { Supervisor } from './supervisor.js';
 import type { TicketKeyOwner } from './ticket-keys.js';
 
@@ -74,7 +76,15 @@ export class Reloader {
           `reload: command line no longer runs a proxy (${action.kind})`,
         );
       config = action.config;
-      certificates = loadCertificates(config, (message) => this.logger.warn(message));
+      // The same checks as the start (and --test): a config the start would refuse, or
+      // whose TLS settings a worker could not build, is refused here, before any fork.
+      const checked = await preflight(config, {
+        isRoot: process.getuid?.() === 0,
+        mode: 'start',
+      });
+      for (const warning of [...checked.identityWarnings, ...checked.certificateWarnings])
+        this.logger.warn(warning);
+      certificates = checked.certificates;
     } catch (error) {
       logCode(
         this.logger,
@@ -109,5 +119,6 @@ export class Reloader {
     }
     previous.workers.clear();
     this.logger.info({ generation: next.id, source: config.source }, 'reloaded');
+    announceListening(next, this.logger);
   }
 }

@@ -7,7 +7,6 @@ import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/model.js';
 import { unsupportedSettings } from '../config/unsupported.js';
 import { logCode } from '../errors.js';
-import { startMetricsServer } from '../ops/metrics.js';
 import { checkIdentity, writePidfile } from '../ops/privileges.js';
 
 export type Cleanup = () => void | Promise<void>;
@@ -25,6 +24,8 @@ export async function startServices(
   }
   if (config.pidfile !== undefined) cleanups.push(writePidfile(config.pidfile));
   if (config.metrics !== undefined) {
+    // Imported only when asked for: prom-client is the slowest module to load.
+    const { startMetricsServer } = await import('../ops/metrics.js');
     const server = await startMetricsServer({ address: config.metrics, logger });
     cleanups.push(() => server.close());
     logger.info({ port: server.port }, 'metrics endpoint listening');

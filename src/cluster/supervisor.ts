@@ -7,7 +7,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import type { ProxyConfig } from '../config/model.js';
+import type { ProxyConfig, TcpAddress } from '../config/model.js';
 import { logCode } from '../errors.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { cpuForWorker, pinProcess } from './affinity.js';
@@ -27,6 +27,8 @@ export interface Generation {
   readonly certificates: readonly CertificateMaterial[];
   /** Slot index → live worker. */
   readonly workers: Map<number, Worker>;
+  /** Slot index → the addresses that worker reported listening on (dbg-listen). */
+  readonly listening: Map<number, readonly TcpAddress[]>;
 }
 
 interface WorkerMeta {
@@ -85,7 +87,13 @@ export class Supervisor {
   }
 
   newGeneration(config: ProxyConfig, certificates: readonly CertificateMaterial[]): Generation {
-    return { id: this.nextGeneration++, config, certificates, workers: new Map() };
+    return {
+      id: this.nextGeneration++,
+      config,
+      certificates,
+      workers: new Map(),
+      listening: new Map(),
+    };
   }
 
   workerCount(config: ProxyConfig): number {
@@ -178,6 +186,7 @@ export class Supervisor {
         if (!isWorkerMessage(message)) return;
         if (message.type === 'unhitch:listening') {
           worker.off('message', onMessage);
+          generation.listening.set(index, message.addresses);
           this.logger.info(
             {
               worker: index,

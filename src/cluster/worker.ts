@@ -6,7 +6,6 @@
 import cluster from 'node:cluster';
 import { logCode } from '../errors.js';
 import { createLogger } from '../ops/log.js';
-import { createWorkerMetrics } from '../ops/metrics.js';
 import { dropPrivileges, resolveIdentity } from '../ops/privileges.js';
 import { NOOP_OBSERVER } from '../proxy/events.js';
 import { TlsProxy } from '../proxy/proxy.js';
@@ -43,18 +42,28 @@ function send(message: WorkerMessage, then?: () => void): void {
 
 async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>): Promise<void> {
   const { config } = message;
+  const logIdentity = identityForLogChild(config.user, config.group);
   const logger = createLogger({
     level: config.logLevel,
     quiet: config.quiet,
     filename: config.logFilename,
     bindings: { role: 'worker', worker: message.workerIndex, generation: message.generation },
+    // logger(1) runs as the identity this worker is about to drop to.
+    ...(config.syslog
+      ? {
+          syslog: { facility: config.syslogFacility, uid: logIdentity?.uid, gid: logIdentity?.gid },
+        }
+      : {}),
+    // A daemon's stdout is /dev/null: without a file or syslog, nothing is written.
+    console: !config.daemon,
   });
   // Without a metrics endpoint nobody reads them: no per-connection histogram work, no
-  // collectors (GC observer, event-loop delay timer) running in the worker.
+  // collectors (GC observer, event-loop delay timer) running in the worker, and
+  // prom-client (a tenth of a second to load) is not even imported.
   const observer =
     config.metrics === undefined
       ? NOOP_OBSERVER
-      : createWorkerMetrics({
+      : (await import('../ops/metrics.js')).createWorkerMetrics({
           workerId: message.workerIndex,
           activeConnections: () => proxy?.activeConnections ?? 0,
         }).observer;
@@ -78,6 +87,20 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
   }
   logger.info({ addresses: proxy.addresses() }, 'worker listening');
   send({ type: 'unhitch:listening', addresses: proxy.addresses() });
+}
+
+/** The identity a root worker drops to, for its syslog child; undefined otherwise. */
+function identityForLogChild(
+  user: string | undefined,
+  group: string | undefined,
+): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  try {
+    return resolveIdentity(user, group);
+  } catch {
+    // Reported by the privilege drop below, with its own error.
+    return undefined;
+  }
 }
 
 async function drain(graceMs: number | null): Promise<void> {

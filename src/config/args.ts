@@ -75,12 +75,42 @@ function translateParseError(err: unknown): never {
   throw err;
 }
 
+/**
+ * Hitch ≥ 1.7 takes `--switch=on` and `--switch=off` for its boolean switches; parseArgs
+ * does not let a boolean carry a value, so those become the bare switch here and the
+ * value is remembered by argv index. Any other value is Hitch's error.
+ */
+function splitSwitchValues(argv: readonly string[]): {
+  args: string[];
+  switchValues: Map<number, string>;
+} {
+  const switchValues = new Map<number, string>();
+  const args = argv.map((arg, index) => {
+    const match = /^--([^=]+)=(.*)$/s.exec(arg);
+    const spec = match ? FLAG_SPECS.get(match[1] ?? '') : undefined;
+    if (!match || spec?.cli === undefined || spec.cli.takesValue) return arg;
+    const value = match[2] ?? '';
+    if (value !== 'on' && value !== 'off') {
+      throw new ConfigError(
+        'UNHITCH_CONFIG_INVALID_VALUE',
+        `invalid argument '${value}' for option '--${match[1]}'`,
+        undefined,
+        "one of 'on' or 'off'",
+      );
+    }
+    switchValues.set(index, value);
+    return `--${match[1]}`;
+  });
+  return { args, switchValues };
+}
+
 export function parseArgv(argv: readonly string[]): CommandLine {
   let tokens: NonNullable<ReturnType<typeof parseArgs>['tokens']>;
+  const { args, switchValues } = splitSwitchValues(argv);
   try {
     tokens =
       parseArgs({
-        args: [...argv],
+        args,
         options: parseArgsOptions(),
         strict: true,
         allowPositionals: true,
@@ -133,10 +163,12 @@ export function parseArgv(argv: readonly string[]): CommandLine {
         `unknown option '${token.rawName}'`,
         where,
       );
-    const text = token.value === undefined ? 'on' : token.value;
+    const text = token.value ?? switchValues.get(token.index) ?? 'on';
     labels.set(
       where.column,
-      token.value === undefined ? token.rawName : `${token.rawName} ${token.value}`,
+      token.value === undefined
+        ? (argv[token.index] ?? token.rawName)
+        : `${token.rawName} ${token.value}`,
     );
     (spec.scopes.includes('acme') ? acmeEntries : entries).push({
       name: spec.name,

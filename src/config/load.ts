@@ -30,7 +30,8 @@ export type CliAction =
   | ConfigAction<'run'>
   | ConfigAction<'test'>
   | { readonly kind: 'version'; readonly text: string }
-  | { readonly kind: 'help'; readonly text: string };
+  /** `status`: 0 for --help; 1 without any argument, as Hitch exits then. */
+  | { readonly kind: 'help'; readonly text: string; readonly status: 0 | 1 };
 
 const HITCH_COMPAT_VERSION = '1.7';
 
@@ -76,9 +77,9 @@ export function configFileEntries(path: string, position: SourcePosition): Entry
 /** argv without the node/script prefix. Throws ConfigError. */
 export function parseCommandLine(argv: readonly string[]): CliAction {
   // Hitch prints its usage when run without arguments.
-  if (argv.length === 0) return { kind: 'help', text: helpText() };
+  if (argv.length === 0) return { kind: 'help', text: helpText(), status: 1 };
   const commandLine = parseArgv(argv);
-  if (commandLine.help) return { kind: 'help', text: helpText() };
+  if (commandLine.help) return { kind: 'help', text: helpText(), status: 0 };
   if (commandLine.version) return { kind: 'version', text: versionText() };
   const lastConfig = commandLine.configFiles[commandLine.configFiles.length - 1];
   const draft = newDraft(lastConfig?.path ?? COMMAND_LINE_SOURCE);

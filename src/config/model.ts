@@ -92,6 +92,28 @@ export interface AcmeConfig {
   readonly retrySec: number;
 }
 
+/** Hitch's syslog-facility names (configuration.c). */
+export const SYSLOG_FACILITIES = [
+  'auth',
+  'authpriv',
+  'cron',
+  'daemon',
+  'ftp',
+  'local0',
+  'local1',
+  'local2',
+  'local3',
+  'local4',
+  'local5',
+  'local6',
+  'local7',
+  'lpr',
+  'mail',
+  'news',
+  'uucp',
+] as const;
+export type SyslogFacility = (typeof SYSLOG_FACILITIES)[number];
+
 export type LogLevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface ProxyConfig {
@@ -156,6 +178,8 @@ export interface ProxyConfig {
   readonly group: string | undefined;
   readonly chroot: string | undefined;
   readonly pidfile: string | undefined;
+  /** Hitch's --dbg-listen: after each (re)start, every listening address, one a line. */
+  readonly dbgListen: string | undefined;
   /** unhitch extension: grace period for draining on SIGTERM. */
   readonly drainTimeoutMs: number;
 
@@ -168,6 +192,7 @@ export interface ProxyConfig {
   readonly logLevel: LogLevelName;
   readonly logFilename: string | undefined;
   readonly syslog: boolean;
+  readonly syslogFacility: SyslogFacility;
   /** unhitch extension: loopback Prometheus endpoint, e.g. 127.0.0.1:9100. */
   readonly metrics: TcpAddress | undefined;
 
@@ -233,6 +258,7 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   group: undefined,
   chroot: undefined,
   pidfile: undefined,
+  dbgListen: undefined,
   drainTimeoutMs: 30_000,
   ticketKeyFile: undefined,
   ticketRotationSec: 12 * 3600,
@@ -240,6 +266,7 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   logLevel: 'info',
   logFilename: undefined,
   syslog: false,
+  syslogFacility: 'daemon',
   metrics: undefined,
   acme: undefined,
 }) as ProxyConfig;

@@ -31,12 +31,5 @@ export function unsupportedSettings(config: ProxyConfig): UnsupportedSetting[] {
       "node has no chroot(2); use systemd RootDirectory= or the unit's ProtectSystem= hardening",
     );
   }
-  if (config.daemon)
-    note(
-      'daemon',
-      'unhitch stays in the foreground; run it under systemd (systemd/unhitch.service)',
-    );
-  if (config.syslog)
-    note('syslog', 'logs go to stdout as JSON lines; journald (systemd) collects them');
   return found;
 }

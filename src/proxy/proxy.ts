@@ -92,16 +92,40 @@ export class TlsProxy {
   }
 
   static async start(options: ProxyStartOptions): Promise<TlsProxy> {
+    const proxy = TlsProxy.build(options, true);
+    // Hitch resolves the backend before it serves; a failure is logged and the name is
+    // then looked up per connection until a refresh finds it.
+    await proxy.resolver?.start();
+    try {
+      await Promise.all(proxy.frontends.map((frontend) => frontend.listen()));
+    } catch (error) {
+      for (const frontend of proxy.frontends) frontend.stopAccepting();
+      throw error;
+    }
+    return proxy;
+  }
+
+  /**
+   * Everything start() does short of binding (and of resolving the backend, which Hitch
+   * does not require either): the backend connector and, per frontend, the certificate
+   * contexts and the tls.Server with its options (ciphers, curves, protocol range).
+   * Throws what start() would throw for the same config; `--test` runs it so a config it
+   * passes cannot fail in the workers for a TLS reason.
+   */
+  static check(options: ProxyStartOptions): void {
+    TlsProxy.build(options, false);
+  }
+
+  private static build(options: ProxyStartOptions, serving: boolean): TlsProxy {
     const proxy = new TlsProxy(
       options.config,
       options.logger,
       options.observer,
       options.backendLookup ?? systemLookup,
     );
-    // Hitch resolves the backend before it serves; a failure is logged and the name is
-    // then looked up per connection until a refresh finds it.
-    await proxy.resolver?.start();
-    proxy.staples = proxy.stapleStore(options.certificates);
+    // OCSP staples are loaded (and their files watched) only by a proxy that serves;
+    // a bad or missing staple is logged, never fatal, so check() has nothing to learn.
+    if (serving) proxy.staples = proxy.stapleStore(options.certificates);
     const frontendConfigs = options.config.frontends;
     for (let index = 0; index < frontendConfigs.length; index++) {
       const frontendConfig = frontendConfigs[index];
@@ -142,12 +166,6 @@ export class TlsProxy {
         },
       );
       proxy.frontends.push(frontend);
-    }
-    try {
-      await Promise.all(proxy.frontends.map((frontend) => frontend.listen()));
-    } catch (error) {
-      for (const frontend of proxy.frontends) frontend.stopAccepting();
-      throw error;
     }
     return proxy;
   }

@@ -12,6 +12,14 @@ import { makeSelfSigned } from '../../src/tls/selfsigned.js';
 const ROOT = resolve(import.meta.dirname, '../../..');
 const CLI = join(ROOT, 'dist/src/cli.js');
 
+/**
+ * hitch-compat.conf says `user = "hitch"` and `group = "hitch"`. As root, a start with that user missing is
+ * refused (Hitch: "Invalid user"), and --test says so too; these tests are about other
+ * checks, so as root they name accounts that exist.
+ */
+const AS_EXISTING_USER: readonly string[] =
+  process.getuid?.() === 0 ? ['--user=nobody', '--group=nogroup'] : [];
+
 function unhitch(args: readonly string[], cwd: string) {
   return spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: 'utf8', timeout: 20_000 });
 }
@@ -21,15 +29,22 @@ test('--test accepts the benchmark hitch.conf unchanged', (t) => {
   const cwd = mkdtempSync(join(tmpdir(), 'unhitch-cli-'));
   t.after(() => rmSync(cwd, { recursive: true, force: true }));
   makeSelfSigned({ dir: join(cwd, 'tmp/tls'), stem: 'cert', keyFileName: 'key.pem' });
-  const result = unhitch(['--test', '--config', join(ROOT, 'hitch-compat.conf')], cwd);
+  const result = unhitch(
+    ['--test', '--config', join(ROOT, 'hitch-compat.conf'), ...AS_EXISTING_USER],
+    cwd,
+  );
   assert.equal(result.status, 0, result.stderr);
-  assert.match(result.stdout, /Configuration looks ok/);
+  // Hitch prints its verdict on stderr ("hitch configuration looks ok.").
+  assert.match(result.stderr, /^unhitch configuration looks ok/m);
 });
 
 test('--test with a missing certificate exits 1 naming the file', (t) => {
   const cwd = mkdtempSync(join(tmpdir(), 'unhitch-cli-'));
   t.after(() => rmSync(cwd, { recursive: true, force: true }));
-  const result = unhitch(['--test', '--config', join(ROOT, 'hitch-compat.conf')], cwd);
+  const result = unhitch(
+    ['--test', '--config', join(ROOT, 'hitch-compat.conf'), ...AS_EXISTING_USER],
+    cwd,
+  );
   assert.equal(result.status, 1);
   assert.match(result.stderr, /cert\.crt/);
 });
@@ -57,8 +72,59 @@ test('-V prints the version, --help the usage, both exit 0', () => {
   assert.match(help.stdout, /--backend-connect-timeout/);
 });
 
-test('an unknown flag exits 1 and names it', () => {
+test('--test as root with a user that does not exist exits 1, as the start would (Hitch: Invalid user)', (t) => {
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root: without it the user is ignored with a warning, start and --test alike');
+    return;
+  }
+  const cwd = mkdtempSync(join(tmpdir(), 'unhitch-cli-'));
+  t.after(() => rmSync(cwd, { recursive: true, force: true }));
+  makeSelfSigned({ dir: join(cwd, 'tmp/tls'), stem: 'cert', keyFileName: 'key.pem' });
+  const result = unhitch(
+    ['--test', '--config', join(ROOT, 'hitch-compat.conf'), '--user=no-such-user-4242'],
+    cwd,
+  );
+  assert.equal(result.status, 1);
+  assert.match(result.stderr, /user no-such-user-4242 does not exist/);
+});
+
+test('an unknown flag exits 1 and names it on stderr, as Hitch (nothing on stdout)', () => {
   const result = unhitch(['--frobnicate'], ROOT);
   assert.equal(result.status, 1);
   assert.match(result.stderr, /--frobnicate/);
+  assert.equal(result.stdout, '');
+});
+
+test('no argument at all prints the usage on stdout and exits 1, as Hitch', () => {
+  const result = unhitch([], ROOT);
+  assert.equal(result.status, 1);
+  assert.match(result.stdout, /^Usage: unhitch/);
+});
+
+test("Hitch 1.7's --switch=on|off forms are accepted; another value is Hitch's error", (t) => {
+  const cwd = mkdtempSync(join(tmpdir(), 'unhitch-cli-'));
+  t.after(() => rmSync(cwd, { recursive: true, force: true }));
+  const pem = makeSelfSigned({ dir: cwd, stem: 'site' }).combinedPath;
+  const flags = [
+    '--daemon=off',
+    '--quiet=off',
+    '--syslog=off',
+    '--prefer-server-ciphers=on',
+    '--sni-nomatch-abort=off',
+    '--write-proxy=on',
+    '--enable-tcp-fastopen=off',
+    '--client=off',
+    '-L2',
+    `-l${join(cwd, 'u.log')}`,
+    '--syslog-facility=local3',
+    `--dbg-listen=${join(cwd, 'listen')}`,
+  ];
+  const ok = unhitch(['--test', ...flags, pem], cwd);
+  assert.equal(ok.status, 0, ok.stderr);
+  const bad = unhitch(['--test', '--daemon=yes', pem], cwd);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /invalid argument 'yes' for option '--daemon'/);
+  const client = unhitch(['--test', '--client', pem], cwd);
+  assert.equal(client.status, 1, 'client mode is refused, not silently served as a TLS server');
+  assert.match(client.stderr, /client mode/);
 });

@@ -154,7 +154,8 @@ test('every command-line flag in the table accepts its sample value', () => {
   for (const spec of OPTIONS) {
     if (!spec.cli) continue;
     const value = spec.sample.replace(/^"(.*)"$/, '$1');
-    const flag = spec.cli.takesValue ? [`--${spec.cli.long}=${value}`] : [`--${spec.cli.long}`];
+    // Switches take their sample as Hitch 1.7's `--switch=on|off`.
+    const flag = [`--${spec.cli.long}=${value}`];
     // An acme block without a domain is refused: every --acme-* flag comes with one.
     const argv = spec.scopes.includes('acme') ? [...flag, '--acme-domain=a.example'] : flag;
     const action = parseCommandLine([...argv, 'c.pem']);

@@ -273,10 +273,11 @@ test('boolean spellings in any case, quoted or not', () => {
   expectError('daemon = "0"\n', 'UNHITCH_CONFIG_INVALID_VALUE', 1, 10);
 });
 
-test('daemon implies syslog and quiet, as in Hitch', () => {
+test('daemon implies neither syslog nor quiet (Hitch 1.7 logs to syslog only with syslog = on)', () => {
   const { config } = parse(`${PEM}daemon = on\n`);
-  assert.equal(config.syslog, true);
-  assert.equal(config.quiet, true);
+  assert.equal(config.daemon, true);
+  assert.equal(config.syslog, false);
+  assert.equal(config.quiet, false);
 });
 
 test('ports may be quoted or bare; [*], IPv4 and IPv6 hosts', () => {

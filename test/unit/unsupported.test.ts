@@ -14,12 +14,13 @@ test('each option node cannot carry out is named once', () => {
     sendBufferBytes: 65536,
     tcpFastOpen: true,
     chroot: '/var/empty',
+    // carried out since they were implemented: never reported
     daemon: true,
     syslog: true,
   });
   assert.deepEqual(
     found.map((setting) => setting.option),
-    ['recv-bufsize', 'tcp-fastopen', 'chroot', 'daemon', 'syslog'],
+    ['recv-bufsize', 'tcp-fastopen', 'chroot'],
   );
   for (const setting of found) assert.ok(setting.message.startsWith(`${setting.option}: `));
 });

@@ -2,7 +2,8 @@
  * Entries → ProxyConfig. Entries are applied in order onto a draft (later wins, like
  * Hitch); `finalizeDraft` then applies the cross-option rules and freezes the result.
  */
-import { ConfigError } from '../errors.js';
+import { ipText, parseIp } from '../../net/ip.js';
+import { ConfigError, type SourcePosition } from '../errors.js';
 import {
   type AcmeConfig,
   DEFAULT_ACME,
@@ -11,6 +12,7 @@ import {
   type PemFileConfig,
   type ProxyConfig,
   type ProxyProtocolMode,
+  type TcpAddress,
 } from '../model.js';
 import { type AcmeDraft, type ConfigDraft, formatPosition, newFrontendDraft } from './draft.js';
 import type { Entry } from './entry.js';
@@ -103,11 +105,8 @@ export function finalizeDraft(draft: ConfigDraft): ProxyConfig {
       'a single ALPN protocol, or write-proxy-v2 = on',
     );
   }
-  // Hitch: daemon mode implies syslog and quiet.
-  if (settings.daemon) {
-    settings.syslog = true;
-    settings.quiet = true;
-  }
+  // Not stud's "daemon implies syslog and quiet": Hitch 1.7 sends nothing to syslog
+  // unless `syslog` is on, and warns when a daemon has no log destination at all.
   const globalTls = Object.freeze({ ...draft.tls });
   const frontendDrafts =
     draft.frontends.length > 0
@@ -129,6 +128,7 @@ export function finalizeDraft(draft: ConfigDraft): ProxyConfig {
       matchGlobalCerts: fd.matchGlobalCerts,
     });
   });
+  refuseRedundantFrontends(frontends, frontendDrafts);
   const acme = draft.acme === undefined ? undefined : finalizeAcme(draft.acme);
   // pem-dir's files count as global pem-files; whether the directory holds any is known
   // only when certificates load (tls/pem-dir.ts), which --test and every reload run too.
@@ -184,6 +184,43 @@ function finalizeAcme(draft: AcmeDraft): AcmeConfig {
     challenge,
     httpListen: draft.httpListen === undefined ? undefined : Object.freeze({ ...draft.httpListen }),
     retrySec: draft.retrySec ?? DEFAULT_ACME.retrySec,
+  });
+}
+
+/**
+ * The socket address a frontend binds, as one string: `[*]` and `[::]` are the same
+ * dual-stack socket here, and an IPv6 address has one spelling (`[0:0::1]` is `[::1]`).
+ */
+function bindKey(address: TcpAddress): string {
+  const host = address.host ?? '::';
+  const ip = parseIp(host);
+  return `[${ip === undefined ? host.toLowerCase() : ipText(ip)}]:${address.port}`;
+}
+
+/**
+ * Hitch refuses a second frontend with the same IP and port ("Redundant frontend"). It
+ * compares the text; here the address is compared, so `[::1]` and `[0:0::1]` collide too
+ * (with SO_REUSEPORT both would bind and split the connections between them).
+ */
+function refuseRedundantFrontends(
+  frontends: readonly FrontendConfig[],
+  drafts: readonly { readonly position: SourcePosition }[],
+): void {
+  const seen = new Map<string, SourcePosition>();
+  frontends.forEach((frontend, index) => {
+    const key = bindKey(frontend.address);
+    const position = drafts[index]?.position;
+    const first = seen.get(key);
+    if (first !== undefined) {
+      const host = frontend.address.host ?? '*';
+      throw new ConfigError(
+        'UNHITCH_CONFIG_CONFLICT',
+        `redundant frontend [${host}]:${frontend.address.port} (matching IP and port): the same address as the frontend at ${formatPosition(first)}`,
+        position,
+        'each listening address once',
+      );
+    }
+    if (position !== undefined) seen.set(key, position);
   });
 }
 

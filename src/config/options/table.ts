@@ -37,6 +37,7 @@ import {
   parseLogLevel,
   parsePort,
   parseSeconds,
+  parseSyslogFacility,
   parseTlsProtos,
   parseUint,
   scalarItems,
@@ -772,6 +773,20 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       ctx.draft.settings.tcpFastOpen = on ?? false;
     },
   ),
+  scalar(
+    {
+      // Hitch's command-line spelling of tcp-fastopen.
+      name: 'enable-tcp-fastopen',
+      valueType: 'bool',
+      hitchFlag: true,
+      summary: "same as tcp-fastopen (Hitch's flag name)",
+      sample: 'on',
+    },
+    asBool,
+    (ctx, on) => {
+      ctx.draft.settings.tcpFastOpen = on ?? false;
+    },
+  ),
 
   // --- Process ---
   scalar(
@@ -857,6 +872,39 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       ctx.draft.settings.pidfile = value;
     },
   ),
+  scalar(
+    {
+      name: 'dbg-listen',
+      valueType: 'path',
+      hitchFlag: true,
+      summary: 'write every listening address (ip:port, one a line) here after each (re)start',
+      sample: '"/run/unhitch.listen"',
+    },
+    asText,
+    (ctx, value) => {
+      ctx.draft.settings.dbgListen = value;
+    },
+  ),
+  scalar(
+    {
+      name: 'client',
+      valueType: 'bool',
+      hitchFlag: true,
+      summary: "Hitch's client mode (clear text in, TLS to the backend): refused when on",
+      sample: 'off',
+    },
+    asBool,
+    (_ctx, on, entry) => {
+      // Ignoring it would run a TLS server where a TLS client was asked for.
+      if (on)
+        throw new ConfigError(
+          'UNHITCH_CONFIG_INVALID_VALUE',
+          'client mode (clear text in, TLS towards the backend) is not implemented by unhitch',
+          entry.position,
+          'client = off',
+        );
+    },
+  ),
 
   // --- Logging ---
   scalar(
@@ -891,6 +939,8 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     {
       name: 'log-level',
       valueType: 'log-level',
+      short: 'L',
+      hitchFlag: true,
       summary: 'Hitch 0/1/2 or a pino level name',
       sample: '1',
     },
@@ -903,7 +953,9 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     {
       name: 'log-filename',
       valueType: 'path',
-      summary: 'log to this file instead of stderr',
+      short: 'l',
+      hitchFlag: true,
+      summary: 'log to this file instead of stdout',
       sample: '"/var/log/unhitch.log"',
     },
     asText,
@@ -1142,15 +1194,18 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     },
     asText,
   ),
-  unimplemented(
+  scalar(
     {
       name: 'syslog-facility',
       valueType: 'string',
       hitchFlag: true,
-      summary: 'syslog facility',
+      summary: 'syslog facility (daemon, local0…local7, user, …)',
       sample: '"daemon"',
     },
-    asText,
+    parseSyslogFacility,
+    (ctx, facility) => {
+      ctx.draft.settings.syslogFacility = facility ?? DEFAULT_CONFIG.syslogFacility;
+    },
   ),
   scalar(
     {
@@ -1380,6 +1435,8 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     {
       name: 'backend-refresh',
       valueType: 'uint',
+      short: 'R',
+      hitchFlag: true,
       summary: 'seconds between lookups of a backend given by name (0 = only at start)',
       sample: '30',
     },

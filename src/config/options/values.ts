@@ -4,12 +4,14 @@
  */
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
-import type {
-  BackendAddress,
-  ClientVerifyMode,
-  LogLevelName,
-  TcpAddress,
-  TlsProtocolName,
+import {
+  type BackendAddress,
+  type ClientVerifyMode,
+  type LogLevelName,
+  SYSLOG_FACILITIES,
+  type SyslogFacility,
+  type TcpAddress,
+  type TlsProtocolName,
 } from '../model.js';
 import type { BlockValue, Entry, ScalarItem, ScalarValue } from './entry.js';
 
@@ -229,6 +231,14 @@ export function parseClientVerify(item: ScalarItem, text: string): ClientVerifyM
     invalid(item, `invalid client-verify ${JSON.stringify(text)}`, 'none, optional or required');
   }
   return mode;
+}
+
+/** Hitch's syslog-facility names; `auth` means authpriv there, as here. */
+export function parseSyslogFacility(item: ScalarItem, text: string): SyslogFacility {
+  const facility = SYSLOG_FACILITIES.find((name) => name === text);
+  if (facility === undefined)
+    invalid(item, `invalid syslog facility ${JSON.stringify(text)}`, SYSLOG_FACILITIES.join(', '));
+  return facility === 'auth' ? 'authpriv' : facility;
 }
 
 /** Hitch's alpn-protos: comma-separated, spaces ignored, a trailing comma tolerated. */

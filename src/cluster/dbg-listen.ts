@@ -1,0 +1,89 @@
+/**
+ * Hitch's `--dbg-listen=FILE`: once the workers listen, and again after every reload,
+ * the file lists each listening socket as `ip:port`, one a line, in frontend order. Its
+ * own tooling (and scripts written for it) read it to find a port chosen by the kernel
+ * (`:0`) or to wait for a reload to take effect.
+ *
+ * Hitch 1.7 writes IPv4 sockets only (`0.0.0.0:443` for `[*]:443`) and the configured
+ * port, not the bound one. Here every line is a real bound address: IPv4 as Hitch writes
+ * it, IPv6 bracketed (`[::1]:443`, usable as curl's and s_client's address); a wildcard
+ * socket, which node binds dual-stack, is written as `0.0.0.0:port` (first, as Hitch)
+ * then `[::]:port`.
+ */
+import { randomBytes } from 'node:crypto';
+import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import type { TcpAddress } from '../config/model.js';
+
+/** Lines for one set of listening addresses (deduplicated, first seen first). */
+export function listenLines(addresses: readonly TcpAddress[]): string[] {
+  const lines: string[] = [];
+  const add = (line: string): void => {
+    if (!lines.includes(line)) lines.push(line);
+  };
+  for (const address of addresses) {
+    const host = address.host ?? '::';
+    if (host === '::') {
+      add(`0.0.0.0:${address.port}`);
+      add(`[::]:${address.port}`);
+    } else if (host.includes(':')) {
+      add(`[${host}]:${address.port}`);
+    } else {
+      add(`${host}:${address.port}`);
+    }
+  }
+  return lines;
+}
+
+/**
+ * Frontend order across workers: worker 0's addresses, then any other worker's that
+ * differ (per-worker sockets on port 0 each have their own port).
+ */
+export function generationAddresses(
+  listening: ReadonlyMap<number, readonly TcpAddress[]>,
+): TcpAddress[] {
+  return [...listening.entries()].sort(([a], [b]) => a - b).flatMap(([, addresses]) => addresses);
+}
+
+/** Replace the file in one step: a reader sees the old list or the new one, never half. */
+export function writeListenFile(path: string, lines: readonly string[]): void {
+  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    writeFileSync(temp, lines.map((line) => `${line}\n`).join(''), { mode: 0o644 });
+    renameSync(temp, path);
+  } catch (error) {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // Never written: nothing to remove.
+    }
+    throw error;
+  }
+}
+
+/**
+ * The startup (and reload) report: one log line with every listening address, and the
+ * dbg-listen file when configured. A file that cannot be written is logged, not fatal:
+ * the proxy itself is serving.
+ */
+export function announceListening(
+  generation: {
+    readonly config: { readonly dbgListen: string | undefined };
+    readonly listening: ReadonlyMap<number, readonly TcpAddress[]>;
+  },
+  logger: Logger,
+): void {
+  const lines = listenLines(generationAddresses(generation.listening));
+  logger.info({ listening: lines }, 'listening');
+  const path = generation.config.dbgListen;
+  if (path === undefined) return;
+  try {
+    writeListenFile(path, lines);
+  } catch (error) {
+    logger.error(
+      { file: path, err: (error as Error).message, code: 'UNHITCH_DBG_LISTEN' },
+      'cannot write the dbg-listen file',
+    );
+  }
+}

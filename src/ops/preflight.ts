@@ -1,0 +1,148 @@
+/**
+ * Every check a real start makes before it binds, in one place, so that `--test` and the
+ * start cannot disagree: `--test` exits 0 exactly when a start would get as far as
+ * binding. The start runs the same function (and then does the real thing: writes the
+ * pidfile, opens the log, forks workers that build the same TLS servers).
+ */
+
+import { lookup } from 'node:dns/promises';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { dirname } from 'node:path';
+import { pino } from 'pino';
+import type { ProxyConfig } from '../config/model.js';
+import { UnhitchError } from '../errors.js';
+import { TlsProxy } from '../proxy/proxy.js';
+import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
+import { generateTicketKey, readTicketKeyFile, TicketKeyError } from '../tls/tickets.js';
+import { checkIdentity } from './privileges.js';
+
+export type PreflightErrorCode =
+  | 'UNHITCH_PIDFILE' // the pidfile could not be written
+  | 'UNHITCH_LOG_FILE' // the log file could not be opened for appending
+  | 'UNHITCH_FRONTEND_HOST'; // a frontend host name does not resolve
+
+export class PreflightError extends UnhitchError<PreflightErrorCode> {
+  constructor(code: PreflightErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'PreflightError';
+  }
+}
+
+export interface PreflightOptions {
+  readonly isRoot: boolean;
+  /**
+   * 'test' also checks what the start only finds out by doing it (the pidfile, the log
+   * file, the ticket key file), without creating or changing any file.
+   */
+  readonly mode: 'start' | 'test';
+}
+
+export interface PreflightResult {
+  readonly certificates: CertificateMaterial[];
+  /** About the certificates (e.g. a key readable by others). */
+  readonly certificateWarnings: string[];
+  /** About user/group (e.g. not root, so they are ignored). */
+  readonly identityWarnings: string[];
+}
+
+/** Throws the first error a start would stop on; returns the loaded certificates. */
+export async function preflight(
+  config: ProxyConfig,
+  options: PreflightOptions,
+): Promise<PreflightResult> {
+  const identityWarnings = checkIdentity(config, { isRoot: options.isRoot }).warnings;
+  const certificateWarnings: string[] = [];
+  const certificates = loadCertificates(config, (message) => certificateWarnings.push(message));
+  // The workers' own construction: contexts per certificate, tls.Server per frontend.
+  TlsProxy.check({
+    config,
+    certificates,
+    logger: pino({ level: 'silent' }),
+    ticketKey: generateTicketKey(),
+  });
+  await resolveFrontendHosts(config);
+  if (options.mode === 'test') {
+    if (config.pidfile !== undefined) checkWritable(config.pidfile, 'UNHITCH_PIDFILE', 'pidfile');
+    // The log file's missing directories are created (ops/log.ts), the pidfile's are not.
+    if (config.logFilename !== undefined)
+      checkWritable(config.logFilename, 'UNHITCH_LOG_FILE', 'log file', { createParents: true });
+    if (config.ticketKeyFile !== undefined) checkTicketKeyFile(config.ticketKeyFile);
+  }
+  return { certificates, certificateWarnings, identityWarnings };
+}
+
+/** A host name that does not resolve fails the bind; say so before it. */
+async function resolveFrontendHosts(config: ProxyConfig): Promise<void> {
+  const names = new Set<string>();
+  for (const frontend of config.frontends) {
+    const host = frontend.address.host;
+    if (host !== undefined && isIP(host) === 0) names.add(host);
+  }
+  for (const name of names) {
+    try {
+      await lookup(name);
+    } catch (error) {
+      throw new PreflightError(
+        'UNHITCH_FRONTEND_HOST',
+        `frontend host ${JSON.stringify(name)} does not resolve (${(error as NodeJS.ErrnoException).code ?? 'lookup failed'})`,
+        { cause: error },
+      );
+    }
+  }
+}
+
+/**
+ * Could this file be opened for writing (created if missing, with its directories when
+ * `createParents`), without touching anything?
+ */
+function checkWritable(
+  path: string,
+  code: PreflightErrorCode,
+  what: string,
+  options: { createParents?: boolean } = {},
+): void {
+  const fail = (reason: string, cause?: unknown): never => {
+    throw new PreflightError(code, `cannot write ${what} ${path}: ${reason}`, { cause });
+  };
+  let exists = true;
+  try {
+    if (statSync(path).isDirectory()) fail('it is a directory');
+  } catch (error) {
+    if (error instanceof PreflightError) throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') fail((error as Error).message, error);
+    exists = false;
+  }
+  let target = exists ? path : dirname(path);
+  // mkdir -p: the nearest directory that exists is the one that must take new entries.
+  while (!exists && options.createParents && !existsSync(target) && dirname(target) !== target)
+    target = dirname(target);
+  try {
+    if (!exists && !statSync(target).isDirectory()) fail(`${target} is not a directory`);
+    accessSync(target, constants.W_OK | (exists ? 0 : constants.X_OK));
+  } catch (error) {
+    if (error instanceof PreflightError) throw error;
+    fail((error as NodeJS.ErrnoException).code ?? (error as Error).message, error);
+  }
+}
+
+/** An existing key file must parse; a missing one must be creatable. */
+function checkTicketKeyFile(path: string): void {
+  try {
+    readTicketKeyFile(path);
+    return;
+  } catch (error) {
+    const cause = error instanceof TicketKeyError ? error.cause : undefined;
+    if ((cause as NodeJS.ErrnoException | undefined)?.code !== 'ENOENT') throw error;
+  }
+  try {
+    accessSync(dirname(path), constants.W_OK | constants.X_OK);
+  } catch (error) {
+    throw new TicketKeyError(
+      'UNHITCH_TICKET_KEY_FILE',
+      `cannot create ticket key file: ${(error as NodeJS.ErrnoException).code}`,
+      path,
+      error,
+    );
+  }
+}

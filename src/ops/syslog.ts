@@ -1,0 +1,109 @@
+/**
+ * `syslog = on`: log lines to the local syslog socket, as Hitch's vsyslog() does.
+ *
+ * Node has no unix datagram sockets (the npm addons that add them are native builds), so
+ * each logging process keeps one `logger(1)` (util-linux) child and writes its lines to
+ * the child's stdin, each with a `<severity>` prefix (`--prio-prefix`); logger adds the
+ * facility, the tag and our PID, and sends RFC 3164 datagrams to /dev/log. When the socket
+ * is missing, logger drops the lines silently, like syslog(3).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { Writable } from 'node:stream';
+import type { SyslogFacility } from '../config/model.js';
+
+/** Tests point this at a socket they listen on; production leaves it unset. */
+export const SYSLOG_SOCKET_ENV = 'UNHITCH_SYSLOG_SOCKET';
+const DEFAULT_SOCKET = '/dev/log';
+export const SYSLOG_TAG = 'unhitch';
+
+/** pino level number → syslog severity (RFC 5424 §6.2.1). */
+export function syslogSeverity(pinoLevel: number): number {
+  if (pinoLevel >= 60) return 2; // fatal → crit
+  if (pinoLevel >= 50) return 3; // error → err
+  if (pinoLevel >= 40) return 4; // warn → warning
+  if (pinoLevel >= 30) return 6; // info
+  return 7; // debug, trace
+}
+
+const OMITTED = new Set(['level', 'time', 'pid', 'hostname', 'msg']);
+
+/** One pino JSON line → `<severity>message {other fields}` (undefined: not a log line). */
+export function syslogLine(jsonLine: string): string | undefined {
+  let record: Record<string, unknown>;
+  try {
+    record = JSON.parse(jsonLine) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const level = typeof record.level === 'number' ? record.level : 30;
+  const rest: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(record)) if (!OMITTED.has(key)) rest[key] = value;
+  const message = typeof record.msg === 'string' ? record.msg : '';
+  const fields = Object.keys(rest).length > 0 ? ` ${JSON.stringify(rest)}` : '';
+  // One datagram per line: a newline inside would split the message.
+  return `<${syslogSeverity(level)}>${`${message}${fields}`.replace(/[\r\n]+/g, ' ')}`;
+}
+
+export interface SyslogOptions {
+  readonly facility: SyslogFacility;
+  /** Run logger(1) as this identity (a worker that dropped privileges). */
+  readonly uid?: number | undefined;
+  readonly gid?: number | undefined;
+}
+
+/** A stream for pino.multistream: every line written goes to syslog. */
+export function createSyslogStream(options: SyslogOptions): Writable {
+  let child: ChildProcess | undefined;
+  let broken = false;
+  const start = (): ChildProcess | undefined => {
+    if (broken) return undefined;
+    if (child !== undefined && child.exitCode === null && child.stdin?.writable) return child;
+    const socket = process.env[SYSLOG_SOCKET_ENV] ?? DEFAULT_SOCKET;
+    try {
+      child = spawn(
+        'logger',
+        [
+          `--socket=${socket}`,
+          '--socket-errors=off',
+          '--prio-prefix',
+          `--priority=${options.facility}.notice`,
+          `--tag=${SYSLOG_TAG}`,
+          `--id=${process.pid}`,
+        ],
+        {
+          stdio: ['pipe', 'ignore', 'ignore'],
+          ...(options.uid !== undefined ? { uid: options.uid } : {}),
+          ...(options.gid !== undefined ? { gid: options.gid } : {}),
+        },
+      );
+    } catch {
+      broken = true;
+      return undefined;
+    }
+    // No logger(1) on this host: give up quietly, syslog(3) would drop the lines too.
+    child.on('error', () => {
+      broken = true;
+    });
+    child.stdin?.on('error', () => {});
+    // Never keep the process alive just for its log child.
+    child.unref();
+    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    return child;
+  };
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      const target = start();
+      if (target?.stdin) {
+        for (const line of chunk.toString('utf8').split('\n')) {
+          const formatted = line.length > 0 ? syslogLine(line) : undefined;
+          if (formatted !== undefined) target.stdin.write(`${formatted}\n`);
+        }
+      }
+      callback();
+    },
+    final(callback) {
+      child?.stdin?.end();
+      callback();
+    },
+  });
+}
