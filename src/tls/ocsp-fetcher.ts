@@ -8,7 +8,8 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import type { CertificateMaterial } from './material.js';
 import {
@@ -192,9 +193,14 @@ export class OcspFetcher {
         req.destroy();
         reject(error);
       };
+      // Hitch's OCSP_parse_url takes both; responders are plain HTTP in practice.
+      const request = url.startsWith('https:') ? httpsRequest : httpRequest;
       const req = request(
         url,
         {
+          // A fresh connection each time: the connect timeout waits for its 'connect',
+          // which a kept-alive socket from the agent's pool would never emit.
+          agent: false,
           method: 'POST',
           headers: { 'content-type': 'application/ocsp-request', 'content-length': body.length },
         },
