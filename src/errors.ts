@@ -187,6 +187,18 @@ export const CODES = {
     exitStatus: 1,
     level: 'error',
   },
+  UNHITCH_OCSP_STAPLE_REJECTED: {
+    meaning:
+      'A worker found an OCSP response (ocsp-dir cache or ocsp-resp-file) that does not check; it is not stapled, a previous good one stays until its nextUpdate.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_BACKEND_LOOKUP: {
+    meaning:
+      'A backend given by name could not be resolved (at start or at a backend-refresh); the last address stays in use, or the name is looked up per connection.',
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_OCSP_FETCH: {
     meaning:
       "Fetching a certificate's OCSP response from its responder failed (connect, timeout, HTTP status); retried with back-off, nothing stapled meanwhile.",

@@ -8,6 +8,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ProxyConfig, TcpAddress } from '../config/model.js';
+import { logCode } from '../errors.js';
 import {
   CertificateSelector,
   certificatesForFrontend,
@@ -77,7 +78,9 @@ export class TlsProxy {
             onResolved: (host, address, previous) =>
               logger.info({ backend: host, address, previous }, 'backend address'),
             onResolveFailed: (host, error) =>
-              logger.warn(
+              logCode(
+                logger,
+                'UNHITCH_BACKEND_LOOKUP',
                 { backend: host, err: error },
                 'backend lookup failed; connecting to the last known address',
               ),
@@ -209,14 +212,24 @@ export class TlsProxy {
       try {
         trusted = loadCaStore();
       } catch (error) {
-        this.logger.error({ err: error }, 'OCSP: no CA store; verified staples cannot be used');
+        logCode(
+          this.logger,
+          'UNHITCH_OCSP_STAPLE_REJECTED',
+          { err: error },
+          'OCSP: no CA store; verified staples cannot be used',
+        );
       }
     }
     const store = new StapleStore(certificates, ocspDir, trusted, {
       loaded: (source, status, from) =>
         this.logger.info({ cert: source, status, from }, 'OCSP staple loaded'),
       rejected: (source, from, error) =>
-        this.logger.warn({ cert: source, from, err: error }, 'OCSP response not stapled'),
+        logCode(
+          this.logger,
+          'UNHITCH_OCSP_STAPLE_REJECTED',
+          { cert: source, from, err: error },
+          'OCSP response not stapled',
+        ),
     });
     if (store.stapleable === 0) return undefined;
     store.watch();
