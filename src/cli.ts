@@ -3,6 +3,7 @@
  * The `unhitch` command: Hitch's flags in, a clustered proxy out.
  * Only this file and cluster/ know about processes; everything else is a library.
  */
+import { isAbsolute, resolve } from 'node:path';
 import { DaemonReporter, isDaemonChild, launchDaemon } from './cluster/daemon.js';
 import { runPrimary } from './cluster/primary.js';
 import { type CliAction, parseCommandLine } from './config/load.js';
@@ -33,7 +34,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return await checkConfig(action);
     case 'run':
       if (action.config.daemon && reporter === undefined) {
-        return await launchDaemon(argv, daemonNotices(action.config));
+        return await launchDaemon(argv, daemonNotices(action.config, action.configPath));
       }
       try {
         await run(action, argv, reporter);
@@ -45,11 +46,38 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 /** What Hitch says when a daemon has nowhere to log (hitch.c). */
-function daemonNotices(config: ProxyConfig): string[] {
-  if (config.syslog || config.logFilename !== undefined) return [];
-  return [
-    "warning: daemonizing with neither 'syslog' nor 'log-filename' configured: unhitch will not produce log messages",
+function daemonNotices(config: ProxyConfig, configPath: string | undefined): string[] {
+  const notices: string[] = [];
+  if (!config.syslog && config.logFilename === undefined) {
+    notices.push(
+      "warning: daemonizing with neither 'syslog' nor 'log-filename' configured: unhitch will not produce log messages",
+    );
+  }
+  // Hitch's trap, kept (the daemon works in "/"), but said out loud.
+  const relative = relativeDaemonPaths(config, configPath);
+  if (relative.length > 0) {
+    notices.push(
+      `warning: the daemon works in "/": ${relative.join(', ')} will be read or written from "/" (pidfile, dbg-listen, and every file read on a SIGHUP reload); use absolute paths`,
+    );
+  }
+  return notices;
+}
+
+/** Paths a daemon resolves from "/" after it detached, given relative. */
+function relativeDaemonPaths(config: ProxyConfig, configPath: string | undefined): string[] {
+  const paths = [
+    configPath,
+    config.pidfile,
+    config.dbgListen,
+    config.logFilename,
+    config.pemDir,
+    ...[...config.pemFiles, ...config.frontends.flatMap((frontend) => frontend.pemFiles)].flatMap(
+      (pem) => [pem.certPath, pem.privateKeyPath, pem.ocspResponsePath],
+    ),
   ];
+  return [...new Set(paths)].filter(
+    (path): path is string => path !== undefined && !isAbsolute(path),
+  );
 }
 
 async function run(
@@ -57,7 +85,13 @@ async function run(
   argv: readonly string[],
   reporter: DaemonReporter | undefined,
 ): Promise<void> {
-  const { config, warnings } = action;
+  const { warnings } = action;
+  // Hitch opens its log file before it chdirs to "/"; the workers, forked after that
+  // chdir, open it again themselves, so they get the name resolved from where it started.
+  const config =
+    reporter !== undefined && action.config.logFilename !== undefined
+      ? { ...action.config, logFilename: resolve(action.config.logFilename) }
+      : action.config;
   const checked = await preflight(config, {
     isRoot: process.getuid?.() === 0,
     mode: 'start',

@@ -14,6 +14,7 @@ import type { ProxyConfig } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
 import { TlsProxy } from '../proxy/proxy.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
+import { loadCaStore } from '../tls/ocsp.js';
 import { generateTicketKey, readTicketKeyFile, TicketKeyError } from '../tls/tickets.js';
 import { checkIdentity } from './privileges.js';
 
@@ -61,6 +62,16 @@ export async function preflight(
     logger: pino({ level: 'silent' }),
     ticketKey: generateTicketKey(),
   });
+  // The workers only log this one (their staples are then never used): say it here too.
+  if (certificates.some((material) => material.ocspVerifyStaple)) {
+    try {
+      loadCaStore();
+    } catch (error) {
+      certificateWarnings.push(
+        `ocsp-verify-staple: no CA store, so no staple can be verified or used (${(error as Error).message})`,
+      );
+    }
+  }
   await resolveFrontendHosts(config);
   if (options.mode === 'test') {
     if (config.pidfile !== undefined) checkWritable(config.pidfile, 'UNHITCH_PIDFILE', 'pidfile');

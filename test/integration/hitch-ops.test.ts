@@ -22,29 +22,11 @@ import { connect } from 'node:tls';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/proxy-fixture.js';
-import { CLI, startUnhitch } from '../helpers/unhitch-process.js';
-
-interface Launch {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+import { CLI, type RunResult, runToExit, startUnhitch } from '../helpers/unhitch-process.js';
 
 /** Run the launcher to its exit, as `unhitch --daemon …; echo $?` would. */
-async function launch(args: readonly string[], cwd: string): Promise<Launch> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString('utf8');
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString('utf8');
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const [status] = (await once(child, 'close')) as [number | null];
-  clearTimeout(timer);
-  return { status, stdout, stderr };
+function launch(args: readonly string[], cwd: string): Promise<RunResult> {
+  return runToExit(process.execPath, [CLI, ...args], { cwd, timeoutMs: 60_000 });
 }
 
 function alive(pid: number): boolean {
@@ -94,6 +76,21 @@ async function handshake(line: string): Promise<string | null> {
   }
 }
 
+/** One worker, unpinned, on a free loopback port, the backend never dialled. */
+async function oneWorker(pem: string, ...flags: string[]): Promise<string[]> {
+  const port = await freePort();
+  return [
+    ...flags,
+    '--workers=1',
+    '--pin-workers=off',
+    '-f',
+    `[127.0.0.1]:${port}`,
+    '-b',
+    '[127.0.0.1]:9',
+    pem,
+  ];
+}
+
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-ops-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -131,6 +128,7 @@ test('--daemon exits 0 once listening; the pidfile holds the detached primary, d
   // Nothing to log to: Hitch's warning, and the startup report on the launcher's stderr.
   assert.match(result.stderr, /daemonizing with neither 'syslog' nor 'log-filename'/);
   assert.match(result.stderr, /"msg":"listening"/);
+  assert.doesNotMatch(result.stderr, /works in "\/"/, 'every path given is absolute');
 
   // Detached: its own session, working in "/" like Hitch, stdio on /dev/null.
   const stat = readFileSync(`/proc/${daemonPid}/stat`, 'utf8');
@@ -175,6 +173,7 @@ test('--daemon with a config the start refuses exits 1 with the error and leaves
   );
   assert.equal(result.status, 1);
   assert.match(result.stderr, /no cipher match/);
+  assert.match(result.stderr, /\[ERR_SSL_NO_CIPHER_MATCH\]/);
   assert.equal(existsSync(pidfile), false);
   // The port stays free: no daemon kept it.
   const probe = connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
@@ -260,22 +259,10 @@ test('syslog = on: every process sends its lines to the syslog socket with the f
   });
   await waitFor(() => received.startsWith('ready'), 10_000, 'the syslog listener');
 
-  const port = await freePort();
   const env = { ...process.env, UNHITCH_SYSLOG_SOCKET: socketPath };
-  const proxy = startUnhitch(
-    [
-      '--syslog',
-      '--syslog-facility=local3',
-      '--workers=1',
-      '--pin-workers=off',
-      '-f',
-      `[127.0.0.1]:${port}`,
-      '-b',
-      '[127.0.0.1]:9',
-      pem,
-    ],
-    { env },
-  );
+  const proxy = startUnhitch(await oneWorker(pem, '--syslog', '--syslog-facility=local3'), {
+    env,
+  });
   t.after(() => proxy.kill('SIGKILL'));
   await proxy.waitForLog((line) => line.msg === 'listening');
   const primaryPid = proxy.child.pid;
@@ -301,17 +288,7 @@ test('SIGHUP reopens log-filename by name: after logrotate moved it, new lines g
   const dir = tempDir(t);
   const pem = makeSelfSigned({ dir, stem: 'site' }).combinedPath;
   const log = join(dir, 'unhitch.log');
-  const port = await freePort();
-  const proxy = startUnhitch([
-    `--log-filename=${log}`,
-    '--workers=1',
-    '--pin-workers=off',
-    '-f',
-    `[127.0.0.1]:${port}`,
-    '-b',
-    '[127.0.0.1]:9',
-    pem,
-  ]);
+  const proxy = startUnhitch(await oneWorker(pem, `--log-filename=${log}`));
   t.after(() => proxy.kill('SIGKILL'));
   await waitFor(
     () => existsSync(log) && readFileSync(log, 'utf8').includes('"msg":"listening"'),
@@ -328,4 +305,34 @@ test('SIGHUP reopens log-filename by name: after logrotate moved it, new lines g
   assert.doesNotMatch(readFileSync(`${log}.1`, 'utf8'), /"msg":"reloaded"/);
   proxy.kill('SIGTERM');
   assert.equal(await proxy.exited(), 0);
+});
+
+test('--daemon with relative paths resolves them as Hitch: config, pem and log from the start directory, the pidfile and reloads from "/"', async (t) => {
+  const dir = tempDir(t);
+  makeSelfSigned({ dir, stem: 'site' });
+  const port = await freePort();
+  writeFileSync(
+    join(dir, 'hitch.conf'),
+    `frontend = "[127.0.0.1]:${port}"\nbackend = "[127.0.0.1]:9"\npem-file = "site.pem"\nworkers = 1\npin-workers = off\nlog-filename = "unhitch.log"\n`,
+  );
+  const pidName = `unhitch-ops-${process.pid}-${port}.pid`;
+  const rootPidfile = join('/', pidName);
+  t.after(() => rmSync(rootPidfile, { force: true }));
+  let daemonPid: number | undefined;
+  t.after(() => killGroup(daemonPid));
+  const result = await launch(['--daemon', '--config=hitch.conf', `--pidfile=${pidName}`], dir);
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stderr, /the daemon works in "\/": hitch\.conf, .*site\.pem/);
+  daemonPid = readPid(rootPidfile);
+  assert.equal(existsSync(join(dir, pidName)), false, 'not in the start directory');
+  const log = join(dir, 'unhitch.log');
+  await waitFor(() => readFileSync(log, 'utf8').includes('"msg":"listening"'), 10_000, 'log');
+  // As with Hitch, a reload reads the relative --config from "/", and is refused.
+  process.kill(daemonPid, 'SIGHUP');
+  await waitFor(
+    () => readFileSync(log, 'utf8').includes('reload rejected'),
+    20_000,
+    'the reload refused in the log',
+  );
+  assert.ok(await handshake(`127.0.0.1:${port}`), 'the running configuration keeps serving');
 });

@@ -30,37 +30,11 @@ import {
   startProxy,
   waitFor,
 } from '../helpers/proxy-fixture.js';
-import { CLI, startUnhitch } from '../helpers/unhitch-process.js';
-
-interface RunResult {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(command: string, args: readonly string[], timeoutMs = 10_000): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString('utf8');
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', reject);
-    child.once('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+import { CLI, runToExit, startUnhitch } from '../helpers/unhitch-process.js';
 
 /** The protocol and cipher s_client negotiated, or undefined when the handshake failed. */
 async function sClient(port: number, options: readonly string[]): Promise<string | undefined> {
-  const result = await run('openssl', [
+  const result = await runToExit('openssl', [
     's_client',
     '-connect',
     `127.0.0.1:${port}`,
@@ -155,12 +129,12 @@ test('unhitch --test warns about a private key readable by others, naming the pa
   );
 
   chmodSync(keyPath, 0o600);
-  const tight = await run(process.execPath, [CLI, '--test', `--config=${configPath}`]);
+  const tight = await runToExit(process.execPath, [CLI, '--test', `--config=${configPath}`]);
   assert.equal(tight.status, 0, tight.stderr);
   assert.doesNotMatch(tight.stderr, /readable/, 'mode 0600: no warning');
 
   chmodSync(keyPath, 0o644);
-  const open = await run(process.execPath, [CLI, '--test', `--config=${configPath}`]);
+  const open = await runToExit(process.execPath, [CLI, '--test', `--config=${configPath}`]);
   assert.equal(open.status, 0, 'a warning, not an error');
   assert.ok(open.stderr.includes(keyPath), `stderr names the key: ${open.stderr}`);
   assert.match(open.stderr, /readable/);
@@ -243,7 +217,9 @@ test('a testssl.sh probe leaves no proxied connection behind', {
   t.after(() => closeBackend(backend));
   const proxy = await startProxy(backend.port);
   t.after(() => proxy.close());
-  const scan = await run(TESTSSL, [...TESTSSL_BATCH_ARGS, '-H', `localhost:${proxy.port}`], 80_000);
+  const scan = await runToExit(TESTSSL, [...TESTSSL_BATCH_ARGS, '-H', `localhost:${proxy.port}`], {
+    timeoutMs: 80_000,
+  });
   assert.notEqual(scan.status, null, 'testssl finished');
   await waitFor(() => proxy.proxy.activeConnections === 0, 3_000, 'no connection left').catch(
     () => undefined,

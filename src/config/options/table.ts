@@ -808,7 +808,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       name: 'daemon',
       valueType: 'bool',
       hitchFlag: true,
-      summary: 'fork into the background (implies syslog and quiet)',
+      summary: 'detach into the background; exit 0 once every worker listens',
       sample: 'off',
     },
     asBool,
