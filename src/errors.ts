@@ -171,6 +171,30 @@ export const CODES = {
     exitStatus: null,
     level: 'info',
   },
+  UNHITCH_ACME_CHALLENGE_REFUSED: {
+    meaning:
+      'A client offered acme-tls/1 for a name with no open ACME challenge (or not in the acme block); refused with no_application_protocol.',
+    exitStatus: null,
+    level: 'info',
+  },
+  UNHITCH_ACME_FAILED: {
+    meaning:
+      'ACME: obtaining or renewing a certificate failed (CA unreachable, challenge rejected, order invalid); the last good certificate keeps serving and the order is retried with back-off.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_ACME_STORE: {
+    meaning:
+      'ACME: the state directory cannot be created, read or written (account key, certificate); the obtained certificate is served from memory until a write succeeds.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_ACME_CHALLENGE_UNCONFIRMED: {
+    meaning:
+      'ACME tls-alpn-01: a worker did not confirm the challenge certificate in time; the CA is asked to validate anyway.',
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_PROXY_HEADER_INVALID: {
     meaning: 'proxy-proxy: the PROXY header from the load balancer is malformed.',
     exitStatus: null,

@@ -16,6 +16,17 @@ export type PrimaryMessage =
       readonly ticketKey: Buffer;
     }
   | { readonly type: 'unhitch:ticket-key'; readonly key: Buffer }
+  /**
+   * ACME tls-alpn-01: open (cert and key given) or close (both undefined) the challenge
+   * for `name`; the worker answers with unhitch:acme-challenge-done carrying the same id.
+   */
+  | {
+      readonly type: 'unhitch:acme-challenge';
+      readonly id: number;
+      readonly name: string;
+      readonly cert: Buffer | undefined;
+      readonly key: Buffer | undefined;
+    }
   /** Stop accepting, let connections finish (graceMs: null = no limit), then exit 0. */
   | { readonly type: 'unhitch:drain'; readonly graceMs: number | null };
 
@@ -24,7 +35,9 @@ export type WorkerMessage =
   | { readonly type: 'unhitch:hello' }
   | { readonly type: 'unhitch:listening'; readonly addresses: readonly TcpAddress[] }
   | { readonly type: 'unhitch:start-failed'; readonly error: CrossedError }
-  | { readonly type: 'unhitch:drained'; readonly forcedClosed: number };
+  | { readonly type: 'unhitch:drained'; readonly forcedClosed: number }
+  /** accepted false: the worker serves no tls-alpn-01 or the name is not in its acme block. */
+  | { readonly type: 'unhitch:acme-challenge-done'; readonly id: number; readonly accepted: boolean };
 
 /** An Error as it crosses the IPC channel: enough to log it again, stack included. */
 export interface CrossedError {

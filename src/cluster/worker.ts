@@ -9,6 +9,7 @@ import { createLogger } from '../ops/log.js';
 import { dropPrivileges, resolveIdentity } from '../ops/privileges.js';
 import { NOOP_OBSERVER } from '../proxy/events.js';
 import { TlsProxy } from '../proxy/proxy.js';
+import { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import {
   crossError,
   isPrimaryMessage,
@@ -30,6 +31,10 @@ let proxy: TlsProxy | undefined;
 /** Set while start() runs: a drain that arrives meanwhile waits for it. */
 let starting: Promise<void> | undefined;
 let draining = false;
+/** tls-alpn-01 challenges: made at start when the config has acme with that challenge. */
+let acmeResponder: AcmeChallengeResponder | undefined;
+/** Challenges opened before the start order arrived, applied when it does. */
+const earlyChallenges = new Map<string, { cert: Buffer; key: Buffer }>();
 
 /** `then` runs once the message has left (or could not be sent): exit there, not sooner. */
 function send(message: WorkerMessage, then?: () => void): void {
@@ -67,9 +72,17 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
           workerId: message.workerIndex,
           activeConnections: () => proxy?.activeConnections ?? 0,
         }).observer;
+  const acme = config.acme;
+  if (acme?.challenge === 'tls-alpn-01') {
+    acmeResponder = new AcmeChallengeResponder(acme.domains);
+    for (const [name, challenge] of earlyChallenges)
+      acmeResponder.open(name, challenge.cert, challenge.key);
+  }
+  earlyChallenges.clear();
   try {
     proxy = await TlsProxy.start({
       config,
+      acmeChallenges: acmeResponder,
       certificates: message.certificates,
       logger,
       observer,
@@ -103,6 +116,22 @@ function identityForLogChild(
   }
 }
 
+/** Open (cert and key) or close a tls-alpn-01 challenge; false if this worker cannot serve it. */
+function acmeChallenge(name: string, cert: Buffer | undefined, key: Buffer | undefined): boolean {
+  const open = cert !== undefined && key !== undefined;
+  if (proxy === undefined && acmeResponder === undefined) {
+    if (open) earlyChallenges.set(name, { cert, key });
+    else earlyChallenges.delete(name);
+    return true;
+  }
+  if (acmeResponder === undefined) return false;
+  if (!open) {
+    acmeResponder.close(name);
+    return true;
+  }
+  return acmeResponder.open(name, cert, key);
+}
+
 async function drain(graceMs: number | null): Promise<void> {
   if (draining) return;
   draining = true;
@@ -124,6 +153,13 @@ process.on('message', (value: unknown) => {
       break;
     case 'unhitch:drain':
       void drain(value.graceMs);
+      break;
+    case 'unhitch:acme-challenge':
+      send({
+        type: 'unhitch:acme-challenge-done',
+        id: value.id,
+        accepted: acmeChallenge(value.name, value.cert, value.key),
+      });
       break;
   }
 });

@@ -41,6 +41,7 @@ export const CONNECTION_FAILURE_REASONS = [
   'handshake_error',
   'not_tls',
   'sni_nomatch',
+  'acme_challenge_refused',
   'client_cert_missing',
   'client_cert_rejected',
   'proxy_header_invalid',

@@ -14,7 +14,12 @@ import {
 } from 'node:tls';
 import type { TcpAddress } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
-import { peekClientHello, UNRECOGNIZED_NAME_ALERT } from '../tls/client-hello.js';
+import { type AcmeChallengeResponder, offersAcmeTls } from '../tls/acme-challenge.js';
+import {
+  NO_APPLICATION_PROTOCOL_ALERT,
+  peekClientHello,
+  UNRECOGNIZED_NAME_ALERT,
+} from '../tls/client-hello.js';
 import type { FrontendTlsPlan, TlsServerPlan } from '../tls/contexts.js';
 import type { ConnectionFailureReason } from './events.js';
 import { type ProxyEndpoints, ProxyHeaderReader } from './proxy-protocol.js';
@@ -56,6 +61,8 @@ export interface FrontendOptions {
   readonly exclusive: boolean;
   /** The OCSP response to staple for a certificate (DER); absent = no stapling at all. */
   readonly ocspStaple?: (certificateDer: Buffer) => Buffer | undefined;
+  /** ACME tls-alpn-01: answer `acme-tls/1` handshakes for open challenges (acme-challenge.ts). */
+  readonly acmeChallenges?: AcmeChallengeResponder | undefined;
 }
 
 const MAX_PROXY_HEADER_BYTES = 536; // v2 header with generous TLVs; v1 is ≤ 107
@@ -93,6 +100,7 @@ function parentOf(socket: TLSSocket): Socket | undefined {
 
 export class Frontend {
   private readonly tlsServers: TlsServer[];
+  private readonly challengeServer: TlsServer | undefined;
   private readonly listener: Server;
   private readonly accepted = new WeakMap<Socket, AcceptedSocket>();
 
@@ -110,8 +118,16 @@ export class Frontend {
     this.tlsServers = options.tls.servers.map((plan) => this.createTlsServer(plan, acceptOptions));
     const first = this.tlsServers[0];
     if (first === undefined) throw new Error('frontend has no TLS server');
+    this.challengeServer =
+      options.acmeChallenges === undefined
+        ? undefined
+        : this.createChallengeServer(options.acmeChallenges);
 
-    if (options.proxyProxy || options.tls.route !== undefined) {
+    if (
+      options.proxyProxy ||
+      options.tls.route !== undefined ||
+      options.acmeChallenges !== undefined
+    ) {
       // Bytes before the handshake are ours to read first: a PROXY header, the ClientHello.
       this.listener = createNetServer(
         { ...acceptOptions, allowHalfOpen: false, pauseOnConnect: false },
@@ -196,6 +212,33 @@ export class Frontend {
     return server;
   }
 
+  /**
+   * tls-alpn-01: the CA's validation handshake ends the connection; nothing is proxied.
+   * It still counts as accepted and settled, so a drain sees it go.
+   */
+  private createChallengeServer(responder: AcmeChallengeResponder): TlsServer {
+    const server = createTlsServer({
+      ...responder.serverOptions(this.options.handshakeTimeoutMs),
+      allowHalfOpen: false,
+    });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      const parent = parentOf(socket);
+      socket.end();
+      if (parent) this.handlers.onHandshakeSettled(parent);
+    });
+    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
+      const parent = parentOf(socket);
+      socket.destroy();
+      if (parent) this.handlers.onHandshakeSettled(parent);
+      this.handlers.onClientError(
+        clientErrorReason(error, socket),
+        error,
+        parent ? this.accepted.get(parent)?.endpoints : undefined,
+      );
+    });
+    return server;
+  }
+
   private noteAccepted(raw: Socket, accepted: AcceptedSocket): void {
     this.accepted.set(raw, accepted);
     this.handlers.onAccepted(raw);
@@ -266,11 +309,21 @@ export class Frontend {
       cleanup();
       this.handlers.onHandshakeSettled(raw);
     };
+    const acme = this.options.acmeChallenges;
+    /** Whether the ClientHello must be read: to route by SNI, or to spot acme-tls/1. */
+    const peeks = route !== undefined || acme !== undefined;
     const startTls = (serverIndex: number, bytes: Buffer): void => {
       cleanup();
       raw.pause();
       if (bytes.length > 0) raw.unshift(bytes);
       (this.tlsServers[serverIndex] ?? this.tlsServers[0])?.emit('connection', raw);
+    };
+    /** Write a fatal alert, close, and do not wait long for a client that stays. */
+    const refuse = (alert: Buffer): void => {
+      raw.end(alert);
+      const linger = setTimeout(() => raw.destroy(), ALERT_LINGER_MS);
+      linger.unref();
+      raw.once('close', () => clearTimeout(linger));
     };
     const onData = (chunk: Buffer): void => {
       receivedBytes += chunk.length;
@@ -293,12 +346,12 @@ export class Frontend {
           proxyHeader: parsed.header,
         });
         bytes = parsed.rest;
-        if (route === undefined) {
+        if (!peeks) {
           startTls(0, bytes);
           return;
         }
       }
-      if (route === undefined) return; // unreachable: no header and no route means no reader
+      if (!peeks) return; // unreachable: no header and nothing to peek for means no reader
       hello = hello.length === 0 ? bytes : Buffer.concat([hello, bytes]);
       if (hello.length === 0) return;
       const peek = peekClientHello(hello);
@@ -308,9 +361,27 @@ export class Frontend {
         startTls(0, hello);
         return;
       }
+      if (acme !== undefined && offersAcmeTls(peek.alpn)) {
+        if (acme.answers(peek.servername)) {
+          cleanup();
+          raw.pause();
+          raw.unshift(hello);
+          this.challengeServer?.emit('connection', raw);
+          return;
+        }
+        // No open challenge for this name (or a name the acme block does not list): no
+        // certificate is made up for it; the client hears no_application_protocol.
+        const error = new UnhitchError(
+          'UNHITCH_ACME_CHALLENGE_REFUSED',
+          `acme-tls/1 for "${peek.servername ?? ''}", which has no open ACME challenge`,
+        );
+        fail('acme_challenge_refused', error);
+        refuse(NO_APPLICATION_PROTOCOL_ALERT);
+        return;
+      }
       let serverIndex: number | undefined;
       try {
-        serverIndex = route(peek.servername);
+        serverIndex = route === undefined ? 0 : route(peek.servername);
       } catch {
         serverIndex = 0; // a lookup failure keeps the default certificate, as the SNICallback does
       }
@@ -324,11 +395,8 @@ export class Frontend {
         `no certificate for SNI name "${peek.servername ?? ''}"`,
       );
       fail('sni_nomatch', error);
-      raw.end(UNRECOGNIZED_NAME_ALERT);
       // The client closes on the alert; one that does not is not kept waiting for.
-      const linger = setTimeout(() => raw.destroy(), ALERT_LINGER_MS);
-      linger.unref();
-      raw.once('close', () => clearTimeout(linger));
+      refuse(UNRECOGNIZED_NAME_ALERT);
     };
     const cleanup = (): void => {
       clearTimeout(timer);

@@ -15,6 +15,7 @@ import {
   type FrontendTlsPolicy,
   frontendTlsPlan,
 } from '../tls/contexts.js';
+import type { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { loadCaStore } from '../tls/ocsp.js';
 import { StapleStore } from '../tls/staples.js';
@@ -35,6 +36,8 @@ export interface ProxyStartOptions {
   readonly backendLookup?: HostLookup;
   /** true (default) binds its own sockets; cluster workers pass false to share the primary's. */
   readonly exclusive?: boolean;
+  /** ACME tls-alpn-01: challenges the frontends answer (the worker opens and closes them). */
+  readonly acmeChallenges?: AcmeChallengeResponder | undefined;
 }
 
 export interface DrainResult {
@@ -147,6 +150,7 @@ export class TlsProxy {
             : {
                 ocspStaple: (certificate: Buffer) => proxy.staples?.stapleFor(certificate),
               }),
+          acmeChallenges: options.acmeChallenges,
         },
         {
           onAccepted: (raw) => proxy.accepted(raw),

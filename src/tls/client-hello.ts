@@ -15,6 +15,7 @@
 const CONTENT_TYPE_HANDSHAKE = 0x16;
 const HANDSHAKE_CLIENT_HELLO = 0x01;
 const EXTENSION_SERVER_NAME = 0x0000;
+const EXTENSION_ALPN = 0x0010;
 const SERVER_NAME_HOST = 0x00;
 const RECORD_HEADER_BYTES = 5;
 /** RFC 8446 5.1: a record carries at most 2^14 bytes of plaintext. */
@@ -26,8 +27,15 @@ export const CLIENT_HELLO_PEEK_LIMIT_BYTES = 64 * 1024;
 export type ClientHelloPeek =
   /** More bytes are needed. */
   | { readonly kind: 'incomplete' }
-  /** A complete ClientHello; servername undefined when the client sent no SNI. */
-  | { readonly kind: 'client-hello'; readonly servername: string | undefined }
+  /**
+   * A complete ClientHello; servername undefined when the client sent no SNI, alpn empty
+   * when it offered no ALPN (read so that ACME's acme-tls/1 can be told apart).
+   */
+  | {
+      readonly kind: 'client-hello';
+      readonly servername: string | undefined;
+      readonly alpn: readonly string[];
+    }
   /** Not a TLS ClientHello (plain HTTP, SSLv2, garbage, too large): OpenSSL decides. */
   | { readonly kind: 'not-client-hello' };
 
@@ -40,6 +48,11 @@ const NOT_CLIENT_HELLO: ClientHelloPeek = Object.freeze({ kind: 'not-client-hell
  */
 export const UNRECOGNIZED_NAME_ALERT: Buffer = Buffer.from([
   0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70,
+]);
+
+/** The fatal `no_application_protocol` alert (120, RFC 7301 3.2), written the same way. */
+export const NO_APPLICATION_PROTOCOL_ALERT: Buffer = Buffer.from([
+  0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x78,
 ]);
 
 /** Look at what the client sent so far (everything from its first byte). */
@@ -110,19 +123,29 @@ function parseClientHelloBody(body: Buffer): ClientHelloPeek {
     reader.skip(reader.u8()); // legacy_session_id
     reader.skip(reader.u16()); // cipher_suites
     reader.skip(reader.u8()); // legacy_compression_methods
-    if (reader.remaining === 0) return { kind: 'client-hello', servername: undefined };
+    if (reader.remaining === 0) return { kind: 'client-hello', servername: undefined, alpn: [] };
     const extensions = new Reader(reader.take(reader.u16()));
+    let servername: string | undefined;
+    let alpn: readonly string[] = [];
     while (extensions.remaining > 0) {
       const type = extensions.u16();
       const value = extensions.take(extensions.u16());
-      if (type === EXTENSION_SERVER_NAME) {
-        return { kind: 'client-hello', servername: hostName(value) };
-      }
+      if (type === EXTENSION_SERVER_NAME) servername = hostName(value);
+      else if (type === EXTENSION_ALPN) alpn = protocolNames(value);
     }
-    return { kind: 'client-hello', servername: undefined };
+    return { kind: 'client-hello', servername, alpn };
   } catch {
     return NOT_CLIENT_HELLO;
   }
+}
+
+/** The ProtocolNameList of an ALPN extension (RFC 7301 3.1). */
+function protocolNames(extension: Buffer): string[] {
+  const outer = new Reader(extension);
+  const list = new Reader(outer.take(outer.u16()));
+  const names: string[] = [];
+  while (list.remaining > 0) names.push(list.take(list.u8()).toString('latin1'));
+  return names;
 }
 
 /** The host_name entry of a server_name extension (RFC 6066 3: at most one per type). */

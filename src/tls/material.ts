@@ -18,6 +18,7 @@ import {
   loadCaStore,
   ocspResponderUrl,
 } from './ocsp.js';
+import { acmePlaceholder, storedAcmeCertificate } from './acme-material.js';
 import { globalPemFiles, pemDirFiles } from './pem-dir.js';
 
 export interface CertificateMaterial {
@@ -56,7 +57,16 @@ export function loadCertificates(
   // Hitch 1.8: a frontend's client-verify applies to its own pem-files only; global
   // pem-files (also when a frontend offers them) keep the global setting.
   const dirFiles = config.pemDir === undefined ? [] : pemDirFiles(config.pemDir, config.pemDirGlob);
-  for (const pem of globalPemFiles(config.pemFiles, dirFiles)) {
+  const globals = globalPemFiles(config.pemFiles, dirFiles);
+  // The ACME certificate is a global one, in front of the pem-files: Hitch's default (the
+  // last pem-file) stays the default, and SNI finds the ACME names as it finds any other.
+  if (config.acme !== undefined) {
+    const acme =
+      storedAcmeCertificate(config.acme, warn) ??
+      (globals.length === 0 ? acmePlaceholder(config.acme) : undefined);
+    if (acme !== undefined) loaded.push(acme);
+  }
+  for (const pem of globals) {
     loaded.push(
       loadPemFile(
         pem,

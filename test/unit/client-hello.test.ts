@@ -6,7 +6,10 @@ import { connect } from 'node:tls';
 import { peekClientHello } from '../../src/tls/client-hello.js';
 
 /** The first flight of a real node:tls client (one record holding the ClientHello). */
-async function captureClientHello(servername: string | undefined): Promise<Buffer> {
+async function captureClientHello(
+  servername: string | undefined,
+  ALPNProtocols?: string[],
+): Promise<Buffer> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -17,6 +20,7 @@ async function captureClientHello(servername: string | undefined): Promise<Buffe
     port,
     rejectUnauthorized: false,
     ...(servername === undefined ? {} : { servername }),
+    ...(ALPNProtocols === undefined ? {} : { ALPNProtocols }),
   });
   client.on('error', () => {});
   const [socket] = (await accepted) as [import('node:net').Socket];
@@ -45,6 +49,7 @@ test('SNI from a real ClientHello; every shorter prefix asks for more bytes', as
   assert.deepEqual(peekClientHello(hello), {
     kind: 'client-hello',
     servername: 'site1.example.com',
+    alpn: [],
   });
   for (let length = 0; length < hello.length; length++) {
     assert.equal(peekClientHello(hello.subarray(0, length)).kind, 'incomplete', `${length} bytes`);
@@ -53,6 +58,7 @@ test('SNI from a real ClientHello; every shorter prefix asks for more bytes', as
   assert.deepEqual(peekClientHello(Buffer.concat([hello, Buffer.from([0x14, 3, 3, 0, 1, 1])])), {
     kind: 'client-hello',
     servername: 'site1.example.com',
+    alpn: [],
   });
 });
 
@@ -63,6 +69,7 @@ test('a ClientHello split over several records is joined', async () => {
     assert.deepEqual(peekClientHello(fragmented), {
       kind: 'client-hello',
       servername: 'split.example.com',
+      alpn: [],
     });
     assert.equal(peekClientHello(fragmented.subarray(0, fragmented.length - 1)).kind, 'incomplete');
   }
@@ -70,7 +77,21 @@ test('a ClientHello split over several records is joined', async () => {
 
 test('no SNI (an IP address as host) is a ClientHello without a name', async () => {
   const hello = await captureClientHello(undefined);
-  assert.deepEqual(peekClientHello(hello), { kind: 'client-hello', servername: undefined });
+  assert.deepEqual(peekClientHello(hello), {
+    kind: 'client-hello',
+    servername: undefined,
+    alpn: [],
+  });
+});
+
+test('the ALPN list is read (ACME tls-alpn-01 offers acme-tls/1), whatever the extension order', async () => {
+  const hello = await captureClientHello('a.example', ['acme-tls/1', 'http/1.1']);
+  assert.deepEqual(peekClientHello(hello), {
+    kind: 'client-hello',
+    servername: 'a.example',
+    alpn: ['acme-tls/1', 'http/1.1'],
+  });
+  assert.deepEqual(peekClientHello(refragment(hello, 13)), peekClientHello(hello));
 });
 
 test('plaintext HTTP, SSLv2-style hellos, alerts and corrupt lengths are not ClientHellos', async () => {

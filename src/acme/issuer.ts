@@ -1,0 +1,121 @@
+/**
+ * One ACME order with acme-client (account, order, authorizations, challenge, finalize,
+ * download): JOSE, nonces and the RFC 8555 state machine are the library's. What is ours:
+ * which challenge, how it is put up (the `ChallengeHooks` the primary provides), and that
+ * a failure is one error with our code rather than the library's retries on retries.
+ */
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import * as acme from 'acme-client';
+import type { AcmeConfig } from '../config/model.js';
+import { UnhitchError } from '../errors.js';
+
+export class AcmeOrderError extends UnhitchError<'UNHITCH_ACME_FAILED'> {
+  constructor(message: string, cause?: unknown) {
+    super('UNHITCH_ACME_FAILED', message, { cause });
+    this.name = 'AcmeOrderError';
+  }
+}
+
+/** How the primary puts a challenge up and takes it down. */
+export interface ChallengeHooks {
+  /** tls-alpn-01: serve `cert`/`key` to acme-tls/1 handshakes for `name`; resolves when served. */
+  openTlsAlpn(name: string, cert: Buffer, key: Buffer): Promise<void>;
+  closeTlsAlpn(name: string): Promise<void>;
+  /** http-01: answer /.well-known/acme-challenge/`token` with `keyAuthorization`. */
+  openHttp(token: string, keyAuthorization: string): void;
+  closeHttp(token: string): void;
+}
+
+export interface ObtainedCertificate {
+  /** PEM private key of the certificate (fresh for every order). */
+  readonly key: Buffer;
+  /** PEM chain, leaf first. */
+  readonly chain: Buffer;
+  readonly notBeforeMs: number;
+  readonly notAfterMs: number;
+}
+
+// Retries are ours (back-off between whole orders, tls/acme/schedule.ts): the library's
+// per-request retries would hold a failed order for minutes before it is even reported.
+(acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number } }).acmeSettings = {
+  ...(acme.axios.defaults as { acmeSettings?: object }).acmeSettings,
+  retryMaxAttempts: 0,
+};
+
+export async function obtainCertificate(
+  config: AcmeConfig,
+  accountKey: Buffer,
+  hooks: ChallengeHooks,
+): Promise<ObtainedCertificate> {
+  const client = new acme.Client({
+    directoryUrl: config.directoryUrl,
+    accountKey,
+    // Polling for the CA's verdict: quick at first (a CA on loopback answers at once),
+    // then slower, 10 tries in all.
+    backoffAttempts: 10,
+    backoffMin: 250,
+    backoffMax: 10_000,
+  });
+  // A P-256 certificate key: smaller handshakes than RSA and what every client supports.
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const key = Buffer.from(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  try {
+    await client.createAccount({
+      termsOfServiceAgreed: true,
+      ...(config.contact.length > 0 ? { contact: [...config.contact] } : {}),
+    });
+    const [, csr] = await acme.crypto.createCsr(
+      { commonName: config.domains[0] as string, altNames: [...config.domains] },
+      key,
+    );
+    const chainText = await client.auto({
+      csr,
+      challengePriority: [config.challenge],
+      // The CA checks; a self-check would dial our own public address from the inside.
+      skipChallengeVerification: true,
+      termsOfServiceAgreed: true,
+      challengeCreateFn: async (authz, challenge, keyAuthorization) => {
+        const name = authz.identifier.value;
+        // acme-client's types predate RFC 8737; the CA's challenge objects carry its type.
+        const type: string = challenge.type;
+        if (type === 'tls-alpn-01') {
+          const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(
+            authz,
+            keyAuthorization,
+            await acme.crypto.createPrivateEcdsaKey(),
+          );
+          await hooks.openTlsAlpn(name, alpnCert, alpnKey);
+        } else if (type === 'http-01') {
+          hooks.openHttp(challenge.token, keyAuthorization);
+        } else {
+          throw new AcmeOrderError(`the CA offered no ${config.challenge} challenge for ${name}`);
+        }
+      },
+      challengeRemoveFn: async (authz, challenge) => {
+        const type: string = challenge.type;
+        if (type === 'tls-alpn-01') await hooks.closeTlsAlpn(authz.identifier.value);
+        else if (type === 'http-01') hooks.closeHttp(challenge.token);
+      },
+    });
+    const chain = Buffer.from(chainText);
+    const leaf = new X509Certificate(chain);
+    if (!leaf.checkPrivateKey(createPrivateKey(key)))
+      throw new AcmeOrderError('the CA returned a certificate for another key');
+    return {
+      key,
+      chain,
+      notBeforeMs: Date.parse(leaf.validFrom),
+      notAfterMs: Date.parse(leaf.validTo),
+    };
+  } catch (error) {
+    if (error instanceof AcmeOrderError) throw error;
+    throw new AcmeOrderError(`ACME order for ${config.domains.join(', ')} failed: ${reason(error)}`, error);
+  }
+}
+
+/** The library's and axios's errors, in one line. */
+function reason(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const message = error instanceof Error ? error.message : String(error);
+  return code !== undefined && !message.includes(code) ? `${message} (${code})` : message;
+}
