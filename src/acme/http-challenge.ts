@@ -16,7 +16,9 @@ export class HttpChallengeServer {
   constructor(private readonly address: TcpAddress) {
     this.server = createServer((request, response) => {
       const path = (request.url ?? '').split('?')[0] ?? '';
-      const answer = path.startsWith(PREFIX) ? this.answers.get(path.slice(PREFIX.length)) : undefined;
+      const answer = path.startsWith(PREFIX)
+        ? this.answers.get(path.slice(PREFIX.length))
+        : undefined;
       if ((request.method === 'GET' || request.method === 'HEAD') && answer !== undefined) {
         response.writeHead(200, { 'content-type': 'application/octet-stream' });
         response.end(answer);
@@ -30,7 +32,11 @@ export class HttpChallengeServer {
   }
 
   async listen(): Promise<number> {
-    this.server.listen({ host: this.address.host ?? '::', port: this.address.port, ipv6Only: false });
+    this.server.listen({
+      host: this.address.host ?? '::',
+      port: this.address.port,
+      ipv6Only: false,
+    });
     await once(this.server, 'listening');
     const bound = this.server.address();
     return bound !== null && typeof bound === 'object' ? bound.port : this.address.port;

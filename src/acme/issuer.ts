@@ -60,6 +60,7 @@ export async function obtainCertificate(
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const key = Buffer.from(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
   try {
+    await reachDirectory(config.directoryUrl);
     await client.createAccount({
       termsOfServiceAgreed: true,
       ...(config.contact.length > 0 ? { contact: [...config.contact] } : {}),
@@ -109,13 +110,39 @@ export async function obtainCertificate(
     };
   } catch (error) {
     if (error instanceof AcmeOrderError) throw error;
-    throw new AcmeOrderError(`ACME order for ${config.domains.join(', ')} failed: ${reason(error)}`, error);
+    throw new AcmeOrderError(
+      `ACME order for ${config.domains.join(', ')} failed: ${reason(error)}`,
+      error,
+    );
   }
+}
+
+/**
+ * The CA's directory, fetched once before the order: when the CA cannot be reached the
+ * log says so with the socket's own reason (ECONNREFUSED, ENOTFOUND, a certificate
+ * error). acme-client 5.4 loses that reason once its retries are spent (its axios
+ * interceptor reads `response.config` of a response that never came).
+ */
+async function reachDirectory(url: string): Promise<void> {
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(30_000) });
+  } catch (error) {
+    const cause = (error as { cause?: NodeJS.ErrnoException }).cause;
+    const why = cause?.code ?? cause?.message ?? (error as Error).message;
+    throw new AcmeOrderError(`CA directory ${url} unreachable: ${why}`, error);
+  }
+  await response.arrayBuffer();
+  if (!response.ok)
+    throw new AcmeOrderError(`CA directory ${url} answered HTTP ${response.status}`);
 }
 
 /** The library's and axios's errors, in one line. */
 function reason(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   const message = error instanceof Error ? error.message : String(error);
+  // See reachDirectory: a request that got no response at all, mid-order.
+  if (error instanceof TypeError && /reading 'config'/.test(message))
+    return 'the CA stopped answering (no response to a request)';
   return code !== undefined && !message.includes(code) ? `${message} (${code})` : message;
 }

@@ -37,7 +37,11 @@ export type WorkerMessage =
   | { readonly type: 'unhitch:start-failed'; readonly error: CrossedError }
   | { readonly type: 'unhitch:drained'; readonly forcedClosed: number }
   /** accepted false: the worker serves no tls-alpn-01 or the name is not in its acme block. */
-  | { readonly type: 'unhitch:acme-challenge-done'; readonly id: number; readonly accepted: boolean };
+  | {
+      readonly type: 'unhitch:acme-challenge-done';
+      readonly id: number;
+      readonly accepted: boolean;
+    };
 
 /** An Error as it crosses the IPC channel: enough to log it again, stack included. */
 export interface CrossedError {

@@ -6,11 +6,14 @@
  * signals, and the drain on SIGTERM/SIGINT.
  */
 import type { Worker } from 'node:cluster';
+import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
 import { reopenLog } from '../ops/log.js';
+import type { CertificateExpiry } from '../ops/metrics.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
+import { AcmeManager } from './acme.js';
 import { readAllowedCpus } from './affinity.js';
 import { announceListening } from './dbg-listen.js';
 import { OcspService } from './ocsp-service.js';
@@ -50,6 +53,9 @@ class Primary {
   private readonly tickets: TicketKeyOwner;
   private readonly reloader: Reloader;
   private readonly ocsp: OcspService;
+  private readonly acme: AcmeManager;
+  /** What the expiry metric reports: the serving generation's certificates. */
+  private certificatesInService: readonly CertificateExpiry[] = [];
   /** Every live worker at the stop signal, until it exits. */
   private readonly stopWaiting = new Set<Worker>();
   private stopping = false;
@@ -87,13 +93,23 @@ class Primary {
       supervisor: this.supervisor,
       tickets: this.tickets,
       isStopping: () => this.stopping,
-      onReloaded: (config, certificates) => this.ocsp.start(config, certificates),
+      onReloaded: (config, certificates) => {
+        this.ocsp.start(config, certificates);
+        this.certificatesInService = certificateExpiries(certificates);
+        void this.acme.configure(config.acme);
+      },
+    });
+    this.acme = new AcmeManager({
+      logger: this.logger,
+      supervisor: this.supervisor,
+      reloadCertificates: () => this.reloader.reload('certificates'),
     });
   }
 
   async run(): Promise<void> {
     const config = this.config;
-    await startServices(config, this.logger, this.cleanups);
+    this.certificatesInService = certificateExpiries(this.supervisor.current.certificates);
+    await startServices(config, this.logger, this.cleanups, () => this.certificatesInService);
     this.supervisor.install((worker, code, signal) => this.workerExited(worker, code, signal));
     this.tickets.schedule(config);
     this.ocsp.start(config, this.supervisor.current.certificates);
@@ -139,6 +155,9 @@ class Primary {
       // Before onReady: a daemon's launcher exits on it, and a script then reads the file.
       announceListening(this.supervisor.current, this.logger);
       this.onReady?.();
+      // The frontends answer tls-alpn-01 challenges, so orders start once they listen.
+      this.cleanups.push(() => this.acme.stop());
+      await this.acme.start(config.acme);
     }
     await finished;
     process.off('SIGHUP', onReload);
@@ -203,4 +222,13 @@ class Primary {
       }
     }
   }
+}
+
+/** Per certificate in service: its first name, where it came from, when it expires. */
+function certificateExpiries(certificates: readonly CertificateMaterial[]): CertificateExpiry[] {
+  return certificates.map((material) => ({
+    name: material.names[0] ?? '',
+    source: material.source,
+    notAfterMs: Date.parse(new X509Certificate(material.cert).validTo),
+  }));
 }

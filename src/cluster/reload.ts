@@ -2,6 +2,10 @@
  * SIGHUP: re-read the command line and its config, start a new generation of workers
  * with it, and only when every new worker listens tell the old generation to drain. A
  * reload that fails at any step leaves the running generation serving.
+ *
+ * A certificate refresh (ACME obtained a certificate) is the same generation change with
+ * the running configuration and freshly loaded certificates: open connections stay on
+ * the old workers until they end, new ones meet the new certificate.
  */
 import type { Worker } from 'node:cluster';
 import type { Logger } from 'pino';
@@ -13,6 +17,9 @@ import type { CertificateMaterial } from '../tls/material.js';
 import { announceListening } from './dbg-listen.js';
 import type { Supervisor } from './supervisor.js';
 import type { TicketKeyOwner } from './ticket-keys.js';
+
+/** config: SIGHUP, re-read everything; certificates: same config, certificates re-read. */
+export type ReloadKind = 'config' | 'certificates';
 
 export interface ReloaderOptions {
   /** The command line, re-read on every reload (it names the config file). */
@@ -31,7 +38,8 @@ export class Reloader {
   /** Workers of old generations, draining. */
   private readonly retiring = new Set<Worker>();
   private reloading = false;
-  private reloadAgain = false;
+  /** Asked for while a reload ran; a config reload covers a certificate refresh too. */
+  private pending: ReloadKind | undefined;
 
   constructor(options: ReloaderOptions) {
     this.options = options;
@@ -39,21 +47,22 @@ export class Reloader {
   }
 
   /** One generation at a time; a HUP during a reload asks for one more afterwards. */
-  async reload(): Promise<void> {
+  async reload(kind: ReloadKind = 'config'): Promise<void> {
     if (this.options.isStopping()) return;
     if (this.reloading) {
-      this.reloadAgain = true;
+      this.pending = this.pending === 'config' ? 'config' : kind;
       return;
     }
     this.reloading = true;
     try {
-      await this.reloadOnce();
+      await this.reloadOnce(kind);
     } finally {
       this.reloading = false;
     }
-    if (this.reloadAgain) {
-      this.reloadAgain = false;
-      await this.reload();
+    const again = this.pending;
+    if (again !== undefined) {
+      this.pending = undefined;
+      await this.reload(again);
     }
   }
 
@@ -64,18 +73,22 @@ export class Reloader {
     return true;
   }
 
-  private async reloadOnce(): Promise<void> {
+  private async reloadOnce(kind: ReloadKind): Promise<void> {
     const { supervisor } = this.options;
     let config: ProxyConfig;
     let certificates: CertificateMaterial[];
     try {
-      const action = parseCommandLine(this.options.argv);
-      if (action.kind !== 'run')
-        throw new UnhitchError(
-          'UNHITCH_RELOAD_REJECTED',
-          `reload: command line no longer runs a proxy (${action.kind})`,
-        );
-      config = action.config;
+      if (kind === 'certificates') {
+        config = supervisor.current.config;
+      } else {
+        const action = parseCommandLine(this.options.argv);
+        if (action.kind !== 'run')
+          throw new UnhitchError(
+            'UNHITCH_RELOAD_REJECTED',
+            `reload: command line no longer runs a proxy (${action.kind})`,
+          );
+        config = action.config;
+      }
       // The same checks as the start (and --test): a config the start would refuse, or
       // whose TLS settings a worker could not build, is refused here, before any fork.
       const checked = await preflight(config, {
@@ -118,7 +131,10 @@ export class Reloader {
       supervisor.send(worker, { type: 'unhitch:drain', graceMs: null });
     }
     previous.workers.clear();
-    this.logger.info({ generation: next.id, source: config.source }, 'reloaded');
+    this.logger.info(
+      { generation: next.id, source: config.source, kind },
+      kind === 'config' ? 'reloaded' : 'certificates reloaded',
+    );
     announceListening(next, this.logger);
   }
 }

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/model.js';
 import { unsupportedSettings } from '../config/unsupported.js';
 import { logCode } from '../errors.js';
+import type { CertificateExpiry } from '../ops/metrics.js';
 import { checkIdentity, writePidfile } from '../ops/privileges.js';
 
 export type Cleanup = () => void | Promise<void>;
@@ -15,6 +16,8 @@ export async function startServices(
   config: ProxyConfig,
   logger: Logger,
   cleanups: Cleanup[],
+  /** The certificates in service now, read at each scrape (the expiry metric). */
+  certificates?: () => readonly CertificateExpiry[],
 ): Promise<void> {
   for (const warning of checkIdentity(config, { isRoot: process.getuid?.() === 0 }).warnings) {
     logCode(logger, 'UNHITCH_IDENTITY_IGNORED', {}, warning);
@@ -26,7 +29,11 @@ export async function startServices(
   if (config.metrics !== undefined) {
     // Imported only when asked for: prom-client is the slowest module to load.
     const { startMetricsServer } = await import('../ops/metrics.js');
-    const server = await startMetricsServer({ address: config.metrics, logger });
+    const server = await startMetricsServer({
+      address: config.metrics,
+      logger,
+      ...(certificates === undefined ? {} : { certificates }),
+    });
     cleanups.push(() => server.close());
     logger.info({ port: server.port }, 'metrics endpoint listening');
   }

@@ -231,6 +231,45 @@ export interface MetricsServer {
 export interface MetricsServerOptions {
   readonly address: TcpAddress;
   readonly logger: Logger;
+  /** The certificates in service (the primary's expiry metric), read at each scrape. */
+  readonly certificates?: () => readonly CertificateExpiry[];
+}
+
+/** One certificate in service, as the expiry metric names it. */
+export interface CertificateExpiry {
+  /** The first DNS name it covers (SAN, else CN). */
+  readonly name: string;
+  /** Where it came from: the pem-file path, or the ACME state file. */
+  readonly source: string;
+  readonly notAfterMs: number;
+}
+
+/**
+ * The primary's own metric: one `unhitch_certificate_expiry_seconds{name,source}` series per
+ * certificate in service, whatever issued it (pem-file, pem-dir, ACME), holding its
+ * notAfter as Unix seconds, so `unhitch_certificate_expiry_seconds - time() < 14 * 86400`
+ * alerts two weeks ahead. Read at each scrape, so it always shows the serving set.
+ */
+function certificateExpiryRegistry(
+  certificates: () => readonly CertificateExpiry[],
+): Registry<PrometheusContentType> {
+  const registry = new Registry<PrometheusContentType>();
+  new Gauge({
+    name: `${METRIC_PREFIX}certificate_expiry_seconds`,
+    help: 'When each certificate in service expires (notAfter), Unix time in seconds.',
+    labelNames: ['name', 'source'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const certificate of certificates()) {
+        this.set(
+          { name: certificate.name, source: certificate.source },
+          Math.floor(certificate.notAfterMs / 1000),
+        );
+      }
+    },
+  });
+  return registry;
 }
 
 function respond(
@@ -245,6 +284,7 @@ function respond(
 
 function handleRequest(
   aggregator: AggregatorRegistry<PrometheusContentType>,
+  primaryRegistry: Registry<PrometheusContentType> | undefined,
   logger: Logger,
   request: IncomingMessage,
   response: ServerResponse,
@@ -259,8 +299,8 @@ function handleRequest(
     respond(response, 405, 'method not allowed\n');
     return;
   }
-  aggregator.clusterMetrics().then(
-    (text) => respond(response, 200, text, aggregator.contentType),
+  Promise.all([aggregator.clusterMetrics(), primaryRegistry?.metrics() ?? '']).then(
+    ([cluster, primary]) => respond(response, 200, `${cluster}${primary}`, aggregator.contentType),
     (err: unknown) => {
       // Usually a worker that died mid-scrape; the next scrape will not wait for it.
       logger.warn({ err }, 'metrics aggregation failed');
@@ -295,8 +335,12 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
     );
   }
   const aggregator = new AggregatorRegistry<PrometheusContentType>();
+  const primaryRegistry =
+    options.certificates === undefined
+      ? undefined
+      : certificateExpiryRegistry(options.certificates);
   const server = createServer((request, response) =>
-    handleRequest(aggregator, logger, request, response),
+    handleRequest(aggregator, primaryRegistry, logger, request, response),
   );
   const host = address.host.replace(/^\[(.*)\]$/, '$1');
   const port = await listen(server, address.port, host);

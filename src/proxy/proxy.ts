@@ -9,13 +9,13 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ProxyConfig, TcpAddress } from '../config/model.js';
 import { logCode } from '../errors.js';
+import type { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import {
   CertificateSelector,
   certificatesForFrontend,
   type FrontendTlsPolicy,
   frontendTlsPlan,
 } from '../tls/contexts.js';
-import type { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { loadCaStore } from '../tls/ocsp.js';
 import { StapleStore } from '../tls/staples.js';

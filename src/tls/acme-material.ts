@@ -16,7 +16,8 @@ export function acmeCertificatePath(acme: AcmeConfig): string {
   return join(acme.stateDir, `${acme.domains[0] ?? 'certificate'}.pem`);
 }
 
-export const ACME_PLACEHOLDER_SOURCE = 'acme placeholder (self-signed, until the first certificate)';
+export const ACME_PLACEHOLDER_SOURCE =
+  'acme placeholder (self-signed, until the first certificate)';
 
 /** The stored certificate, or undefined when there is none yet (ENOENT). */
 export function storedAcmeCertificate(

@@ -10,6 +10,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import type { ClientVerifyMode, PemFileConfig, ProxyConfig, TlsSettings } from '../config/model.js';
+import { acmePlaceholder, storedAcmeCertificate } from './acme-material.js';
 import {
   certificateChain,
   chainsToTrusted,
@@ -18,7 +19,6 @@ import {
   loadCaStore,
   ocspResponderUrl,
 } from './ocsp.js';
-import { acmePlaceholder, storedAcmeCertificate } from './acme-material.js';
 import { globalPemFiles, pemDirFiles } from './pem-dir.js';
 
 export interface CertificateMaterial {

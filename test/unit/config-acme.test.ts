@@ -155,3 +155,15 @@ test('acme errors: no domain, wildcard, http-01 without a listener, wrong scope,
     /names no domain/,
   );
 });
+
+test('acme retry: at least 1 s, at most the longest duration any option takes', () => {
+  for (const bad of ['0', '0.5', '2000001', 'soon']) {
+    expectError(
+      () => parseHitchConfigText(`acme = { domain = "a.example" retry = ${bad} }\n`, 'a.conf'),
+      'UNHITCH_CONFIG_INVALID_VALUE',
+      /retry|duration/,
+    );
+  }
+  const config = parseHitchConfigText('acme = { domain = "a.example" retry = 1 }\n', 'a.conf');
+  assert.equal(config.config.acme?.retrySec, 1);
+});
