@@ -202,7 +202,7 @@ test('renewal over http-01 at two thirds of the lifetime: open WebSockets stay u
         encoding: 'utf8',
       });
       assert.equal(check.status, 0, check.stderr);
-      assert.match(check.stdout, /1 certificate\(s\)/);
+      assert.match(`${check.stdout}${check.stderr}`, /1 certificate\(s\)/);
     },
   });
   await unhitch.waitForLogs(certificatesReloaded, 1, 20_000);
