@@ -126,6 +126,11 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     help: 'Client connections closed, successfully or not.',
     registers,
   });
+  const abruptEndsTotal = new Counter({
+    name: `${METRIC_PREFIX}client_abrupt_ends_total`,
+    help: 'Connections the client reset with nothing in flight (a normal hang-up, not a failure).',
+    registers,
+  });
   const handshakesTotal = new Counter({
     name: `${METRIC_PREFIX}handshakes_total`,
     help: 'Completed TLS handshakes by kind (full or resumed session).',
@@ -187,6 +192,9 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     },
     connectionFailed(reason: ConnectionFailureReason) {
       failuresTotal.inc({ reason });
+    },
+    clientLeftAbruptly() {
+      abruptEndsTotal.inc();
     },
     connectionClosed(totals: ConnectionTotals) {
       closedTotal.inc();

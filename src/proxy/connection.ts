@@ -41,6 +41,9 @@ export interface ConnectionDeps {
   readonly onFdExhausted: () => void;
 }
 
+/** The debug line of a client reset that lost nothing (see SpliceEnd): a normal hang-up. */
+export const CLIENT_ABRUPT_END_MESSAGE = 'client reset the connection with nothing in flight';
+
 export interface ProxiedConnection {
   /** Tear both sockets down now (forced shutdown). */
   destroy(): void;
@@ -179,11 +182,19 @@ export function proxyConnection(
                 new ForwardedFor({ clientAddress: accepted.endpoints.sourceAddress, sink }),
             }
           : {}),
-        onClosed: (failure) => {
+        onClosed: ({ failure, clientLeftAbruptly }) => {
           observer.connectionClosed({
             clientToBackendBytes: socket.bytesWritten - preambleBytes,
             backendToClientBytes: socket.bytesRead,
           });
+          if (clientLeftAbruptly !== undefined) {
+            // A normal end for WebSocket clients and load generators: counted, not warned.
+            observer.clientLeftAbruptly();
+            logger.debug(
+              { client: clientLabel(), err: clientLeftAbruptly },
+              CLIENT_ABRUPT_END_MESSAGE,
+            );
+          }
           finish(failure?.reason, failure?.error);
         },
       });

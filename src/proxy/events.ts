@@ -45,6 +45,11 @@ export interface ProxyObserver {
   backendConnected(durationMs: number): void;
   connectionFailed(reason: ConnectionFailureReason): void;
   connectionClosed(totals: ConnectionTotals): void;
+  /**
+   * The client reset (ECONNRESET/EPIPE) after the splice with nothing in flight either
+   * way: how WebSocket clients and load generators hang up. Not a failure.
+   */
+  clientLeftAbruptly(): void;
 }
 
 export const NOOP_OBSERVER: ProxyObserver = Object.freeze({
@@ -53,4 +58,5 @@ export const NOOP_OBSERVER: ProxyObserver = Object.freeze({
   backendConnected() {},
   connectionFailed() {},
   connectionClosed() {},
+  clientLeftAbruptly() {},
 });

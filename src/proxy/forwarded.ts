@@ -179,6 +179,11 @@ export class ForwardedFor {
     return this.#client.at === 'await-upgrade' || this.#client.at === 'rejected';
   }
 
+  /** Client bytes read but not forwarded yet: a partial head, bytes held for an upgrade. */
+  get pendingBytes(): number {
+    return this.#head.length + this.#heldBytes;
+  }
+
   /** The connection upgraded: both directions pass untouched. */
   get tunnel(): boolean {
     return this.#client.at === 'tunnel';

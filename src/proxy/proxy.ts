@@ -158,7 +158,9 @@ export class TlsProxy {
           onSecure: (socket, accepted) => proxy.secured(socket, accepted),
           onClientError: (reason, error, endpoints) => {
             proxy.observer.connectionFailed(reason);
-            proxy.logger.info(
+            // A reset mid-handshake is worth a look (a network or a client gone wrong); the
+            // rest (scanners, plaintext, old protocols) is the internet's normal noise.
+            proxy.logger[reason === 'client_reset' ? 'warn' : 'info'](
               {
                 reason,
                 client: endpoints

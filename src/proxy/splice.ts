@@ -16,6 +16,17 @@ export interface SpliceFailure {
 }
 
 /**
+ * How a pair ended. `failure` when it ended badly; `clientLeftAbruptly` when the client
+ * reset (ECONNRESET/EPIPE) with nothing in flight: every byte it sent had reached the
+ * backend's socket and every byte for it had reached its own. That is how WebSocket
+ * clients and load generators hang up after a complete exchange; not a failure.
+ */
+export interface SpliceEnd {
+  readonly failure: SpliceFailure | undefined;
+  readonly clientLeftAbruptly: Error | undefined;
+}
+
+/**
  * Follows the client's byte stream and decides what the backend gets (forwarded-for),
  * watching the backend's replies; it acts through the sink the splice hands it.
  */
@@ -25,13 +36,15 @@ export interface ClientStreamFilter {
   backendData(bytes: Uint8Array): void;
   /** Client bytes are being held: a backend 'drain' must not restart reading. */
   readonly holding: boolean;
+  /** Client bytes read but not yet forwarded (a partial head, bytes held). */
+  readonly pendingBytes: number;
 }
 
 export interface SpliceOptions {
   /** Built with the splice's sink; sees every client byte and every backend byte. */
   readonly clientFilter?: (sink: ForwardedSink) => ClientStreamFilter;
   /** Called once, after both sockets have closed. */
-  readonly onClosed: (failure: SpliceFailure | undefined) => void;
+  readonly onClosed: (end: SpliceEnd) => void;
 }
 
 /**
@@ -42,18 +55,35 @@ export interface SpliceOptions {
  */
 export class BackendToClient {
   private client: Socket | undefined;
+  /** Bytes handed to client.write: with client.bytesWritten, what never left this process. */
+  handedBytes = 0;
+  /** The client's last write hit its high-water mark and no 'drain' came since. */
+  backedUp = false;
   private observe: ((bytes: Uint8Array) => void) | undefined;
+  /**
+   * Set while a client that reset is being judged (see splice): backend bytes that arrive
+   * then could no longer be delivered. Without it reading stops once the client is gone.
+   */
+  onUndeliverable: ((bytes: number) => void) | undefined;
   /** Hand this to BackendConnector.connect. */
   readonly onRead = (nread: number, buffer: Uint8Array): boolean => {
     const client = this.client;
-    if (client === undefined || client.destroyed) return false;
+    if (client === undefined) return false;
+    if (client.destroyed) {
+      if (this.onUndeliverable === undefined) return false;
+      this.onUndeliverable(nread);
+      return true;
+    }
     if (this.observe !== undefined) {
       this.observe(buffer.subarray(0, nread));
       if (client.destroyed) return false;
     }
+    this.handedBytes += nread;
     // Copied out (a slice of node's small-buffer pool below 4 KiB) because the read buffer
     // is reused by the next read while a queued write would still point into it.
-    return client.write(Buffer.from(buffer.subarray(0, nread)));
+    const accepted = client.write(Buffer.from(buffer.subarray(0, nread)));
+    if (!accepted) this.backedUp = true;
+    return accepted;
   };
 
   /** `observe` sees each read before it is written (it must copy what it keeps). */
@@ -63,6 +93,12 @@ export class BackendToClient {
   }
 }
 
+/**
+ * After a client's reset with nothing queued here, how long the backend may take to close
+ * on our FIN before the end is called complete anyway (the connection stays counted).
+ */
+const RESET_JUDGING_MS = 1_000;
+
 export function splice(
   client: Socket,
   backend: Socket,
@@ -70,6 +106,7 @@ export function splice(
   options: SpliceOptions,
 ): void {
   let failure: SpliceFailure | undefined;
+  let clientLeftAbruptly: Error | undefined;
   let open = 2;
   const fail = (reason: ConnectionFailureReason, error: Error | undefined): void => {
     failure ??= { reason, error };
@@ -78,7 +115,42 @@ export function splice(
   };
   const closed = (): void => {
     open -= 1;
-    if (open === 0) options.onClosed(failure);
+    if (open === 0) options.onClosed({ failure, clientLeftAbruptly });
+  };
+  const clientError = (error: NodeJS.ErrnoException): void => {
+    if (failure !== undefined || clientLeftAbruptly !== undefined) return;
+    const reset = error.code === 'ECONNRESET' || error.code === 'EPIPE';
+    // Bytes still on their way would be lost: that is a real failure. The client socket is
+    // already destroyed (its write buffer emptied), so its side is judged by what it was
+    // handed and whether it was keeping up; bytes the kernel had already taken cannot be
+    // seen from here.
+    const inFlight =
+      backendToClient.backedUp ||
+      backendToClient.handedBytes > client.bytesWritten ||
+      backend.writableLength > 0 ||
+      (filter?.pendingBytes ?? 0) > 0;
+    if (!reset || inFlight) {
+      fail('client_reset', error);
+      return;
+    }
+    // Nothing queued here, but the backend may have been mid-answer with bytes already in
+    // the kernel. Tell it the client is gone (FIN) and listen: a byte that still arrives
+    // was lost, so the reset came mid-stream; the backend closing (or a quiet bound)
+    // without one means the exchange was complete.
+    clientLeftAbruptly = error;
+    const judged = (lost: boolean): void => {
+      clearTimeout(bound);
+      backendToClient.onUndeliverable = undefined;
+      if (lost) {
+        clientLeftAbruptly = undefined;
+        failure ??= { reason: 'client_reset', error };
+      }
+      backend.destroy();
+    };
+    const bound = setTimeout(() => judged(false), RESET_JUDGING_MS);
+    backendToClient.onUndeliverable = () => judged(true);
+    backend.once('close', () => clearTimeout(bound));
+    if (!backend.destroyed) backend.end();
   };
 
   const filter = options.clientFilter?.({
@@ -106,21 +178,25 @@ export function splice(
   // The backend's bytes come through its read callback: a full client write buffer makes
   // that return false (node stops reading); 'drain' starts reading again.
   backendToClient.attach(client, filter && ((bytes) => filter.backendData(bytes)));
-  client.on('drain', () => backend.resume());
+  client.on('drain', () => {
+    backendToClient.backedUp = false;
+    backend.resume();
+  });
   relayEnd(backend, client);
 
-  client.on('error', (error) => fail('client_reset', error));
+  client.on('error', clientError);
   backend.on('error', (error) => fail('backend_error', error));
   // on, not once, for events a socket emits at most once ('close', 'end'): once() wraps
   // each listener in a closure of its own, kept for the connection's life (bench/PERF-STEPS).
   // Once a failure is set the pair is already being torn down (or, after a rejection,
   // the client is still being told why): a close then is its consequence, not news.
+  const endedOnPurpose = (): boolean => failure !== undefined || clientLeftAbruptly !== undefined;
   client.on('close', () => {
-    if (failure === undefined && !finishedBothWays(client)) fail('client_reset', undefined);
+    if (!endedOnPurpose() && !finishedBothWays(client)) fail('client_reset', undefined);
     closed();
   });
   backend.on('close', () => {
-    if (failure === undefined && !finishedBothWays(backend)) fail('backend_error', undefined);
+    if (!endedOnPurpose() && !finishedBothWays(backend)) fail('backend_error', undefined);
     closed();
   });
 }

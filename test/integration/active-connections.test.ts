@@ -33,6 +33,8 @@ interface Scraper {
   failures(reason: string, count: number): Promise<void>;
   /** Polls until the gauge reads `count`. */
   active(count: number): Promise<void>;
+  /** Polls until `series` reads `value`. */
+  until(series: string, value: number): Promise<void>;
 }
 
 function scraper(metricsPort: number): Scraper {
@@ -69,6 +71,7 @@ function scraper(metricsPort: number): Scraper {
     failures: (reason, count) =>
       until(`unhitch_connection_failures_total{reason="${reason}"}`, count),
     active: (count) => until('unhitch_active_connections', count),
+    until,
   };
 }
 
@@ -215,9 +218,11 @@ test('gauge: proxy-proxy failures, a live pair, a reset pair and a refused backe
 
   const reset = await openPair();
   await metrics.active(1);
-  // RST under the TLS layer (a TLSSocket has no TCP handle of its own).
+  // RST under the TLS layer (a TLSSocket has no TCP handle of its own). Nothing in flight:
+  // a normal hang-up, counted apart from failures.
   reset.raw.resetAndDestroy();
-  await assertGaugeAfter(metrics, 'client_reset');
+  await metrics.until('unhitch_client_abrupt_ends_total', 1);
+  assert.equal((await metrics.scrape()).get('unhitch_active_connections'), 0);
 
   closeBackend(backend);
   backendOpen = false;
