@@ -158,9 +158,12 @@ export class TlsProxy {
           onSecure: (socket, accepted) => proxy.secured(socket, accepted),
           onClientError: (reason, error, endpoints) => {
             proxy.observer.connectionFailed(reason);
-            // A reset mid-handshake is worth a look (a network or a client gone wrong); the
-            // rest (scanners, plaintext, old protocols) is the internet's normal noise.
-            proxy.logger[reason === 'client_reset' ? 'warn' : 'info'](
+            // A real reset mid-handshake (a read/write failing with ECONNRESET) is worth a
+            // look; a FIN before the handshake ends ('socket hang up': TCP health checks,
+            // probes) and the rest (scanners, plaintext, old protocols) is normal noise.
+            const reset =
+              reason === 'client_reset' && (error as NodeJS.ErrnoException).syscall !== undefined;
+            proxy.logger[reset ? 'warn' : 'info'](
               {
                 reason,
                 client: endpoints

@@ -172,7 +172,7 @@ test('a reset while the backend is still answering is a WARN client_reset', asyn
   assert.deepEqual(warnings(), ['connection failed client_reset']);
 });
 
-test('a reset during the handshake is a WARN client_reset', async (t) => {
+test('a reset during the handshake is a WARN client_reset; a FIN (health check) is not', async (t) => {
   const backend = await startBackend((socket) => socket.resume());
   t.after(() => closeBackend(backend));
   const { proxy, warnings } = await harness(t, backend.port);
@@ -185,5 +185,13 @@ test('a reset during the handshake is a WARN client_reset', async (t) => {
   await waitFor(() => proxy.proxy.activeConnections === 1, 5_000, 'accepted');
   raw.resetAndDestroy();
   await waitFor(() => warnings().length === 1, 5_000, 'a warning');
+  assert.deepEqual(warnings(), ['handshake failed client_reset']);
+
+  // A FIN before any byte (a TCP health check) is no warning.
+  const probe = netConnect(proxy.port, '127.0.0.1');
+  probe.on('error', () => {});
+  await once(probe, 'connect');
+  probe.end();
+  await waitFor(() => proxy.log.withReason('client_reset').length === 2, 5_000, 'the probe');
   assert.deepEqual(warnings(), ['handshake failed client_reset']);
 });
