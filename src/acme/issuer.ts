@@ -41,6 +41,9 @@ export interface ObtainedCertificate {
   ...(acme.axios.defaults as { acmeSettings?: object }).acmeSettings,
   retryMaxAttempts: 0,
 };
+// axios waits forever by default: a CA that accepts and never answers would hold the
+// order (and every later renewal) for good. A request that takes this long has failed.
+acme.axios.defaults.timeout = 30_000;
 
 export async function obtainCertificate(
   config: AcmeConfig,

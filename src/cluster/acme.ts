@@ -157,6 +157,18 @@ export class AcmeManager {
     const config = this.config;
     if (config === undefined || this.ordering || this.stopped) return;
     this.ordering = true;
+    try {
+      await this.orderFor(config);
+    } finally {
+      this.ordering = false;
+    }
+    // The acme block changed (SIGHUP) while this order ran: what it scheduled was for the
+    // old block, and an order the change asked for was skipped; start from the new one.
+    if (!this.stopped && this.config !== config && this.config !== undefined)
+      this.scheduleFromStore(this.config);
+  }
+
+  private async orderFor(config: AcmeConfig): Promise<void> {
     const store = new AcmeStore(config);
     try {
       const obtained = await obtainCertificate(config, store.accountKey(), this.hooks());
@@ -195,8 +207,6 @@ export class AcmeManager {
         'ACME order failed; the last good certificate keeps serving',
       );
       this.schedule(retryMs);
-    } finally {
-      this.ordering = false;
     }
   }
 

@@ -250,3 +250,30 @@ test('CA down: the order fails loudly, is retried with back-off, the last good c
   await unhitch.waitForLogs(certificatesReloaded, 2, 20_000);
   assert.notEqual((await served(s.tlsPort, 'a.example.com')).serial, good.serial);
 });
+
+test('an unusable state-dir is UNHITCH_ACME_STORE, retried; the frontends keep serving (placeholder)', async (t) => {
+  const s = await setup(t);
+  // A regular file where the state directory's parent should be: ENOTDIR, also as root.
+  const blocker = join(s.dir, 'not-a-directory');
+  writeFileSync(blocker, '');
+  const config = join(s.dir, 'hitch.conf');
+  writeFileSync(
+    config,
+    `frontend = "[127.0.0.1]:${s.tlsPort}"\nbackend = "[127.0.0.1]:${s.backendPort}"\n` +
+      'workers = 1\npin-workers = off\n' +
+      // The CA is never reached: the account key cannot be read or made first.
+      `acme = {\n  directory = "https://127.0.0.1:1/dir"\n  domain = "a.example.com"\n` +
+      `  state-dir = "${join(blocker, 'acme')}"\n  retry = 1\n}\n`,
+  );
+  const unhitch = startUnhitch([`--config=${config}`]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  const failures = await unhitch.waitForLogs((line) => line.code === 'UNHITCH_ACME_STORE', 2);
+  assert.match(String((failures[0]?.err as { message?: string })?.message), /ENOTDIR/);
+  assert.deepEqual(
+    failures.map((line) => line.retryInSec),
+    [1, 2],
+  );
+  const placeholder = await served(s.tlsPort, 'a.example.com');
+  assert.match(placeholder.names, /DNS:a\.example\.com/);
+  assert.doesNotMatch(placeholder.issuer, /Pebble/i);
+});
