@@ -265,8 +265,15 @@ test('proxy-proxy: a client that leaves before its header is logged at once, wit
   resetter.write('PROXY ');
   await waitFor(() => proxy.proxy.activeConnections === 1, 5_000, 'socket tracked');
   resetter.resetAndDestroy();
-  await waitFor(() => proxy.log.withReason('client_reset').length === 1, 5_000);
-  assert.equal(proxy.log.withReason('client_reset')[0]?.client, `127.0.0.1:${resetterPort}`);
+  // Node 24 reports the RST (client_reset); Node 22's libuv reports a reset that follows
+  // data as EOF, so there it is the FIN case (proxy_header_incomplete). Either way: at once.
+  const resetterLine = () =>
+    proxy.log.lines.find(
+      (line) =>
+        line.client === `127.0.0.1:${resetterPort}` &&
+        (line.reason === 'client_reset' || line.reason === 'proxy_header_incomplete'),
+    );
+  await waitFor(() => resetterLine() !== undefined, 5_000, 'the reset client');
   await waitFor(() => proxy.proxy.activeConnections === 0, 5_000, 'socket released');
   assert.equal(proxy.log.withReason('proxy_header_timeout').length, 0);
 });

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -172,6 +172,33 @@ test('a reset while the backend is still answering is a WARN client_reset', asyn
   assert.deepEqual(warnings(), ['connection failed client_reset']);
 });
 
+/**
+ * Does this runtime report a peer's RST that follows data as an error? Node 24 does
+ * (ECONNRESET on read); Node 22's libuv reports it as a plain EOF, so there a reset before
+ * the handshake ends cannot be told from a FIN and is logged like one.
+ */
+async function runtimeReportsResets(): Promise<boolean> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const accepted = once(server, 'connection') as Promise<[Socket]>;
+    const peer = netConnect((server.address() as { port: number }).port, '127.0.0.1');
+    peer.on('error', () => {});
+    await once(peer, 'connect');
+    const [socket] = await accepted;
+    const errored = new Promise<boolean>((resolve) => {
+      socket.once('error', () => resolve(true));
+      socket.once('close', () => resolve(false));
+    });
+    socket.resume();
+    peer.write('x');
+    peer.resetAndDestroy();
+    return await errored;
+  } finally {
+    server.close();
+  }
+}
+
 test('a reset during the handshake is a WARN client_reset; a FIN (health check) is not', async (t) => {
   const backend = await startBackend((socket) => socket.resume());
   t.after(() => closeBackend(backend));
@@ -184,8 +211,9 @@ test('a reset during the handshake is a WARN client_reset; a FIN (health check) 
   raw.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc]));
   await waitFor(() => proxy.proxy.activeConnections === 1, 5_000, 'accepted');
   raw.resetAndDestroy();
-  await waitFor(() => warnings().length === 1, 5_000, 'a warning');
-  assert.deepEqual(warnings(), ['handshake failed client_reset']);
+  await waitFor(() => proxy.log.withReason('client_reset').length === 1, 5_000, 'the reset');
+  const resetWarnings = (await runtimeReportsResets()) ? ['handshake failed client_reset'] : [];
+  assert.deepEqual(warnings(), resetWarnings);
 
   // A FIN before any byte (a TCP health check) is no warning.
   const probe = netConnect(proxy.port, '127.0.0.1');
@@ -193,5 +221,5 @@ test('a reset during the handshake is a WARN client_reset; a FIN (health check) 
   await once(probe, 'connect');
   probe.end();
   await waitFor(() => proxy.log.withReason('client_reset').length === 2, 5_000, 'the probe');
-  assert.deepEqual(warnings(), ['handshake failed client_reset']);
+  assert.deepEqual(warnings(), resetWarnings);
 });
