@@ -9,11 +9,40 @@ import * as acme from 'acme-client';
 import type { AcmeConfig } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
 
+/** Why an order failed, in words that stay the same across releases (log field `reason`). */
+export type AcmeFailureReason =
+  | 'ca_unreachable' // no answer from the CA: refused, reset, timed out, unknown host
+  | 'challenge_failed' // the CA could not validate a challenge (or none was offered)
+  | 'order_failed'; // anything else the CA or the library refused
+
 export class AcmeOrderError extends UnhitchError<'UNHITCH_ACME_FAILED'> {
-  constructor(message: string, cause?: unknown) {
+  constructor(
+    message: string,
+    readonly reason: AcmeFailureReason,
+    cause?: unknown,
+  ) {
     super('UNHITCH_ACME_FAILED', message, { cause });
     this.name = 'AcmeOrderError';
   }
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+function classify(error: unknown, message: string): AcmeFailureReason {
+  const code = (error as NodeJS.ErrnoException).code;
+  if ((code !== undefined && NETWORK_CODES.has(code)) || /stopped answering/.test(message))
+    return 'ca_unreachable';
+  if (/challenge|authori[sz]ation/i.test(message)) return 'challenge_failed';
+  return 'order_failed';
 }
 
 /** How the primary puts a challenge up and takes it down. */
@@ -92,7 +121,10 @@ export async function obtainCertificate(
         } else if (type === 'http-01') {
           hooks.openHttp(challenge.token, keyAuthorization);
         } else {
-          throw new AcmeOrderError(`the CA offered no ${config.challenge} challenge for ${name}`);
+          throw new AcmeOrderError(
+            `the CA offered no ${config.challenge} challenge for ${name}`,
+            'challenge_failed',
+          );
         }
       },
       challengeRemoveFn: async (authz, challenge) => {
@@ -104,7 +136,7 @@ export async function obtainCertificate(
     const chain = Buffer.from(chainText);
     const leaf = new X509Certificate(chain);
     if (!leaf.checkPrivateKey(createPrivateKey(key)))
-      throw new AcmeOrderError('the CA returned a certificate for another key');
+      throw new AcmeOrderError('the CA returned a certificate for another key', 'order_failed');
     return {
       key,
       chain,
@@ -113,8 +145,10 @@ export async function obtainCertificate(
     };
   } catch (error) {
     if (error instanceof AcmeOrderError) throw error;
+    const why = reason(error);
     throw new AcmeOrderError(
-      `ACME order for ${config.domains.join(', ')} failed: ${reason(error)}`,
+      `ACME order for ${config.domains.join(', ')} failed: ${why}`,
+      classify(error, why),
       error,
     );
   }
@@ -133,11 +167,14 @@ async function reachDirectory(url: string): Promise<void> {
   } catch (error) {
     const cause = (error as { cause?: NodeJS.ErrnoException }).cause;
     const why = cause?.code ?? cause?.message ?? (error as Error).message;
-    throw new AcmeOrderError(`CA directory ${url} unreachable: ${why}`, error);
+    throw new AcmeOrderError(`CA directory ${url} unreachable: ${why}`, 'ca_unreachable', error);
   }
   await response.arrayBuffer();
   if (!response.ok)
-    throw new AcmeOrderError(`CA directory ${url} answered HTTP ${response.status}`);
+    throw new AcmeOrderError(
+      `CA directory ${url} answered HTTP ${response.status}`,
+      'ca_unreachable',
+    );
 }
 
 /** The library's and axios's errors, in one line. */

@@ -13,9 +13,9 @@ import cluster, { type Worker } from 'node:cluster';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { HttpChallengeServer } from '../acme/http-challenge.js';
-import { type ChallengeHooks, obtainCertificate } from '../acme/issuer.js';
+import { AcmeOrderError, type ChallengeHooks, obtainCertificate } from '../acme/issuer.js';
 import { MAX_TIMER_MS, renewalTimeMs, retryDelayMs } from '../acme/schedule.js';
-import { AcmeStore } from '../acme/store.js';
+import { AcmeStore, AcmeStoreError } from '../acme/store.js';
 import type { AcmeConfig } from '../config/model.js';
 import { logCode } from '../errors.js';
 import { storedAcmeCertificate } from '../tls/acme-material.js';
@@ -191,15 +191,19 @@ export class AcmeManager {
       if (this.stopped || this.config !== config) return;
       this.failures++;
       const retryMs = retryDelayMs(this.failures, config.retrySec);
-      const code =
-        (error as { code?: unknown }).code === 'UNHITCH_ACME_STORE'
-          ? 'UNHITCH_ACME_STORE'
-          : 'UNHITCH_ACME_FAILED';
+      const stored = error instanceof AcmeStoreError;
+      const code = stored ? 'UNHITCH_ACME_STORE' : 'UNHITCH_ACME_FAILED';
+      const reason = stored
+        ? 'state_dir'
+        : error instanceof AcmeOrderError
+          ? error.reason
+          : 'order_failed';
       logCode(
         this.logger,
         code,
         {
           err: error,
+          reason,
           domains: config.domains,
           failures: this.failures,
           retryInSec: retryMs / 1000,

@@ -244,6 +244,7 @@ test('CA down: the order fails loudly, is retried with back-off, the last good c
     'the back-off doubles',
   );
   assert.match(String((failures[0]?.err as { message?: string })?.message), /ECONNREFUSED/);
+  assert.equal(failures[0]?.reason, 'ca_unreachable');
   assert.equal((await served(s.tlsPort, 'a.example.com')).serial, good.serial, 'still serving');
 
   await pebble.start();
@@ -269,6 +270,7 @@ test('an unusable state-dir is UNHITCH_ACME_STORE, retried; the frontends keep s
   t.after(() => unhitch.kill('SIGKILL'));
   const failures = await unhitch.waitForLogs((line) => line.code === 'UNHITCH_ACME_STORE', 2);
   assert.match(String((failures[0]?.err as { message?: string })?.message), /ENOTDIR/);
+  assert.equal(failures[0]?.reason, 'state_dir');
   assert.deepEqual(
     failures.map((line) => line.retryInSec),
     [1, 2],
@@ -276,4 +278,27 @@ test('an unusable state-dir is UNHITCH_ACME_STORE, retried; the frontends keep s
   const placeholder = await served(s.tlsPort, 'a.example.com');
   assert.match(placeholder.names, /DNS:a\.example\.com/);
   assert.doesNotMatch(placeholder.issuer, /Pebble/i);
+});
+
+test('a challenge the CA cannot validate: UNHITCH_ACME_FAILED with reason challenge_failed, retried', async (t) => {
+  if (!requirePebble(t)) return;
+  const s = await setup(t);
+  // Pebble dials a port where nothing listens, so tls-alpn-01 cannot succeed.
+  const pebble = await startPebble(t, { tlsPort: await freePort(), httpPort: s.httpPort });
+  const config = writeConfig(s, pebble.directoryUrl, '');
+  writeFileSync(config, '}\n', { flag: 'a' });
+  const unhitch = startUnhitch([`--config=${config}`], {
+    env: { NODE_EXTRA_CA_CERTS: pebble.httpsCaPath },
+  });
+  t.after(() => unhitch.kill('SIGKILL'));
+  const failures = await unhitch.waitForLogs(orderFailed, 2, 20_000);
+  assert.deepEqual(
+    failures.map((line) => [line.reason, line.retryInSec]),
+    [
+      ['challenge_failed', 1],
+      ['challenge_failed', 2],
+    ],
+    JSON.stringify(failures[0]?.err),
+  );
+  assert.equal(unhitch.lines.filter(obtained).length, 0);
 });
