@@ -185,7 +185,12 @@ export function splice(
   relayEnd(backend, client);
 
   client.on('error', clientError);
-  backend.on('error', (error) => fail('backend_error', error));
+  backend.on('error', (error) => {
+    // While a client's reset is judged the backend was sent a FIN on a dead pair; its
+    // errors then (a reset of its own) are no news.
+    if (clientLeftAbruptly === undefined) fail('backend_error', error);
+    else backend.destroy();
+  });
   // on, not once, for events a socket emits at most once ('close', 'end'): once() wraps
   // each listener in a closure of its own, kept for the connection's life (bench/PERF-STEPS).
   // Once a failure is set the pair is already being torn down (or, after a rejection,

@@ -103,6 +103,23 @@ test('a reset after a complete exchange is a normal end: debug, counted, no warn
   assert.deepEqual(warnings(), []);
 });
 
+test('a backend that answers our FIN with a reset does not turn a normal end into a failure', async (t) => {
+  const backend = await startBackend((socket) => {
+    socket.on('error', () => {});
+    socket.on('data', (data) => socket.write(data));
+    socket.once('end', () => socket.resetAndDestroy());
+  });
+  t.after(() => closeBackend(backend));
+  const { proxy, sample, warnings } = await harness(t, backend.port);
+
+  const { raw, tls } = await clientOver(proxy.port);
+  await echoExchange(tls);
+  raw.resetAndDestroy();
+  await waitFor(() => proxy.proxy.activeConnections === 0, 5_000, 'connection gone');
+  assert.equal(await sample('unhitch_client_abrupt_ends_total'), 1);
+  assert.deepEqual(warnings(), []);
+});
+
 test('a WebSocket client that terminates after its exchange is no warning either', async (t) => {
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await once(server, 'listening');
