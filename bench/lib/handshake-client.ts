@@ -4,9 +4,12 @@ import { connect, createSecureContext, type TLSSocket } from 'node:tls';
 /**
  * TLS 1.3 handshake load: worker threads each keep `concurrency` connect→handshake→close loops
  * running. `--mode=resumed` offers the latest session ticket and counts a handshake only if
- * isSessionReused() confirms it; non-resumed ones are failures.
+ * isSessionReused() confirms it; non-resumed ones are failures. With --rate=N (open loop) the
+ * workers instead start N handshakes per second between them on a fixed schedule, whatever the
+ * proxy's pace, at most `concurrency` in flight per worker; a handshake due while that many are
+ * in flight is counted as missed, not started later (every proxy gets the same offered rate).
  *   node handshake-client.js --port=P --mode=full|resumed [--workers=2] [--concurrency=16]
- *     [--warmup=2] [--duration=10]
+ *     [--rate=0] [--warmup=2] [--duration=10]
  * Prints JSON events measure_start / measure_end / result on stdout.
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -15,12 +18,18 @@ interface ClientSettings {
   readonly port: number;
   readonly mode: 'full' | 'resumed';
   readonly concurrency: number;
+  /** This worker's handshakes per second in open loop; 0: closed loop. */
+  readonly rate: number;
 }
 
 interface Tally {
   handshakes: number;
   failures: number;
+  /** Open loop: due while `concurrency` handshakes were in flight, so not started. */
+  missed: number;
 }
+
+const PACER_TICK_MS = 5;
 
 /** After the handshake, wait this long at most for the server's ticket before closing. */
 const TICKET_WAIT_MS = 20;
@@ -74,7 +83,7 @@ function oneHandshake(
 }
 
 async function workerMain(settings: ClientSettings): Promise<void> {
-  const tally: Tally = { handshakes: 0, failures: 0 };
+  const tally: Tally = { handshakes: 0, failures: 0, missed: 0 };
   let stopping = false;
   let latestTicket: Buffer | undefined;
   if (settings.mode === 'resumed') {
@@ -82,22 +91,55 @@ async function workerMain(settings: ClientSettings): Promise<void> {
       latestTicket = (await oneHandshake({ ...settings, mode: 'full' }, undefined)).ticket;
     }
   }
+  const record = (ok: boolean, ticket: Buffer | undefined): void => {
+    if (ok) tally.handshakes++;
+    else tally.failures++;
+    if (ticket !== undefined) latestTicket = ticket;
+  };
   const loop = async (): Promise<void> => {
     while (!stopping) {
       const { ok, ticket } = await oneHandshake(
         settings,
         settings.mode === 'resumed' ? latestTicket : undefined,
       );
-      if (ok) tally.handshakes++;
-      else tally.failures++;
-      if (ticket !== undefined) latestTicket = ticket;
+      record(ok, ticket);
     }
   };
-  const loops = Array.from({ length: settings.concurrency }, loop);
+  let inFlight = 0;
+  /** Open loop: start what is due since the start, on schedule, whatever finished. */
+  const pace = (): Promise<void> =>
+    new Promise((resolve) => {
+      const startedAt = performance.now();
+      let started = 0;
+      const tick = (): void => {
+        if (stopping) {
+          resolve();
+          return;
+        }
+        const due = Math.floor(((performance.now() - startedAt) / 1000) * settings.rate);
+        for (; started < due; started++) {
+          if (inFlight >= settings.concurrency) {
+            tally.missed++;
+            continue;
+          }
+          inFlight++;
+          void oneHandshake(settings, settings.mode === 'resumed' ? latestTicket : undefined).then(
+            ({ ok, ticket }) => {
+              inFlight--;
+              record(ok, ticket);
+            },
+          );
+        }
+        setTimeout(tick, PACER_TICK_MS);
+      };
+      tick();
+    });
+  const loops = settings.rate > 0 ? [pace()] : Array.from({ length: settings.concurrency }, loop);
   const reporter = setInterval(() => {
     parentPort?.postMessage({ ...tally });
     tally.handshakes = 0;
     tally.failures = 0;
+    tally.missed = 0;
   }, 100);
   parentPort?.on('message', () => {
     stopping = true;
@@ -114,20 +156,23 @@ function flag(name: string, fallback: string): string {
 }
 
 async function main(): Promise<void> {
+  const workerCount = Number(flag('workers', '2'));
+  const rate = Number(flag('rate', '0'));
   const settings: ClientSettings = {
     port: Number(flag('port', '0')),
     mode: flag('mode', 'full') === 'resumed' ? 'resumed' : 'full',
     concurrency: Number(flag('concurrency', '32')),
+    rate: rate > 0 ? rate / workerCount : 0,
   };
-  const workerCount = Number(flag('workers', '2'));
   const warmupMs = Number(flag('warmup', '2')) * 1000;
   const durationMs = Number(flag('duration', '10')) * 1000;
-  const total: Tally = { handshakes: 0, failures: 0 };
+  const total: Tally = { handshakes: 0, failures: 0, missed: 0 };
   const workers = Array.from({ length: workerCount }, () => {
     const worker = new Worker(new URL(import.meta.url), { workerData: settings });
     worker.on('message', (t: Tally) => {
       total.handshakes += t.handshakes;
       total.failures += t.failures;
+      total.missed += t.missed;
     });
     return worker;
   });
@@ -153,6 +198,8 @@ async function main(): Promise<void> {
     seconds,
     handshakes,
     failures: end.failures - start.failures,
+    missed: end.missed - start.missed,
+    rateOffered: rate > 0 ? rate : 0,
     handshakesPerSecond: handshakes / seconds,
     clientCpuMicrosPerHandshake: handshakes > 0 ? (cpu.user + cpu.system) / handshakes : null,
   };

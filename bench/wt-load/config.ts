@@ -43,6 +43,12 @@ export interface LoadConfig {
   readonly max_connect_seconds: number;
   /** Print machine-readable JSON event lines (for compare.ts). */
   readonly events: boolean;
+  /**
+   * Ours: open-loop announces per second over all connections (0: closed loop, the next
+   * request leaves when the previous one's response arrives, as in aquatic). At a fixed rate
+   * every proxy gets the same offered load, so their CPU per message compares at equal load.
+   */
+  readonly announce_rate: number;
   readonly torrents: TorrentSettings;
 }
 
@@ -59,6 +65,7 @@ export const DEFAULT_CONFIG: LoadConfig = {
   warmup: 0,
   max_connect_seconds: 60,
   events: false,
+  announce_rate: 0,
   torrents: {
     offers_per_request: 10,
     number_of_torrents: 10_000,
@@ -123,6 +130,8 @@ const FLAG_PATHS: Record<string, readonly string[]> = {
   'max-connect-seconds': ['max_connect_seconds'],
   'measure-after-max-connections-reached': ['measure_after_max_connections_reached'],
   events: ['events'],
+  rate: ['announce_rate'],
+  'announce-rate': ['announce_rate'],
   offers: ['torrents', 'offers_per_request'],
   torrents: ['torrents', 'number_of_torrents'],
   'weight-announce': ['torrents', 'weight_announce'],
@@ -183,6 +192,9 @@ export function validate(config: LoadConfig): void {
   if (!(config.num_workers >= 1)) throw new LoadConfigError('num_workers must be ≥ 1');
   if (!(config.num_connections_per_worker >= 1)) {
     throw new LoadConfigError('num_connections_per_worker must be ≥ 1');
+  }
+  if (!(config.announce_rate >= 0)) {
+    throw new LoadConfigError('announce_rate must be ≥ 0 (announces/s; 0 = closed loop)');
   }
   if (!(config.duration > 0)) throw new LoadConfigError('duration must be > 0 (seconds)');
   if (!(config.torrents.number_of_torrents >= 1)) {

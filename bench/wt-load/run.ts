@@ -32,6 +32,12 @@ export interface LoadResult {
   /** wt-load's own user+system CPU per response in the window, all threads. */
   readonly loadGeneratorCpuMicrosPerResponse: number | null;
   readonly loadGeneratorCpuPercent: number;
+  /** Seconds from the first connection attempt until all were open (or the wait gave up). */
+  readonly connectSeconds: number;
+  /** announce_rate (0: closed loop). */
+  readonly announceRateOffered: number;
+  /** Open-loop announces due in the window but not sent (the loop fell behind, or nothing was open). */
+  readonly announcesMissed: number;
 }
 
 export type LoadEvent =
@@ -112,11 +118,8 @@ export async function runLoad(config: LoadConfig, hooks: LoadHooks = {}): Promis
         await sleep(50);
       }
     }
-    emit({
-      event: 'connected',
-      connections: openConnections(),
-      seconds: (performance.now() - connectStart) / 1000,
-    });
+    const connectSeconds = (performance.now() - connectStart) / 1000;
+    emit({ event: 'connected', connections: openConnections(), seconds: connectSeconds });
     for (const worker of workers) worker.postMessage('start');
     phase = 'warmup';
     await sleep(config.warmup * 1000);
@@ -152,6 +155,9 @@ export async function runLoad(config: LoadConfig, hooks: LoadHooks = {}): Promis
       connectionErrors: window.connectionErrors,
       loadGeneratorCpuMicrosPerResponse: responses > 0 ? cpuMicros / responses : null,
       loadGeneratorCpuPercent: (cpuMicros / (measuredSeconds * 1e6)) * 100,
+      connectSeconds,
+      announceRateOffered: config.announce_rate,
+      announcesMissed: window.announcesMissed,
     };
   } finally {
     clearInterval(progress);
@@ -181,6 +187,16 @@ export function formatLoadResult(result: LoadResult): string {
         : result.loadGeneratorCpuMicrosPerResponse.toFixed(1),
     ],
     ['wt-load CPU %', result.loadGeneratorCpuPercent.toFixed(0)],
+    ['Seconds to open every connection', result.connectSeconds.toFixed(1)],
+    ...(result.announceRateOffered > 0
+      ? [
+          ['Announces/s offered (open loop)', String(result.announceRateOffered)] as [
+            string,
+            string,
+          ],
+          ['Announces due but not sent', String(result.announcesMissed)] as [string, string],
+        ]
+      : []),
   ];
   return ['| Metric | Value |', '| --- | --- |', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join(
     '\n',

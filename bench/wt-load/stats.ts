@@ -6,18 +6,28 @@ export interface Counters {
   responses: Record<ResponseKind, number>;
   connectionErrors: number;
   connectionsOpened: number;
+  /** Open-loop announces that were due but not sent (the worker's loop fell behind or no
+   * connection was open): a fixed-rate run that misses many did not offer its rate. */
+  announcesMissed: number;
 }
 
 export function emptyCounters(): Counters {
   const responses = {} as Record<ResponseKind, number>;
   for (const kind of RESPONSE_KINDS) responses[kind] = 0;
-  return { requestsSent: 0, responses, connectionErrors: 0, connectionsOpened: 0 };
+  return {
+    requestsSent: 0,
+    responses,
+    connectionErrors: 0,
+    connectionsOpened: 0,
+    announcesMissed: 0,
+  };
 }
 
 export function addCounters(into: Counters, delta: Counters): void {
   into.requestsSent += delta.requestsSent;
   into.connectionErrors += delta.connectionErrors;
   into.connectionsOpened += delta.connectionsOpened;
+  into.announcesMissed += delta.announcesMissed;
   for (const kind of RESPONSE_KINDS) into.responses[kind] += delta.responses[kind];
 }
 
@@ -26,6 +36,7 @@ export function subtractCounters(later: Counters, earlier: Counters): Counters {
   result.requestsSent = later.requestsSent - earlier.requestsSent;
   result.connectionErrors = later.connectionErrors - earlier.connectionErrors;
   result.connectionsOpened = later.connectionsOpened - earlier.connectionsOpened;
+  result.announcesMissed = later.announcesMissed - earlier.announcesMissed;
   for (const kind of RESPONSE_KINDS) {
     result.responses[kind] = later.responses[kind] - earlier.responses[kind];
   }

@@ -1,7 +1,9 @@
 /**
  * One wt-load worker thread: opens its share of WebSocket connections at the configured pace,
  * keeps one request in flight per connection (the next one leaves when the previous gets its
- * response), answers every offer it is sent, and reports counter deltas to the main thread.
+ * response) or, with announce_rate, sends announces at a fixed rate round-robin over the open
+ * connections whatever the responses do (open loop), answers every offer it is sent, and
+ * reports counter deltas to the main thread.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import WebSocket from 'ws';
@@ -48,6 +50,14 @@ let loadStarted = !config.hold_load_until_connected;
 let waitingForStart: (() => void)[] = [];
 let offerIdCursor = 0;
 const sockets = new Set<WebSocket>();
+/** This worker's share of announce_rate, per second (0: closed loop). */
+const announceRate = config.announce_rate / config.num_workers;
+/** Open connections the open-loop pacer sends on, round-robin. */
+const openPeers: { readonly socket: WebSocket; readonly peerId: string }[] = [];
+let peerCursor = 0;
+/** A pacer tick that comes this late sends at most this much backlog (the rest is missed). */
+const PACER_TICK_MS = 5;
+const PACER_MAX_CATCH_UP_SECONDS = 0.1;
 
 function pickInfoHash(): string {
   const index =
@@ -88,10 +98,15 @@ function openConnection(): void {
   });
   sockets.add(socket);
   let opened = false;
+  const peer = { socket, peerId };
   socket.on('open', () => {
     opened = true;
     openConnections++;
     counters.connectionsOpened++;
+    if (announceRate > 0) {
+      openPeers.push(peer);
+      return;
+    }
     if (loadStarted) sendRequest(socket, peerId);
     else waitingForStart.push(() => sendRequest(socket, peerId));
   });
@@ -106,7 +121,10 @@ function openConnection(): void {
         socket.send(Buffer.from(answer, 'latin1'), { binary: false });
         counters.requestsSent++;
       }
-    } else if (kind === 'announce' || kind === 'scrape' || kind === 'error') {
+    } else if (
+      announceRate === 0 &&
+      (kind === 'announce' || kind === 'scrape' || kind === 'error')
+    ) {
       sendRequest(socket, peerId);
     }
   });
@@ -116,6 +134,8 @@ function openConnection(): void {
   socket.on('close', () => {
     sockets.delete(socket);
     if (opened) openConnections--;
+    const index = openPeers.indexOf(peer);
+    if (index >= 0) openPeers.splice(index, 1);
     if (stopping) return;
     counters.connectionErrors++;
     setTimeout(openConnection, RECONNECT_DELAY_MS);
@@ -154,11 +174,42 @@ function startConnections(): void {
   createDue();
 }
 
+/**
+ * Open loop: every tick sends the announces due since the start, round-robin over the open
+ * connections. A late tick catches up on at most PACER_MAX_CATCH_UP_SECONDS of backlog; the
+ * rest is counted as missed rather than sent in a burst the proxies would see differently.
+ */
+function startPacer(): void {
+  const startedAt = performance.now();
+  let due = 0;
+  const tick = (): void => {
+    if (stopping) return;
+    const target = Math.floor(((performance.now() - startedAt) / 1000) * announceRate);
+    const backlog = target - due;
+    const limit = Math.ceil(announceRate * PACER_MAX_CATCH_UP_SECONDS);
+    if (backlog > limit) counters.announcesMissed += backlog - limit;
+    const toSend = Math.min(backlog, limit);
+    due = target;
+    for (let i = 0; i < toSend; i++) {
+      if (peerCursor >= openPeers.length) peerCursor = 0;
+      const peer = openPeers[peerCursor++];
+      if (peer === undefined) {
+        counters.announcesMissed += toSend - i;
+        break;
+      }
+      sendRequest(peer.socket, peer.peerId);
+    }
+    setTimeout(tick, PACER_TICK_MS);
+  };
+  tick();
+}
+
 const reportTimer = setInterval(report, REPORT_INTERVAL_MS);
 
 parentPort?.on('message', (message: unknown) => {
   if (message === 'start') {
     loadStarted = true;
+    if (announceRate > 0) startPacer();
     for (const sendFirst of waitingForStart) sendFirst();
     waitingForStart = [];
     return;
