@@ -25,7 +25,13 @@ import {
   REPO_ROOT,
   type RunningProxy,
 } from './lib/proxies.js';
-import { formatCount, formatDecimal, formatMarkdownTable, median, ratioTo } from './lib/table.js';
+import {
+  equalLoadRatioLine,
+  formatCount,
+  formatDecimal,
+  formatMarkdownTable,
+  median,
+} from './lib/table.js';
 import type { LoadResult } from './wt-load/run.js';
 
 const WT_LOAD = join(REPO_ROOT, 'dist', 'bench', 'wt-load', 'main.js');
@@ -71,19 +77,6 @@ function loadAverage(): string {
   } catch {
     return 'unknown';
   }
-}
-
-/** "ratio unhitch/hitch cpu-per-response: 1.12 (equal load: …)", or null without both. */
-export function equalLoadRatioLine(
-  kind: Kind,
-  unhitchMicros: number | null,
-  hitchMicros: number | null,
-  loadDescription: string,
-): string | null {
-  const ratio = unhitchMicros === null ? null : ratioTo(unhitchMicros, hitchMicros);
-  if (ratio === null) return null;
-  const metric = kind === 'messages' ? 'cpu-per-response' : `cpu-per-${kind}-handshake`;
-  return `ratio unhitch/hitch ${metric}: ${ratio.toFixed(2)} (equal load: ${loadDescription})`;
 }
 
 runBench({

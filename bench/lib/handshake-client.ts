@@ -199,7 +199,7 @@ async function main(): Promise<void> {
     handshakes,
     failures: end.failures - start.failures,
     missed: end.missed - start.missed,
-    rateOffered: rate > 0 ? rate : 0,
+    rateOffered: Math.max(rate, 0),
     handshakesPerSecond: handshakes / seconds,
     clientCpuMicrosPerHandshake: handshakes > 0 ? (cpu.user + cpu.system) / handshakes : null,
   };

@@ -53,6 +53,8 @@ export interface BenchReport {
   readonly stdout: string;
   /** The RESULTS.md section, written unless --no-write or the run was interrupted. */
   readonly results: Omit<ResultsSection, 'skipped'>;
+  /** The section's marker name when it is not the script's name (one script, two sections). */
+  readonly section?: string;
 }
 
 export interface BenchSpec {
@@ -113,7 +115,7 @@ async function main(spec: BenchSpec): Promise<void> {
     if (!flags.has('no-write') && !isShuttingDown()) {
       updateResultsFile(
         RESULTS_MD,
-        spec.name,
+        report.section ?? spec.name,
         formatResultsSection({ ...report.results, skipped: bench.skipped }),
       );
     }

@@ -126,3 +126,85 @@ test('latency client: round trips through unhitch to an echo backend, none lost'
     await echo.stop();
   }
 });
+
+test('wt-load open loop: announces leave at the offered rate, not at the backend pace', async () => {
+  const backend = await startBackend(builtinBackend('bittorrent-tracker'));
+  try {
+    const rate = 100;
+    const result = await runLoad({
+      ...shortLoad(`ws://127.0.0.1:${backend.port}`),
+      announce_rate: rate,
+    });
+    assert.equal(result.connectionsOpen, 20);
+    assert.equal(result.announceRateOffered, rate);
+    // Closed loop, the same 20 connections get thousands of announce replies per second.
+    const announces = result.responsesPerSecondByKind.announce;
+    assert.ok(announces <= rate * 1.2, `${announces} announce replies/s for ${rate} offered`);
+    assert.ok(
+      announces + result.announcesMissed / result.measuredSeconds >= rate * 0.5,
+      `only ${announces} announce replies/s and ${result.announcesMissed} missed for ${rate} offered`,
+    );
+    assert.ok(result.responsesPerSecondByKind.offer > 0, 'no offers relayed in open loop');
+    assert.equal(result.errors, 0);
+  } finally {
+    await backend.process.stop();
+  }
+});
+
+test('handshake client open loop: full and resumed handshakes at the offered rate through unhitch', {
+  skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
+}, async () => {
+  const certificate = makeSelfSignedCertificate(workDirectory);
+  const sinkPort = await freePort();
+  const sink = startProcess({
+    name: 'tcp-sink',
+    command: process.execPath,
+    args: [join(REPO_ROOT, 'dist', 'bench', 'backends', 'tcp-sink.js'), String(sinkPort)],
+  });
+  await untilReady(sink, waitForPort(sinkPort));
+  try {
+    const proxy = await startProxy('unhitch', {
+      frontendPort: await freePort(),
+      backendPort: sinkPort,
+      combinedPemPath: certificate.combinedPemPath,
+      workDirectory,
+    });
+    try {
+      const rate = 30;
+      for (const mode of ['full', 'resumed']) {
+        const measured = await runMeasuredChild<{
+          handshakesPerSecond: number;
+          failures: number;
+          missed: number;
+          rateOffered: number;
+        }>({
+          name: `handshake-client ${mode}`,
+          command: process.execPath,
+          args: [
+            join(REPO_ROOT, 'dist', 'bench', 'lib', 'handshake-client.js'),
+            `--port=${proxy.port}`,
+            `--mode=${mode}`,
+            '--workers=1',
+            '--concurrency=8',
+            `--rate=${rate}`,
+            '--warmup=0.3',
+            '--duration=1.5',
+          ],
+          proxyPid: proxy.process?.pid ?? null,
+        });
+        const r = measured.result;
+        assert.equal(r.rateOffered, rate);
+        // Closed loop with 8 in flight runs hundreds per second; open loop keeps to the rate.
+        assert.ok(r.handshakesPerSecond <= rate * 1.25, `${mode}: ${JSON.stringify(r)}`);
+        assert.ok(r.handshakesPerSecond >= rate * 0.4, `${mode}: ${JSON.stringify(r)}`);
+        // Resumed: a handshake that did not resume is a failure, so this also checks tickets.
+        assert.equal(r.failures, 0, `${mode}: ${JSON.stringify(r)}`);
+        assert.ok(measured.proxyCpuMicros !== null && measured.proxyCpuMicros > 0);
+      }
+    } finally {
+      await proxy.process?.stop();
+    }
+  } finally {
+    await sink.stop();
+  }
+});

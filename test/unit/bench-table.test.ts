@@ -203,11 +203,12 @@ test('the headline ratio line: unhitch over Hitch CPU per response, same backend
   };
   assert.equal(
     cpuPerResponseRatioLine([...rows, otherBackend, unhitch]),
-    'ratio unhitch/hitch cpu-per-response: 0.93',
+    'saturation ratio unhitch/hitch cpu-per-response: 0.93 (closed loop, each proxy at its own rate; bench/equal-load gives the comparable ratio)',
   );
+  // The equal-load ratio line starts with `ratio unhitch/hitch`; a closed-loop one must not.
   assert.match(
     cpuPerResponseRatioLine([...rows, unhitch]) ?? '',
-    /^ratio unhitch\/hitch cpu-per-response: \d+\.\d\d$/,
+    /^saturation ratio unhitch\/hitch cpu-per-response: \d+\.\d\d \(closed loop/,
   );
   // No Hitch row (not installed), or no CPU figure for it: no headline rather than a wrong one.
   assert.equal(cpuPerResponseRatioLine([unhitch]), null);
@@ -249,4 +250,23 @@ test('a results section: heading, command, machine, notes, blocks with a blank l
   ]);
   const bare = formatResultsSection({ heading: '## b', notes: [], blocks: ['t'] });
   assert.ok(bare.endsWith('\n\nt\n'), 'no skipped list, no references when not asked for');
+});
+
+test('the equal-load ratio lines: unhitch over Hitch at the same offered rate, saying so', async () => {
+  const { equalLoadRatioLine } = await import('../../bench/lib/table.js');
+  assert.equal(
+    equalLoadRatioLine('messages', 22.5, 20, '80 % of the slowest maximum'),
+    'ratio unhitch/hitch cpu-per-response: 1.13 (equal load: 80 % of the slowest maximum)',
+  );
+  assert.equal(
+    equalLoadRatioLine('full', 500, 400, 'x'),
+    'ratio unhitch/hitch cpu-per-full-handshake: 1.25 (equal load: x)',
+  );
+  assert.equal(
+    equalLoadRatioLine('resumed', 300, 400, 'x'),
+    'ratio unhitch/hitch cpu-per-resumed-handshake: 0.75 (equal load: x)',
+  );
+  assert.equal(equalLoadRatioLine('full', null, 400, 'x'), null);
+  assert.equal(equalLoadRatioLine('full', 500, null, 'x'), null);
+  assert.equal(equalLoadRatioLine('full', 500, 0, 'x'), null);
 });

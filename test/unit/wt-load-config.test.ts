@@ -6,7 +6,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { DEFAULT_CONFIG, parseConfigToml, validate } from '../../bench/wt-load/config.js';
+import {
+  configFromArgs,
+  DEFAULT_CONFIG,
+  parseConfigToml,
+  validate,
+} from '../../bench/wt-load/config.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const DOCS = ['README.md', 'bench/README.md'];
@@ -45,4 +50,13 @@ test('bench/wt-load/load.toml holds the values compare.js runs with', () => {
   assert.equal(config.duration, 15);
   assert.equal(config.warmup, 3);
   assert.equal(config.torrents.offers_per_request, 10);
+});
+
+test('announce_rate: closed loop by default, set from the file or --announce-rate, never negative', () => {
+  assert.equal(DEFAULT_CONFIG.announce_rate, 0);
+  assert.equal(configFromArgs(['--announce-rate=250']).announce_rate, 250);
+  assert.equal(configFromArgs(['--rate=40']).announce_rate, 40);
+  assert.equal(parseConfigToml('announce_rate = 75').announce_rate, 75);
+  assert.throws(() => configFromArgs(['--announce-rate=-1']), { code: 'WT_LOAD_CONFIG' });
+  assert.throws(() => configFromArgs(['--announce-rate=fast']), { code: 'WT_LOAD_CONFIG' });
 });
