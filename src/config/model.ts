@@ -136,7 +136,10 @@ export interface ProxyConfig {
   /** Check a response's signature and signer chain (CA store: SSL_CERT_FILE) before stapling. */
   readonly ocspVerifyStaple: boolean;
   readonly tls: TlsSettings;
-  /** ECDH curve list (OpenSSL syntax) or "auto". */
+  /**
+   * Key-exchange groups (OpenSSL list syntax, Hitch's `ecdh-curve`), or "auto" for
+   * OpenSSL's own default list.
+   */
   readonly ecdhCurve: string;
   /** ALPN protocols offered, in preference order; empty = no ALPN. */
   readonly alpnProtos: readonly string[];
@@ -219,6 +222,9 @@ export const DEFAULT_FRONTEND_ADDRESS: TcpAddress = Object.freeze({
   port: 8443,
 });
 
+/** The default `ecdh-curve`: X25519MLKEM768 for clients that offer it, else X25519, P-256, P-384. */
+export const DEFAULT_KEY_EXCHANGE_GROUPS = 'X25519MLKEM768:X25519:P-256:P-384';
+
 export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   source: '<defaults>',
   frontends: Object.freeze([]),
@@ -233,7 +239,9 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   ocspRefreshIntervalMs: 1_800_000,
   ocspVerifyStaple: false,
   tls: DEFAULT_TLS,
-  ecdhCurve: 'auto',
+  // Post-quantum hybrid first (what browsers offer), then the classic groups; OpenSSL 3.5
+  // (Node 22 and 24) has ML-KEM. `ecdh-curve` replaces the whole list.
+  ecdhCurve: DEFAULT_KEY_EXCHANGE_GROUPS,
   alpnProtos: Object.freeze([]),
   backendConnectTimeoutMs: 30_000,
   backendRefreshSec: 0,
