@@ -155,6 +155,12 @@ export const CODES = {
     exitStatus: EXIT_STARTUP,
     level: 'error',
   },
+  UNHITCH_LISTEN: {
+    meaning:
+      "A frontend's listening socket cannot be bound (EADDRINUSE, EACCES, EADDRNOTAVAIL); the message names the address and errno, and the worker (or reload) does not start.",
+    exitStatus: null,
+    level: 'error',
+  },
   UNHITCH_WORKER_START: {
     meaning: 'One worker could not start (listen, TLS context, privilege drop); the err says why.',
     exitStatus: null,

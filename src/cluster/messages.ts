@@ -4,6 +4,7 @@
  * channel: receivers ignore messages that are not theirs.
  */
 import type { ProxyConfig, TcpAddress } from '../config/model.js';
+import type { Identity } from '../ops/privileges.js';
 import type { CertificateMaterial } from '../tls/material.js';
 
 export type PrimaryMessage =
@@ -14,7 +15,14 @@ export type PrimaryMessage =
       readonly config: ProxyConfig;
       readonly certificates: readonly CertificateMaterial[];
       readonly ticketKey: Buffer;
+      /** Resolved by the primary (no account lookup in the worker); undefined = keep ours. */
+      readonly identity: Identity | undefined;
     }
+  /**
+   * Sent with a handle: the worker's copy of its listening socket for frontend `frontend`
+   * (every frontend's before 'unhitch:start', and again on request after a back-off).
+   */
+  | { readonly type: 'unhitch:listen-socket'; readonly frontend: number }
   | { readonly type: 'unhitch:ticket-key'; readonly key: Buffer }
   /**
    * ACME tls-alpn-01: open (cert and key given) or close (both undefined) the challenge
@@ -35,6 +43,8 @@ export type WorkerMessage =
   | { readonly type: 'unhitch:hello' }
   | { readonly type: 'unhitch:listening'; readonly addresses: readonly TcpAddress[] }
   | { readonly type: 'unhitch:start-failed'; readonly error: CrossedError }
+  /** Send this worker a fresh copy of its socket for frontend `frontend` (resume after a pause). */
+  | { readonly type: 'unhitch:listen-socket-request'; readonly frontend: number }
   | { readonly type: 'unhitch:drained'; readonly forcedClosed: number }
   /** accepted false: the worker serves no tls-alpn-01 or the name is not in its acme block. */
   | {

@@ -16,6 +16,7 @@ import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { AcmeManager } from './acme.js';
 import { readAllowedCpus } from './affinity.js';
 import { announceListening } from './dbg-listen.js';
+import { ListenSockets } from './listen-sockets.js';
 import { OcspService } from './ocsp-service.js';
 import { Reloader } from './reload.js';
 import { type Cleanup, startServices } from './services.js';
@@ -56,6 +57,7 @@ class Primary {
   private readonly acme: AcmeManager;
   /** What the expiry metric reports: the serving generation's certificates. */
   private certificatesInService: readonly CertificateExpiry[] = [];
+  private readonly sockets = new ListenSockets();
   /** Every live worker at the stop signal, until it exits. */
   private readonly stopWaiting = new Set<Worker>();
   private stopping = false;
@@ -76,6 +78,7 @@ class Primary {
       logger: this.logger,
       allowedCpus: this.allowedCpus,
       ticketKey: () => this.tickets.current,
+      sockets: this.sockets,
     });
     this.supervisor.current = this.supervisor.newGeneration(options.config, certificates);
     this.tickets = new TicketKeyOwner({
@@ -92,6 +95,7 @@ class Primary {
       logger: this.logger,
       supervisor: this.supervisor,
       tickets: this.tickets,
+      sockets: this.sockets,
       isStopping: () => this.stopping,
       onReloaded: (config, certificates) => {
         this.ocsp.start(config, certificates);
@@ -110,6 +114,8 @@ class Primary {
     const config = this.config;
     this.certificatesInService = certificateExpiries(this.supervisor.current.certificates);
     await startServices(config, this.logger, this.cleanups, () => this.certificatesInService);
+    // Last out: every worker has exited (or been killed) when cleanups run.
+    this.cleanups.push(() => this.sockets.closeAll());
     this.supervisor.install((worker, code, signal) => this.workerExited(worker, code, signal));
     this.tickets.schedule(config);
     this.ocsp.start(config, this.supervisor.current.certificates);
@@ -198,6 +204,10 @@ class Primary {
         this.supervisor.send(worker, { type: 'unhitch:drain', graceMs });
       else worker.process.kill('SIGKILL');
     }
+    // Our copies of the listening sockets go now: once each worker closes its own on the
+    // drain order, new clients are refused instead of queueing for a process that is
+    // leaving (queued ones would only be reset when it exits).
+    this.sockets.closeAll();
     // A worker that ignores the drain (stuck event loop) is killed a little after the grace.
     setTimeout(() => {
       for (const worker of workers) if (!worker.isDead()) worker.process.kill('SIGKILL');

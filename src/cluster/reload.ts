@@ -15,6 +15,7 @@ import { logCode, UnhitchError } from '../errors.js';
 import { preflight } from '../ops/preflight.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { announceListening } from './dbg-listen.js';
+import type { ListenSockets } from './listen-sockets.js';
 import type { Supervisor } from './supervisor.js';
 import type { TicketKeyOwner } from './ticket-keys.js';
 
@@ -27,6 +28,8 @@ export interface ReloaderOptions {
   readonly logger: Logger;
   readonly supervisor: Supervisor;
   readonly tickets: TicketKeyOwner;
+  /** Shared with the supervisor: the new generation's slot i reuses slot i's socket. */
+  readonly sockets: ListenSockets;
   readonly isStopping: () => boolean;
   /** The new generation serves: services that follow the certificates (OCSP) switch to it. */
   readonly onReloaded?: (config: ProxyConfig, certificates: readonly CertificateMaterial[]) => void;
@@ -122,6 +125,7 @@ export class Reloader {
       );
       supervisor.current = previous;
       supervisor.killAll(next);
+      this.keepSocketsOf(previous.config);
       return;
     }
     this.options.tickets.schedule(config);
@@ -131,10 +135,20 @@ export class Reloader {
       supervisor.send(worker, { type: 'unhitch:drain', graceMs: null });
     }
     previous.workers.clear();
+    // Sockets of frontends (or slots) the new config dropped: the old workers stopped
+    // accepting on them just now; connections still queued there are reset by the kernel.
+    this.keepSocketsOf(config);
     this.logger.info(
       { generation: next.id, source: config.source, kind },
       kind === 'config' ? 'reloaded' : 'certificates reloaded',
     );
     announceListening(next, this.logger);
+  }
+
+  private keepSocketsOf(config: ProxyConfig): void {
+    this.options.sockets.retainOnly(
+      config.frontends.map((frontend) => frontend.address),
+      this.options.supervisor.workerCount(config),
+    );
   }
 }

@@ -9,8 +9,11 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { ProxyConfig, TcpAddress } from '../config/model.js';
 import { logCode } from '../errors.js';
+import type { ListenHandle } from '../net/listen-socket.js';
+import { type Identity, resolveIdentity } from '../ops/privileges.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { cpuForWorker, pinProcess } from './affinity.js';
+import type { ListenSockets } from './listen-sockets.js';
 import { isWorkerMessage, type PrimaryMessage, reviveError } from './messages.js';
 import { workerExecArgv } from './worker-heap.js';
 
@@ -47,16 +50,23 @@ export interface SupervisorOptions {
   readonly allowedCpus: readonly number[];
   /** The ticket key a worker gets in its start order. */
   readonly ticketKey: () => Buffer;
+  /** The listening sockets, one per (frontend address, slot), that workers get copies of. */
+  readonly sockets: ListenSockets;
 }
 
 export class Supervisor {
   private readonly logger: Logger;
   private readonly allowedCpus: readonly number[];
   private readonly ticketKey: () => Buffer;
+  private readonly sockets: ListenSockets;
+  /** The uid/gid a generation's workers switch to (looked up once, here, not in workers). */
+  private readonly identities = new WeakMap<Generation, Identity | undefined>();
   private readonly meta = new WeakMap<Worker, WorkerMeta>();
   /** Workers whose message handler runs (they said hello): a message reaches them. */
   private readonly greeted = new WeakSet<Worker>();
   private readonly slots = new Map<number, SlotState>();
+  /** Ends a worker's start wait with false (its sockets or start order could not be made). */
+  private readonly startFailed = new WeakMap<Worker, () => void>();
   private nextGeneration = 1;
   private halted = false;
   /** The generation that serves, whose crashed workers are restarted. */
@@ -66,12 +76,13 @@ export class Supervisor {
     this.logger = options.logger;
     this.allowedCpus = options.allowedCpus;
     this.ticketKey = options.ticketKey;
+    this.sockets = options.sockets;
   }
 
   /** Sets up node:cluster; `onExit` sees every worker exit. Call once. */
   install(onExit: (worker: Worker, code: number | null, signal: string | null) => void): void {
-    // Each worker accepts on the shared socket itself; the primary's round robin would
-    // put every connection through this process first.
+    // Workers listen on sockets this process hands them (listen(handle) bypasses the
+    // cluster's scheduling); SCHED_NONE keeps any other listen out of a round robin here.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({
       exec: WORKER_ENTRY,
@@ -147,7 +158,7 @@ export class Supervisor {
     generation.workers.set(index, worker);
     this.meta.set(worker, { generation: generation.id, index, startedAt: Date.now() });
     const cpu = cpuForWorker(this.allowedCpus, index);
-    // Pin before the worker is told to start: it drops privileges after it listens, and
+    // Pin before the worker is told to start: it drops privileges before it listens, and
     // a root primary without CAP_SYS_NICE could no longer change its affinity then.
     const pinned = generation.config.pinWorkers
       ? new Promise<void>((resolve) =>
@@ -164,22 +175,39 @@ export class Supervisor {
           }),
         )
       : Promise.resolve();
+    const failed = new Promise<false>((resolve) => {
+      this.startFailed.set(worker, () => resolve(false));
+    });
     const onHello = (message: unknown): void => {
       if (!isWorkerMessage(message) || message.type !== 'unhitch:hello') return;
       worker.off('message', onHello);
       this.greeted.add(worker);
-      void pinned.then(() => {
-        if (this.halted) return;
-        this.send(worker, {
-          type: 'unhitch:start',
-          workerIndex: index,
-          generation: generation.id,
-          config: generation.config,
-          certificates: generation.certificates,
-          ticketKey: this.ticketKey(),
+      void pinned
+        .then(() => this.sendStart(worker, generation, index))
+        .catch((error: unknown) => {
+          logCode(
+            this.logger,
+            'UNHITCH_WORKER_START',
+            { worker: index, err: error },
+            'worker could not start',
+          );
+          worker.process.kill('SIGKILL');
+          this.startFailed.get(worker)?.();
         });
-      });
     };
+    // A worker that paused accepting (fd exhaustion) asks for its socket again.
+    worker.on('message', (message: unknown) => {
+      if (!isWorkerMessage(message) || message.type !== 'unhitch:listen-socket-request') return;
+      if (generation.workers.get(index) !== worker) return; // retired: it is draining
+      void this.sendSocket(worker, generation, index, message.frontend).catch((error: unknown) => {
+        logCode(
+          this.logger,
+          'UNHITCH_LISTEN',
+          { worker: index, err: error },
+          'cannot resend listen socket',
+        );
+      });
+    });
     worker.on('message', onHello);
     return new Promise((resolve) => {
       const onMessage = (message: unknown): void => {
@@ -209,7 +237,56 @@ export class Supervisor {
       };
       worker.on('message', onMessage);
       worker.once('exit', () => resolve(false));
+      void failed.then(resolve);
     });
+  }
+
+  /**
+   * The worker's sockets (bound here, as root if we are), then its start order. Each
+   * socket crosses the IPC channel as its own message; the worker listens only after it
+   * has switched to the configured user.
+   */
+  private async sendStart(worker: Worker, generation: Generation, index: number): Promise<void> {
+    if (this.halted) return;
+    const identity = this.identityFor(generation);
+    for (let frontend = 0; frontend < generation.config.frontends.length; frontend++)
+      await this.sendSocket(worker, generation, index, frontend);
+    if (this.halted) return;
+    this.send(worker, {
+      type: 'unhitch:start',
+      workerIndex: index,
+      generation: generation.id,
+      config: generation.config,
+      certificates: generation.certificates,
+      ticketKey: this.ticketKey(),
+      identity,
+    });
+  }
+
+  private async sendSocket(
+    worker: Worker,
+    generation: Generation,
+    index: number,
+    frontend: number,
+  ): Promise<void> {
+    const address = generation.config.frontends[frontend]?.address;
+    if (address === undefined) throw new Error(`no frontend ${frontend}`);
+    const handle: ListenHandle = await this.sockets.socketFor(address, index);
+    if (!worker.isConnected()) return;
+    // A raw TCP handle crosses as node's 'net.Native': the worker gets its own descriptor
+    // and this process keeps its copy (no listen here, so it never accepts).
+    worker.send(
+      { type: 'unhitch:listen-socket', frontend } satisfies PrimaryMessage,
+      handle as never,
+    );
+  }
+
+  private identityFor(generation: Generation): Identity | undefined {
+    if (this.identities.has(generation)) return this.identities.get(generation);
+    const { user, group } = generation.config;
+    const identity = process.getuid?.() === 0 ? resolveIdentity(user, group) : undefined;
+    this.identities.set(generation, identity);
+    return identity;
   }
 
   private scheduleRestart(meta: WorkerMeta, code: number | null, signal: string | null): void {

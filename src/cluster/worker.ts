@@ -1,13 +1,16 @@
 /**
- * Worker process entry (cluster.setupPrimary exec's this file). Waits for the primary's
- * start message, runs one Proxy on the shared listening sockets, drops privileges, and
- * follows the primary's orders; signals from the terminal are the primary's to handle.
+ * Worker process entry (cluster.setupPrimary exec's this file). Receives its own
+ * listening sockets (bound by the primary, SO_REUSEPORT, one per frontend) and the start
+ * message, drops privileges, and only then listens: no client byte is handled as root.
+ * Then it follows the primary's orders; signals from the terminal are the primary's.
  */
 import cluster from 'node:cluster';
+import type { Logger } from 'pino';
 import { logCode } from '../errors.js';
+import type { ListenHandle } from '../net/listen-socket.js';
 import { createLogger } from '../ops/log.js';
-import { dropPrivileges, resolveIdentity } from '../ops/privileges.js';
-import { NOOP_OBSERVER } from '../proxy/events.js';
+import { dropPrivileges } from '../ops/privileges.js';
+import { NOOP_OBSERVER, type ProxyObserver } from '../proxy/events.js';
 import { TlsProxy } from '../proxy/proxy.js';
 import { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import {
@@ -45,9 +48,63 @@ function send(message: WorkerMessage, then?: () => void): void {
   process.send(message, undefined, {}, () => then?.());
 }
 
+/**
+ * Logs, once, the identity the worker accepts its first connection as: the evidence
+ * that no client is handled as root when `user`/`group` are set.
+ */
+function reportFirstAccept(observer: ProxyObserver, logger: Logger): ProxyObserver {
+  let reported = false;
+  return {
+    connectionAccepted: () => {
+      if (!reported) {
+        reported = true;
+        logger.info(
+          { uid: process.geteuid?.(), gid: process.getegid?.() },
+          'first connection accepted',
+        );
+      }
+      observer.connectionAccepted();
+    },
+    handshakeCompleted: (info) => observer.handshakeCompleted(info),
+    backendConnected: (durationMs) => observer.backendConnected(durationMs),
+    connectionFailed: (reason) => observer.connectionFailed(reason),
+    connectionClosed: (totals) => observer.connectionClosed(totals),
+    clientLeftAbruptly: () => observer.clientLeftAbruptly(),
+  };
+}
+
+/** Sockets from the primary not yet listened on, and listens waiting for one. */
+const arrivedSockets = new Map<number, ListenHandle>();
+const socketWaiters = new Map<number, Array<(handle: ListenHandle) => void>>();
+
+function socketArrived(frontend: number, handle: ListenHandle): void {
+  const waiter = socketWaiters.get(frontend)?.shift();
+  if (waiter) waiter(handle);
+  else {
+    arrivedSockets.get(frontend)?.close();
+    arrivedSockets.set(frontend, handle);
+  }
+}
+
+/** Our copy of frontend `frontend`'s socket: the one already here, else asked for. */
+function listenSocket(frontend: number): Promise<ListenHandle> {
+  const arrived = arrivedSockets.get(frontend);
+  if (arrived) {
+    arrivedSockets.delete(frontend);
+    return Promise.resolve(arrived);
+  }
+  return new Promise((resolve) => {
+    const waiters = socketWaiters.get(frontend) ?? [];
+    waiters.push(resolve);
+    socketWaiters.set(frontend, waiters);
+    send({ type: 'unhitch:listen-socket-request', frontend });
+  });
+}
+
 async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>): Promise<void> {
   const { config } = message;
-  const logIdentity = identityForLogChild(config.user, config.group);
+  // Resolved by the primary: no account lookup (getent) in the worker.
+  const logIdentity = process.getuid?.() === 0 ? message.identity : undefined;
   const logger = createLogger({
     level: config.logLevel,
     quiet: config.quiet,
@@ -65,13 +122,15 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
   // Without a metrics endpoint nobody reads them: no per-connection histogram work, no
   // collectors (GC observer, event-loop delay timer) running in the worker, and
   // prom-client (a tenth of a second to load) is not even imported.
-  const observer =
+  const observer = reportFirstAccept(
     config.metrics === undefined
       ? NOOP_OBSERVER
       : (await import('../ops/metrics.js')).createWorkerMetrics({
           workerId: message.workerIndex,
           activeConnections: () => proxy?.activeConnections ?? 0,
-        }).observer;
+        }).observer,
+    logger,
+  );
   const acme = config.acme;
   if (acme?.challenge === 'tls-alpn-01') {
     acmeResponder = new AcmeChallengeResponder(acme.domains);
@@ -80,6 +139,10 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
   }
   earlyChallenges.clear();
   try {
+    // Root is needed no longer (sockets are bound by the primary, certificates and keys
+    // are in this message), and from listen() on a client can connect.
+    if (message.identity !== undefined && process.getuid?.() === 0)
+      dropPrivileges(message.identity);
     proxy = await TlsProxy.start({
       config,
       acmeChallenges: acmeResponder,
@@ -87,11 +150,8 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
       logger,
       observer,
       ticketKey: message.ticketKey,
-      exclusive: false,
+      listenSocket,
     });
-    // Sockets are bound (by the primary) and keys are in memory: root is no longer needed.
-    const identity = resolveIdentity(config.user, config.group);
-    if (identity !== undefined && process.getuid?.() === 0) dropPrivileges(identity);
   } catch (error) {
     logCode(logger, 'UNHITCH_WORKER_START', { err: error }, 'worker failed to start');
     // pino writes the log line out on 'exit' (ops/log.ts).
@@ -100,20 +160,6 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
   }
   logger.info({ addresses: proxy.addresses() }, 'worker listening');
   send({ type: 'unhitch:listening', addresses: proxy.addresses() });
-}
-
-/** The identity a root worker drops to, for its syslog child; undefined otherwise. */
-function identityForLogChild(
-  user: string | undefined,
-  group: string | undefined,
-): { uid: number; gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  try {
-    return resolveIdentity(user, group);
-  } catch {
-    // Reported by the privilege drop below, with its own error.
-    return undefined;
-  }
 }
 
 /** Open (cert and key) or close a tls-alpn-01 challenge; false if this worker cannot serve it. */
@@ -142,9 +188,12 @@ async function drain(graceMs: number | null): Promise<void> {
   send({ type: 'unhitch:drained', forcedClosed: result.forcedClosed }, () => process.exit(0));
 }
 
-process.on('message', (value: unknown) => {
+process.on('message', (value: unknown, handle: unknown) => {
   if (!isPrimaryMessage(value)) return;
   switch (value.type) {
+    case 'unhitch:listen-socket':
+      if (handle) socketArrived(value.frontend, handle as ListenHandle);
+      break;
     case 'unhitch:start':
       starting = start(value);
       break;

@@ -14,6 +14,7 @@ import {
 } from 'node:tls';
 import type { TcpAddress } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
+import type { ListenHandle } from '../net/listen-socket.js';
 import { type AcmeChallengeResponder, offersAcmeTls } from '../tls/acme-challenge.js';
 import {
   NO_APPLICATION_PROTOCOL_ALERT,
@@ -57,8 +58,13 @@ export interface FrontendOptions {
   readonly keepaliveSec: number;
   readonly proxyProxy: boolean;
   readonly backlog: number;
-  /** false in cluster workers: share the primary's listening socket. */
-  readonly exclusive: boolean;
+  /**
+   * Where the listening socket comes from. Unset: bind `address` here (one process,
+   * tests). Set (cluster workers): a socket bound and kept open by someone else (the
+   * primary); each call returns a fresh copy to listen on, so closing ours to pause
+   * leaves the socket, and the clients queued in it, alive.
+   */
+  readonly acquireSocket?: () => Promise<ListenHandle>;
   /** The OCSP response to staple for a certificate (DER); absent = no stapling at all. */
   readonly ocspStaple?: (certificateDer: Buffer) => Buffer | undefined;
   /** ACME tls-alpn-01: answer `acme-tls/1` handshakes for open challenges (acme-challenge.ts). */
@@ -103,6 +109,8 @@ export class Frontend {
   private readonly challengeServer: TlsServer | undefined;
   private readonly listener: Server;
   private readonly accepted = new WeakMap<Socket, AcceptedSocket>();
+  /** Bumped by stopAccepting(): a listen() still fetching its socket then gives up. */
+  private stopEpoch = 0;
 
   constructor(
     readonly options: FrontendOptions,
@@ -413,14 +421,27 @@ export class Frontend {
   }
 
   async listen(): Promise<void> {
-    const { address, backlog, exclusive } = this.options;
-    this.listener.listen({
-      host: address.host ?? '::',
-      port: address.port,
-      backlog,
-      exclusive,
-      ipv6Only: false,
-    });
+    const { address, backlog, acquireSocket } = this.options;
+    if (acquireSocket) {
+      const epoch = this.stopEpoch;
+      const handle = await acquireSocket();
+      // Stopped while the socket was on its way (drain, or a new back-off): stay stopped.
+      if (epoch !== this.stopEpoch || this.listener.listening) {
+        handle.close();
+        return;
+      }
+      // listen(handle) is exclusive in a cluster worker too (node ≥ 22): no primary query.
+      this.listener.listen(handle, backlog);
+    } else {
+      this.listener.listen({
+        host: address.host ?? '::',
+        port: address.port,
+        backlog,
+        exclusive: true,
+        ipv6Only: false,
+      });
+    }
+    // 'error' rejects (EADDRINUSE, EACCES, a handle that cannot listen).
     await once(this.listener, 'listening');
   }
 
@@ -430,12 +451,16 @@ export class Frontend {
     return { kind: 'tcp', host: info.address, port: info.port };
   }
 
-  /** Stop accepting; established connections are not touched. */
+  /**
+   * Stop accepting; established connections are not touched. With `acquireSocket` only
+   * our copy of the socket closes: clients keep queueing in it until a listen() resumes.
+   */
   stopAccepting(): void {
+    this.stopEpoch += 1;
     if (this.listener.listening) this.listener.close();
   }
 
-  /** Accept again after a pause (fd exhaustion back-off); same address, same options. */
+  /** Accept again after a pause (fd exhaustion back-off) on the same socket or address. */
   async resumeAccepting(): Promise<void> {
     if (!this.listener.listening) await this.listen();
   }

@@ -9,6 +9,8 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ProxyConfig, TcpAddress } from '../config/model.js';
 import { logCode } from '../errors.js';
+import { fdHeadroom } from '../net/fd-headroom.js';
+import type { ListenHandle } from '../net/listen-socket.js';
 import type { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import {
   CertificateSelector,
@@ -34,10 +36,13 @@ export interface ProxyStartOptions {
   readonly ticketKey?: Buffer;
   /** How a backend name becomes an address (tests inject their own); default getaddrinfo. */
   readonly backendLookup?: HostLookup;
-  /** true (default) binds its own sockets; cluster workers pass false to share the primary's. */
-  readonly exclusive?: boolean;
   /** ACME tls-alpn-01: challenges the frontends answer (the worker opens and closes them). */
   readonly acmeChallenges?: AcmeChallengeResponder | undefined;
+  /**
+   * Unset: each frontend binds its own address. Set (cluster workers): a copy of the
+   * listening socket for frontend `index`, bound and kept open by the primary.
+   */
+  readonly listenSocket?: (frontendIndex: number) => Promise<ListenHandle>;
 }
 
 export interface DrainResult {
@@ -45,6 +50,14 @@ export interface DrainResult {
   readonly forcedClosed: number;
 }
 
+type AcquireSocket = (frontendIndex: number) => Promise<ListenHandle>;
+
+/**
+ * Free descriptors needed before accepting again: an accept that hits EMFILE makes libuv
+ * close every connection queued on the socket, so resume only with room for a burst
+ * (each proxied connection takes two: client and backend).
+ */
+const RESUME_FD_HEADROOM = 16;
 /** Fd exhaustion is logged at most this often, however many connections it hits. */
 const FD_EXHAUSTED_LOG_INTERVAL_MS = 1000;
 /** Accepting pauses this long after fd exhaustion, doubling while it persists. */
@@ -144,7 +157,9 @@ export class TlsProxy {
           keepaliveSec: options.config.keepaliveSec,
           proxyProxy: options.config.proxyProxy,
           backlog: options.config.backlog,
-          exclusive: options.exclusive ?? true,
+          ...(options.listenSocket
+            ? { acquireSocket: () => (options.listenSocket as AcquireSocket)(index) }
+            : {}),
           ...(proxy.staples === undefined
             ? {}
             : {
@@ -282,7 +297,9 @@ export class TlsProxy {
   /**
    * EMFILE/ENFILE (on accept or on the backend socket): keep serving what is open, stop
    * accepting for a while so new clients queue in the kernel instead of being accepted
-   * and dropped, and log once per second with how many connections it cost.
+   * and dropped, and log once per second with how many connections it cost. In a cluster
+   * worker only this process's copy of the listening socket closes (the primary keeps
+   * the socket), so even a lone worker's clients wait in the backlog, never refused.
    */
   private fdExhausted(): void {
     this.fdFailuresSinceLog += 1;
@@ -302,21 +319,34 @@ export class TlsProxy {
     }
     if (this.acceptPaused !== undefined || this.stopped) return;
     for (const frontend of this.frontends) frontend.stopAccepting();
-    this.acceptPaused = setTimeout(() => {
-      this.acceptPaused = undefined;
-      if (this.stopped) return;
-      for (const frontend of this.frontends) {
-        frontend.resumeAccepting().catch((error: Error) => {
-          this.logger.error({ err: error }, 'cannot resume accepting');
-        });
-      }
-    }, this.acceptBackoffMs);
+    this.scheduleResume(this.acceptBackoffMs);
     this.acceptBackoffMs = Math.min(this.acceptBackoffMs * 2, ACCEPT_BACKOFF_MAX_MS);
     // A quiet second resets the back-off.
     setTimeout(() => {
       if (Date.now() - this.lastFdLog >= FD_EXHAUSTED_LOG_INTERVAL_MS)
         this.acceptBackoffMs = ACCEPT_BACKOFF_MIN_MS;
     }, ACCEPT_BACKOFF_MAX_MS * 2).unref();
+  }
+
+  /** Accept again after `delayMs`, or later while descriptors are still short. */
+  private scheduleResume(delayMs: number): void {
+    this.acceptPaused = setTimeout(() => {
+      this.acceptPaused = undefined;
+      if (this.stopped) return;
+      if (fdHeadroom() < RESUME_FD_HEADROOM) {
+        this.scheduleResume(Math.min(delayMs * 2, ACCEPT_BACKOFF_MAX_MS));
+        return;
+      }
+      for (const frontend of this.frontends) {
+        frontend.resumeAccepting().catch((error: Error) => {
+          this.logger.error({ err: error }, 'cannot resume accepting; retrying');
+          if (this.acceptPaused === undefined && !this.stopped) {
+            for (const other of this.frontends) other.stopAccepting();
+            this.scheduleResume(ACCEPT_BACKOFF_MAX_MS);
+          }
+        });
+      }
+    }, delayMs);
   }
 
   addresses(): TcpAddress[] {

@@ -6,11 +6,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { TLSSocket } from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import TrackerServer from 'bittorrent-tracker/server';
 import WebSocket from 'ws';
 import { readAllowedCpus, readThreadAffinities } from '../../src/cluster/affinity.js';
@@ -352,7 +353,24 @@ test('pinning: two workers on a two-CPU mask take one CPU each', async (t) => {
   assert.deepEqual(cpus, ['0', '1']);
 });
 
-test('EMFILE: with a low fd limit the worker survives, keeps its connections and recovers', async (t) => {
+/** A TLS client, or undefined when it fails or is still waiting after `timeoutMs`. */
+async function tryConnect(port: number, timeoutMs: number): Promise<TLSSocket | undefined> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+  socket.on('error', () => {});
+  const outcome = await Promise.race([
+    once(socket, 'secureConnect').then(
+      () => 'secure' as const,
+      () => 'failed' as const,
+    ),
+    once(socket, 'close').then(() => 'failed' as const),
+    sleep(timeoutMs).then(() => 'waiting' as const),
+  ]);
+  if (outcome === 'secure') return socket;
+  socket.destroy();
+  return undefined;
+}
+
+test('EMFILE back-off, one worker: a new client waits in the backlog (never refused) and is served once fds are free', async (t) => {
   const backend = await startBackend((socket) => socket.pipe(socket));
   t.after(() => closeBackend(backend));
   const port = await freePort();
@@ -364,23 +382,35 @@ test('EMFILE: with a low fd limit the worker survives, keeps its connections and
 
   const keeper = await connectClient(port);
   assert.equal(await echo(keeper, 'before'), 'before');
+  // Hold connections (two descriptors each in the worker) until it runs out.
   const flood: TLSSocket[] = [];
-  for (let index = 0; index < 60; index++) {
-    try {
-      flood.push(await connectClient(port));
-    } catch {
-      // refused/reset: what we are provoking
-    }
+  t.after(() => {
+    for (const socket of flood) socket.destroy();
+  });
+  const exhausted = (line: UnhitchLogLine) => line.reason === 'fd_exhausted';
+  for (let index = 0; index < 60 && !unhitch.lines.some(exhausted); index++) {
+    const socket = await tryConnect(port, 1_000);
+    if (socket) flood.push(socket);
   }
-  await unhitch.waitForLog((line) => line.reason === 'fd_exhausted', 5_000);
-  assert.equal(await echo(keeper, 'during'), 'during', 'an existing connection kept working');
-  for (const socket of flood) socket.destroy();
-  // The worker accepts again after its back-off, once fds are free.
-  const after = await eventually(
-    () => connectClient(port).catch(() => undefined),
-    10_000,
-    'a connection accepted after the flood',
+  await unhitch.waitForLog(exhausted, 5_000, 'the fd_exhausted log line');
+
+  // While the descriptors stay exhausted the worker accepts nothing, but the socket is
+  // still there: the kernel completes the TCP handshake and queues the client.
+  const waiting = netConnect({ host: '127.0.0.1', port });
+  const queued = await once(waiting, 'connect').then(
+    () => 'connected',
+    (error: NodeJS.ErrnoException) => error.code ?? 'error',
   );
+  assert.equal(queued, 'connected', 'a client arriving during the back-off is not refused');
+  const waitingTls = tlsConnect({ socket: waiting, rejectUnauthorized: false });
+  const waitingSecure = once(waitingTls, 'secureConnect');
+  assert.equal(await echo(keeper, 'during'), 'during', 'an existing connection kept working');
+
+  for (const socket of flood.splice(0)) socket.destroy();
+  await waitingSecure;
+  assert.equal(await echo(waitingTls, 'queued'), 'queued', 'the queued client is served');
+  waitingTls.destroy();
+  const after = await connectClient(port);
   assert.equal(await echo(after, 'after'), 'after', 'accepting again once fds are free');
   after.destroy();
   keeper.destroy();

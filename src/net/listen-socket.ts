@@ -1,0 +1,75 @@
+/**
+ * A TCP socket bound with SO_REUSEPORT but not listening, created in one process (the
+ * primary, as root, so privileged ports work) and handed to another over IPC, where
+ * `net.Server.listen(handle)` starts accepting on it.
+ *
+ * Node has no public API for "bind without listen" on Node 22 (net.BoundSocket is new in
+ * 24), so this uses net._createServerHandle — the function node:cluster's own primary
+ * uses to make shared handles, present with this signature on Node 22 and 24 — with
+ * libuv's UV_TCP_REUSEPORT flag. A bound socket must not be listened on here: the
+ * process that holds it without accepting keeps the socket, and so its accept queue,
+ * alive while a worker closes its copy (fd back-off, reload, restart).
+ */
+import { lookup } from 'node:dns/promises';
+import net, { isIP } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { UnhitchError } from '../errors.js';
+
+/** An opaque libuv TCP handle (node's TCPWrap); net.Server.listen() accepts it. */
+export interface ListenHandle {
+  close(): void;
+  getsockname(out: { address?: string; port?: number; family?: string }): number;
+}
+
+/** libuv's uv_tcp_flags: UV_TCP_REUSEPORT sets SO_REUSEPORT before bind(2). */
+const UV_TCP_REUSEPORT = 2;
+
+type CreateServerHandle = (
+  address: string,
+  port: number,
+  addressType: 4 | 6,
+  fd: undefined,
+  flags: number,
+) => ListenHandle | number;
+
+export class ListenSocketError extends UnhitchError<'UNHITCH_LISTEN'> {
+  constructor(
+    message: string,
+    readonly errno: string,
+  ) {
+    super('UNHITCH_LISTEN', message);
+    this.name = 'ListenSocketError';
+  }
+}
+
+/** The numeric address a configured host binds: "*" (undefined) is the dual-stack "::". */
+export async function resolveBindHost(host: string | undefined): Promise<string> {
+  if (host === undefined || host === '*' || host === '') return '::';
+  if (isIP(host) !== 0) return host;
+  return (await lookup(host)).address;
+}
+
+/**
+ * Bind `host:port` (a numeric address) with SO_REUSEPORT. Port 0 picks a free port;
+ * the returned port is the one bound. Throws UNHITCH_LISTEN with the errno name.
+ */
+export function bindReusePort(host: string, port: number): { handle: ListenHandle; port: number } {
+  const create = (net as unknown as { _createServerHandle?: CreateServerHandle })
+    ._createServerHandle;
+  if (typeof create !== 'function') {
+    throw new ListenSocketError(
+      `node ${process.version} has no net._createServerHandle; unhitch needs Node 22.12+`,
+      'ENOSYS',
+    );
+  }
+  const family = isIP(host);
+  const result = create(host, port, family === 6 ? 6 : 4, undefined, UV_TCP_REUSEPORT);
+  if (typeof result === 'number') {
+    const errno = getSystemErrorName(result);
+    const shown = family === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+    throw new ListenSocketError(`cannot bind ${shown}: ${errno}`, errno);
+  }
+  const out: { port?: number } = {};
+  result.getsockname(out);
+  return { handle: result, port: out.port ?? port };
+}
