@@ -1,0 +1,115 @@
+/**
+ * Per-worker SO_REUSEPORT listening sockets, seen from outside: one LISTEN socket per
+ * worker on the frontend port, the kernel spreading clients over them, and reloads under
+ * a steady stream of new clients losing none (slot i's socket passes from the old
+ * worker i to the new one; nothing queued in it is reset).
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import { freePort } from '../helpers/ports.js';
+import { closeBackend, makeCertificate, startBackend } from '../helpers/proxy-fixture.js';
+import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
+
+const cert = makeCertificate('reuseport', ['localhost']);
+
+function listenSocketCount(port: number): number {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .filter((line) => {
+      const fields = line.trim().split(/\s+/);
+      return fields[1] === local && fields[3] === '0A';
+    }).length;
+}
+
+/** One TLS connection that sends a line and reads the echo; the error code otherwise. */
+async function roundTrip(port: number, text: string): Promise<string> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+  try {
+    await once(socket, 'secureConnect');
+    socket.write(text);
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    return chunk.toString();
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code ?? 'error';
+  } finally {
+    socket.destroy();
+  }
+}
+
+function start(t: { after(fn: () => void): void }, port: number, backendPort: number) {
+  const unhitch = startUnhitch([
+    `--frontend=[127.0.0.1]:${port}`,
+    `--backend=[127.0.0.1]:${backendPort}`,
+    '--workers=2',
+    '--log-level=debug',
+    cert.combinedPath,
+  ]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  return unhitch;
+}
+
+test('two workers: two SO_REUSEPORT sockets on the port, the kernel spreads clients over both', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const unhitch = start(t, port, backend.port);
+  await unhitch.waitForLogs((line) => line.msg === 'worker ready', 2);
+  assert.equal(listenSocketCount(port), 2, 'one listening socket per worker');
+
+  const total = 200;
+  for (let done = 0; done < total; done += 10) {
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, (_, index) => roundTrip(port, `c${done + index}`)),
+    );
+    assert.deepEqual(
+      replies,
+      Array.from({ length: 10 }, (_, index) => `c${done + index}`),
+    );
+  }
+  const handshakes = await unhitch.waitForLogs(
+    (line: UnhitchLogLine) => line.msg === 'handshake completed',
+    total,
+  );
+  const perWorker = new Map<unknown, number>();
+  for (const line of handshakes) perWorker.set(line.pid, (perWorker.get(line.pid) ?? 0) + 1);
+  const counts = [...perWorker.values()];
+  t.diagnostic(`per worker: ${counts.join(' / ')}`);
+  assert.equal(counts.length, 2, 'both workers served');
+  // Hashing 200 random source ports over two sockets: below 25 % is all but impossible.
+  for (const count of counts) assert.ok(count >= total / 4, `a worker served only ${count}`);
+});
+
+test('SIGHUP three times under a steady stream of new clients: every client is served', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const unhitch = start(t, port, backend.port);
+  await unhitch.waitForLogs((line) => line.msg === 'worker ready', 2);
+
+  let streaming = true;
+  let served = 0;
+  const failures: string[] = [];
+  // Four lanes of back-to-back clients, bounded in count and (by the reloads) in time.
+  const lanes = Array.from({ length: 4 }, async (_, lane) => {
+    for (let index = 0; streaming && index < 2_000; index++) {
+      const text = `l${lane}-${index}`;
+      const reply = await roundTrip(port, text);
+      if (reply === text) served += 1;
+      else failures.push(reply);
+    }
+  });
+  for (let reload = 1; reload <= 3; reload++) {
+    unhitch.kill('SIGHUP');
+    await unhitch.waitForLogs((line) => line.msg === 'reloaded', reload, 20_000);
+  }
+  streaming = false;
+  await Promise.all(lanes);
+  t.diagnostic(`${served} clients served across 3 reloads`);
+  assert.deepEqual(failures, [], 'no client refused or reset');
+  assert.ok(served > 0);
+  assert.equal(listenSocketCount(port), 2, 'still one socket per worker, none leaked');
+});
