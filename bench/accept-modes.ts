@@ -1,11 +1,15 @@
 /**
- * How node:cluster hands out connections: the primary's round robin (SCHED_RR, Node's
- * default) against shared-handle mode (SCHED_NONE, what unhitch uses; Node 20 has no
- * reusePort). Each mode runs in its own child: a primary plus N workers terminating TLS,
- * while this process opens --connections TLS connections (--concurrency at a time).
- * Prints connections/s, how evenly workers were loaded, and the primary's CPU.
+ * How connections reach the workers: node:cluster's round robin (SCHED_RR, Node's
+ * default: the primary accepts and passes each socket over IPC), its shared-handle mode
+ * (SCHED_NONE: one socket, every worker accepts from it; what unhitch did before), and
+ * per-worker SO_REUSEPORT sockets (what unhitch does: the primary binds one socket per
+ * worker with cluster/listen-sockets.ts and hands it over; the kernel hashes each client
+ * to one of them). Each mode runs in its own child: a primary plus N workers terminating
+ * TLS, while this process opens --connections TLS connections (--concurrency at a time).
+ * Prints connections/s, how evenly workers were loaded, and CPU per connection.
  *
  *   node dist/bench/accept-modes.js [--connections=6000] [--concurrency=50] [--workers=2]
+ *                                   [--modes=rr,none,reuseport]
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import cluster from 'node:cluster';
@@ -15,13 +19,21 @@ import { join } from 'node:path';
 import { connect, createServer } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { ListenSockets } from '../src/cluster/listen-sockets.js';
 import { makeSelfSigned } from '../src/tls/selfsigned.js';
 import { machineDescription } from './lib/machine.js';
 import { updateResultsFile } from './lib/results-file.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 
-type Mode = 'rr' | 'none';
+const MODES = ['rr', 'none', 'reuseport'] as const;
+type Mode = (typeof MODES)[number];
+
+const MODE_LABELS: Record<Mode, string> = {
+  rr: 'SCHED_RR (primary accepts)',
+  none: 'SCHED_NONE (shared handle)',
+  reuseport: 'SO_REUSEPORT per worker (unhitch)',
+};
 
 interface ChildReport {
   readonly perWorker: number[];
@@ -40,7 +52,8 @@ function cpuMs(pid: number): number {
 /** Child: a cluster primary in the given mode, reporting counts and CPU on request. */
 async function runClusterChild(mode: Mode, workers: number, pemPath: string): Promise<void> {
   cluster.schedulingPolicy = mode === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
-  cluster.setupPrimary({ args: ['--worker', pemPath] });
+  cluster.setupPrimary({ args: ['--worker', '--mode', mode, pemPath] });
+  const sockets = new ListenSockets();
   const counts = new Map<number, number>();
   const pids: number[] = [];
   let ready = 0;
@@ -48,7 +61,12 @@ async function runClusterChild(mode: Mode, workers: number, pemPath: string): Pr
     const worker = cluster.fork();
     pids.push(worker.process.pid as number);
     worker.on('message', (message: { type: string; port?: number; accepted?: number }) => {
-      if (message.type === 'listening') {
+      if (message.type === 'hello' && mode === 'reuseport') {
+        // As unhitch's supervisor does: this worker's own socket, bound here.
+        void sockets
+          .socketFor({ kind: 'tcp', host: '127.0.0.1', port: 0 }, index)
+          .then((handle) => worker.send({ type: 'socket' }, handle as never));
+      } else if (message.type === 'listening') {
         ready += 1;
         if (ready === workers) process.send?.({ type: 'ready', port: message.port });
       } else if (message.type === 'count') {
@@ -76,7 +94,7 @@ async function runClusterChild(mode: Mode, workers: number, pemPath: string): Pr
   });
 }
 
-function runWorker(pemPath: string): void {
+function runWorker(pemPath: string, mode: Mode): void {
   const pem = readFileSync(pemPath);
   let accepted = 0;
   const server = createServer({ key: pem, cert: pem }, (socket) => {
@@ -84,17 +102,21 @@ function runWorker(pemPath: string): void {
     socket.end('x');
     socket.on('error', () => {});
   });
-  // Port 0 in a cluster: every worker shares the one port the first listen picked.
-  server.listen(0, '127.0.0.1', () => {
+  const reportListening = (): void => {
     const address = server.address();
     process.send?.({
       type: 'listening',
       port: typeof address === 'object' && address ? address.port : 0,
     });
-  });
-  process.on('message', (message: { type: string }) => {
+  };
+  process.on('message', (message: { type: string }, handle: unknown) => {
     if (message.type === 'count') process.send?.({ type: 'count', accepted });
+    // reuseport: listen on our own socket, handed over by the primary.
+    else if (message.type === 'socket') server.listen(handle as never, reportListening);
   });
+  // Port 0 in a cluster: every worker shares the one port the first listen picked.
+  if (mode === 'reuseport') process.send?.({ type: 'hello' });
+  else server.listen(0, '127.0.0.1', reportListening);
 }
 
 async function openConnections(port: number, total: number, concurrency: number): Promise<number> {
@@ -165,6 +187,8 @@ async function main(): Promise<void> {
       child: { type: 'string' },
       worker: { type: 'boolean' },
       workers: { type: 'string', default: '2' },
+      mode: { type: 'string' },
+      modes: { type: 'string', default: MODES.join(',') },
       connections: { type: 'string', default: '6000' },
       concurrency: { type: 'string', default: '50' },
       'no-write': { type: 'boolean', default: false },
@@ -172,7 +196,7 @@ async function main(): Promise<void> {
     allowPositionals: true,
   });
   if (cluster.isWorker) {
-    runWorker(positionals[0] as string);
+    runWorker(positionals[0] as string, values.mode as Mode);
     return;
   }
   if (values.child) {
@@ -188,17 +212,26 @@ async function main(): Promise<void> {
       workers: Number(values.workers),
       pem,
     };
+    const modes = String(values.modes)
+      .split(',')
+      .map((mode) => mode.trim());
+    for (const mode of modes) {
+      if (!(MODES as readonly string[]).includes(mode))
+        throw new Error(`unknown mode ${mode}; modes are ${MODES.join(', ')}`);
+    }
     const rows = [];
-    for (const mode of ['rr', 'none'] as const) rows.push(await measure(mode, options));
+    for (const mode of modes as Mode[]) rows.push(await measure(mode, options));
     const lines = [
       `${options.connections} TLS connections, ${options.concurrency} at a time, ${options.workers} workers`,
       '',
-      '| Mode | Connections/s | Failed | Per worker | Primary CPU ms | Workers CPU ms |',
-      '| --- | --- | --- | --- | --- | --- |',
+      '| Mode | Connections/s | Failed | Per worker | Busiest worker | Primary CPU ms | Workers CPU ms | CPU µs per connection |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
       ...rows.map((row) => {
-        const label =
-          row.mode === 'rr' ? 'SCHED_RR (primary accepts)' : 'SCHED_NONE (shared handle)';
-        return `| ${label} | ${(options.connections / row.seconds).toFixed(0)} | ${row.failed} | ${row.perWorker.join(' / ')} | ${row.primaryCpuMs.toFixed(0)} | ${row.workersCpuMs.toFixed(0)} |`;
+        const served = row.perWorker.reduce((sum, count) => sum + count, 0);
+        const busiest = served > 0 ? (100 * Math.max(...row.perWorker)) / served : 0;
+        const cpuPerConnection =
+          ((row.primaryCpuMs + row.workersCpuMs) * 1000) / options.connections;
+        return `| ${MODE_LABELS[row.mode]} | ${(options.connections / row.seconds).toFixed(0)} | ${row.failed} | ${row.perWorker.join(' / ')} | ${busiest.toFixed(0)} % | ${row.primaryCpuMs.toFixed(0)} | ${row.workersCpuMs.toFixed(0)} | ${cpuPerConnection.toFixed(0)} |`;
       }),
     ];
     console.log(`\n${lines.join('\n')}`);
@@ -207,7 +240,7 @@ async function main(): Promise<void> {
         RESULTS,
         'accept-modes',
         [
-          '## accept-modes: how node:cluster distributes connections',
+          '## accept-modes: how connections reach the workers (round robin, shared handle, SO_REUSEPORT)',
           '',
           `Command: \`node dist/bench/accept-modes.js ${process.argv.slice(2).join(' ')}\``,
           '',
