@@ -23,6 +23,7 @@ import { ListenSockets } from '../src/cluster/listen-sockets.js';
 import { makeSelfSigned } from '../src/tls/selfsigned.js';
 import { machineDescription } from './lib/machine.js';
 import { updateResultsFile } from './lib/results-file.js';
+import { formatMarkdownTable } from './lib/table.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 
@@ -224,15 +225,34 @@ async function main(): Promise<void> {
     const lines = [
       `${options.connections} TLS connections, ${options.concurrency} at a time, ${options.workers} workers`,
       '',
-      '| Mode | Connections/s | Failed | Per worker | Busiest worker | Primary CPU ms | Workers CPU ms | CPU µs per connection |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- |',
-      ...rows.map((row) => {
-        const served = row.perWorker.reduce((sum, count) => sum + count, 0);
-        const busiest = served > 0 ? (100 * Math.max(...row.perWorker)) / served : 0;
-        const cpuPerConnection =
-          ((row.primaryCpuMs + row.workersCpuMs) * 1000) / options.connections;
-        return `| ${MODE_LABELS[row.mode]} | ${(options.connections / row.seconds).toFixed(0)} | ${row.failed} | ${row.perWorker.join(' / ')} | ${busiest.toFixed(0)} % | ${row.primaryCpuMs.toFixed(0)} | ${row.workersCpuMs.toFixed(0)} | ${cpuPerConnection.toFixed(0)} |`;
-      }),
+      formatMarkdownTable(
+        [
+          'Mode',
+          'Connections/s',
+          'Failed',
+          'Per worker',
+          'Busiest worker',
+          'Primary CPU ms',
+          'Workers CPU ms',
+          'CPU µs per connection',
+        ],
+        rows.map((row) => {
+          const served = row.perWorker.reduce((sum, count) => sum + count, 0);
+          const busiest = served > 0 ? (100 * Math.max(...row.perWorker)) / served : 0;
+          const cpuPerConnection =
+            ((row.primaryCpuMs + row.workersCpuMs) * 1000) / options.connections;
+          return [
+            MODE_LABELS[row.mode],
+            (options.connections / row.seconds).toFixed(0),
+            String(row.failed),
+            row.perWorker.join(' / '),
+            `${busiest.toFixed(0)} %`,
+            row.primaryCpuMs.toFixed(0),
+            row.workersCpuMs.toFixed(0),
+            cpuPerConnection.toFixed(0),
+          ];
+        }),
+      ),
     ];
     console.log(`\n${lines.join('\n')}`);
     if (!values['no-write']) {
