@@ -64,12 +64,19 @@ export function bindReusePort(host: string, port: number): { handle: ListenHandl
   }
   const family = isIP(host);
   const result = create(host, port, family === 6 ? 6 : 4, undefined, UV_TCP_REUSEPORT);
+  const shown = family === 6 ? `[${host}]:${port}` : `${host}:${port}`;
   if (typeof result === 'number') {
     const errno = getSystemErrorName(result);
-    const shown = family === 6 ? `[${host}]:${port}` : `${host}:${port}`;
     throw new ListenSocketError(`cannot bind ${shown}: ${errno}`, errno);
   }
+  // libuv defers EADDRINUSE from bind(2) to listen(2) ("delayed error") and reports
+  // success here; listen(2) on the unbound socket would then pick a random port. So the
+  // bind is checked: an unbound socket has no port (or not the one asked for).
   const out: { port?: number } = {};
-  result.getsockname(out);
-  return { handle: result, port: out.port ?? port };
+  const failed = result.getsockname(out);
+  if (failed !== 0 || !out.port || (port !== 0 && out.port !== port)) {
+    result.close();
+    throw new ListenSocketError(`cannot bind ${shown}: EADDRINUSE`, 'EADDRINUSE');
+  }
+  return { handle: result, port: out.port };
 }

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import { type AddressInfo, createServer, connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ListenSockets } from '../../src/cluster/listen-sockets.js';
@@ -127,4 +127,20 @@ test('why the primary holds a copy: closing the last copy resets every queued cl
   const results = waiting.map(outcome);
   worker.kill('SIGKILL');
   assert.deepEqual(await Promise.all(results), Array(5).fill('ECONNRESET'));
+});
+
+test('a port another socket holds: UNHITCH_LISTEN EADDRINUSE at bind, never a random port', async (t) => {
+  // libuv reports EADDRINUSE only at listen(2); listen on the unbound socket would pick
+  // an ephemeral port. A plain (non-reuseport) listener makes the port taken.
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  t.after(() => holder.close());
+  const port = (holder.address() as AddressInfo).port;
+  const sockets = new ListenSockets();
+  t.after(() => sockets.closeAll());
+  await assert.rejects(sockets.socketFor({ kind: 'tcp', host: '127.0.0.1', port }, 0), {
+    code: 'UNHITCH_LISTEN',
+    errno: 'EADDRINUSE',
+  });
+  assert.equal(sockets.size, 0);
 });

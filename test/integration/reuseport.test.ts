@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { freePort } from '../helpers/ports.js';
@@ -112,4 +113,22 @@ test('SIGHUP three times under a steady stream of new clients: every client is s
   assert.deepEqual(failures, [], 'no client refused or reset');
   assert.ok(served > 0);
   assert.equal(listenSocketCount(port), 2, 'still one socket per worker, none leaked');
+});
+
+test('a frontend port another process listens on: start fails with UNHITCH_LISTEN EADDRINUSE', async (t) => {
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  t.after(() => holder.close());
+  const port = (holder.address() as AddressInfo).port;
+  const unhitch = startUnhitch([
+    `--frontend=[127.0.0.1]:${port}`,
+    '--backend=[127.0.0.1]:9',
+    '--workers=1',
+    cert.combinedPath,
+  ]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  assert.equal(await unhitch.exited(), 1);
+  const failure = unhitch.lines.find((line) => line.code === 'UNHITCH_WORKER_START');
+  assert.match(JSON.stringify(failure?.err), /EADDRINUSE/);
+  assert.match(JSON.stringify(failure?.err), /UNHITCH_LISTEN/);
 });
