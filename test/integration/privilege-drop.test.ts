@@ -14,6 +14,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as tlsConnect } from 'node:tls';
 import { freePort } from '../helpers/ports.js';
+import { loopbackListenSockets } from '../helpers/proc-net.js';
 import {
   closeBackend,
   connectClient,
@@ -32,17 +33,6 @@ function accountId(file: '/etc/passwd' | '/etc/group', name: string): number {
   const id = Number(fields?.[2]);
   if (!Number.isInteger(id)) throw new Error(`no ${name} in ${file}`);
   return id;
-}
-
-/** Whether a socket listens on 127.0.0.1:`port` (state 0A in /proc/net/tcp). */
-function listening(port: number): boolean {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return readFileSync('/proc/net/tcp', 'utf8')
-    .split('\n')
-    .some((line) => {
-      const fields = line.trim().split(/\s+/);
-      return fields[1] === local && fields[3] === '0A';
-    });
 }
 
 /** The worker child of `parent`, looking only at pids above it (cheap enough to poll). */
@@ -72,35 +62,53 @@ function effectiveUid(pid: number): number | undefined {
   }
 }
 
-test('as root with user/group: the worker is nobody before its socket listens, and serves', {
-  skip: isRoot ? false : 'needs root',
-}, async (t) => {
-  const nobody = accountId('/etc/passwd', 'nobody');
-  accountId('/etc/group', 'nogroup');
+interface StartedAsNobody {
+  readonly unhitch: ReturnType<typeof startUnhitch>;
+  readonly port: number;
+  readonly second: number;
+}
+
+/**
+ * The binary as root with --user=nobody --group=nogroup and two frontends: the worker
+ * once listened on the first while still fetching the second (an event-loop turn in
+ * which it accepted as root), then dropped privileges.
+ */
+async function startAsNobody(
+  t: { after(fn: () => void): void },
+  workers: number,
+  stem: string,
+): Promise<StartedAsNobody> {
   const backend = await startBackend((socket) => socket.pipe(socket));
   t.after(() => closeBackend(backend));
-  const cert = makeCertificate('privilege-drop', ['localhost']);
-  // Two frontends: the worker once listened on the first while still fetching the second
-  // (an event-loop turn in which it accepted as root), then dropped privileges.
+  const cert = makeCertificate(stem, ['localhost']);
   const port = await freePort();
   const second = await freePort();
   const unhitch = startUnhitch([
     `--frontend=[127.0.0.1]:${port}`,
     `--frontend=[127.0.0.1]:${second}`,
     `--backend=[127.0.0.1]:${backend.port}`,
-    '--workers=1',
+    `--workers=${workers}`,
     '--user=nobody',
     '--group=nogroup',
     cert.combinedPath,
   ]);
   t.after(() => unhitch.kill('SIGKILL'));
+  return { unhitch, port, second };
+}
+
+test('as root with user/group: the worker is nobody before its socket listens, and serves', {
+  skip: isRoot ? false : 'needs root',
+}, async (t) => {
+  const nobody = accountId('/etc/passwd', 'nobody');
+  accountId('/etc/group', 'nogroup');
+  const { unhitch, port, second } = await startAsNobody(t, 1, 'privilege-drop');
   const primary = unhitch.child.pid as number;
 
   // The worker exists long before it listens (it loads its modules first).
   let worker: number | undefined;
   const deadline = Date.now() + 15_000;
   while (worker === undefined && Date.now() < deadline) {
-    assert.equal(listening(port), false, 'nothing listens before the worker exists');
+    assert.equal(loopbackListenSockets(port), 0, 'nothing listens before the worker exists');
     worker = workerChild(primary);
     if (worker === undefined) await sleep(1);
   }
@@ -111,7 +119,7 @@ test('as root with user/group: the worker is nobody before its socket listens, a
   let uidAtListen: number | undefined;
   while (Date.now() < deadline) {
     samples += 1;
-    if (listening(port) || listening(second)) {
+    if (loopbackListenSockets(port) + loopbackListenSockets(second) > 0) {
       // Read right after LISTEN is seen: a worker that drops after listen() (as it once
       // did, behind a synchronous getent) is still root here, and a client could have
       // been accepted and handshaken by it.
@@ -154,21 +162,7 @@ test('as root with user/group: a client connecting from the first instant is acc
 }, async (t) => {
   const nobody = accountId('/etc/passwd', 'nobody');
   const nogroup = accountId('/etc/group', 'nogroup');
-  const backend = await startBackend((socket) => socket.pipe(socket));
-  t.after(() => closeBackend(backend));
-  const cert = makeCertificate('privilege-drop-client', ['localhost']);
-  const port = await freePort();
-  const second = await freePort();
-  const unhitch = startUnhitch([
-    `--frontend=[127.0.0.1]:${port}`,
-    `--frontend=[127.0.0.1]:${second}`,
-    `--backend=[127.0.0.1]:${backend.port}`,
-    '--workers=2',
-    '--user=nobody',
-    '--group=nogroup',
-    cert.combinedPath,
-  ]);
-  t.after(() => unhitch.kill('SIGKILL'));
+  const { unhitch, port } = await startAsNobody(t, 2, 'privilege-drop-client');
 
   // The first TCP connection the kernel completes, then a TLS handshake over it.
   const raw = await firstConnection(port, Date.now() + 15_000);

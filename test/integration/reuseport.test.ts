@@ -6,25 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { freePort } from '../helpers/ports.js';
+import { loopbackListenSockets } from '../helpers/proc-net.js';
 import { closeBackend, makeCertificate, startBackend } from '../helpers/proxy-fixture.js';
 import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
 
 const cert = makeCertificate('reuseport', ['localhost']);
-
-function listenSocketCount(port: number): number {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return readFileSync('/proc/net/tcp', 'utf8')
-    .split('\n')
-    .filter((line) => {
-      const fields = line.trim().split(/\s+/);
-      return fields[1] === local && fields[3] === '0A';
-    }).length;
-}
 
 /** One TLS connection that sends a line and reads the echo; the error code otherwise. */
 async function roundTrip(port: number, text: string): Promise<string> {
@@ -59,7 +49,7 @@ test('two workers: two SO_REUSEPORT sockets on the port, the kernel spreads clie
   const port = await freePort();
   const unhitch = start(t, port, backend.port);
   await unhitch.waitForLogs((line) => line.msg === 'worker ready', 2);
-  assert.equal(listenSocketCount(port), 2, 'one listening socket per worker');
+  assert.equal(loopbackListenSockets(port), 2, 'one listening socket per worker');
 
   const total = 200;
   for (let done = 0; done < total; done += 10) {
@@ -112,7 +102,7 @@ test('SIGHUP three times under a steady stream of new clients: every client is s
   t.diagnostic(`${served} clients served across 3 reloads`);
   assert.deepEqual(failures, [], 'no client refused or reset');
   assert.ok(served > 0);
-  assert.equal(listenSocketCount(port), 2, 'still one socket per worker, none leaked');
+  assert.equal(loopbackListenSockets(port), 2, 'still one socket per worker, none leaked');
 });
 
 test('a frontend port another process listens on: start fails with UNHITCH_LISTEN EADDRINUSE', async (t) => {
