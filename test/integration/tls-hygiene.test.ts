@@ -6,7 +6,6 @@
  * --user/--group the workers serve as nobody while the primary stays root.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import {
   chmodSync,
   copyFileSync,

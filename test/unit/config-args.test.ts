@@ -323,3 +323,94 @@ test('the demo command line parses', () => {
     ['combined.pem'],
   );
 });
+
+/**
+ * Hitch 1.7.2's getopt table (its long options, and the short ones of its optstring
+ * "c:e:Ob:f:n:B:l:L:C:U:p:P:M:k:r:u:g:qstVho:R:"), read from the installed binary. Every
+ * one must be known here: a script written for Hitch never meets "unknown option".
+ */
+const HITCH_LONG_FLAGS: ReadonlyArray<readonly [string, string | undefined]> = [
+  ['tls-protos', 'TLSv1.2 TLSv1.3'],
+  ['ciphers', 'EECDH+AESGCM'],
+  ['ssl-engine', 'rdrand'],
+  ['prefer-server-ciphers', undefined],
+  ['client', 'off'],
+  ['backend', '[127.0.0.1]:8000'],
+  ['frontend', '[127.0.0.1]:8443'],
+  ['recv-bufsize', '65536'],
+  ['send-bufsize', '65536'],
+  ['workers', '2'],
+  ['backlog', '100'],
+  ['keepalive', '3600'],
+  ['enable-tcp-fastopen', undefined],
+  ['chroot', '/'],
+  ['user', 'nobody'],
+  ['group', 'nogroup'],
+  ['quiet', undefined],
+  ['log-level', '1'],
+  ['log-filename', '/tmp/u.log'],
+  ['syslog', undefined],
+  ['syslog-facility', 'daemon'],
+  ['daemon', 'off'],
+  ['write-ip', undefined],
+  ['write-proxy-v1', undefined],
+  ['write-proxy-v2', undefined],
+  ['write-proxy', undefined],
+  ['proxy-proxy', undefined],
+  ['sni-nomatch-abort', undefined],
+  ['alpn-protos', 'http/1.1'],
+  ['ocsp-dir', '/var/lib/hitch'],
+  ['pidfile', '/run/u.pid'],
+  ['dbg-listen', '/run/u.listen'],
+  ['tls', undefined],
+  ['ssl', undefined],
+  ['session-cache', '0'],
+  ['shared-cache-listen', '[*]:8888'],
+  ['shared-cache-peer', '[127.0.0.2]:8888'],
+  ['shared-cache-if', 'lo,3'],
+];
+const HITCH_SHORT_FLAGS: ReadonlyArray<readonly [string, string | undefined]> = [
+  ['c', 'EECDH+AESGCM'],
+  ['e', 'rdrand'],
+  ['O', undefined],
+  ['b', '[127.0.0.1]:8000'],
+  ['f', '[127.0.0.1]:8443'],
+  ['n', '2'],
+  ['B', '100'],
+  ['l', '/tmp/u.log'],
+  ['L', '2'],
+  ['C', '0'],
+  ['U', '[*]:8888'],
+  ['p', '/run/u.pid'],
+  ['P', '[127.0.0.2]:8888'],
+  ['M', 'lo,3'],
+  ['k', '3600'],
+  ['r', '/'],
+  ['u', 'nobody'],
+  ['g', 'nogroup'],
+  ['q', undefined],
+  ['s', undefined],
+  ['o', '/var/lib/hitch'],
+  ['R', '30'],
+];
+
+test("every flag of Hitch 1.7's getopt table is accepted, long and short", () => {
+  for (const [name, value] of HITCH_LONG_FLAGS) {
+    const argv = value === undefined ? [`--${name}`] : [`--${name}=${value}`];
+    const action = parseCommandLine([...argv, 'c.pem']);
+    assert.equal(action.kind, 'run', name);
+  }
+  for (const [letter, value] of HITCH_SHORT_FLAGS) {
+    const argv = value === undefined ? [`-${letter}`] : [`-${letter}`, value];
+    const action = parseCommandLine([...argv, 'c.pem']);
+    assert.equal(action.kind, 'run', `-${letter}`);
+  }
+  for (const argv of [
+    ['-t', 'c.pem'],
+    ['--test', 'c.pem'],
+  ]) {
+    assert.equal(parseCommandLine(argv).kind, 'test');
+  }
+  assert.equal(parseCommandLine(['-V']).kind, 'version');
+  assert.equal(parseCommandLine(['-h']).kind, 'help');
+});
