@@ -22,8 +22,12 @@ import { storedAcmeCertificate } from '../tls/acme-material.js';
 import { isWorkerMessage } from './messages.js';
 import type { Supervisor } from './supervisor.js';
 
-/** How long the workers get to confirm a tls-alpn-01 challenge before the CA is asked. */
-const CHALLENGE_CONFIRM_MS = 5_000;
+/**
+ * How long the workers get to confirm a tls-alpn-01 challenge before the CA is asked
+ * anyway. Confirmations take milliseconds; the wait is long because asking too early
+ * costs a failed validation, which CAs count against rate limits.
+ */
+const CHALLENGE_CONFIRM_MS = 30_000;
 
 export interface AcmeManagerOptions {
   readonly logger: Logger;
@@ -48,8 +52,23 @@ export class AcmeManager {
   private http: HttpChallengeServer | undefined;
   private nextChallengeId = 1;
   private readonly confirmations = new Map<number, PendingConfirmation>();
+  /** tls-alpn-01 challenges open now, for workers that start while they are (reload, restart). */
+  private readonly openChallenges = new Map<string, { cert: Buffer; key: Buffer }>();
   private readonly onWorkerMessage = (worker: Worker, message: unknown): void => {
-    if (!isWorkerMessage(message) || message.type !== 'unhitch:acme-challenge-done') return;
+    if (!isWorkerMessage(message)) return;
+    if (message.type === 'unhitch:listening') {
+      // A worker of a new generation or a restarted one: it missed the broadcast.
+      for (const [name, { cert, key }] of this.openChallenges)
+        this.options.supervisor.send(worker, {
+          type: 'unhitch:acme-challenge',
+          id: this.nextChallengeId++,
+          name,
+          cert,
+          key,
+        });
+      return;
+    }
+    if (message.type !== 'unhitch:acme-challenge-done') return;
     const pending = this.confirmations.get(message.id);
     if (pending === undefined) return;
     if (!message.accepted) pending.refused = true;
@@ -236,6 +255,8 @@ export class AcmeManager {
     key: Buffer | undefined,
   ): Promise<void> {
     const { supervisor } = this.options;
+    if (cert !== undefined && key !== undefined) this.openChallenges.set(name, { cert, key });
+    else this.openChallenges.delete(name);
     const workers = [...supervisor.current.workers.values()].filter(
       (worker) => supervisor.isGreeted(worker) && worker.isConnected(),
     );
@@ -253,9 +274,18 @@ export class AcmeManager {
     });
     for (const worker of workers)
       supervisor.send(worker, { type: 'unhitch:acme-challenge', id, name, cert, key });
+    const startedAt = performance.now();
     const pending = await confirmed;
     clearTimeout(timer);
     this.confirmations.delete(id);
+    this.logger.debug(
+      {
+        name,
+        workers: workers.length,
+        confirmMs: Math.round(performance.now() - startedAt),
+      },
+      cert === undefined ? 'tls-alpn-01 challenge closed' : 'tls-alpn-01 challenge open',
+    );
     if (cert === undefined) return;
     if (pending.waiting.size > 0) {
       logCode(
