@@ -198,7 +198,8 @@ export class Supervisor {
     // A worker that paused accepting (fd exhaustion) asks for its socket again.
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message) || message.type !== 'unhitch:listen-socket-request') return;
-      if (generation.workers.get(index) !== worker) return; // retired: it is draining
+      // Retired (draining) or stopping: no socket, and none bound again after closeAll().
+      if (this.halted || generation.workers.get(index) !== worker) return;
       void this.sendSocket(worker, generation, index, message.frontend).catch((error: unknown) => {
         logCode(
           this.logger,
