@@ -15,6 +15,7 @@ import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { TcpAddress } from '../config/model.js';
+import { logCode } from '../errors.js';
 
 /** Lines for one set of listening addresses (deduplicated, first seen first). */
 export function listenLines(addresses: readonly TcpAddress[]): string[] {
@@ -81,8 +82,10 @@ export function announceListening(
   try {
     writeListenFile(path, lines);
   } catch (error) {
-    logger.error(
-      { file: path, err: (error as Error).message, code: 'UNHITCH_DBG_LISTEN' },
+    logCode(
+      logger,
+      'UNHITCH_DBG_LISTEN',
+      { file: path, err: error },
       'cannot write the dbg-listen file',
     );
   }

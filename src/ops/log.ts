@@ -18,7 +18,7 @@ import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { type DestinationStream, type Logger, pino, type StreamEntry } from 'pino';
 import type { LogLevelName, SyslogFacility } from '../config/model.js';
-import { UnhitchError } from '../errors.js';
+import { logCode, UnhitchError } from '../errors.js';
 import { createSyslogStream } from './syslog.js';
 
 export type { Logger } from 'pino';
@@ -125,10 +125,7 @@ export function reopenLog(logger: Logger): void {
   try {
     file.reopen();
   } catch (error) {
-    logger.error(
-      { err: error, file: file.path, code: 'UNHITCH_LOG_FILE' },
-      'cannot reopen log file',
-    );
+    logCode(logger, 'UNHITCH_LOG_FILE', { err: error, file: file.path }, 'cannot reopen log file');
   }
 }
 
