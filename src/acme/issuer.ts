@@ -5,7 +5,7 @@
  * a failure is one error with our code rather than the library's retries on retries.
  */
 import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import * as acme from 'acme-client';
+import type * as AcmeClient from 'acme-client';
 import type { AcmeConfig } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
 
@@ -64,21 +64,34 @@ export interface ObtainedCertificate {
   readonly notAfterMs: number;
 }
 
-// Retries are ours (back-off between whole orders, tls/acme/schedule.ts): the library's
-// per-request retries would hold a failed order for minutes before it is even reported.
-(acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number } }).acmeSettings = {
-  ...(acme.axios.defaults as { acmeSettings?: object }).acmeSettings,
-  retryMaxAttempts: 0,
-};
-// axios waits forever by default: a CA that accepts and never answers would hold the
-// order (and every later renewal) for good. A request that takes this long has failed.
-acme.axios.defaults.timeout = 30_000;
+let library: Promise<typeof AcmeClient> | undefined;
+
+/**
+ * acme-client, loaded on the first order: it costs every process that imports it a fifth
+ * of a second of CPU, and the primary (and every `--test`) imports this module.
+ */
+function acmeClient(): Promise<typeof AcmeClient> {
+  library ??= import('acme-client').then((acme) => {
+    // Retries are ours (back-off between whole orders, tls/acme/schedule.ts): the library's
+    // per-request retries would hold a failed order for minutes before it is even reported.
+    (acme.axios.defaults as { acmeSettings?: { retryMaxAttempts: number } }).acmeSettings = {
+      ...(acme.axios.defaults as { acmeSettings?: object }).acmeSettings,
+      retryMaxAttempts: 0,
+    };
+    // axios waits forever by default: a CA that accepts and never answers would hold the
+    // order (and every later renewal) for good. A request that takes this long has failed.
+    acme.axios.defaults.timeout = 30_000;
+    return acme;
+  });
+  return library;
+}
 
 export async function obtainCertificate(
   config: AcmeConfig,
   accountKey: Buffer,
   hooks: ChallengeHooks,
 ): Promise<ObtainedCertificate> {
+  const acme = await acmeClient();
   const client = new acme.Client({
     directoryUrl: config.directoryUrl,
     accountKey,
