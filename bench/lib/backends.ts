@@ -18,6 +18,8 @@ export interface BackendSpec {
   readonly command?: string;
   /** Fixed port for external commands; built-ins get a free port. */
   readonly port?: number;
+  /** Built-ins: arguments after the port (bittorrent-tracker: BACKLOG STALL_MS/EVERY_MS). */
+  readonly extraArgs?: readonly string[];
 }
 
 export interface RunningBackend {
@@ -66,7 +68,7 @@ export async function startBackend(
       ? startProcess({
           name: spec.name,
           command: node.execPath,
-          args: [spec.script as string, String(port)],
+          args: [spec.script as string, String(port), ...(spec.extraArgs ?? [])],
           cpu,
           openFilesLimit,
         })

@@ -48,6 +48,15 @@ export interface ProxyStartOptions {
   /** Directory for generated configuration files. */
   readonly workDirectory: string;
   readonly openFilesLimit?: number;
+  /** Worker processes (unhitch, Hitch) or threads (HAProxy); default 1. */
+  readonly workers?: number;
+  /** Keep the proxy's warnings (no --quiet), to count backend errors in its log. */
+  readonly verbose?: boolean;
+  /**
+   * Backend connect timeout, s: unhitch's --backend-connect-timeout, HAProxy's `timeout
+   * connect` (default 5). Hitch 1.7.2 has no such option (neither flag nor config key).
+   */
+  readonly connectTimeoutSeconds?: number;
 }
 
 export interface RunningProxy {
@@ -106,14 +115,14 @@ export function parseProxyList(text: string): ProxyName[] {
 export function haproxyConfig(options: ProxyStartOptions): string {
   return [
     'global',
-    '  nbthread 1',
-    ...(options.cpu === undefined ? [] : [`  cpu-map 1/1 ${options.cpu}`]),
+    `  nbthread ${options.workers ?? 1}`,
+    ...(options.cpu === undefined ? [] : [`  cpu-map 1/all ${options.cpu}`]),
     // HAProxy refuses to start if maxconn needs more descriptors than it may open.
     `  maxconn ${Math.max(256, Math.floor(((options.openFilesLimit ?? 4096) - 200) / 2))}`,
     '  log stderr format raw local0 err',
     'defaults',
     '  mode tcp',
-    '  timeout connect 5s',
+    `  timeout connect ${options.connectTimeoutSeconds ?? 5}s`,
     '  timeout client 1h',
     '  timeout server 1h',
     'frontend tls_in',
@@ -129,8 +138,8 @@ function hitchFlags(options: ProxyStartOptions): string[] {
   return [
     `--frontend=[127.0.0.1]:${options.frontendPort}`,
     `--backend=[127.0.0.1]:${options.backendPort}`,
-    '--workers=1',
-    '--quiet',
+    `--workers=${options.workers ?? 1}`,
+    ...(options.verbose ? [] : ['--quiet']),
   ];
 }
 
@@ -147,7 +156,14 @@ export async function startProxy(
         ...common,
         name,
         command: process.execPath,
-        args: [UNHITCH_CLI, ...hitchFlags(options), options.combinedPemPath],
+        args: [
+          UNHITCH_CLI,
+          ...hitchFlags(options),
+          ...(options.connectTimeoutSeconds === undefined
+            ? []
+            : [`--backend-connect-timeout=${options.connectTimeoutSeconds}`]),
+          options.combinedPemPath,
+        ],
       });
       break;
     case 'hitch':

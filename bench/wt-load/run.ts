@@ -38,6 +38,8 @@ export interface LoadResult {
   readonly announceRateOffered: number;
   /** Open-loop announces due in the window but not sent (the loop fell behind, or nothing was open). */
   readonly announcesMissed: number;
+  /** Connections closed or refused before the measured window (while connecting, warm-up). */
+  readonly connectionErrorsBeforeWindow: number;
 }
 
 export type LoadEvent =
@@ -158,6 +160,7 @@ export async function runLoad(config: LoadConfig, hooks: LoadHooks = {}): Promis
       connectSeconds,
       announceRateOffered: config.announce_rate,
       announcesMissed: window.announcesMissed,
+      connectionErrorsBeforeWindow: startCounters.connectionErrors,
     };
   } finally {
     clearInterval(progress);

@@ -17,6 +17,8 @@ declare module 'bittorrent-tracker/server' {
     listen(port: number, hostname?: string, onlistening?: () => void): void;
     close(cb?: () => void): void;
     readonly ws: { address(): { port: number } } | null;
+    /** The HTTP server carrying the WebSocket upgrade (created for `ws` even without `http`). */
+    readonly http: import('node:http').Server | null;
     readonly torrents: Record<string, unknown>;
   }
 }

@@ -208,3 +208,34 @@ test('handshake client open loop: full and resumed handshakes at the offered rat
     await sink.stop();
   }
 });
+
+test('seed: one row per proxy with the ramp and every error column, all connections open', {
+  skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
+  timeout: 60_000,
+}, async () => {
+  const lines: string[] = [];
+  const seed = startProcess({
+    name: 'seed',
+    command: process.execPath,
+    args: [
+      join(REPO_ROOT, 'dist', 'bench', 'seed.js'),
+      '--quick',
+      '--proxies=unhitch',
+      '--connections=30',
+      '--workers=1',
+      '--duration=1',
+      '--warmup=0.3',
+      '--no-write',
+    ],
+    onStdoutLine: (line) => lines.push(line),
+  });
+  assert.equal(await seed.exited, 0, seed.stderrTail());
+  const row = lines.find((line) => line.startsWith('| bittorrent-tracker | unhitch'));
+  assert.ok(row, lines.join('\n'));
+  const cells = row.split('|').map((cell) => cell.trim());
+  // Backend, proxy, workers, open / target, ramp/s, responses/s, µs, lost before, lost in, failure replies, backend-error lines
+  assert.equal(cells[4], '30 / 30');
+  assert.ok(Number(cells[5]?.replaceAll(',', '')) > 0, row);
+  assert.ok(Number(cells[6]?.replaceAll(',', '')) > 0, row);
+  assert.deepEqual(cells.slice(8, 12), ['0', '0', '0', '0'], row);
+});

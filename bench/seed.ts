@@ -1,0 +1,246 @@
+#!/usr/bin/env node
+/**
+ * The seed benchmark's tables at scale: responses/s through each proxy by connections (1,020,
+ * 4,096 and as many as the open-files limit allows) and by proxy workers, for
+ * bittorrent-tracker and any tracker given with --backend-cmd (wt-tracker, aquatic_ws). Each
+ * row says how fast the connections were opened (the ramp) and every error seen: connections
+ * the load generator lost or was refused (before and during the window) and the proxy's own
+ * log lines about its backend (timeouts, refusals, resets).
+ *   node dist/bench/seed.js [--backends=bittorrent-tracker] [--backend-cmd="wt-tracker …" --backend-port=N]
+ *     [--proxies=unhitch,hitch] [--connections=1020,4096,max] [--workers=1,2]
+ *     [--ramp-interval-ms=0] [--duration=10] [--warmup=2] [--max-connect-seconds=60] [--quick] [--no-write]
+ *     [--backend-backlog=N] [--backend-stall=MS/EVERY_MS] [--backend-connect-timeout=SECS]
+ * The last three make backend timeouts likely: a short listen backlog and an event loop that
+ * stalls (a tracker that accepts slowly) drop SYNs, so the proxy's connect waits for the
+ * kernel's retransmission (1 s, then 3 s, …) — past a short backend-connect-timeout (unhitch's
+ * flag, HAProxy's `timeout connect`; Hitch 1.7.2 has no such option: its connects wait for the
+ * kernel to give up).
+ * --ramp-interval-ms=0 opens every connection at once (the fastest ramp this client makes);
+ * larger values pace them. One worker runs on --proxy-cpu; more run on every CPU (--multi-cpu).
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import {
+  type BackendSpec,
+  builtinBackend,
+  externalBackend,
+  type RunningBackend,
+  startBackend,
+} from './lib/backends.js';
+import { listFlag, numberFlag } from './lib/cli-args.js';
+import { runBench } from './lib/harness.js';
+import { runMeasuredChild } from './lib/measured-child.js';
+import { freePort } from './lib/ports.js';
+import { isShuttingDown } from './lib/processes.js';
+import { proxyUnavailableReason, REPO_ROOT, type RunningProxy, startProxy } from './lib/proxies.js';
+import { formatCount, formatDecimal, formatMarkdownTable } from './lib/table.js';
+import type { LoadResult } from './wt-load/run.js';
+
+const WT_LOAD = join(REPO_ROOT, 'dist', 'bench', 'wt-load', 'main.js');
+/** A proxy log line about its backend failing. */
+const BACKEND_ERROR = /backend/i;
+const BACKEND_ERROR_KIND = /time|refus|reset|error|fail|unreach/i;
+/** The hard RLIMIT_NOFILE of this process (children cannot be given more without privileges). */
+function hardOpenFilesLimit(): number {
+  try {
+    const value = Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim());
+    return Number.isFinite(value) && value > 0 ? value : 4096;
+  } catch {
+    return 4096;
+  }
+}
+
+/** Descriptors kept back from the limit for everything but the connections. */
+const SPARE_FILES = 512;
+
+/** Counts the proxy's log lines (stdout and stderr) about backend errors, keeping one example. */
+function watchBackendErrors(proxy: RunningProxy): { count: () => number; example: () => string } {
+  let count = 0;
+  let example = '';
+  for (const stream of [proxy.process?.child.stdout, proxy.process?.child.stderr]) {
+    let pending = '';
+    stream?.on('data', (chunk: Buffer | string) => {
+      pending += chunk.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        if (BACKEND_ERROR.test(line) && BACKEND_ERROR_KIND.test(line)) {
+          count++;
+          if (example === '') example = line.slice(0, 160).replaceAll('|', '/');
+        }
+      }
+    });
+  }
+  return { count: () => count, example: () => example };
+}
+
+runBench({
+  name: 'seed',
+  flags: [
+    'backends',
+    'backend-cmd',
+    'backend-port',
+    'proxies',
+    'connections',
+    'workers',
+    'ramp-interval-ms',
+    'duration',
+    'warmup',
+    'max-connect-seconds',
+    'multi-cpu',
+    'backend-backlog',
+    'backend-stall',
+    'backend-connect-timeout',
+    'quick',
+    'no-write',
+    'proxy-cpu',
+    'load-cpu',
+  ],
+  defaultProxies: ['unhitch', 'hitch'],
+  run: async (bench) => {
+    const { flags, quick, proxyCpu, loadCpu, skipped } = bench;
+    const duration = numberFlag(flags, 'duration', quick ? 3 : 10);
+    const warmup = numberFlag(flags, 'warmup', quick ? 1 : 2);
+    const rampIntervalMs = numberFlag(flags, 'ramp-interval-ms', 0);
+    const maxConnectSeconds = numberFlag(flags, 'max-connect-seconds', quick ? 20 : 60);
+    const multiCpu = flags.get('multi-cpu') ?? '0-1';
+    const hardLimit = hardOpenFilesLimit();
+    // The proxy holds two descriptors per connection (client and backend side).
+    const maxConnections = Math.max(1, Math.floor((hardLimit - SPARE_FILES) / 2));
+    const connectionCounts = listFlag(
+      flags,
+      'connections',
+      quick ? ['100'] : ['1020', '4096', 'max'],
+    ).map((text) => (text === 'max' ? maxConnections : Math.min(Number(text), maxConnections)));
+    const workerCounts = listFlag(flags, 'workers', quick ? ['1'] : ['1', '2']).map(Number);
+    const backendCommand = flags.get('backend-cmd');
+    const backlog = flags.get('backend-backlog');
+    const stall = flags.get('backend-stall');
+    const connectTimeout = flags.get('backend-connect-timeout');
+    const backends: BackendSpec[] = listFlag(
+      flags,
+      'backends',
+      backendCommand ? [] : ['bittorrent-tracker'],
+    ).map((name) => {
+      const spec = builtinBackend(name);
+      if (name !== 'bittorrent-tracker' || (backlog === undefined && stall === undefined))
+        return spec;
+      return { ...spec, extraArgs: [backlog ?? '511', ...(stall ? [stall] : [])] };
+    });
+    if (backendCommand)
+      backends.push(externalBackend(backendCommand, numberFlag(flags, 'backend-port', 0)));
+    const runnable = bench.proxies.filter((name) => {
+      const reason = proxyUnavailableReason(name);
+      if (reason) skipped.push(`${name}: ${reason}`);
+      return reason === null;
+    });
+    const certificate = bench.certificate();
+    const openFilesLimit = hardLimit;
+    const rows: string[][] = [];
+    for (const spec of backends) {
+      for (const workers of workerCounts) {
+        for (const connections of connectionCounts) {
+          for (const name of runnable) {
+            if (isShuttingDown()) break;
+            process.stderr.write(
+              `== ${spec.name} × ${name} × ${workers} worker(s) × ${connections} connections\n`,
+            );
+            let backend: RunningBackend | null = null;
+            let proxy: RunningProxy | null = null;
+            try {
+              // A fresh backend per row: peers left from the previous row would change its work.
+              backend = await startBackend(spec, loadCpu, openFilesLimit);
+              proxy = await startProxy(name, {
+                frontendPort: await freePort(),
+                backendPort: backend.port,
+                combinedPemPath: certificate.combinedPemPath,
+                cpu: workers > 1 ? multiCpu : proxyCpu,
+                workDirectory: bench.workDirectory,
+                openFilesLimit,
+                workers,
+                verbose: true,
+                connectTimeoutSeconds:
+                  connectTimeout === undefined ? undefined : Number(connectTimeout),
+              });
+              const backendErrors = watchBackendErrors(proxy);
+              const measured = await runMeasuredChild<LoadResult>({
+                name: 'wt-load',
+                command: process.execPath,
+                args: [
+                  WT_LOAD,
+                  `--url=${proxy.tls ? 'wss' : 'ws'}://127.0.0.1:${proxy.port}`,
+                  `--connections=${connections}`,
+                  '--num-workers=1',
+                  `--connection-creation-interval-ms=${rampIntervalMs}`,
+                  `--max-connect-seconds=${maxConnectSeconds}`,
+                  `--duration=${duration}`,
+                  `--warmup=${warmup}`,
+                  '--events',
+                ],
+                cpu: loadCpu,
+                openFilesLimit,
+                proxyPid: proxy.process?.pid ?? null,
+              });
+              const r = measured.result;
+              rows.push([
+                spec.name,
+                name,
+                String(workers),
+                `${formatCount(r.connectionsOpen)} / ${formatCount(r.connectionsTarget)}`,
+                formatCount(r.connectSeconds > 0 ? r.connectionsOpen / r.connectSeconds : 0),
+                formatCount(r.responsesPerSecond),
+                formatDecimal(
+                  measured.proxyCpuMicros !== null && r.responses > 0
+                    ? measured.proxyCpuMicros / r.responses
+                    : null,
+                ),
+                String(r.connectionErrorsBeforeWindow),
+                String(r.connectionErrors),
+                String(r.errors - r.connectionErrors),
+                String(backendErrors.count()),
+                backendErrors.example() || '–',
+              ]);
+              process.stderr.write(`   ${rows.at(-1)?.join(' | ')}\n`);
+            } catch (err) {
+              const message = `${spec.name} × ${name} × ${workers} × ${connections}: ${(err as Error).message}`;
+              skipped.push(message);
+              process.stderr.write(`failed: ${message}\n`);
+            } finally {
+              await proxy?.process?.stop();
+              await backend?.process.stop();
+            }
+          }
+        }
+      }
+    }
+    const table = formatMarkdownTable(
+      [
+        'Backend',
+        'Proxy',
+        'Workers',
+        'Connections open / target',
+        'Ramp connections/s',
+        'Responses/s',
+        'Proxy CPU µs/response',
+        'Connections lost before window',
+        'Connections lost in window',
+        'Failure replies',
+        'Proxy backend-error log lines',
+        'First such line',
+      ],
+      rows,
+    );
+    return {
+      stdout: table,
+      results: {
+        heading: '## seed: responses/s by connections and proxy workers, ramp and every error',
+        notes: [
+          `- Layout: one proxy worker on CPU ${proxyCpu}, more on CPUs ${multiCpu}; backend and wt-load on CPU ${loadCpu}; open-files limit ${hardLimit} for every process, so at most ${formatCount(maxConnections)} connections (the proxy holds two descriptors per connection). A fresh backend per row; ${warmup} s warm-up, ${duration} s measured once all connections are open (or after ${maxConnectSeconds} s).`,
+          `- Backend: ${backlog === undefined ? "node's default listen backlog (511)" : `listen backlog ${backlog}`}${stall ? `, event loop stalled ${stall.replace('/', ' ms every ')} ms (slow accept)` : ''}; backend-connect-timeout ${connectTimeout === undefined ? "the proxies' default" : `${connectTimeout} s`}.`,
+          `- Ramp: connections opened ${rampIntervalMs === 0 ? 'all at once' : `one every ${rampIntervalMs} ms`}; "Ramp connections/s" is connections open divided by the time until they all were. Errors: connections the load generator saw closed or refused (it reopens them), failure replies from the tracker, and the proxy's log lines that mention its backend with a timeout, refusal, reset or failure (proxies run without --quiet).`,
+        ],
+        blocks: [table],
+      },
+    };
+  },
+});
