@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -137,7 +137,7 @@ test('first issuance over tls-alpn-01: served beside a pem-file under SNI, store
   if (!requirePebble(t)) return;
   const pem = makeCertificate('acme-beside', ['pem.example.com']);
   const metricsPort = await freePort();
-  const { s, unhitch } = await startWithCa(t, {
+  const { s, unhitch, config } = await startWithCa(t, {
     extra: `pem-file = "${pem.combinedPath}"\nmetrics = "127.0.0.1:${metricsPort}"\n`,
   });
   const [line] = await unhitch.waitForLogs(obtained, 1, 20_000);
@@ -194,6 +194,22 @@ test('first issuance over tls-alpn-01: served beside a pem-file under SNI, store
     [],
     'no failed order, no warning',
   );
+
+  // SIGHUP with a name added: the stored certificate no longer covers the block, so a new
+  // one is ordered at once and served.
+  writeFileSync(
+    config,
+    readFileSync(config, 'utf8').replace(
+      '  domain = "b.example.com"\n',
+      '  domain = "b.example.com"\n  domain = "c.example.com"\n',
+    ),
+  );
+  unhitch.kill('SIGHUP');
+  await unhitch.waitForLogs(obtained, 2, 20_000);
+  await unhitch.waitForLogs(certificatesReloaded, 2);
+  const widened = await served(s.tlsPort, 'c.example.com');
+  assert.match(widened.issuer, /Pebble/i);
+  assert.match(widened.names, /DNS:c\.example\.com/);
 });
 
 test('renewal over http-01 at two thirds of the lifetime: open WebSockets stay up, new connections get the new certificate', async (t) => {
