@@ -46,6 +46,8 @@ const UNIT: Record<Kind, string> = {
 };
 /** Above this share of the proxy CPU taken by other processes a row is flagged as noisy. */
 const NOISY_OTHER_LOAD_PERCENT = 10;
+/** References measured beside the proxies, not used to pick the offered rate. */
+const FLOORS: readonly ProxyName[] = ['node-tls', 'node-tls-bare'];
 
 /** One client run against one proxy. */
 export interface UnitRun {
@@ -124,16 +126,19 @@ runBench({
     const openFilesLimit = Math.max(connections * 2 + 1024, 4096);
     const certificate = bench.certificate();
     const runnable = bench.proxies.filter((name) => {
-      const reason = proxyUnavailableReason(
-        name,
-        kinds.includes('messages') ? 'relay' : 'terminate',
-      );
+      const reason = proxyUnavailableReason(name, 'terminate');
       if (name === 'none' || reason) {
         skipped.push(`${name}: ${reason ?? 'equal-load compares TLS proxies'}`);
         return false;
       }
       return true;
     });
+    // node-tls-bare relays nothing: it is the handshake floor only.
+    const proxiesFor = (kind: Kind): ProxyName[] =>
+      runnable.filter((name) => kind !== 'messages' || name !== 'node-tls-bare');
+    // The floors (node:tls pipe, bare node:tls) are measured at the same rates but do not set
+    // them: the rate is a share of the slowest real proxy's maximum.
+    const setsRate = (name: ProxyName): boolean => !FLOORS.includes(name);
     const tracker: RunningBackend | null = kinds.includes('messages')
       ? await startBackend(builtinBackend(backendName), loadCpu, openFilesLimit)
       : null;
@@ -246,7 +251,7 @@ runBench({
     const offeredRates = new Map<Kind, Map<number, number>>();
     for (const kind of kinds) {
       await measureInTurns({
-        proxies: runnable,
+        proxies: proxiesFor(kind),
         repeat: 1,
         start: start(kind),
         skipped,
@@ -256,7 +261,8 @@ runBench({
           log(kind, proxy.name, 'saturation', run);
         },
       });
-      const maxima = runnable
+      const rateSetters = proxiesFor(kind).filter(setsRate);
+      const maxima = (rateSetters.length > 0 ? rateSetters : proxiesFor(kind))
         .map((name) => runs.get(key(kind, name, 'max'))?.[0]?.paceRate ?? null)
         .filter((value): value is number => value !== null && value > 0);
       if (maxima.length === 0) {
@@ -270,7 +276,7 @@ runBench({
     // 2. Equal load: every proxy the same offered rate, proxies taking turns each round.
     for (const [kind, rates] of offeredRates) {
       await measureInTurns({
-        proxies: runnable,
+        proxies: proxiesFor(kind),
         repeat,
         start: start(kind),
         skipped,
@@ -293,7 +299,7 @@ runBench({
       const rates = offeredRates.get(kind);
       const columns: (number | 'max')[] = ['max', ...loads];
       for (const column of columns) {
-        for (const name of runnable) {
+        for (const name of proxiesFor(kind)) {
           const list = runs.get(key(kind, name, column)) ?? [];
           if (list.length === 0) continue;
           const otherMax = Math.max(...list.map((run) => run.otherLoadOnProxyCpuPercent ?? 0));
@@ -355,7 +361,7 @@ runBench({
         heading: '## equal-load: proxy CPU per message and per handshake at the same offered rate',
         notes: [
           `- Layout: proxy on CPU ${proxyCpu}; clients and backends (${backendName} for messages, a TCP sink for handshakes) on CPU ${loadCpu}; ${warmup} s warm-up, ${duration} s measured per run.`,
-          `- Saturation rows: closed loop, each proxy at its own maximum (once). Equal-load rows: open loop at ${loads.join(' % and ')} % of the slowest proxy's maximum (announces/s for messages, over ${connections} connections; handshakes/s with at most ${concurrency} in flight per client worker × ${handshakeWorkers}), every proxy the same rate, ${repeat} round(s) with the proxies taking turns; median shown. Unit: a relayed response (announce reply, offer or answer) for messages, a handshake otherwise.`,
+          `- Saturation rows: closed loop, each proxy at its own maximum (once). Equal-load rows: open loop at ${loads.join(' % and ')} % of the slowest proxy's maximum (node-tls and node-tls-bare, the node:tls floors, are measured at the same rates but do not set them) (announces/s for messages, over ${connections} connections; handshakes/s with at most ${concurrency} in flight per client worker × ${handshakeWorkers}), every proxy the same rate, ${repeat} round(s) with the proxies taking turns; median shown. Unit: a relayed response (announce reply, offer or answer) for messages, a handshake otherwise.`,
           `- Machine load average (1/5/15 min) at start: ${loadAverageAtStart}; at end: ${loadAverageAtEnd}.`,
           noiseNote,
         ],
