@@ -11,9 +11,11 @@
  *   worker accepted on, so nothing queued there is lost when the old one stops accepting
  *   (closing the last copy of a reuseport socket resets every connection in its queue;
  *   Linux only migrates them with net.ipv4.tcp_migrate_req = 1);
- * - a crashed worker's socket keeps queueing until its replacement listens.
+ * - a crashed worker's socket keeps queueing until its replacement listens (unless the
+ *   slot keeps crashing: then it is closed while siblings serve, see Supervisor).
  *
- * A socket is closed only when its address leaves the config or its slot goes away.
+ * A socket is closed when its address leaves the config, its slot goes away, or its
+ * slot is crash-looping.
  */
 import type { TcpAddress } from '../config/model.js';
 import { bindReusePort, type ListenHandle, resolveBindHost } from '../net/listen-socket.js';
@@ -65,6 +67,15 @@ export class ListenSockets {
         bound.handle.close();
         bySlot.delete(slot);
       }
+      if (bySlot.size === 0) this.byAddress.delete(key);
+    }
+  }
+
+  /** Close slot `slot`'s socket of every address (its worker is gone for a while). */
+  closeSlot(slot: number): void {
+    for (const [key, bySlot] of this.byAddress) {
+      bySlot.get(slot)?.handle.close();
+      bySlot.delete(slot);
       if (bySlot.size === 0) this.byAddress.delete(key);
     }
   }

@@ -21,6 +21,8 @@ import { workerExecArgv } from './worker-heap.js';
 const STABLE_AFTER_MS = 5_000;
 const RESTART_DELAY_MIN_MS = 100;
 const RESTART_DELAY_MAX_MS = 30_000;
+/** From this restart delay on, a crashed slot's sockets are closed instead of queueing. */
+const RELEASE_SOCKET_AFTER_MS = 1_000;
 const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
 
 /** The workers started from one configuration (the first one, or one per reload). */
@@ -299,6 +301,16 @@ export class Supervisor {
         : Math.min(slot.restartDelayMs * 2, RESTART_DELAY_MAX_MS);
     this.slots.set(meta.index, slot);
     const delay = lived >= STABLE_AFTER_MS ? RESTART_DELAY_MIN_MS : slot.restartDelayMs;
+    // A slot that keeps crashing would hold the clients the kernel hashes to its socket
+    // for the whole delay. While siblings serve, its socket goes: new clients reach them
+    // (the few queued there are reset), and the replacement gets a freshly bound one.
+    if (delay >= RELEASE_SOCKET_AFTER_MS && this.current.workers.size > 0) {
+      this.sockets.closeSlot(meta.index);
+      this.logger.info(
+        { worker: meta.index, restartInMs: delay },
+        'worker keeps crashing: its listening sockets closed until it is back',
+      );
+    }
     logCode(
       this.logger,
       'UNHITCH_WORKER_DIED',

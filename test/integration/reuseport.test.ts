@@ -122,3 +122,38 @@ test('a frontend port another process listens on: start fails with UNHITCH_LISTE
   assert.match(JSON.stringify(failure?.err), /EADDRINUSE/);
   assert.match(JSON.stringify(failure?.err), /UNHITCH_LISTEN/);
 });
+
+test('a worker that keeps crashing: its socket closes while the sibling serves, then comes back', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const unhitch = start(t, port, backend.port);
+  const ready = (line: UnhitchLogLine) => line.msg === 'worker ready';
+  const first = await unhitch.waitForLogs(ready, 2);
+  const survivor = first[1]?.workerPid as number;
+  let victim = first[0]?.workerPid as number;
+
+  // Killed again as soon as it is back: restart delays 200, 400, 800, then 1,600 ms.
+  for (let kill = 1; kill <= 4; kill++) {
+    process.kill(victim, 'SIGKILL');
+    if (kill === 4) break;
+    const readyLines = await unhitch.waitForLogs(ready, 2 + kill, 10_000);
+    victim = readyLines[1 + kill]?.workerPid as number;
+    assert.notEqual(victim, survivor);
+  }
+  await unhitch.waitForLog(
+    (line) => line.msg === 'worker keeps crashing: its listening sockets closed until it is back',
+    5_000,
+  );
+  assert.equal(loopbackListenSockets(port), 1, 'only the sibling socket listens meanwhile');
+  const replies = await Promise.all(
+    Array.from({ length: 10 }, (_, index) => roundTrip(port, `m${index}`)),
+  );
+  assert.deepEqual(
+    replies,
+    Array.from({ length: 10 }, (_, index) => `m${index}`),
+    'every client served by the sibling, none left waiting',
+  );
+  await unhitch.waitForLogs(ready, 6, 10_000);
+  assert.equal(loopbackListenSockets(port), 2, 'the replacement listens on a new socket');
+});
