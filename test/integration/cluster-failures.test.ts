@@ -41,7 +41,7 @@ interface SerializedErr {
   readonly code?: string;
 }
 
-/** A port something else already listens on: a worker's listen fails with EADDRINUSE. */
+/** A port something else already listens on: binding it fails with EADDRINUSE. */
 async function takenPort(t: { after: (fn: () => void) => void }): Promise<number> {
   const squatter = createServer();
   squatter.listen(0, '127.0.0.1');
@@ -69,7 +69,7 @@ test('a bad ecdh-curve is refused before any worker starts, as --test refuses it
   );
 });
 
-test('a worker that cannot start (its address is taken) logs the Error with its stack and code as its last line, then exits', async (t) => {
+test('a frontend whose address is taken: the bind Error is logged with its stack and codes, then exit 1', async (t) => {
   const backend = await startBackend((socket) => socket.pipe(socket));
   t.after(() => closeBackend(backend));
   const unhitch = startUnhitch([
@@ -83,24 +83,20 @@ test('a worker that cannot start (its address is taken) logs the Error with its 
   // 'exit' can come before the last bytes in the pipe were read.
   await outputEnded(unhitch);
   assert.match(unhitch.text(), /\[UNHITCH_WORKERS_FAILED\]/);
-
-  const workerLines = unhitch.lines.filter((line) => line.role === 'worker');
-  // The worker exits right after telling the primary; only a synchronous flush on exit
-  // gets this line out.
-  const last = workerLines.at(-1) as UnhitchLogLine;
-  assert.equal(last?.msg, 'worker failed to start');
-  assert.equal(last.code, 'UNHITCH_WORKER_START');
-  for (const line of [last, unhitch.lines.find((line) => line.msg === 'worker could not start')]) {
-    const err = line?.err as SerializedErr;
-    assert.equal(err.type, 'Error', JSON.stringify(line));
-    assert.match(err.message ?? '', /EADDRINUSE/);
-    assert.equal(err.code, 'EADDRINUSE');
-    assert.match(err.stack ?? '', /listen/i);
-    assert.equal(line?.level, 50);
-  }
+  // The primary binds every worker's socket (cluster/listen-sockets.ts): the failure is
+  // its own, before the worker is told to start.
+  const line = unhitch.lines.find((entry) => entry.msg === 'worker could not start');
+  assert.equal(line?.code, 'UNHITCH_WORKER_START', JSON.stringify(unhitch.lines));
+  assert.equal(line?.level, 50);
+  const err = line?.err as SerializedErr & { errno?: string };
+  assert.equal(err.type, 'ListenSocketError');
+  assert.equal(err.code, 'UNHITCH_LISTEN');
+  assert.equal(err.errno, 'EADDRINUSE');
+  assert.match(err.message ?? '', /EADDRINUSE/);
+  assert.match(err.stack ?? '', /bind/i);
 });
 
-test('with log-filename, a worker that fails in its first milliseconds still has its last line in the file', async (t) => {
+test('with log-filename, a start that fails in its first milliseconds still has its failure line in the file', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-logfile-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const logFile = join(dir, 'sub', 'unhitch.log');
@@ -119,9 +115,10 @@ test('with log-filename, a worker that fails in its first milliseconds still has
     .split('\n')
     .filter((line) => line !== '')
     .map((line) => JSON.parse(line) as UnhitchLogLine);
-  const last = lines.filter((line) => line.role === 'worker').at(-1);
-  assert.equal(last?.msg, 'worker failed to start', JSON.stringify(lines));
-  assert.equal((last?.err as SerializedErr | undefined)?.code, 'EADDRINUSE');
+  const failure = lines.find((line) => line.code === 'UNHITCH_WORKER_START');
+  assert.equal(failure?.msg, 'worker could not start', JSON.stringify(lines));
+  assert.equal((failure?.err as SerializedErr | undefined)?.code, 'UNHITCH_LISTEN');
+  assert.match((failure?.err as SerializedErr | undefined)?.message ?? '', /EADDRINUSE/);
 });
 
 test('a log-filename that cannot be opened: exit 1 with UNHITCH_LOG_FILE', async (t) => {
