@@ -5,7 +5,8 @@ declare module 'bittorrent-tracker/server' {
   export interface TrackerServerOptions {
     http?: boolean;
     udp?: boolean;
-    ws?: boolean;
+    /** true, or options for its `ws` WebSocketServer. */
+    ws?: boolean | { clientTracking?: boolean };
     stats?: boolean;
     trustProxy?: boolean;
     interval?: number;
@@ -16,7 +17,11 @@ declare module 'bittorrent-tracker/server' {
     constructor(options?: TrackerServerOptions);
     listen(port: number, hostname?: string, onlistening?: () => void): void;
     close(cb?: () => void): void;
-    readonly ws: { address(): { port: number } } | null;
+    readonly ws: {
+      address(): { port: number };
+      /** Only with `ws: { clientTracking: true }`. */
+      readonly clients?: Set<{ terminate(): void }>;
+    } | null;
     /** The HTTP server carrying the WebSocket upgrade (created for `ws` even without `http`). */
     readonly http: import('node:http').Server | null;
     readonly torrents: Record<string, unknown>;

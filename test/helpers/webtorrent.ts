@@ -1,5 +1,6 @@
 /**
- * A WebTorrent client's first message, as browsers send it to a wss:// tracker.
+ * A WebTorrent client's first message, as browsers send it to a wss:// tracker, and
+ * bittorrent-tracker's server as the tests' backend.
  */
 import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
@@ -71,4 +72,55 @@ export async function startTracker(
   await new Promise<void>((resolve) => tracker.listen(port, '127.0.0.1', resolve));
   t.after(() => tracker.close());
   return { tracker, port };
+}
+
+export interface TrackerAnnounce {
+  /** The address the tracker recorded for the peer (X-Forwarded-For with trustProxy). */
+  readonly ip: string;
+  readonly peerId: string;
+}
+
+export interface RunningTracker {
+  readonly server: TrackerServer;
+  readonly port: number;
+  /** Every `started` announce the tracker accepted, in order. */
+  readonly started: TrackerAnnounce[];
+  close(): Promise<void>;
+}
+
+/**
+ * bittorrent-tracker's server, WebSocket only, on a free loopback port. `trustProxy` makes
+ * it take the peer's address from the left-most X-Forwarded-For.
+ */
+export async function startRecordingTracker(
+  options: { trustProxy?: boolean } = {},
+): Promise<RunningTracker> {
+  const server = new TrackerServer({
+    udp: false,
+    http: false,
+    // Tracked, so close() can end them (bittorrent-tracker turns tracking off).
+    ws: { clientTracking: true },
+    stats: false,
+    trustProxy: options.trustProxy ?? false,
+  });
+  const started: TrackerAnnounce[] = [];
+  server.on('start', (_addr: string, params: { ip: string; peer_id: string }) => {
+    started.push({ ip: params.ip, peerId: params.peer_id });
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    server,
+    port,
+    started,
+    // http.Server.close waits for every connection, and upgraded ones (WebSockets of
+    // peers still running) are no longer its to close: end them, so closing the tracker
+    // never hangs a test's cleanup.
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of server.ws?.clients ?? []) socket.terminate();
+        server.http?.closeAllConnections();
+      }),
+  };
 }
