@@ -414,3 +414,21 @@ test("every flag of Hitch 1.7's getopt table is accepted, long and short", () =>
   assert.equal(parseCommandLine(['-V']).kind, 'version');
   assert.equal(parseCommandLine(['-h']).kind, 'help');
 });
+
+test("syslog-facility takes Hitch's names (auth means authpriv, as there) and refuses others", () => {
+  assert.equal(
+    configOf(parseCommandLine(['--syslog-facility=local3', 'c.pem'])).syslogFacility,
+    'local3',
+  );
+  assert.equal(
+    configOf(parseCommandLine(['--syslog-facility=auth', 'c.pem'])).syslogFacility,
+    'authpriv',
+  );
+  assert.equal(configOf(parseCommandLine(['c.pem'])).syslogFacility, 'daemon');
+  // Hitch 1.7 has no `user` facility: "Invalid facility 'user'."
+  expectError(
+    ['--syslog-facility=user', 'c.pem'],
+    'UNHITCH_CONFIG_INVALID_VALUE',
+    /syslog facility/,
+  );
+});
