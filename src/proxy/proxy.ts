@@ -23,7 +23,7 @@ import { loadCaStore } from '../tls/ocsp.js';
 import { StapleStore } from '../tls/staples.js';
 import { BackendConnector } from './backend.js';
 import { BackendResolver, type HostLookup, systemLookup } from './backend-resolver.js';
-import { type ProxiedConnection, proxyConnection } from './connection.js';
+import { type ConnectionDeps, type ProxiedConnection, proxyConnection } from './connection.js';
 import { NOOP_OBSERVER, type ProxyObserver } from './events.js';
 import { Frontend } from './frontend.js';
 
@@ -70,6 +70,7 @@ export class TlsProxy {
   /** Accepted TCP sockets not yet secure: reading a PROXY header or handshaking. */
   private readonly opening = new Set<Socket>();
   private readonly connector: BackendConnector;
+  private readonly connectionDeps: ConnectionDeps;
   private readonly resolver: BackendResolver | undefined;
   private staples: StapleStore | undefined;
   private readonly observer: ProxyObserver;
@@ -108,6 +109,15 @@ export class TlsProxy {
       connectTimeoutMs: config.backendConnectTimeoutMs,
       sourceAddresses: config.backendSourceAddresses,
     });
+    // One for every connection: built per connection, it was an object and a closure more
+    // that each idle connection kept (bench/PERF-STEPS.md, Node 24 memory).
+    this.connectionDeps = {
+      connector: this.connector,
+      settings: config,
+      observer: this.observer,
+      logger,
+      onFdExhausted: () => this.fdExhausted(),
+    };
   }
 
   static async start(options: ProxyStartOptions): Promise<TlsProxy> {
@@ -276,21 +286,10 @@ export class TlsProxy {
     socket: Parameters<typeof proxyConnection>[0],
     accepted: Parameters<typeof proxyConnection>[1],
   ): void {
-    const connection = proxyConnection(
-      socket,
-      accepted,
-      {
-        connector: this.connector,
-        settings: this.config,
-        observer: this.observer,
-        logger: this.logger,
-        onFdExhausted: () => this.fdExhausted(),
-      },
-      () => {
-        this.connections.delete(connection);
-        this.checkIdle();
-      },
-    );
+    const connection = proxyConnection(socket, accepted, this.connectionDeps, () => {
+      this.connections.delete(connection);
+      this.checkIdle();
+    });
     this.connections.add(connection);
   }
 
