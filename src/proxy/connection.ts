@@ -83,6 +83,10 @@ export function backendPreamble(
     });
   }
   if (settings.writeIp) return encodeWriteIp(endpoints.sourceAddress);
+  // With forwarded-for the backend is an HTTP server told the client's address in
+  // X-Forwarded-For (taken from the PROXY header); a PROXY header in front of its request
+  // would get a 400, so the load balancer's header stops here.
+  if (settings.forwardedFor) return undefined;
   // Hitch's proxy-proxy alone: the load balancer's header goes on to the backend as is.
   return accepted.proxyHeader;
 }

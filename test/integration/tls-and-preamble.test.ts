@@ -149,6 +149,30 @@ test('proxy-proxy alone: a PROXY v2 header (with TLVs) reaches the backend byte 
   assert.equal(bytes.toString('hex'), Buffer.concat([header, Buffer.from('hi')]).toString('hex'));
 });
 
+test('proxy-proxy with forwarded-for: the PROXY source becomes X-Forwarded-For and the header is not passed on', async (t) => {
+  const backend = await recordingBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { proxyProxy: true, forwardedFor: true });
+  t.after(() => proxy.close());
+
+  // What HAProxy's send-proxy-v2 writes: TCP4 198.51.100.7:40000 → 203.0.113.9:443.
+  const header = Buffer.from(
+    '0d0a0d0a000d0a515549540a' + '2111' + '000c' + 'c6336407' + 'cb007109' + '9c40' + '01bb',
+    'hex',
+  );
+  const raw = netConnect(proxy.port, '127.0.0.1');
+  await once(raw, 'connect');
+  raw.write(header);
+  const client = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
+  await once(client, 'secureConnect');
+  client.end('GET /announce HTTP/1.1\r\nHost: tracker\r\n\r\n');
+  await waitFor(() => backend.received.length === 1);
+  const text = ((await backend.received[0]) as Buffer).toString('latin1');
+  // An HTTP backend (bittorrent-tracker) answers 400 to a PROXY header before the request.
+  assert.match(text, /^GET \/announce HTTP\/1\.1\r\n/);
+  assert.match(text, /\r\nX-Forwarded-For: 198\.51\.100\.7\r\n/i);
+});
+
 test('proxy-proxy: garbage instead of a PROXY header is closed with a reason', async (t) => {
   const backend = await recordingBackend();
   t.after(() => closeBackend(backend));
