@@ -296,6 +296,12 @@ export const CODES = {
     exitStatus: null,
     level: 'error',
   },
+  UNHITCH_WORKER_KILLED: {
+    meaning:
+      'A draining worker was still running 2 s after its drain period (stuck) and was killed.',
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_RELOAD_REJECTED: {
     meaning: 'SIGHUP: the new configuration or certificates are invalid; the running ones stay.',
     exitStatus: null,

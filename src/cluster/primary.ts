@@ -84,10 +84,9 @@ class Primary {
     this.tickets = new TicketKeyOwner({
       config: options.config,
       logger: this.logger,
-      broadcast: (key) => {
-        for (const worker of this.supervisor.current.workers.values())
-          this.supervisor.send(worker, { type: 'unhitch:ticket-key', key });
-      },
+      // Every generation: the old one still accepts while a reload starts the new one,
+      // and a worker still starting must not keep the key its start order carried.
+      broadcast: (key) => this.supervisor.broadcast({ type: 'unhitch:ticket-key', key }),
     });
     this.ocsp = new OcspService(this.logger);
     this.reloader = new Reloader({
@@ -209,9 +208,7 @@ class Primary {
     // leaving (queued ones would only be reset when it exits).
     this.sockets.closeAll();
     // A worker that ignores the drain (stuck event loop) is killed a little after the grace.
-    setTimeout(() => {
-      for (const worker of workers) if (!worker.isDead()) worker.process.kill('SIGKILL');
-    }, graceMs + 2_000).unref();
+    this.supervisor.killAfter(workers, graceMs);
   }
 
   private async finish(): Promise<void> {

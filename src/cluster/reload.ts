@@ -16,7 +16,8 @@ import { preflight } from '../ops/preflight.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { announceListening } from './dbg-listen.js';
 import type { ListenSockets } from './listen-sockets.js';
-import type { Supervisor } from './supervisor.js';
+import { isWorkerMessage } from './messages.js';
+import type { Generation, Supervisor } from './supervisor.js';
 import type { TicketKeyOwner } from './ticket-keys.js';
 
 /** config: SIGHUP, re-read everything; certificates: same config, certificates re-read. */
@@ -72,7 +73,10 @@ export class Reloader {
   /** True (and logged) when `worker` was an old-generation worker that finished draining. */
   workerExited(worker: Worker, code: number | null): boolean {
     if (!this.retiring.delete(worker)) return false;
-    this.logger.info({ pid: worker.process.pid, exitCode: code }, 'old-generation worker finished');
+    this.logger.info(
+      { workerPid: worker.process.pid, exitCode: code },
+      'old-generation worker finished',
+    );
     return true;
   }
 
@@ -110,9 +114,9 @@ export class Reloader {
       );
       return;
     }
-    const previous = supervisor.current;
+    // The running generation stays current until the new one listens: a worker of it
+    // that dies meanwhile is restarted as usual, whether the reload then fails or not.
     const next = supervisor.newGeneration(config, certificates);
-    supervisor.current = next;
     const ok = await supervisor.startGeneration(next, supervisor.workerCount(config));
     // stop() has taken charge of both generations.
     if (this.options.isStopping()) return;
@@ -120,21 +124,18 @@ export class Reloader {
       logCode(
         this.logger,
         'UNHITCH_RELOAD_FAILED',
-        {},
+        { generation: next.id },
         'reload failed: new workers did not start; the running configuration stays',
       );
-      supervisor.current = previous;
       supervisor.killAll(next);
-      this.keepSocketsOf(previous.config);
+      this.keepSocketsOf(supervisor.current.config);
       return;
     }
+    const previous = supervisor.current;
+    supervisor.current = next;
     this.options.tickets.schedule(config);
     this.options.onReloaded?.(config, certificates);
-    for (const worker of previous.workers.values()) {
-      this.retiring.add(worker);
-      supervisor.send(worker, { type: 'unhitch:drain', graceMs: null });
-    }
-    previous.workers.clear();
+    this.retire(previous, config.reloadDrainTimeoutMs);
     // Sockets of frontends (or slots) the new config dropped: the old workers stopped
     // accepting on them just now; connections still queued there are reset by the kernel.
     this.keepSocketsOf(config);
@@ -150,5 +151,41 @@ export class Reloader {
       config.frontends.map((frontend) => frontend.address),
       this.options.supervisor.workerCount(config),
     );
+  }
+
+  /**
+   * The old generation stops accepting and keeps its connections for at most `graceMs`
+   * (HAProxy's hard-stop-after): WebSockets live for days, and certificate renewals
+   * would otherwise pile up generations without end.
+   */
+  private retire(generation: Generation, graceMs: number): void {
+    const { supervisor } = this.options;
+    const draining: Worker[] = [];
+    for (const worker of generation.workers.values()) {
+      // Restarted a moment ago and not started yet: it holds no connection, and could
+      // miss the drain order.
+      if (!supervisor.isGreeted(worker)) {
+        worker.process.kill('SIGKILL');
+        continue;
+      }
+      this.retiring.add(worker);
+      draining.push(worker);
+      const onDrained = (message: unknown): void => {
+        if (!isWorkerMessage(message) || message.type !== 'unhitch:drained') return;
+        worker.off('message', onDrained);
+        this.logger.info(
+          {
+            generation: generation.id,
+            workerPid: worker.process.pid,
+            forcedClosed: message.forcedClosed,
+          },
+          'old-generation worker drained',
+        );
+      };
+      worker.on('message', onDrained);
+      supervisor.send(worker, { type: 'unhitch:drain', graceMs });
+    }
+    generation.workers.clear();
+    supervisor.killAfter(draining, graceMs);
   }
 }

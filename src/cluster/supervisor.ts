@@ -23,6 +23,8 @@ const RESTART_DELAY_MIN_MS = 100;
 const RESTART_DELAY_MAX_MS = 30_000;
 /** From this restart delay on, a crashed slot's sockets are closed instead of queueing. */
 const RELEASE_SOCKET_AFTER_MS = 1_000;
+/** How long past its drain period a worker may take to close and exit. */
+const DRAIN_KILL_SLACK_MS = 2_000;
 const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
 
 /** The workers started from one configuration (the first one, or one per reload). */
@@ -135,6 +137,31 @@ export class Supervisor {
 
   send(worker: Worker, message: PrimaryMessage): void {
     if (worker.isConnected()) worker.send(message);
+  }
+
+  /**
+   * Backstop for a drain: a worker still alive `graceMs` plus some slack after it was
+   * told to drain (stuck event loop) is killed.
+   */
+  killAfter(workers: readonly Worker[], graceMs: number): void {
+    if (workers.length === 0) return;
+    setTimeout(() => {
+      for (const worker of workers) {
+        if (worker.isDead()) continue;
+        logCode(
+          this.logger,
+          'UNHITCH_WORKER_KILLED',
+          { workerPid: worker.process.pid, graceMs },
+          'worker still running after its drain period; killed',
+        );
+        worker.process.kill('SIGKILL');
+      }
+    }, graceMs + DRAIN_KILL_SLACK_MS).unref();
+  }
+
+  /** Hands `message` to every live worker that listens for orders, of any generation. */
+  broadcast(message: PrimaryMessage): void {
+    for (const worker of this.allWorkers()) if (this.isGreeted(worker)) this.send(worker, message);
   }
 
   killAll(generation: Generation): void {

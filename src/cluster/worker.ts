@@ -38,6 +38,12 @@ let draining = false;
 let acmeResponder: AcmeChallengeResponder | undefined;
 /** Challenges opened before the start order arrived, applied when it does. */
 const earlyChallenges = new Map<string, { cert: Buffer; key: Buffer }>();
+/** When the running drain closes what is left (Infinity: it waits for ever). */
+let drainDeadline = Number.POSITIVE_INFINITY;
+let forcedClosed = 0;
+/** The newest ticket key, which may arrive while start() still runs. */
+let ticketKey: Buffer | undefined;
+let workerLogger: Logger | undefined;
 
 /** `then` runs once the message has left (or could not be sent): exit there, not sooner. */
 function send(message: WorkerMessage, then?: () => void): void {
@@ -119,6 +125,7 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
     // A daemon's stdout is /dev/null: without a file or syslog, nothing is written.
     console: !config.daemon,
   });
+  workerLogger = logger;
   // Without a metrics endpoint nobody reads them: no per-connection histogram work, no
   // collectors (GC observer, event-loop delay timer) running in the worker, and
   // prom-client (a tenth of a second to load) is not even imported.
@@ -158,6 +165,9 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
     send({ type: 'unhitch:start-failed', error: crossError(error) }, () => process.exit(1));
     return;
   }
+  // A rotation while start() ran: its key arrived before there was a proxy to take it.
+  if (ticketKey !== undefined && !ticketKey.equals(message.ticketKey))
+    proxy.setTicketKey(ticketKey);
   logger.info({ addresses: proxy.addresses() }, 'worker listening');
   send({ type: 'unhitch:listening', addresses: proxy.addresses() });
 }
@@ -178,14 +188,25 @@ function acmeChallenge(name: string, cert: Buffer | undefined, key: Buffer | und
   return acmeResponder.open(name, cert, key);
 }
 
+/**
+ * Stop accepting and let connections finish for `graceMs` (null: no limit). A second
+ * order can only shorten it (SIGTERM reaching an old generation still draining after a
+ * reload); the first call reports and exits once nothing is left.
+ */
 async function drain(graceMs: number | null): Promise<void> {
-  if (draining) return;
+  const deadline = graceMs === null ? Number.POSITIVE_INFINITY : Date.now() + graceMs;
+  if (draining && deadline >= drainDeadline) return;
+  const first = !draining;
   draining = true;
+  drainDeadline = deadline;
   await starting;
-  const result = proxy
-    ? await proxy.drain(graceMs ?? Number.POSITIVE_INFINITY)
-    : { forcedClosed: 0 };
-  send({ type: 'unhitch:drained', forcedClosed: result.forcedClosed }, () => process.exit(0));
+  if (proxy) {
+    // Not `forcedClosed += await …`: that reads the total before waiting, and a shorter
+    // drain running meanwhile would have its count overwritten.
+    const result = await proxy.drain(graceMs ?? Number.POSITIVE_INFINITY);
+    forcedClosed += result.forcedClosed;
+  }
+  if (first) send({ type: 'unhitch:drained', forcedClosed }, () => process.exit(0));
 }
 
 process.on('message', (value: unknown, handle: unknown) => {
@@ -198,7 +219,9 @@ process.on('message', (value: unknown, handle: unknown) => {
       starting = start(value);
       break;
     case 'unhitch:ticket-key':
+      ticketKey = value.key;
       proxy?.setTicketKey(value.key);
+      workerLogger?.debug({ draining }, 'session ticket key received');
       break;
     case 'unhitch:drain':
       void drain(value.graceMs);

@@ -185,6 +185,11 @@ export interface ProxyConfig {
   readonly dbgListen: string | undefined;
   /** unhitch extension: grace period for draining on SIGTERM. */
   readonly drainTimeoutMs: number;
+  /**
+   * unhitch extension (HAProxy's hard-stop-after): how long an old generation keeps its
+   * connections after a reload before they are closed; bounds the pile-up of generations.
+   */
+  readonly reloadDrainTimeoutMs: number;
 
   // TLS session resumption (unhitch extensions)
   readonly ticketKeyFile: string | undefined;
@@ -268,6 +273,7 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   pidfile: undefined,
   dbgListen: undefined,
   drainTimeoutMs: 30_000,
+  reloadDrainTimeoutMs: 3_600_000,
   ticketKeyFile: undefined,
   ticketRotationSec: 12 * 3600,
   quiet: false,

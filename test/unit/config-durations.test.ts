@@ -66,6 +66,13 @@ const CASES: readonly DurationCase[] = [
     refused: ['3000000', '0.0001'],
   },
   {
+    option: 'reload-drain-timeout',
+    ms: (c) => c.reloadDrainTimeoutMs,
+    min: '0',
+    max: String(MAX_DURATION_SECONDS),
+    refused: ['2000001', '0.0001'],
+  },
+  {
     option: 'ticket-rotation',
     ms: (c) => c.ticketRotationSec * 1000,
     min: '0',

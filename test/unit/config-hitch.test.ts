@@ -156,6 +156,7 @@ test('the table covers every Hitch 1.7/1.8 option and the unhitch extensions', (
   const extensions = [
     'pin-workers',
     'drain-timeout',
+    'reload-drain-timeout',
     'ticket-key-file',
     'ticket-rotation',
     'forwarded-for',
@@ -192,6 +193,7 @@ test('implemented options set the model', () => {
     syslog = on
     pin-workers = off
     drain-timeout = 7
+    reload-drain-timeout = 90
     ticket-key-file = "t.key"
     ticket-rotation = 60
     forwarded-for = on
@@ -209,6 +211,7 @@ test('implemented options set the model', () => {
   assert.equal(config.ecdhCurve, 'X25519');
   assert.deepEqual(config.alpnProtos, ['http/1.1']);
   assert.equal(config.proxyProtocol, 'v2');
+  assert.equal(config.reloadDrainTimeoutMs, 90_000);
   assert.equal(config.backendConnectTimeoutMs, 5000);
   assert.equal(config.sslHandshakeTimeoutMs, 500);
   assert.equal(config.backlog, 512);

@@ -994,6 +994,21 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   ),
   scalar(
     {
+      name: 'reload-drain-timeout',
+      valueType: 'seconds',
+      extension: true,
+      summary:
+        'seconds an old generation keeps its connections after a reload (SIGHUP) before they are closed',
+      sample: '3600',
+    },
+    (item, text) => parseSeconds(item, text, { min: 0.001, zero: 'close at once' }),
+    (ctx, value) => {
+      ctx.draft.settings.reloadDrainTimeoutMs =
+        value === undefined ? DEFAULT_CONFIG.reloadDrainTimeoutMs : value * 1000;
+    },
+  ),
+  scalar(
+    {
       name: 'ticket-key-file',
       valueType: 'path',
       extension: true,
