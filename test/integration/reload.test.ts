@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -65,9 +66,14 @@ test('a worker that dies while a reload is starting is restarted, and still serv
   const [oldWorker] = unhitch.workerPids();
   assert.ok(oldWorker !== undefined);
 
-  // The new generation cannot start (its TLS settings fail in the worker); it is held
-  // stopped so the reload stays in progress while the running worker dies.
-  writeFileSync(configPath, conf('ecdh-curve = "no-such-curve"\n'));
+  // The new generation cannot start (a second frontend on a port another process holds:
+  // only listening finds out); it is held stopped so the reload stays in progress while
+  // the running worker dies.
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.after(() => busy.close());
+  const busyPort = (busy.address() as AddressInfo).port;
+  writeFileSync(configPath, conf(`frontend = "[127.0.0.1]:${busyPort}"\n`));
   unhitch.kill('SIGHUP');
   let newWorker: number | undefined;
   await waitFor(
@@ -79,6 +85,13 @@ test('a worker that dies while a reload is starting is restarted, and still serv
     'the new generation forked',
   );
   process.kill(newWorker as number, 'SIGSTOP');
+  t.after(() => {
+    try {
+      process.kill(newWorker as number, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  });
   process.kill(oldWorker, 'SIGKILL');
   await unhitch.waitForLog((line) => line.msg === 'worker died; restarting');
   await unhitch.waitForLogs(isReady, 2, 15_000);
