@@ -41,6 +41,8 @@ const earlyChallenges = new Map<string, { cert: Buffer; key: Buffer }>();
 /** When the running drain closes what is left (Infinity: it waits for ever). */
 let drainDeadline = Number.POSITIVE_INFINITY;
 let forcedClosed = 0;
+/** Every proxy.drain() under way (a later, shorter order adds one). */
+const drainRuns: Array<Promise<void>> = [];
 /** The newest ticket key, which may arrive while start() still runs. */
 let ticketKey: Buffer | undefined;
 let workerLogger: Logger | undefined;
@@ -201,12 +203,20 @@ async function drain(graceMs: number | null): Promise<void> {
   drainDeadline = deadline;
   await starting;
   if (proxy) {
-    // Not `forcedClosed += await …`: that reads the total before waiting, and a shorter
-    // drain running meanwhile would have its count overwritten.
-    const result = await proxy.drain(graceMs ?? Number.POSITIVE_INFINITY);
-    forcedClosed += result.forcedClosed;
+    drainRuns.push(
+      proxy.drain(graceMs ?? Number.POSITIVE_INFINITY).then((result) => {
+        forcedClosed += result.forcedClosed;
+      }),
+    );
   }
-  if (first) send({ type: 'unhitch:drained', forcedClosed }, () => process.exit(0));
+  if (!first) return;
+  // A shorter drain ordered meanwhile is what closes the connections: report once every
+  // run has counted what it closed.
+  for (let seen = 0; seen < drainRuns.length; ) {
+    seen = drainRuns.length;
+    await Promise.all(drainRuns);
+  }
+  send({ type: 'unhitch:drained', forcedClosed }, () => process.exit(0));
 }
 
 process.on('message', (value: unknown, handle: unknown) => {

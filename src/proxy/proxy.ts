@@ -64,6 +64,9 @@ const FD_EXHAUSTED_LOG_INTERVAL_MS = 1000;
 const ACCEPT_BACKOFF_MIN_MS = 100;
 const ACCEPT_BACKOFF_MAX_MS = 2000;
 
+/** How long a drain waits for the connections it destroyed to report their end. */
+const DRAIN_SETTLE_MS = 1_000;
+
 export class TlsProxy {
   private readonly frontends: Frontend[] = [];
   private readonly connections = new Set<ProxiedConnection>();
@@ -387,6 +390,16 @@ export class TlsProxy {
     if (wentIdle) return { forcedClosed: 0 };
     const forcedClosed = this.activeConnections;
     this.destroy();
+    // The destroyed connections end a tick later: let them log and count their end
+    // before the caller (a worker about to exit) goes. Bounded, in case one never does.
+    let settle: NodeJS.Timeout | undefined;
+    await Promise.race([
+      idle,
+      new Promise((resolve) => {
+        settle = setTimeout(resolve, DRAIN_SETTLE_MS);
+      }),
+    ]);
+    clearTimeout(settle);
     return { forcedClosed };
   }
 

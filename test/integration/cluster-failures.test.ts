@@ -4,7 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,6 +127,77 @@ test('with log-filename, a start that fails in its first milliseconds still has 
   assert.equal(failure?.msg, 'worker could not start', JSON.stringify(lines));
   assert.equal((failure?.err as SerializedErr | undefined)?.code, 'UNHITCH_LISTEN');
   assert.match((failure?.err as SerializedErr | undefined)?.message ?? '', /EADDRINUSE/);
+});
+
+/**
+ * Connections the drain closes are logged by the worker in its last moments: it exits
+ * as soon as its "drained" message has left.
+ */
+async function lastLinesOnDrain(
+  t: { after: (fn: () => void) => void },
+  extraArgs: readonly string[],
+  ready: (unhitch: UnhitchProcess) => Promise<unknown>,
+): Promise<{ unhitch: UnhitchProcess; count: number }> {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const unhitch = startUnhitch([
+    `--frontend=[127.0.0.1]:${port}`,
+    `--backend=[127.0.0.1]:${backend.port}`,
+    '--workers=1',
+    '--log-level=debug',
+    '--drain-timeout=0',
+    ...extraArgs,
+    cert.combinedPath,
+  ]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  await ready(unhitch);
+  const count = 40;
+  const clients = await Promise.all(Array.from({ length: count }, () => connectClient(port)));
+  t.after(() => {
+    for (const client of clients) client.destroy();
+  });
+  // Every connection reached the backend: each is a live splice the drain must close.
+  await Promise.all(
+    clients.map(async (client) => {
+      client.write('x');
+      await once(client, 'data');
+    }),
+  );
+  unhitch.kill('SIGTERM');
+  assert.equal(await unhitch.exited(), 0);
+  await outputEnded(unhitch);
+  return { unhitch, count };
+}
+
+const closedByDrain = (line: UnhitchLogLine) =>
+  line.role === 'worker' && line.reason === 'shutdown';
+
+test('a worker that exits right after its drain still has its last log lines in the output', async (t) => {
+  const { unhitch, count } = await lastLinesOnDrain(t, [], (running) =>
+    running.waitForLog((line) => line.msg === 'worker ready'),
+  );
+  assert.equal(unhitch.lines.filter(closedByDrain).length, count, unhitch.text());
+});
+
+test('with log-filename, the same last lines are in the file and no worker dies on exit', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-logfile-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const logFile = join(dir, 'sub', 'unhitch.log');
+  const readLog = (): UnhitchLogLine[] =>
+    existsSync(logFile)
+      ? readFileSync(logFile, 'utf8')
+          .split('\n')
+          .filter((line) => line.startsWith('{') && line.endsWith('}'))
+          .map((line) => JSON.parse(line) as UnhitchLogLine)
+      : [];
+  const { unhitch, count } = await lastLinesOnDrain(t, [`--log-filename=${logFile}`], () =>
+    waitFor(() => readLog().some((line) => line.msg === 'worker ready'), 15_000, 'worker ready'),
+  );
+  // Before, the destination opened the file in the background and a worker exiting
+  // before that finished died of "sonic boom is not ready yet".
+  assert.doesNotMatch(unhitch.text(), /not ready|Error:/);
+  assert.equal(readLog().filter(closedByDrain).length, count);
 });
 
 test('a log-filename that cannot be opened: exit 1 with UNHITCH_LOG_FILE', async (t) => {
