@@ -109,6 +109,13 @@ export class Frontend {
   private readonly challengeServer: TlsServer | undefined;
   private readonly listener: Server;
   private readonly accepted = new WeakMap<Socket, AcceptedSocket>();
+  /**
+   * Sockets whose bytes were read before TLS: the ssl-handshake-timeout timer started at
+   * accept keeps running through the handshake (node's own would start again from zero).
+   */
+  private readonly budgets = new WeakMap<Socket, NodeJS.Timeout>();
+  /** Handshakes that budget ended: node's own report of the destroyed socket is no news. */
+  private readonly outOfBudget = new WeakSet<Socket>();
   /** Bumped by stopAccepting(): a listen() still fetching its socket then gives up. */
   private stopEpoch = 0;
 
@@ -182,6 +189,7 @@ export class Frontend {
     }
     server.on('secureConnection', (socket: TLSSocket) => {
       const parent = parentOf(socket);
+      if (parent) this.endBudget(parent);
       if (plan.rejectPresentedUnverified && !socket.authorized) {
         if (socket.getPeerX509Certificate() !== undefined) {
           // client-verify = optional and a certificate that does not verify. This runs
@@ -214,6 +222,7 @@ export class Frontend {
       const parent = parentOf(socket);
       const endpoints = parent ? this.accepted.get(parent)?.endpoints : undefined;
       socket.destroy();
+      if (parent && this.endBudget(parent)) return;
       if (parent) handlers.onHandshakeSettled(parent);
       handlers.onClientError(clientErrorReason(error, socket), error, endpoints);
     });
@@ -231,12 +240,15 @@ export class Frontend {
     });
     server.on('secureConnection', (socket: TLSSocket) => {
       const parent = parentOf(socket);
+      if (parent) this.endBudget(parent);
+      // Settled when it closes (TlsProxy watches every accepted socket's close): until
+      // then the socket is open and counts.
       socket.end();
-      if (parent) this.handlers.onHandshakeSettled(parent);
     });
     server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
       const parent = parentOf(socket);
       socket.destroy();
+      if (parent && this.endBudget(parent)) return;
       if (parent) this.handlers.onHandshakeSettled(parent);
       this.handlers.onClientError(
         clientErrorReason(error, socket),
@@ -245,6 +257,16 @@ export class Frontend {
       );
     });
     return server;
+  }
+
+  /**
+   * The handshake of a socket read before TLS ended: stop its budget. True when the budget
+   * had already run out (and the timeout was reported), so nothing more is to be said.
+   */
+  private endBudget(raw: Socket): boolean {
+    clearTimeout(this.budgets.get(raw));
+    this.budgets.delete(raw);
+    return this.outOfBudget.has(raw);
   }
 
   private noteAccepted(raw: Socket, accepted: AcceptedSocket): void {
@@ -272,7 +294,25 @@ export class Frontend {
     this.noteAccepted(raw, { acceptedAt, endpoints: socketSide });
     let receivedBytes = 0;
     let hello: Buffer = Buffer.alloc(0);
+    let tlsStarted = false;
+    // One ssl-handshake-timeout from accept to the handshake's end, whoever reads the bytes.
     const timer = setTimeout(() => {
+      if (tlsStarted) {
+        if (raw.destroyed) return; // closed in the handshake without a report (drain)
+        this.outOfBudget.add(raw);
+        // As node reports its own handshake timeout.
+        const error = Object.assign(new Error('TLS handshake timeout'), {
+          code: 'ERR_TLS_HANDSHAKE_TIMEOUT',
+        });
+        this.handlers.onHandshakeSettled(raw);
+        this.handlers.onClientError(
+          'handshake_timeout',
+          error,
+          this.accepted.get(raw)?.endpoints ?? socketSide,
+        );
+        raw.destroy();
+        return;
+      }
       const inHeader = header !== undefined;
       const error = inHeader
         ? new UnhitchError(
@@ -283,9 +323,10 @@ export class Frontend {
       fail(inHeader ? 'proxy_header_timeout' : 'handshake_timeout', error);
       raw.destroy();
     }, this.options.handshakeTimeoutMs);
-    const fail = (reason: ConnectionFailureReason, error: Error): void => {
+    /** `settle` false: the socket stays open a while (an alert lingers); its close settles it. */
+    const fail = (reason: ConnectionFailureReason, error: Error, settle = true): void => {
       cleanup();
-      this.handlers.onHandshakeSettled(raw);
+      if (settle) this.handlers.onHandshakeSettled(raw);
       this.handlers.onClientError(reason, error, this.accepted.get(raw)?.endpoints ?? socketSide);
     };
     const onError = (error: Error): void => {
@@ -321,7 +362,7 @@ export class Frontend {
     /** Whether the ClientHello must be read: to route by SNI, or to spot acme-tls/1. */
     const peeks = route !== undefined || acme !== undefined;
     const startTls = (serverIndex: number, bytes: Buffer): void => {
-      cleanup();
+      cleanup(true);
       raw.pause();
       if (bytes.length > 0) raw.unshift(bytes);
       (this.tlsServers[serverIndex] ?? this.tlsServers[0])?.emit('connection', raw);
@@ -371,7 +412,7 @@ export class Frontend {
       }
       if (acme !== undefined && offersAcmeTls(peek.alpn)) {
         if (acme.answers(peek.servername)) {
-          cleanup();
+          cleanup(true);
           raw.pause();
           raw.unshift(hello);
           this.challengeServer?.emit('connection', raw);
@@ -383,7 +424,7 @@ export class Frontend {
           'UNHITCH_ACME_CHALLENGE_REFUSED',
           `acme-tls/1 for "${peek.servername ?? ''}", which has no open ACME challenge`,
         );
-        fail('acme_challenge_refused', error);
+        fail('acme_challenge_refused', error, false);
         refuse(NO_APPLICATION_PROTOCOL_ALERT);
         return;
       }
@@ -402,12 +443,16 @@ export class Frontend {
         'UNHITCH_SNI_NOMATCH',
         `no certificate for SNI name "${peek.servername ?? ''}"`,
       );
-      fail('sni_nomatch', error);
+      fail('sni_nomatch', error, false);
       // The client closes on the alert; one that does not is not kept waiting for.
       refuse(UNRECOGNIZED_NAME_ALERT);
     };
-    const cleanup = (): void => {
-      clearTimeout(timer);
+    /** Stop reading before TLS; `tlsFollows` keeps the budget running through the handshake. */
+    const cleanup = (tlsFollows = false): void => {
+      if (tlsFollows) {
+        tlsStarted = true;
+        this.budgets.set(raw, timer);
+      } else clearTimeout(timer);
       raw.removeListener('data', onData);
       raw.removeListener('error', onError);
       raw.removeListener('end', onEnd);

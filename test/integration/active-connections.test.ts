@@ -10,7 +10,10 @@ import { get as httpGet } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
+import { DEFAULT_TLS } from '../../src/config/model.js';
+import { UNRECOGNIZED_NAME_ALERT } from '../../src/tls/client-hello.js';
 import { startBlackHole } from '../helpers/black-hole.js';
+import { captureClientHello } from '../helpers/client-hello.js';
 import { freePort } from '../helpers/ports.js';
 import {
   closeBackend,
@@ -291,4 +294,27 @@ test('proxy-proxy: drain and destroy reach a client still owing its header', asy
   await waitFor(() => proxy.proxy.activeConnections === 0, 5_000, 'socket released');
   // Destroyed by us: not reported as a client failure.
   assert.equal(proxy.log.lines.filter((line) => line.reason !== undefined).length, 0);
+});
+
+test('gauge: a client that stays open after the sni-nomatch-abort alert counts until it closes', async (t) => {
+  const backend = await startBackend(() => {});
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { tls: { ...DEFAULT_TLS, sniNomatchAbort: true } });
+  t.after(() => proxy.close());
+  const hello = await captureClientHello({ servername: 'nobody.example' });
+  // Half-open allowed: this client reads the alert and the FIN and keeps its side open.
+  const client = netConnect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+  client.on('error', () => {});
+  await once(client, 'connect');
+  const received: Buffer[] = [];
+  client.on('data', (chunk: Buffer) => received.push(chunk));
+  const ended = once(client, 'end');
+  client.write(hello);
+  await ended;
+  assert.deepEqual(Buffer.concat(received), UNRECOGNIZED_NAME_ALERT);
+  await waitFor(() => proxy.log.withReason('sni_nomatch').length === 1, 5_000, 'sni_nomatch');
+  // The proxy's socket is still open (waiting for our FIN): it is a live connection.
+  assert.equal(proxy.proxy.activeConnections, 1, 'gauge while the refused socket lingers');
+  client.end();
+  await waitFor(() => proxy.proxy.activeConnections === 0, 5_000, 'gauge back to 0');
 });

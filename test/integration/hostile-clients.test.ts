@@ -23,6 +23,7 @@ import {
   waitFor,
 } from '../helpers/proxy-fixture.js';
 import { startSingleWorker } from '../helpers/unhitch-process.js';
+import { captureClientHello } from '../helpers/client-hello.js';
 
 const HONEST_CLIENTS = 3;
 const HONEST_MIN_BYTES = 8 * 1024 * 1024;
@@ -45,27 +46,6 @@ const SLOWLORIS_GIVE_UP_MS = 20 * HANDSHAKE_TIMEOUT_MS;
 const EVENT_LOOP_LAG_ALLOWANCE_MS = 3_000;
 
 type HostileKind = 'garbage' | 'truncated-hello' | 'plaintext-http' | 'slowloris' | 'reset';
-
-/** The first flight of a real node TLS client, caught by a plain TCP listener. */
-async function captureClientHello(): Promise<Buffer> {
-  const catcher = await startBackend(() => {});
-  try {
-    const client = tlsConnect({
-      host: '127.0.0.1',
-      port: catcher.port,
-      servername: 'localhost',
-      rejectUnauthorized: false,
-    });
-    client.on('error', () => {});
-    await waitFor(() => catcher.sockets.size === 1, 5_000, 'client hello connection');
-    const [socket] = [...catcher.sockets] as [Socket];
-    const [hello] = (await once(socket, 'data')) as [Buffer];
-    client.destroy();
-    return hello;
-  } finally {
-    closeBackend(catcher);
-  }
-}
 
 /**
  * Each hostile kind connects from its own loopback address, so the proxy's log lines
