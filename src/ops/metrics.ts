@@ -54,6 +54,7 @@ export const CONNECTION_FAILURE_REASONS = [
   'fd_exhausted',
   'request_head_too_large',
   'request_invalid',
+  'client_info_invalid',
   'client_reset',
   'shutdown',
 ] as const satisfies readonly ConnectionFailureReason[];

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { ProxyProtocolMode } from '../config/model.js';
 import type { BackendConnector, BackendFailure } from './backend.js';
 import type { ConnectionFailureReason, ProxyObserver } from './events.js';
-import { ForwardedFor } from './forwarded.js';
+import { ForwardedFor, forwardedHeaderLines } from './forwarded.js';
 import type { AcceptedSocket } from './frontend.js';
 import {
   type ClientCertificateStatus,
@@ -155,6 +155,23 @@ export function proxyConnection(
     logger.debug({ client: clientLabel(), ...handshake }, 'handshake completed');
   // TCP_NODELAY and keepalive on the client socket were set at accept (Frontend).
 
+  // What the backend is told about the client is worked out before it is dialled: a client
+  // it cannot be said of (an address that is not an IP, a TLV over 64 KiB) is closed here
+  // with a reason, instead of a throw in the connect callback that would end the worker.
+  let preamble: Buffer | undefined;
+  let forwardedLines: Buffer | undefined;
+  try {
+    preamble = backendPreamble(settings, accepted, client);
+    if (settings.forwardedFor)
+      forwardedLines = forwardedHeaderLines(accepted.endpoints.sourceAddress);
+  } catch (error) {
+    // Counted until its socket is gone (close_notify + FIN, then the client's close).
+    client.on('error', () => {});
+    client.on('close', () => finish('client_info_invalid', error as Error));
+    client.destroySoon();
+    return { destroy: () => client.destroy() };
+  }
+
   // Until the splice owns the sockets, the client side is watched here.
   const earlyError = (error: Error): void => {
     backend.destroy();
@@ -176,16 +193,12 @@ export function proxyConnection(
       client.removeListener('close', earlyClose);
       observer.backendConnected(performance.now() - connectStarted);
       if (settings.keepaliveSec > 0) socket.setKeepAlive(true, settings.keepaliveSec * 1000);
-      const preamble = backendPreamble(settings, accepted, client);
       if (preamble !== undefined) socket.write(preamble);
       const preambleBytes = preamble?.length ?? 0;
       splice(client, socket, backendToClient, {
-        ...(settings.forwardedFor
-          ? {
-              clientFilter: (sink) =>
-                new ForwardedFor({ clientAddress: accepted.endpoints.sourceAddress, sink }),
-            }
-          : {}),
+        ...(forwardedLines === undefined
+          ? {}
+          : { clientFilter: (sink) => new ForwardedFor({ clientAddress: forwardedLines, sink }) }),
         onClosed: ({ failure, clientLeftAbruptly }) => {
           observer.connectionClosed({
             clientToBackendBytes: socket.bytesWritten - preambleBytes,

@@ -22,6 +22,7 @@ export type ConnectionFailureReason =
   | 'fd_exhausted' // EMFILE/ENFILE: this process is out of file descriptors
   | 'request_head_too_large' // forwarded-for: request head over the limit (431 sent)
   | 'request_invalid' // forwarded-for: not a well-formed HTTP/1.x request (400 sent)
+  | 'client_info_invalid' // what the backend is told of the client cannot be written (not an IP, TLV too long)
   | 'client_reset' // client socket error mid-stream (ECONNRESET, EPIPE)
   | 'shutdown'; // closed by drain/forced shutdown
 

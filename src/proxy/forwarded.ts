@@ -89,11 +89,18 @@ function response(status: number, text: string): Buffer {
 const TOO_LARGE_RESPONSE = response(431, 'Request Header Fields Too Large');
 const BAD_REQUEST_RESPONSE = response(400, 'Bad Request');
 
-/** '::ffff:1.2.3.4' → '1.2.3.4'; trackers then see a plain IPv4 peer. */
-function clientAddressForHeader(address: string): string {
+/**
+ * The header lines added to every request of a client at `address`; '::ffff:1.2.3.4'
+ * becomes '1.2.3.4' (trackers then see a plain IPv4 peer). Throws ForwardedHeaderError
+ * for an address that is not an IP: callers check before they connect the backend.
+ */
+export function forwardedHeaderLines(address: string): Buffer {
   const parsed = peerAddress(address);
   if (parsed === undefined) throw new ForwardedHeaderError(`not an IP address: ${address}`);
-  return ipText(parsed);
+  return Buffer.from(
+    `X-Forwarded-For: ${ipText(parsed)}\r\nX-Forwarded-Proto: https\r\n`,
+    'latin1',
+  );
 }
 
 /**
@@ -140,7 +147,8 @@ type ResponseState =
   | { readonly at: 'lost' };
 
 export interface ForwardedForOptions {
-  readonly clientAddress: string;
+  /** The client's address, or the lines forwardedHeaderLines made of it. */
+  readonly clientAddress: string | Buffer;
   readonly sink: ForwardedSink;
   readonly maxHeaderBytes?: number;
 }
@@ -165,11 +173,8 @@ export class ForwardedFor {
   #responseResumeAt = 0;
 
   constructor(options: ForwardedForOptions) {
-    const address = clientAddressForHeader(options.clientAddress);
-    this.#injected = Buffer.from(
-      `X-Forwarded-For: ${address}\r\nX-Forwarded-Proto: https\r\n`,
-      'latin1',
-    );
+    const client = options.clientAddress;
+    this.#injected = typeof client === 'string' ? forwardedHeaderLines(client) : client;
     this.#maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
     this.#sink = options.sink;
   }
