@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { sampleProcess } from '../../bench/lib/proc.js';
 import { CLIENT_ABRUPT_END_MESSAGE } from '../../src/proxy/connection.js';
+import { captureClientHello } from '../helpers/client-hello.js';
 import {
   closeBackend,
   connectClient,
@@ -23,7 +24,6 @@ import {
   waitFor,
 } from '../helpers/proxy-fixture.js';
 import { startSingleWorker } from '../helpers/unhitch-process.js';
-import { captureClientHello } from '../helpers/client-hello.js';
 
 const HONEST_CLIENTS = 3;
 const HONEST_MIN_BYTES = 8 * 1024 * 1024;
