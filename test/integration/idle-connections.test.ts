@@ -6,8 +6,10 @@
  * cleared it) must be let go once the backend has connected.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
+import { WORKER_MAX_SEMI_SPACE_MIB } from '../../src/cluster/worker-heap.js';
 import { eventually } from '../helpers/eventually.js';
 import { heapCensus } from '../helpers/heap-census.js';
 import {
@@ -45,6 +47,11 @@ test('idle connections: the worker keeps no timer of its own per proxied connect
     () => (backend.sockets.size === IDLE_CONNECTIONS ? true : undefined),
     20_000,
     `${IDLE_CONNECTIONS} backend connections`,
+  );
+  // The worker runs with the young-generation cap (the census flags do not size it).
+  assert.match(
+    readFileSync(`/proc/${workerPid}/cmdline`, 'utf8'),
+    new RegExp(`--max-semi-space-size=${WORKER_MAX_SEMI_SPACE_MIB}\0`),
   );
   const counts = await census.count(workerPid, ['TLSSocket', 'Timeout']);
   const timeouts = counts.get('Timeout') ?? 0;
