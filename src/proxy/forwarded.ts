@@ -446,6 +446,22 @@ export class ForwardedFor {
     if (this.#awaiting.length === 0) this.#sendRejection();
   }
 
+  /**
+   * The backend's FIN: no response owed will come now. A refusal waiting for them goes
+   * out at once (true: the sink's reject closes the client), unless the backend stopped in
+   * the middle of a framed response, where our answer would read as part of its body.
+   */
+  backendEnd(): boolean {
+    if (this.#rejection === undefined) return false;
+    const response = this.#response;
+    const atBoundary =
+      (response.at === 'head' && this.#responseHead.length === 0) ||
+      (response.at === 'body' && response.body.untilClose);
+    if (!atBoundary) return false;
+    this.#sendRejection();
+    return true;
+  }
+
   #upgraded(): void {
     this.#response = { at: 'tunnel' };
     this.#awaiting.length = 0;

@@ -174,6 +174,11 @@ export class BodyScanner {
     return this.#done;
   }
 
+  /** Framed by the connection's close: the sender's FIN ends it whole. */
+  get untilClose(): boolean {
+    return this.#chunk === undefined && this.#lengthLeft === Number.POSITIVE_INFINITY;
+  }
+
   /** Bytes at the start of `data` that belong to this body (all of it if it goes on). */
   consume(data: Uint8Array): number {
     if (this.#done) return 0;

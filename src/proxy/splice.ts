@@ -34,6 +34,8 @@ export interface ClientStreamFilter {
   clientData(chunk: Buffer): void;
   clientEnd(): void;
   backendData(bytes: Uint8Array): void;
+  /** The backend's FIN; true when the filter closes the client itself (a pending refusal). */
+  backendEnd(): boolean;
   /** Client bytes are being held: a backend 'drain' must not restart reading. */
   readonly holding: boolean;
   /** Client bytes read but not yet forwarded (a partial head, bytes held). */
@@ -182,7 +184,10 @@ export function splice(
     backendToClient.backedUp = false;
     backend.resume();
   });
-  relayEnd(backend, client);
+  onEnd(backend, () => {
+    if (filter?.backendEnd()) return;
+    if (!client.destroyed) client.end();
+  });
 
   client.on('error', clientError);
   backend.on('error', (error) => {

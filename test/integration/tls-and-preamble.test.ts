@@ -251,6 +251,28 @@ test('forwarded-for: a partial request head then the FIN: the backend gets the b
   );
 });
 
+test('forwarded-for: a 400 still owed when the backend closes first reaches the client, then the close', {
+  timeout: 20_000,
+}, async (t) => {
+  // Answers the first request with a body framed by its close, then sends its FIN.
+  const backend = await startBackend((socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbye'));
+    socket.resume();
+  });
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { forwardedFor: true });
+  t.after(() => proxy.close());
+  const client = await connectClient(proxy.port);
+  const reply = readAll(client);
+  client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n');
+  const text = (await reply).toString('latin1');
+  assert.match(
+    text,
+    /^HTTP\/1\.1 200 OK\r\nConnection: close\r\n\r\nbyeHTTP\/1\.1 400 Bad Request\r\n/,
+  );
+  await waitFor(() => proxy.log.withReason('request_invalid').length === 1, 5_000);
+});
+
 test('SNI: exact name, wildcard, default certificate; sni-nomatch-abort refuses unknown names', async (t) => {
   const backend = await recordingBackend();
   t.after(() => closeBackend(backend));

@@ -292,3 +292,23 @@ test('client address forms', () => {
     { code: 'UNHITCH_FORWARDED_ADDRESS' },
   );
 });
+
+test('a refusal still owed when the backend sends its FIN goes out then, after the last response', () => {
+  const { filter: f, sink } = filter();
+  client(f, 'GET /a HTTP/1.1\r\nHost: t\r\n\r\n', 'NOT HTTP\r\n\r\n');
+  assert.equal(rejectionOf(sink), undefined, 'waits for the response to /a');
+  // A response framed by the close: the FIN ends it, then the 400 follows.
+  backend(f, 'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial body');
+  assert.equal(f.backendEnd(), true);
+  assert.equal(rejectionOf(sink)?.reason, 'request_invalid');
+
+  const cut = filter();
+  client(cut.filter, 'GET /a HTTP/1.1\r\nHost: t\r\n\r\n', 'NOT HTTP\r\n\r\n');
+  backend(cut.filter, 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort');
+  assert.equal(cut.filter.backendEnd(), false, 'not inside a framed body');
+  assert.equal(rejectionOf(cut.sink), undefined);
+
+  const none = filter();
+  client(none.filter, 'GET /a HTTP/1.1\r\nHost: t\r\n\r\n');
+  assert.equal(none.filter.backendEnd(), false, 'nothing to refuse');
+});
