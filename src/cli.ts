@@ -107,7 +107,8 @@ async function run(
   });
   for (const warning of warnings) logCode(logger, warning.code, {}, warning.message);
   // Identity and unsupported-setting warnings come from the primary's services.
-  for (const warning of checked.certificateWarnings) logger.warn(warning);
+  for (const warning of checked.certificateWarnings)
+    logCode(logger, 'UNHITCH_CERTIFICATE_WARNING', {}, warning);
   // Hitch's daemonize(): chdir("/") after the config, certificates and log file are
   // open, before the pidfile is written and the workers start.
   if (reporter !== undefined) process.chdir('/');

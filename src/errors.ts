@@ -150,6 +150,12 @@ export const CODES = {
     exitStatus: null,
     level: 'error',
   },
+  UNHITCH_CERTIFICATE_WARNING: {
+    meaning:
+      'A certificate or key is used but questionable: expired, key readable by others, an SNI name overridden, no CA store to verify staples.',
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_WORKERS_FAILED: {
     meaning: 'The first generation of workers did not all start; the log says why.',
     exitStatus: EXIT_STARTUP,

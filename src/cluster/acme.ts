@@ -130,7 +130,9 @@ export class AcmeManager {
 
   /** When the stored certificate is due, or now when there is none that covers every name. */
   private scheduleFromStore(config: AcmeConfig): void {
-    const stored = storedAcmeCertificate(config, (message) => this.logger.warn(message));
+    const stored = storedAcmeCertificate(config, (message) =>
+      logCode(this.logger, 'UNHITCH_CERTIFICATE_WARNING', {}, message),
+    );
     const covers =
       stored !== undefined && config.domains.every((name) => stored.names.includes(name));
     if (!covers || stored === undefined) {

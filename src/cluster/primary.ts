@@ -72,7 +72,9 @@ class Primary {
     this.config = options.config;
     const certificates =
       options.certificates ??
-      loadCertificates(options.config, (message) => this.logger.warn(message));
+      loadCertificates(options.config, (message) =>
+        logCode(this.logger, 'UNHITCH_CERTIFICATE_WARNING', {}, message),
+      );
     this.allowedCpus = readAllowedCpus('self');
     this.supervisor = new Supervisor({
       logger: this.logger,

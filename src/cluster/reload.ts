@@ -102,8 +102,10 @@ export class Reloader {
         isRoot: process.getuid?.() === 0,
         mode: 'start',
       });
-      for (const warning of [...checked.identityWarnings, ...checked.certificateWarnings])
-        this.logger.warn(warning);
+      for (const warning of checked.identityWarnings)
+        logCode(this.logger, 'UNHITCH_IDENTITY_IGNORED', {}, warning);
+      for (const warning of checked.certificateWarnings)
+        logCode(this.logger, 'UNHITCH_CERTIFICATE_WARNING', {}, warning);
       certificates = checked.certificates;
     } catch (error) {
       logCode(

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -265,6 +266,29 @@ test('ticket-key-file cannot be written at rotation: the primary logs UNHITCH_TI
   const restored = readFileSync(keyFile);
   await waitFor(() => !readFileSync(keyFile).equals(restored), 10_000, 'the key file rewritten');
   await echoes(port);
+  unhitch.kill('SIGTERM');
+  assert.equal(await unhitch.exited(), 0);
+});
+
+test('a certificate warning in the log carries its code (a key readable by others)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-certwarn-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const pem = join(dir, 'open.pem');
+  writeFileSync(pem, readFileSync(cert.combinedPath), { mode: 0o644 });
+  chmodSync(pem, 0o644);
+  const unhitch = startUnhitch([
+    `--frontend=[127.0.0.1]:${await freePort()}`,
+    '--backend=[127.0.0.1]:9',
+    '--workers=1',
+    pem,
+  ]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  const warning = await unhitch.waitForLog((line) =>
+    /readable by group or others/.test(String(line.msg)),
+  );
+  assert.equal(warning.code, 'UNHITCH_CERTIFICATE_WARNING');
+  assert.equal(warning.level, 40);
+  await unhitch.waitForLog((line) => line.msg === 'worker ready');
   unhitch.kill('SIGTERM');
   assert.equal(await unhitch.exited(), 0);
 });
