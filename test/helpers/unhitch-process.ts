@@ -81,8 +81,9 @@ export function startUnhitch(args: readonly string[], options: StartOptions = {}
   };
   child.stdout?.on('data', onChunk);
   child.stderr?.on('data', onChunk);
-  const exit = once(child, 'exit').then(([code]) => code as number | null);
-  // 'close' comes after the last output, so a line printed just before exit is still seen.
+  // 'close' comes after the last output (and once every process holding the pipes is gone),
+  // so a line printed just before exit is in `lines` by the time exited() resolves.
+  const exit = once(child, 'close').then(([code]) => code as number | null);
   let closed = false;
   child.once('close', () => {
     closed = true;

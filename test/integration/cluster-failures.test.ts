@@ -34,15 +34,6 @@ import {
 
 const cert = makeCertificate('cluster-failures', ['localhost']);
 
-async function outputEnded(unhitch: UnhitchProcess): Promise<void> {
-  const { stdout, stderr } = unhitch.child;
-  await Promise.all(
-    [stdout, stderr].map((stream) =>
-      stream === null || stream.readableEnded ? undefined : once(stream, 'end'),
-    ),
-  );
-}
-
 interface SerializedErr {
   readonly type?: string;
   readonly message?: string;
@@ -69,7 +60,6 @@ test('a bad ecdh-curve is refused before any worker starts, as --test refuses it
   ]);
   t.after(() => unhitch.kill('SIGKILL'));
   assert.equal(await unhitch.exited(), 1);
-  await outputEnded(unhitch);
   assert.match(unhitch.text(), /Failed to set ECDH curve \[ERR_CRYPTO_OPERATION_FAILED\]/);
   assert.deepEqual(
     unhitch.lines.filter((line) => line.role === 'worker'),
@@ -90,7 +80,6 @@ test('a frontend whose address is taken: the bind Error is logged with its stack
   t.after(() => unhitch.kill('SIGKILL'));
   assert.equal(await unhitch.exited(), 1);
   // 'exit' can come before the last bytes in the pipe were read.
-  await outputEnded(unhitch);
   assert.match(unhitch.text(), /\[UNHITCH_WORKERS_FAILED\]/);
   // The primary binds every worker's socket (cluster/listen-sockets.ts): the failure is
   // its own, before the worker is told to start.
@@ -167,7 +156,6 @@ async function lastLinesOnDrain(
   );
   unhitch.kill('SIGTERM');
   assert.equal(await unhitch.exited(), 0);
-  await outputEnded(unhitch);
   return { unhitch, count };
 }
 
