@@ -17,8 +17,8 @@ import { UnhitchError } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
 import { type AcmeChallengeResponder, offersAcmeTls } from '../tls/acme-challenge.js';
 import {
+  ClientHelloReader,
   NO_APPLICATION_PROTOCOL_ALERT,
-  peekClientHello,
   UNRECOGNIZED_NAME_ALERT,
 } from '../tls/client-hello.js';
 import type { FrontendTlsPlan, TlsServerPlan } from '../tls/contexts.js';
@@ -293,7 +293,9 @@ export class Frontend {
       : undefined;
     this.noteAccepted(raw, { acceptedAt, endpoints: socketSide });
     let receivedBytes = 0;
-    let hello: Buffer = Buffer.alloc(0);
+    // Every byte from the first on, for OpenSSL; joined once, when TLS starts.
+    const helloChunks: Buffer[] = [];
+    const helloReader = new ClientHelloReader();
     let tlsStarted = false;
     // One ssl-handshake-timeout from accept to the handshake's end, whoever reads the bytes.
     const timer = setTimeout(() => {
@@ -401,10 +403,11 @@ export class Frontend {
         }
       }
       if (!peeks) return; // unreachable: no header and nothing to peek for means no reader
-      hello = hello.length === 0 ? bytes : Buffer.concat([hello, bytes]);
-      if (hello.length === 0) return;
-      const peek = peekClientHello(hello);
+      if (bytes.length === 0) return;
+      helloChunks.push(bytes);
+      const peek = helloReader.push(bytes);
       if (peek.kind === 'incomplete') return;
+      const hello = helloChunks.length === 1 ? bytes : Buffer.concat(helloChunks);
       // Not a ClientHello: OpenSSL sees it on the default server and says what it is.
       if (peek.kind === 'not-client-hello') {
         startTls(0, hello);

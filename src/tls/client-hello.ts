@@ -21,8 +21,12 @@ const RECORD_HEADER_BYTES = 5;
 /** RFC 8446 5.1: a record carries at most 2^14 bytes of plaintext. */
 const MAX_RECORD_PAYLOAD_BYTES = 16_384;
 
-/** Peeking gives up (and lets OpenSSL judge the bytes) past this many buffered bytes. */
-export const CLIENT_HELLO_PEEK_LIMIT_BYTES = 64 * 1024;
+/**
+ * Peeking gives up (and lets OpenSSL judge the bytes) past this many buffered bytes. Above
+ * OpenSSL's own bound (CLIENT_HELLO_MAX_LENGTH, 131396 bytes of message, plus record
+ * headers): a hello OpenSSL accepts is always read here, so routing never misses one.
+ */
+export const CLIENT_HELLO_PEEK_LIMIT_BYTES = 132 * 1024;
 
 export type ClientHelloPeek =
   /** More bytes are needed. */
@@ -57,33 +61,78 @@ export const NO_APPLICATION_PROTOCOL_ALERT: Buffer = Buffer.from([
 
 /** Look at what the client sent so far (everything from its first byte). */
 export function peekClientHello(data: Buffer): ClientHelloPeek {
-  if (data.length > CLIENT_HELLO_PEEK_LIMIT_BYTES) return NOT_CLIENT_HELLO;
-  // Join the handshake records' payloads until the ClientHello message is whole.
-  const payloads: Buffer[] = [];
-  let payloadBytes = 0;
-  let offset = 0;
-  for (;;) {
-    // Judge the bytes already there first: plaintext or an SSLv2 hello is known at once.
-    const headerBytes = data.length - offset;
-    if (headerBytes >= 1 && data[offset] !== CONTENT_TYPE_HANDSHAKE) return NOT_CLIENT_HELLO;
-    if (headerBytes >= 2 && data[offset + 1] !== 0x03) return NOT_CLIENT_HELLO;
-    if (headerBytes < RECORD_HEADER_BYTES) return INCOMPLETE;
-    const recordLength = data.readUInt16BE(offset + 3);
-    if (recordLength === 0 || recordLength > MAX_RECORD_PAYLOAD_BYTES) return NOT_CLIENT_HELLO;
-    const start = offset + RECORD_HEADER_BYTES;
-    const available = Math.min(recordLength, data.length - start);
-    payloads.push(data.subarray(start, start + available));
-    payloadBytes += available;
-    const joined = payloads.length === 1 ? (payloads[0] as Buffer) : Buffer.concat(payloads);
-    if (joined.length >= 1 && joined[0] !== HANDSHAKE_CLIENT_HELLO) return NOT_CLIENT_HELLO;
-    if (joined.length >= 4) {
-      const messageLength = joined.readUIntBE(1, 3);
-      if (payloadBytes >= 4 + messageLength) {
-        return parseClientHelloBody(joined.subarray(4, 4 + messageLength));
+  return new ClientHelloReader().push(data);
+}
+
+/**
+ * The same, fed as bytes arrive: each byte is looked at once, however the client cuts its
+ * records (a hello in thousands of 1-byte records must not cost thousands of re-parses).
+ */
+export class ClientHelloReader {
+  /** Bytes of the record stream not yet taken apart (a partial record header). */
+  #pending: Buffer = Buffer.alloc(0);
+  /** Payload bytes still due from the record being read. */
+  #recordLeft = 0;
+  /** Payloads of the handshake records so far, in order. */
+  readonly #payloads: Buffer[] = [];
+  #payloadBytes = 0;
+  /** The ClientHello's length with its 4-byte header, once those 4 bytes are in. */
+  #messageBytes: number | undefined;
+  #received = 0;
+  #result: ClientHelloPeek = INCOMPLETE;
+
+  push(chunk: Buffer): ClientHelloPeek {
+    if (this.#result.kind !== 'incomplete') return this.#result;
+    this.#received += chunk.length;
+    if (this.#received > CLIENT_HELLO_PEEK_LIMIT_BYTES) return this.#settle(NOT_CLIENT_HELLO);
+    let data = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    this.#pending = Buffer.alloc(0);
+    while (data.length > 0) {
+      if (this.#recordLeft === 0) {
+        // Judge the bytes already there first: plaintext or an SSLv2 hello is known at once.
+        if (data[0] !== CONTENT_TYPE_HANDSHAKE) return this.#settle(NOT_CLIENT_HELLO);
+        if (data.length >= 2 && data[1] !== 0x03) return this.#settle(NOT_CLIENT_HELLO);
+        if (data.length < RECORD_HEADER_BYTES) {
+          this.#pending = Buffer.from(data); // a copy: the socket's chunk is not ours to keep
+          return INCOMPLETE;
+        }
+        const recordLength = data.readUInt16BE(3);
+        if (recordLength === 0 || recordLength > MAX_RECORD_PAYLOAD_BYTES)
+          return this.#settle(NOT_CLIENT_HELLO);
+        this.#recordLeft = recordLength;
+        data = data.subarray(RECORD_HEADER_BYTES);
+        continue;
       }
+      const taken = data.subarray(0, Math.min(this.#recordLeft, data.length));
+      this.#recordLeft -= taken.length;
+      data = data.subarray(taken.length);
+      const result = this.#payload(taken);
+      if (result.kind !== 'incomplete') return this.#settle(result);
     }
-    if (available < recordLength) return INCOMPLETE;
-    offset = start + recordLength;
+    return INCOMPLETE;
+  }
+
+  #payload(bytes: Buffer): ClientHelloPeek {
+    this.#payloads.push(bytes);
+    this.#payloadBytes += bytes.length;
+    const first = this.#payloads[0] as Buffer;
+    if (first[0] !== HANDSHAKE_CLIENT_HELLO) return NOT_CLIENT_HELLO;
+    if (this.#messageBytes === undefined) {
+      if (this.#payloadBytes < 4) return INCOMPLETE;
+      const header = first.length >= 4 ? first : Buffer.concat(this.#payloads, 4);
+      this.#messageBytes = 4 + header.readUIntBE(1, 3);
+    }
+    if (this.#payloadBytes < this.#messageBytes) return INCOMPLETE;
+    const joined =
+      this.#payloads.length === 1 ? first : Buffer.concat(this.#payloads, this.#payloadBytes);
+    return parseClientHelloBody(joined.subarray(4, this.#messageBytes));
+  }
+
+  #settle(result: ClientHelloPeek): ClientHelloPeek {
+    this.#result = result;
+    this.#payloads.length = 0;
+    this.#pending = Buffer.alloc(0);
+    return result;
   }
 }
 

@@ -279,15 +279,39 @@ export function frontendTlsPlan(
   const defaultServer = serverFor(selector.defaultCertificate);
   for (const material of selector.certificates) serverFor(material);
   if (servers.length === 1 && !policy.sniNomatchAbort) return { servers, route: undefined };
-  return {
-    servers,
-    route: (servername) => {
-      // Hitch's sni_switch_ctx: no SNI, or no match without sni-nomatch-abort, keeps the
-      // default certificate (and so its policy).
-      if (servername === undefined) return defaultServer;
-      const material = selector.selectCertificate(servername);
-      if (material !== undefined) return serverFor(material);
-      return policy.sniNomatchAbort ? undefined : defaultServer;
-    },
+  const route = (servername: string | undefined): number | undefined => {
+    // Hitch's sni_switch_ctx: no SNI, or no match without sni-nomatch-abort, keeps the
+    // default certificate (and so its policy).
+    if (servername === undefined) return defaultServer;
+    const material = selector.selectCertificate(servername);
+    if (material !== undefined) return serverFor(material);
+    return policy.sniNomatchAbort ? undefined : defaultServer;
   };
+  // OpenSSL keeps the server's verify mode when the SNI callback swaps certificates: a
+  // handshake that reached a server other than its name's (the frontend's ClientHello
+  // peek gave up where OpenSSL did not) would get that certificate under the wrong
+  // client-certificate policy. Each server's callback serves only its own certificates.
+  const guarded = servers.map((server, index): TlsServerPlan => {
+    const select = server.options.SNICallback;
+    if (select === undefined || servers.length === 1) return server;
+    const SNICallback: typeof select = (servername, callback) => {
+      let routed: number | undefined;
+      try {
+        routed = route(servername);
+      } catch {
+        routed = defaultServer;
+      }
+      if (routed !== undefined && routed !== index) {
+        const error = new UnhitchError(
+          'UNHITCH_SNI_NOMATCH',
+          `SNI name "${servername}" belongs to another client-certificate policy`,
+        );
+        callback(error, undefined);
+        return;
+      }
+      select(servername, callback);
+    };
+    return { ...server, options: { ...server.options, SNICallback } };
+  });
+  return { servers: guarded, route };
 }

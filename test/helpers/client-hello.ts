@@ -27,3 +27,56 @@ export async function captureClientHello(options: ConnectionOptions = {}): Promi
     closeBackend(catcher);
   }
 }
+
+/**
+ * A ClientHello message (handshake header included, no record framing) naming
+ * `servername`, grown with `cipherBytes` of cipher suites and a padding extension of
+ * `paddingBytes` (RFC 7685): how a hello reaches OpenSSL's 128 KiB bound.
+ */
+export function syntheticClientHello(
+  servername: string,
+  paddingBytes: number,
+  cipherBytes = 2,
+): Buffer {
+  const name = Buffer.from(servername, 'latin1');
+  const sni = Buffer.alloc(9 + name.length);
+  sni.writeUInt16BE(0x0000, 0); // server_name
+  sni.writeUInt16BE(5 + name.length, 2);
+  sni.writeUInt16BE(3 + name.length, 4);
+  sni.writeUInt8(0, 6); // host_name
+  sni.writeUInt16BE(name.length, 7);
+  name.copy(sni, 9);
+  const padding = Buffer.alloc(4 + paddingBytes);
+  padding.writeUInt16BE(21, 0);
+  padding.writeUInt16BE(paddingBytes, 2);
+  const extensions = Buffer.concat([sni, padding]);
+  const ciphers = Buffer.alloc(2 + cipherBytes, 0x13);
+  ciphers.writeUInt16BE(cipherBytes, 0);
+  const extensionsLength = Buffer.alloc(2);
+  extensionsLength.writeUInt16BE(extensions.length, 0);
+  const body = Buffer.concat([
+    Buffer.from([3, 3]),
+    Buffer.alloc(32), // random
+    Buffer.from([0]), // session id
+    ciphers,
+    Buffer.from([1, 0]), // compression: null
+    extensionsLength,
+    extensions,
+  ]);
+  const header = Buffer.alloc(4);
+  header.writeUInt8(1, 0);
+  header.writeUIntBE(body.length, 1, 3);
+  return Buffer.concat([header, body]);
+}
+
+/** A handshake message cut into TLS records of at most `size` payload bytes. */
+export function inRecords(message: Buffer, size: number): Buffer {
+  const records: Buffer[] = [];
+  for (let at = 0; at < message.length; at += size) {
+    const part = message.subarray(at, at + size);
+    const header = Buffer.from([0x16, 0x03, 0x01, 0, 0]);
+    header.writeUInt16BE(part.length, 3);
+    records.push(header, part);
+  }
+  return Buffer.concat(records);
+}

@@ -3,7 +3,12 @@ import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'node:test';
 import { connect } from 'node:tls';
-import { peekClientHello } from '../../src/tls/client-hello.js';
+import {
+  type ClientHelloPeek,
+  ClientHelloReader,
+  peekClientHello,
+} from '../../src/tls/client-hello.js';
+import { inRecords, syntheticClientHello } from '../helpers/client-hello.js';
 
 /** The first flight of a real node:tls client (one record holding the ClientHello). */
 async function captureClientHello(
@@ -111,4 +116,43 @@ test('plaintext HTTP, SSLv2-style hellos, alerts and corrupt lengths are not Cli
   const corrupt = Buffer.from(hello);
   corrupt[5 + 4 + 34] = 0xff; // legacy_session_id length
   assert.equal(peekClientHello(corrupt).kind, 'not-client-hello');
+});
+
+test('a ClientHello over 64 KiB (OpenSSL takes up to 128 KiB) is still read, not handed on unrouted', () => {
+  const message = syntheticClientHello('big.example', 60_000, 60_000);
+  assert.ok(message.length > 64 * 1024);
+  assert.deepEqual(peekClientHello(inRecords(message, 16_384)), {
+    kind: 'client-hello',
+    servername: 'big.example',
+    alpn: [],
+  });
+});
+
+test('fed in any cuts, the reader says what one look at the whole says', () => {
+  const stream = Buffer.concat([
+    inRecords(syntheticClientHello('cut.example', 300), 7),
+    Buffer.from('application data after the hello'),
+  ]);
+  const whole = peekClientHello(stream);
+  assert.equal(whole.kind, 'client-hello');
+  for (const size of [1, 2, 3, 5, 6, 64]) {
+    const reader = new ClientHelloReader();
+    let result: ClientHelloPeek = { kind: 'incomplete' };
+    for (let at = 0; at < stream.length && result.kind === 'incomplete'; at += size) {
+      result = reader.push(stream.subarray(at, at + size));
+    }
+    assert.deepEqual(result, whole, `cuts of ${size}`);
+  }
+});
+
+test('a ClientHello in 1-byte records, fed byte by byte, costs linear work', () => {
+  // 120 KiB of 1-byte records, 20,000 of them: joining every record again on each byte
+  // (as before) took minutes; once each, milliseconds. The bound is far from both.
+  const stream = inRecords(syntheticClientHello('slow.example', 20_000), 1);
+  const reader = new ClientHelloReader();
+  const started = performance.now();
+  let result: ClientHelloPeek = { kind: 'incomplete' };
+  for (let at = 0; at < stream.length; at++) result = reader.push(stream.subarray(at, at + 1));
+  assert.equal(result.kind, 'client-hello');
+  assert.ok(performance.now() - started < 5_000, 'linear in the bytes');
 });

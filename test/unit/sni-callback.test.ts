@@ -11,6 +11,7 @@ import { DEFAULT_TLS } from '../../src/config/model.js';
 import {
   CertificateSelector,
   type FrontendTlsPolicy,
+  frontendTlsPlan,
   serverOptions,
 } from '../../src/tls/contexts.js';
 import { makeCertificate } from '../helpers/proxy-fixture.js';
@@ -84,4 +85,35 @@ test('with sni-nomatch-abort a throwing lookup refuses the handshake, nothing un
   assert.deepEqual(result.uncaught, []);
   assert.ok(result.error, 'the client sees the handshake refused');
   assert.equal(result.peer, undefined);
+});
+
+test("each client-certificate policy's server serves only its own certificates by SNI", () => {
+  // second.example requires client certificates; the default (first) does not.
+  const strict = {
+    ...second.material,
+    clientVerify: 'required' as const,
+    clientVerifyCa: first.material.cert,
+  };
+  const plan = frontendTlsPlan(
+    new CertificateSelector([strict, first.material], policy(false)),
+    policy(false),
+    undefined,
+  );
+  assert.equal(plan.servers.length, 2);
+  const routed = plan.route?.('second.example');
+  assert.equal(routed, 1);
+  const answer = (server: number, name: string): Error | null | undefined => {
+    let result: Error | null | undefined;
+    plan.servers[server]?.options.SNICallback?.(name, (error) => {
+      result = error;
+    });
+    return result;
+  };
+  // The policy-less default server must not hand out the strict certificate (OpenSSL would
+  // keep its no-client-certificate verify mode); its own name and unknown names are served.
+  assert.ok(answer(0, 'second.example') instanceof Error);
+  assert.equal(answer(0, 'first.example'), null);
+  assert.equal(answer(0, 'unknown.example'), null);
+  assert.equal(answer(1, 'second.example'), null);
+  assert.ok(answer(1, 'first.example') instanceof Error);
 });
