@@ -38,15 +38,7 @@ async function captureClientHello(
 
 /** The same handshake message cut into records of at most `size` payload bytes. */
 function refragment(record: Buffer, size: number): Buffer {
-  const payload = record.subarray(5);
-  const records: Buffer[] = [];
-  for (let at = 0; at < payload.length; at += size) {
-    const part = payload.subarray(at, at + size);
-    const header = Buffer.from([0x16, 0x03, 0x01, 0, 0]);
-    header.writeUInt16BE(part.length, 3);
-    records.push(header, part);
-  }
-  return Buffer.concat(records);
+  return inRecords(record.subarray(5), size);
 }
 
 test('SNI from a real ClientHello; every shorter prefix asks for more bytes', async () => {
