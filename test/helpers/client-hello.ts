@@ -4,6 +4,7 @@
  */
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { closeBackend, startBackend, waitFor } from './proxy-fixture.js';
 
@@ -79,4 +80,45 @@ export function inRecords(message: Buffer, size: number): Buffer {
     records.push(header, part);
   }
   return Buffer.concat(records);
+}
+
+/**
+ * A stream for `tls.connect({ socket })` over `raw` that re-cuts the client's first flight
+ * (its ClientHello record) into records of `size` payload bytes, each written on its own
+ * turn of the event loop: with TCP_NODELAY, each its own TCP segment.
+ */
+export function fragmentingSocket(raw: Socket, size: number): Duplex {
+  let first = true;
+  const stream = new Duplex({
+    write(chunk: Buffer, _encoding, callback) {
+      if (!first) {
+        raw.write(chunk, callback);
+        return;
+      }
+      first = false;
+      const records = inRecords(chunk.subarray(5), size);
+      const recordBytes = 5 + size;
+      let at = 0;
+      const next = (): void => {
+        if (at >= records.length) {
+          callback();
+          return;
+        }
+        raw.write(records.subarray(at, at + recordBytes));
+        at += recordBytes;
+        setImmediate(next);
+      };
+      next();
+    },
+    read() {},
+    final(callback) {
+      raw.end();
+      callback();
+    },
+  });
+  raw.setNoDelay(true);
+  raw.on('data', (chunk: Buffer) => stream.push(chunk));
+  raw.on('end', () => stream.push(null));
+  raw.on('error', (error) => stream.destroy(error));
+  return stream;
 }

@@ -10,6 +10,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { DEFAULT_TLS } from '../../src/config/model.js';
+import { fragmentingSocket } from '../helpers/client-hello.js';
 import {
   closeBackend,
   connectClient,
@@ -313,6 +314,36 @@ test('SNI: exact name, wildcard, default certificate; sni-nomatch-abort refuses 
     2_000,
     'sni_nomatch log line',
   );
+});
+
+test('SNI routing reads a ClientHello cut into tiny records, each in its own TCP segment', async (t) => {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const alpha = makeCertificate('alpha-fragments', ['alpha.example.com']);
+  const proxy = await startProxy(backend.port, { tls: { ...DEFAULT_TLS, sniNomatchAbort: true } }, [
+    alpha.material,
+    localhostCertificate().material,
+  ]);
+  t.after(() => proxy.close());
+  for (const size of [1, 3, 50]) {
+    const raw = netConnect(proxy.port, '127.0.0.1');
+    await once(raw, 'connect');
+    const client = tlsConnect({
+      socket: fragmentingSocket(raw, size),
+      servername: 'alpha.example.com',
+      rejectUnauthorized: false,
+    });
+    await once(client, 'secureConnect');
+    assert.equal(
+      client.getPeerCertificate().subject?.CN,
+      'alpha.example.com',
+      `${size}-byte records`,
+    );
+    client.write('ping');
+    const [echo] = (await once(client, 'data')) as [Buffer];
+    assert.equal(echo.toString(), 'ping');
+    client.destroy();
+  }
 });
 
 test('TLS 1.1 and 1.0 are refused by default; TLS 1.2 and 1.3 are accepted', async (t) => {
