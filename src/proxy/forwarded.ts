@@ -25,6 +25,7 @@ import type { ConnectionFailureReason } from './events.js';
 import {
   BodyScanner,
   bodyFraming,
+  HeadBuffer,
   HttpSyntaxError,
   listValues,
   type MessageHead,
@@ -159,8 +160,9 @@ export class ForwardedFor {
   readonly #sink: ForwardedSink;
   #client: ClientState = { at: 'head' };
   /** The head being read (leading empty lines already dropped). */
-  #head: Buffer = Buffer.alloc(0);
+  readonly #head = new HeadBuffer();
   #headResumeAt = 0;
+  #headSearched = 0;
   /** Client bytes after an upgrade request, until its answer is known. */
   #held: Buffer[] = [];
   #heldBytes = 0;
@@ -169,8 +171,9 @@ export class ForwardedFor {
   readonly #awaiting: PendingRequest[] = [];
   #rejection: ForwardedRejection | undefined;
   #response: ResponseState = { at: 'head' };
-  #responseHead: Buffer = Buffer.alloc(0);
+  readonly #responseHead = new HeadBuffer();
   #responseResumeAt = 0;
+  #responseSearched = 0;
 
   constructor(options: ForwardedForOptions) {
     const client = options.clientAddress;
@@ -210,8 +213,8 @@ export class ForwardedFor {
     if (state.at === 'rejected' || state.at === 'await-upgrade') return; // ended later
     if (this.#head.length > 0) {
       // An incomplete head: no backend acts on it as a request, so it goes as it is.
-      this.#sink.forward(this.#head);
-      this.#head = Buffer.alloc(0);
+      this.#sink.forward(this.#head.bytes);
+      this.#head.reset();
     }
     this.#sink.endBackend();
   }
@@ -249,13 +252,20 @@ export class ForwardedFor {
 
   /** Head state: buffer until the head is complete, then forward it rewritten. */
   #readHead(data: Buffer): Buffer {
-    let head = this.#head.length === 0 ? data : Buffer.concat([this.#head, data]);
+    /** Whether `head` is the buffer's own bytes (else it must be copied in to be kept). */
+    let buffered = this.#head.length > 0;
+    let head = buffered ? this.#head.append(data) : data;
     if (this.#headResumeAt === 0) {
       const skip = leadingEmptyLineBytes(head);
-      head = head.subarray(skip);
+      if (skip > 0) {
+        head = head.subarray(skip);
+        buffered = false;
+        this.#head.reset();
+        this.#headSearched = 0;
+      }
       // A lone CR may be the start of a CRLF: wait for its LF.
       if (head.length === 1 && head[0] === CR) {
-        this.#head = head;
+        if (!buffered) this.#head.append(head);
         return Buffer.alloc(0);
       }
     }
@@ -263,7 +273,7 @@ export class ForwardedFor {
       this.#reject('request_invalid', new Error('not an HTTP/1.x request'), false);
       return Buffer.alloc(0);
     }
-    const scan = scanHead(head, this.#headResumeAt);
+    const scan = scanHead(head, this.#headResumeAt, this.#headSearched);
     if (!scan.complete) {
       if (head.length > this.#maxHeaderBytes) {
         this.#reject(
@@ -272,12 +282,14 @@ export class ForwardedFor {
         );
         return Buffer.alloc(0);
       }
-      this.#head = head;
+      if (!buffered) this.#head.append(head);
       this.#headResumeAt = scan.resumeAt;
+      this.#headSearched = scan.searched;
       return Buffer.alloc(0);
     }
-    this.#head = Buffer.alloc(0);
+    this.#head.reset();
     this.#headResumeAt = 0;
+    this.#headSearched = 0;
     if (scan.end > this.#maxHeaderBytes) {
       this.#reject('request_head_too_large', new Error(`head of ${scan.end} bytes`));
       return Buffer.alloc(0);
@@ -327,8 +339,8 @@ export class ForwardedFor {
     this.#held = [];
     this.#heldBytes = 0;
     if (next === 'tunnel' && this.#head.length > 0) {
-      held.unshift(this.#head);
-      this.#head = Buffer.alloc(0);
+      held.unshift(this.#head.bytes);
+      this.#head.reset();
     }
     this.#client = { at: next };
     for (const chunk of held) this.clientData(chunk);
@@ -344,7 +356,7 @@ export class ForwardedFor {
   #reject(reason: ForwardedRejectionReason, cause: Error, now = false): void {
     const tooLarge = reason === 'request_head_too_large';
     this.#client = { at: 'rejected' };
-    this.#head = Buffer.alloc(0);
+    this.#head.reset();
     this.#held = [];
     this.#sink.holdClient(true);
     this.#rejection = {
@@ -385,20 +397,25 @@ export class ForwardedFor {
         if (state.body.done) this.#responseComplete();
         continue;
       }
-      // Copied: `bytes` is the socket's read buffer, reused by the next read.
-      const head = Buffer.concat([this.#responseHead, data]);
-      const scan = scanHead(head, this.#responseResumeAt);
+      const buffered = this.#responseHead.length > 0;
+      const head = buffered
+        ? this.#responseHead.append(data)
+        : Buffer.from(data.buffer, data.byteOffset, data.length);
+      const scan = scanHead(head, this.#responseResumeAt, this.#responseSearched);
       if (!scan.complete) {
         if (head.length > MAX_RESPONSE_HEAD_BYTES) {
           this.#lose(new Error(`response head over ${MAX_RESPONSE_HEAD_BYTES} bytes`));
           return;
         }
-        this.#responseHead = head;
+        // Copied: `bytes` is the socket's read buffer, reused by the next read.
+        if (!buffered) this.#responseHead.append(head);
         this.#responseResumeAt = scan.resumeAt;
+        this.#responseSearched = scan.searched;
         return;
       }
-      this.#responseHead = Buffer.alloc(0);
+      this.#responseHead.reset();
       this.#responseResumeAt = 0;
+      this.#responseSearched = 0;
       this.#responseHeadSeen(head.subarray(0, scan.end));
       data = head.subarray(scan.end);
     }

@@ -34,20 +34,28 @@ export class HttpSyntaxError extends Error {
 
 export type HeadScan =
   | { readonly complete: true; readonly end: number }
-  | { readonly complete: false; readonly resumeAt: number };
+  | {
+      readonly complete: false;
+      /** Where the unfinished line starts. */
+      readonly resumeAt: number;
+      /** Bytes already searched for its LF (a long line is not searched again). */
+      readonly searched: number;
+    };
 
 /**
  * Where the head that starts at data[0] ends (just past its empty line). `resumeAt`, from
  * the previous incomplete scan of the same growing buffer, skips the lines already seen.
  */
-export function scanHead(data: Buffer, resumeAt = 0): HeadScan {
+export function scanHead(data: Buffer, resumeAt = 0, searched = resumeAt): HeadScan {
   let lineStart = resumeAt;
+  let searchFrom = Math.max(searched, resumeAt);
   for (;;) {
-    const lf = data.indexOf(LF, lineStart);
-    if (lf === -1) return { complete: false, resumeAt: lineStart };
+    const lf = data.indexOf(LF, searchFrom);
+    if (lf === -1) return { complete: false, resumeAt: lineStart, searched: data.length };
     const contentLength = lf - lineStart - (lf > lineStart && data[lf - 1] === CR ? 1 : 0);
     if (contentLength === 0 && lineStart > 0) return { complete: true, end: lf + 1 };
     lineStart = lf + 1;
+    searchFrom = lineStart;
   }
 }
 
@@ -142,6 +150,44 @@ export function bodyFraming(head: MessageHead, isRequest: boolean): BodyFraming 
     return bytes === 0 ? { kind: 'none' } : { kind: 'length', bytes };
   }
   return isRequest ? { kind: 'none' } : { kind: 'until-close' };
+}
+
+/**
+ * A head arriving in pieces, appended in place into spare capacity that doubles: a head
+ * sent a byte at a time (1-byte TLS records) costs linear copying, not a copy of all of it
+ * per byte. Bytes before `length` are never written again, so a view stays valid; reset()
+ * drops the store instead of reusing it.
+ */
+export class HeadBuffer {
+  #store: Buffer = Buffer.alloc(0);
+  #length = 0;
+
+  get length(): number {
+    return this.#length;
+  }
+
+  /** The bytes so far (a view, not a copy). */
+  get bytes(): Buffer {
+    return this.#store.subarray(0, this.#length);
+  }
+
+  /** Appends a copy of `data`; returns the bytes so far. */
+  append(data: Uint8Array): Buffer {
+    const length = this.#length + data.length;
+    if (length > this.#store.length) {
+      const grown = Buffer.allocUnsafe(Math.max(256, length * 2));
+      this.#store.copy(grown, 0, 0, this.#length);
+      this.#store = grown;
+    }
+    this.#store.set(data, this.#length);
+    this.#length = length;
+    return this.bytes;
+  }
+
+  reset(): void {
+    this.#store = Buffer.alloc(0);
+    this.#length = 0;
+  }
 }
 
 /** Longest chunk-size line (size, extensions) or trailer line we wait for. */
