@@ -292,7 +292,11 @@ function runStart(configPath: string, cwd: string, logFile: string | undefined):
   });
 }
 
-test('--test exits 0 iff a real start of the same hitch.conf gets its workers listening', async (t) => {
+// 400 runs of the binary: about 100 s of CPU, so a loaded machine needs more than the
+// suite's 120 s default.
+test('--test exits 0 iff a real start of the same hitch.conf gets its workers listening', {
+  timeout: 600_000,
+}, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-equiv-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const fx = makeFixtures(dir);
