@@ -48,7 +48,13 @@ export function backendFailureReason(error: NodeJS.ErrnoException): ConnectionFa
  * `buffer[0, nread)`, valid only during the call; return false to stop reading (node
  * resumes on `socket.resume()`).
  */
-export type BackendReadCallback = (nread: number, buffer: Uint8Array) => boolean;
+export type BackendReadCallback = (this: Socket, nread: number, buffer: Uint8Array) => boolean;
+
+/** What becomes of a connect: one of the two is called (see BackendConnector.connect). */
+export interface BackendHandler {
+  backendConnected(): void;
+  backendFailed(failure: BackendFailure): void;
+}
 
 /**
  * One read buffer for every backend socket of the process: libuv fills it for one socket
@@ -63,16 +69,11 @@ export class BackendConnector {
   constructor(readonly target: BackendTarget) {}
 
   /**
-   * Starts a connection. Exactly one of the first two callbacks runs, unless the caller
-   * destroys the returned socket first; `onRead` gets the backend's bytes (there are no
-   * 'data' events). allowHalfOpen: a backend's FIN must not close our writing side towards
-   * it (half-close is relayed, not collapsed).
+   * A backend socket, not yet connected: `onRead` gets its bytes (there are no 'data'
+   * events), called with the socket as `this`. allowHalfOpen: a backend's FIN must not
+   * close our writing side towards it (half-close is relayed, not collapsed).
    */
-  connect(
-    onConnected: (socket: Socket) => void,
-    onFailed: (failure: BackendFailure) => void,
-    onRead: BackendReadCallback,
-  ): Socket {
+  socket(onRead: BackendReadCallback): Socket {
     // node's Socket constructor takes `onread` and `noDelay` (net.connect passes them
     // there); @types/node only declares them on the connect options, where socket.connect()
     // ignores noDelay: given there, the backend leg silently kept Nagle's algorithm.
@@ -81,7 +82,14 @@ export class BackendConnector {
       noDelay: true,
       onread: { buffer: BACKEND_READ_BUFFER, callback: onRead },
     };
-    const socket = new Socket(socketOptions);
+    return new Socket(socketOptions);
+  }
+
+  /**
+   * Connects `socket` (from `socket()`). Exactly one of the handler's methods runs, unless
+   * the caller destroys the socket first.
+   */
+  connect(socket: Socket, handler: BackendHandler): void {
     let settled = false;
     const timer = setTimeout(() => {
       const error = new UnhitchError(
@@ -95,7 +103,7 @@ export class BackendConnector {
       settled = true;
       clearTimeout(timer);
       socket.destroy();
-      onFailed({ reason: backendFailureReason(error), error });
+      handler.backendFailed({ reason: backendFailureReason(error), error });
     };
     const clearTimer = (): void => clearTimeout(timer);
     socket.once('error', fail);
@@ -107,7 +115,7 @@ export class BackendConnector {
       // scope (the cleared Timeout, the callbacks) for as long as the connection lasts.
       socket.removeListener('error', fail);
       socket.removeListener('close', clearTimer);
-      onConnected(socket);
+      handler.backendConnected();
     });
     socket.once('close', clearTimer);
 
@@ -122,7 +130,6 @@ export class BackendConnector {
         ...(localAddress === undefined ? {} : { localAddress }),
       });
     }
-    return socket;
   }
 
   private pickSource(): string | undefined {

@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ProxyProtocolMode } from '../config/model.js';
-import type { BackendConnector, BackendFailure } from './backend.js';
+import type { BackendConnector, BackendFailure, BackendHandler } from './backend.js';
 import type { ConnectionFailureReason, ProxyObserver } from './events.js';
 import { ForwardedFor, forwardedHeaderLines } from './forwarded.js';
 import type { AcceptedSocket } from './frontend.js';
@@ -16,7 +16,7 @@ import {
   encodeProxyV2,
   type ProxyEndpoints,
 } from './proxy-protocol.js';
-import { BackendToClient, splice } from './splice.js';
+import { backendRead, Splice, type SpliceEnd } from './splice.js';
 import { encodeWriteIp } from './write-ip.js';
 
 export interface ConnectionSettings {
@@ -39,6 +39,8 @@ export interface ConnectionDeps {
   readonly logger: Logger;
   /** Out of file descriptors: the owner backs off accepting and logs for all of them. */
   readonly onFdExhausted: () => void;
+  /** Called once per connection, when it is over (both sockets closed). */
+  readonly connectionDone: (connection: ProxiedConnection) => void;
 }
 
 /** The debug line of a client reset that lost nothing (see SpliceEnd): a normal hang-up. */
@@ -108,43 +110,29 @@ function clientCertificate(
   };
 }
 
+/** The client as logs name it: built only when a line is logged (most connections never log). */
+function clientLabel(accepted: AcceptedSocket): string {
+  return `${accepted.endpoints.sourceAddress}:${accepted.endpoints.sourcePort}`;
+}
+
+/** Counts (and logs) a connection's failure; the owner is told of fd exhaustion. */
+function reportFailure(
+  deps: ConnectionDeps,
+  accepted: AcceptedSocket,
+  reason: ConnectionFailureReason,
+  error: Error | undefined,
+): void {
+  deps.observer.connectionFailed(reason);
+  if (reason === 'fd_exhausted') deps.onFdExhausted();
+  else deps.logger.warn({ reason, client: clientLabel(accepted), err: error }, 'connection failed');
+}
+
 export function proxyConnection(
   client: TLSSocket,
   accepted: AcceptedSocket,
   deps: ConnectionDeps,
-  onDone: () => void,
 ): ProxiedConnection {
   const { observer, logger, settings } = deps;
-  // Built only when a line is logged: most connections never log.
-  const clientLabel = (): string =>
-    `${accepted.endpoints.sourceAddress}:${accepted.endpoints.sourcePort}`;
-  let finished = false;
-  // Set when we tear the pair down ourselves, so the log blames the shutdown, not the client.
-  let forcedReason: ConnectionFailureReason | undefined;
-  const finish = (
-    failureReason: ConnectionFailureReason | undefined,
-    error: Error | undefined,
-  ): void => {
-    if (finished) return;
-    finished = true;
-    const reason = forcedReason ?? failureReason;
-    if (reason === 'fd_exhausted') {
-      observer.connectionFailed(reason);
-      deps.onFdExhausted();
-    } else if (reason !== undefined) {
-      observer.connectionFailed(reason);
-      logger.warn(
-        {
-          reason,
-          client: clientLabel(),
-          err: error,
-        },
-        'connection failed',
-      );
-    }
-    onDone();
-  };
-
   const handshake = {
     resumed: client.isSessionReused(),
     protocol: client.getProtocol() ?? 'unknown',
@@ -152,7 +140,7 @@ export function proxyConnection(
   };
   observer.handshakeCompleted(handshake);
   if (logger.isLevelEnabled('debug'))
-    logger.debug({ client: clientLabel(), ...handshake }, 'handshake completed');
+    logger.debug({ client: clientLabel(accepted), ...handshake }, 'handshake completed');
   // TCP_NODELAY and keepalive on the client socket were set at accept (Frontend).
 
   // What the backend is told about the client is worked out before it is dialled: a client
@@ -165,72 +153,110 @@ export function proxyConnection(
     if (settings.forwardedFor)
       forwardedLines = forwardedHeaderLines(accepted.endpoints.sourceAddress);
   } catch (error) {
-    // Counted until its socket is gone (close_notify + FIN, then the client's close).
+    // A rare path: closures are fine here. Counted until its socket is gone
+    // (close_notify + FIN, then the client's close).
+    const refused: ProxiedConnection = { destroy: () => client.destroy() };
     client.on('error', () => {});
-    client.on('close', () => finish('client_info_invalid', error as Error));
+    client.on('close', () => {
+      reportFailure(deps, accepted, 'client_info_invalid', error as Error);
+      deps.connectionDone(refused);
+    });
     client.destroySoon();
-    return { destroy: () => client.destroy() };
+    return refused;
+  }
+  return new ProxiedPair(client, accepted, deps, preamble, forwardedLines);
+}
+
+/**
+ * A client whose handshake is done and its backend, from the backend's dial to the close
+ * of both sockets: one object per connection (see Splice for why).
+ */
+class ProxiedPair extends Splice implements ProxiedConnection, BackendHandler {
+  private finished = false;
+  /** Set when we tear the pair down ourselves, so the log blames the shutdown, not the client. */
+  private shutDown = false;
+  /** Until the backend connects; then only its length is kept (preambleBytes). */
+  private preamble: Buffer | undefined;
+  private preambleBytes = 0;
+  private readonly connectStarted = performance.now();
+
+  constructor(
+    client: TLSSocket,
+    private readonly accepted: AcceptedSocket,
+    private readonly deps: ConnectionDeps,
+    preamble: Buffer | undefined,
+    private readonly forwardedLines: Buffer | undefined,
+  ) {
+    super(client, deps.connector.socket(backendRead));
+    this.preamble = preamble;
+    deps.connector.connect(this.backend, this);
   }
 
-  // Until the splice owns the sockets, the client side is watched here.
-  const earlyError = (error: Error): void => {
-    backend.destroy();
-    client.destroy();
-    finish('client_reset', error);
-  };
-  const earlyClose = (): void => {
-    backend.destroy();
-    finish(undefined, undefined);
-  };
-  client.on('error', earlyError);
-  client.on('close', earlyClose); // emitted once: on() spares once()'s wrapper
+  backendConnected(): void {
+    const { deps, backend, preamble, forwardedLines } = this;
+    deps.observer.backendConnected(performance.now() - this.connectStarted);
+    if (deps.settings.keepaliveSec > 0)
+      backend.setKeepAlive(true, deps.settings.keepaliveSec * 1000);
+    if (preamble !== undefined) {
+      backend.write(preamble);
+      this.preambleBytes = preamble.length;
+      this.preamble = undefined;
+    }
+    this.startSplice(
+      forwardedLines === undefined
+        ? undefined
+        : (sink) => new ForwardedFor({ clientAddress: forwardedLines, sink }),
+    );
+  }
 
-  const connectStarted = performance.now();
-  const backendToClient = new BackendToClient();
-  const backend: Socket = deps.connector.connect(
-    (socket) => {
-      client.removeListener('error', earlyError);
-      client.removeListener('close', earlyClose);
-      observer.backendConnected(performance.now() - connectStarted);
-      if (settings.keepaliveSec > 0) socket.setKeepAlive(true, settings.keepaliveSec * 1000);
-      if (preamble !== undefined) socket.write(preamble);
-      const preambleBytes = preamble?.length ?? 0;
-      splice(client, socket, backendToClient, {
-        ...(forwardedLines === undefined
-          ? {}
-          : { clientFilter: (sink) => new ForwardedFor({ clientAddress: forwardedLines, sink }) }),
-        onClosed: ({ failure, clientLeftAbruptly }) => {
-          observer.connectionClosed({
-            clientToBackendBytes: socket.bytesWritten - preambleBytes,
-            backendToClientBytes: socket.bytesRead,
-          });
-          if (clientLeftAbruptly !== undefined) {
-            // A normal end for WebSocket clients and load generators: counted, not warned.
-            observer.clientLeftAbruptly();
-            logger.debug(
-              { client: clientLabel(), err: clientLeftAbruptly },
-              CLIENT_ABRUPT_END_MESSAGE,
-            );
-          }
-          finish(failure?.reason, failure?.error);
-        },
-      });
-    },
-    (failure: BackendFailure) => {
-      client.removeListener('close', earlyClose);
-      // A clean TLS close (close_notify + FIN) rather than a reset: the client learns
-      // the connection is over, not that the network broke.
-      client.destroySoon();
-      finish(failure.reason, failure.error);
-    },
-    backendToClient.onRead,
-  );
+  backendFailed(failure: BackendFailure): void {
+    // A clean TLS close (close_notify + FIN) rather than a reset: the client learns the
+    // connection is over, not that the network broke.
+    this.client.destroySoon();
+    this.finish(failure.reason, failure.error);
+  }
 
-  return {
-    destroy() {
-      forcedReason = 'shutdown';
-      client.destroy();
-      backend.destroy();
-    },
-  };
+  protected clientLostEarly(error: Error | undefined): void {
+    this.backend.destroy();
+    if (error === undefined) {
+      this.finish(undefined, undefined);
+      return;
+    }
+    this.client.destroy();
+    this.finish('client_reset', error);
+  }
+
+  protected spliceClosed({ failure, clientLeftAbruptly }: SpliceEnd): void {
+    const { deps, backend } = this;
+    deps.observer.connectionClosed({
+      clientToBackendBytes: backend.bytesWritten - this.preambleBytes,
+      backendToClientBytes: backend.bytesRead,
+    });
+    if (clientLeftAbruptly !== undefined) {
+      // A normal end for WebSocket clients and load generators: counted, not warned.
+      deps.observer.clientLeftAbruptly();
+      deps.logger.debug(
+        { client: clientLabel(this.accepted), err: clientLeftAbruptly },
+        CLIENT_ABRUPT_END_MESSAGE,
+      );
+    }
+    this.finish(failure?.reason, failure?.error);
+  }
+
+  destroy(): void {
+    this.shutDown = true;
+    this.client.destroy();
+    this.backend.destroy();
+  }
+
+  private finish(
+    failureReason: ConnectionFailureReason | undefined,
+    error: Error | undefined,
+  ): void {
+    if (this.finished) return;
+    this.finished = true;
+    const reason = this.shutDown ? 'shutdown' : failureReason;
+    if (reason !== undefined) reportFailure(this.deps, this.accepted, reason, error);
+    this.deps.connectionDone(this);
+  }
 }

@@ -83,6 +83,8 @@ export class TlsProxy {
   private acceptPaused: NodeJS.Timeout | undefined;
   private stopped = false;
   private idleWaiters: Array<() => void> = [];
+  /** 'close' listener of every accepted socket. */
+  private readonly rawClosed: (this: Socket) => void;
 
   private constructor(
     private config: ProxyConfig,
@@ -120,6 +122,16 @@ export class TlsProxy {
       observer: this.observer,
       logger,
       onFdExhausted: () => this.fdExhausted(),
+      connectionDone: (connection) => {
+        this.connections.delete(connection);
+        this.checkIdle();
+      },
+    };
+    const settle = (raw: Socket): void => this.handshakeSettled(raw);
+    // A listener function shared by every accepted socket (`this` is the socket): a closure
+    // per socket was kept for the connection's life (bench/PERF-STEPS.md, Node 24 memory).
+    this.rawClosed = function (this: Socket): void {
+      settle(this);
     };
   }
 
@@ -278,7 +290,7 @@ export class TlsProxy {
     this.opening.add(raw);
     // Whatever path the handshake takes, a closed socket is no longer opening: the count
     // (and the active-connections gauge read from it) cannot keep a dead socket.
-    raw.on('close', () => this.handshakeSettled(raw)); // emitted once: on() spares once()'s wrapper
+    raw.on('close', this.rawClosed); // emitted once: on() spares once()'s wrapper
   }
 
   private handshakeSettled(raw: Socket): void {
@@ -289,11 +301,7 @@ export class TlsProxy {
     socket: Parameters<typeof proxyConnection>[0],
     accepted: Parameters<typeof proxyConnection>[1],
   ): void {
-    const connection = proxyConnection(socket, accepted, this.connectionDeps, () => {
-      this.connections.delete(connection);
-      this.checkIdle();
-    });
-    this.connections.add(connection);
+    this.connections.add(proxyConnection(socket, accepted, this.connectionDeps));
   }
 
   /**

@@ -8,7 +8,7 @@
  */
 import type { Socket } from 'node:net';
 import type { ConnectionFailureReason } from './events.js';
-import type { ForwardedSink } from './forwarded.js';
+import type { ForwardedRejection, ForwardedSink } from './forwarded.js';
 
 export interface SpliceFailure {
   readonly reason: ConnectionFailureReason;
@@ -42,42 +42,99 @@ export interface ClientStreamFilter {
   readonly pendingBytes: number;
 }
 
-export interface SpliceOptions {
-  /** Built with the splice's sink; sees every client byte and every backend byte. */
-  readonly clientFilter?: (sink: ForwardedSink) => ClientStreamFilter;
-  /** Called once, after both sockets have closed. */
-  readonly onClosed: (end: SpliceEnd) => void;
+/**
+ * After a client's reset with nothing queued here, how long the backend may take to close
+ * on our FIN before the end is called complete anyway (the connection stays counted).
+ */
+const RESET_JUDGING_MS = 1_000;
+
+/** Where a socket's listeners find their splice: set on both sockets of the pair. */
+const SPLICE = Symbol('unhitch.splice');
+type SplicedSocket = Socket & { [SPLICE]: Splice };
+
+function spliceOf(socket: Socket): Splice {
+  return (socket as SplicedSocket)[SPLICE];
 }
 
 /**
- * Backend → client for a backend socket created with `onread` (see BackendConnector): the
- * read callback exists before the socket connects, the client is attached once the splice
- * starts. Backend bytes cannot arrive before that: reading starts after 'connect', whose
- * handler starts the splice synchronously.
+ * One client's sockets and everything the relay between them needs, in one object.
+ *
+ * Memory: an idle connection keeps this object and nothing else of ours. The sockets'
+ * listeners are the module's shared functions below, which find the splice through the
+ * socket (`this` of a listener is its emitter; `onread` calls back with the socket too);
+ * per-connection closures and their contexts cost about 1.6 KiB per idle connection
+ * (bench/PERF-STEPS.md, Node 24 memory). State of rare paths (a client's reset being
+ * judged, a failure) is a field left undefined until then.
+ *
+ * Before `startSplice()` the backend is being dialled: the client's 'error' and 'close'
+ * go to `clientLostEarly()`; the subclass owns that phase (connection.ts).
  */
-export class BackendToClient {
-  private client: Socket | undefined;
+export abstract class Splice implements ForwardedSink {
   /** Bytes handed to client.write: with client.bytesWritten, what never left this process. */
-  handedBytes = 0;
+  private handedBytes = 0;
   /** The client's last write hit its high-water mark and no 'drain' came since. */
-  backedUp = false;
-  private observe: ((bytes: Uint8Array) => void) | undefined;
+  private backedUp = false;
+  private spliced = false;
+  /** Sockets of the pair still open: the end is reported when the last one closes. */
+  private open = 2;
+  private filter: ClientStreamFilter | undefined = undefined;
+  protected failure: SpliceFailure | undefined = undefined;
+  protected clientLeftAbruptly: Error | undefined = undefined;
   /**
-   * Set while a client that reset is being judged (see splice): backend bytes that arrive
-   * then could no longer be delivered. Without it reading stops once the client is gone.
+   * Set while a client that reset is being judged (see onClientError): backend bytes that
+   * arrive then could no longer be delivered.
    */
-  onUndeliverable: ((bytes: number) => void) | undefined;
-  /** Hand this to BackendConnector.connect. */
-  readonly onRead = (nread: number, buffer: Uint8Array): boolean => {
+  private judging: NodeJS.Timeout | undefined = undefined;
+
+  constructor(
+    readonly client: Socket,
+    readonly backend: Socket,
+  ) {
+    (client as SplicedSocket)[SPLICE] = this;
+    (backend as SplicedSocket)[SPLICE] = this;
+    client.on('error', clientError);
+    client.on('close', clientClose); // emitted once: on() spares once()'s wrapper
+  }
+
+  /** The client errored (`error`) or closed (undefined) before the splice started. */
+  protected abstract clientLostEarly(error: Error | undefined): void;
+
+  /** Called once, after both sockets have closed. */
+  protected abstract spliceClosed(end: SpliceEnd): void;
+
+  /**
+   * The backend is connected: relay both ways. `makeFilter` (forwarded-for) sees every
+   * client byte and every backend byte and decides what the backend gets.
+   */
+  protected startSplice(makeFilter?: (sink: ForwardedSink) => ClientStreamFilter): void {
+    this.spliced = true;
+    const { client, backend } = this;
+    this.filter = makeFilter?.(this);
+    client.on('data', this.filter === undefined ? clientData : clientDataFiltered);
+    backend.on('drain', backendDrain);
+    onEnd(client, clientEnd);
+    // The backend's bytes come through its read callback: a full client write buffer makes
+    // that return false (node stops reading); 'drain' starts reading again.
+    client.on('drain', clientDrain);
+    onEnd(backend, backendEnd);
+    backend.on('error', backendError);
+    backend.on('close', backendClose);
+  }
+
+  /** Backend → client (`backendRead`, the backend socket's `onread` callback). */
+  onBackendRead(nread: number, buffer: Uint8Array): boolean {
+    // Backend bytes cannot arrive before the splice: reading starts after 'connect', whose
+    // handler starts the splice synchronously.
+    if (!this.spliced) return false;
     const client = this.client;
-    if (client === undefined) return false;
     if (client.destroyed) {
-      if (this.onUndeliverable === undefined) return false;
-      this.onUndeliverable(nread);
+      // Without a judging client reset, reading stops once the client is gone.
+      if (this.judging === undefined) return false;
+      this.judged(true);
       return true;
     }
-    if (this.observe !== undefined) {
-      this.observe(buffer.subarray(0, nread));
+    if (this.filter !== undefined) {
+      this.filter.backendData(buffer.subarray(0, nread));
       if (client.destroyed) return false;
     }
     this.handedBytes += nread;
@@ -86,164 +143,207 @@ export class BackendToClient {
     const accepted = client.write(Buffer.from(buffer.subarray(0, nread)));
     if (!accepted) this.backedUp = true;
     return accepted;
-  };
-
-  /** `observe` sees each read before it is written (it must copy what it keeps). */
-  attach(client: Socket, observe?: (bytes: Uint8Array) => void): void {
-    this.client = client;
-    this.observe = observe;
   }
-}
 
-/**
- * After a client's reset with nothing queued here, how long the backend may take to close
- * on our FIN before the end is called complete anyway (the connection stays counted).
- */
-const RESET_JUDGING_MS = 1_000;
+  onFilteredClientData(chunk: Buffer): void {
+    this.filter?.clientData(chunk);
+  }
 
-export function splice(
-  client: Socket,
-  backend: Socket,
-  backendToClient: BackendToClient,
-  options: SpliceOptions,
-): void {
-  let failure: SpliceFailure | undefined;
-  let clientLeftAbruptly: Error | undefined;
-  let open = 2;
-  const fail = (reason: ConnectionFailureReason, error: Error | undefined): void => {
-    failure ??= { reason, error };
-    client.destroy();
-    backend.destroy();
-  };
-  const closed = (): void => {
-    open -= 1;
-    if (open === 0) options.onClosed({ failure, clientLeftAbruptly });
-  };
-  const clientError = (error: NodeJS.ErrnoException): void => {
-    if (failure !== undefined || clientLeftAbruptly !== undefined) return;
+  onClientDrain(): void {
+    this.backedUp = false;
+    this.backend.resume();
+  }
+
+  onBackendDrain(): void {
+    if (!this.filter?.holding) this.client.resume();
+  }
+
+  onClientEnd(): void {
+    if (this.filter !== undefined) this.filter.clientEnd();
+    else if (!this.backend.destroyed) this.backend.end();
+  }
+
+  onBackendEnd(): void {
+    if (this.filter?.backendEnd()) return;
+    if (!this.client.destroyed) this.client.end();
+  }
+
+  onClientError(error: NodeJS.ErrnoException): void {
+    if (!this.spliced) {
+      this.clientLostEarly(error);
+      return;
+    }
+    if (this.failure !== undefined || this.clientLeftAbruptly !== undefined) return;
+    const { client, backend } = this;
     const reset = error.code === 'ECONNRESET' || error.code === 'EPIPE';
     // Bytes still on their way would be lost: that is a real failure. The client socket is
     // already destroyed (its write buffer emptied), so its side is judged by what it was
     // handed and whether it was keeping up; bytes the kernel had already taken cannot be
     // seen from here.
     const inFlight =
-      backendToClient.backedUp ||
-      backendToClient.handedBytes > client.bytesWritten ||
+      this.backedUp ||
+      this.handedBytes > client.bytesWritten ||
       backend.writableLength > 0 ||
-      (filter?.pendingBytes ?? 0) > 0;
+      (this.filter?.pendingBytes ?? 0) > 0;
     if (!reset || inFlight) {
-      fail('client_reset', error);
+      this.fail('client_reset', error);
       return;
     }
     // Nothing queued here, but the backend may have been mid-answer with bytes already in
     // the kernel. Tell it the client is gone (FIN) and listen: a byte that still arrives
     // was lost, so the reset came mid-stream; the backend closing (or a quiet bound)
     // without one means the exchange was complete.
-    clientLeftAbruptly = error;
-    const judged = (lost: boolean): void => {
-      clearTimeout(bound);
-      backendToClient.onUndeliverable = undefined;
-      if (lost) {
-        clientLeftAbruptly = undefined;
-        failure ??= { reason: 'client_reset', error };
-      }
-      backend.destroy();
-    };
-    const bound = setTimeout(() => judged(false), RESET_JUDGING_MS);
-    backendToClient.onUndeliverable = () => judged(true);
-    backend.once('close', () => clearTimeout(bound));
+    this.clientLeftAbruptly = error;
+    this.judging = setTimeout(judgedQuiet, RESET_JUDGING_MS, this);
     if (!backend.destroyed) backend.end();
-  };
+  }
 
-  const filter = options.clientFilter?.({
-    forward: (bytes) => {
-      if (!backend.write(bytes)) client.pause();
-    },
-    endBackend: () => {
-      if (!backend.destroyed) backend.end();
-    },
-    holdClient: (hold) => {
-      if (hold) client.pause();
-      else client.resume();
-    },
-    reject: (rejection) => {
-      // The client gets the HTTP answer, then close_notify + FIN; the backend is done.
-      failure ??= { reason: rejection.reason, error: rejection.error };
-      backend.destroy();
-      client.write(rejection.response);
-      client.destroySoon();
-    },
-    lost: (error) => fail('backend_error', error),
-  });
-  if (filter === undefined) relay(client, backend);
-  else relayThrough(client, backend, filter);
-  // The backend's bytes come through its read callback: a full client write buffer makes
-  // that return false (node stops reading); 'drain' starts reading again.
-  backendToClient.attach(client, filter && ((bytes) => filter.backendData(bytes)));
-  client.on('drain', () => {
-    backendToClient.backedUp = false;
-    backend.resume();
-  });
-  onEnd(backend, () => {
-    if (filter?.backendEnd()) return;
-    if (!client.destroyed) client.end();
-  });
+  /** The reset being judged lost backend bytes (`lost`), or the backend stayed quiet. */
+  judged(lost: boolean): void {
+    clearTimeout(this.judging);
+    this.judging = undefined;
+    const error = this.clientLeftAbruptly;
+    if (lost && error !== undefined) {
+      this.clientLeftAbruptly = undefined;
+      this.failure ??= { reason: 'client_reset', error };
+    }
+    this.backend.destroy();
+  }
 
-  client.on('error', clientError);
-  backend.on('error', (error) => {
+  onBackendError(error: Error): void {
     // While a client's reset is judged the backend was sent a FIN on a dead pair; its
     // errors then (a reset of its own) are no news.
-    if (clientLeftAbruptly === undefined) fail('backend_error', error);
-    else backend.destroy();
-  });
-  // on, not once, for events a socket emits at most once ('close', 'end'): once() wraps
-  // each listener in a closure of its own, kept for the connection's life (bench/PERF-STEPS).
-  // Once a failure is set the pair is already being torn down (or, after a rejection,
-  // the client is still being told why): a close then is its consequence, not news.
-  const endedOnPurpose = (): boolean => failure !== undefined || clientLeftAbruptly !== undefined;
-  client.on('close', () => {
-    if (!endedOnPurpose() && !finishedBothWays(client)) fail('client_reset', undefined);
-    closed();
-  });
-  backend.on('close', () => {
-    if (!endedOnPurpose() && !finishedBothWays(backend)) fail('backend_error', undefined);
-    closed();
-  });
+    if (this.clientLeftAbruptly === undefined) this.fail('backend_error', error);
+    else this.backend.destroy();
+  }
+
+  onClientClose(): void {
+    if (!this.spliced) {
+      this.clientLostEarly(undefined);
+      return;
+    }
+    if (!this.endedOnPurpose() && !finishedBothWays(this.client))
+      this.fail('client_reset', undefined);
+    this.closed();
+  }
+
+  onBackendClose(): void {
+    clearTimeout(this.judging);
+    if (!this.endedOnPurpose() && !finishedBothWays(this.backend))
+      this.fail('backend_error', undefined);
+    this.closed();
+  }
+
+  // ForwardedSink: the filter's decisions (forwarded-for).
+  forward(bytes: Buffer): void {
+    if (!this.backend.write(bytes)) this.client.pause();
+  }
+
+  endBackend(): void {
+    if (!this.backend.destroyed) this.backend.end();
+  }
+
+  holdClient(hold: boolean): void {
+    if (hold) this.client.pause();
+    else this.client.resume();
+  }
+
+  reject(rejection: ForwardedRejection): void {
+    // The client gets the HTTP answer, then close_notify + FIN; the backend is done.
+    this.failure ??= { reason: rejection.reason, error: rejection.error };
+    this.backend.destroy();
+    this.client.write(rejection.response);
+    this.client.destroySoon();
+  }
+
+  lost(error: Error): void {
+    this.fail('backend_error', error);
+  }
+
+  private fail(reason: ConnectionFailureReason, error: Error | undefined): void {
+    this.failure ??= { reason, error };
+    this.client.destroy();
+    this.backend.destroy();
+  }
+
+  /**
+   * Once a failure is set the pair is already being torn down (or, after a rejection, the
+   * client is still being told why): a close then is its consequence, not news.
+   */
+  private endedOnPurpose(): boolean {
+    return this.failure !== undefined || this.clientLeftAbruptly !== undefined;
+  }
+
+  private closed(): void {
+    this.open -= 1;
+    if (this.open === 0)
+      this.spliceClosed({ failure: this.failure, clientLeftAbruptly: this.clientLeftAbruptly });
+  }
+}
+
+// The sockets' listeners, shared by every connection (`this` is the emitting socket).
+// on, not once, for events a socket emits at most once ('close', 'end'): once() wraps each
+// listener in a closure of its own, kept for the connection's life.
+
+/** Hand this to BackendConnector.socket(): the backend's bytes, straight from its reads. */
+export function backendRead(this: Socket, nread: number, buffer: Uint8Array): boolean {
+  return spliceOf(this).onBackendRead(nread, buffer);
+}
+
+/** Client → backend without a filter: a minimal pipe() without its per-chunk bookkeeping. */
+function clientData(this: Socket, chunk: Buffer): void {
+  if (!spliceOf(this).backend.write(chunk)) this.pause();
+}
+
+function clientDataFiltered(this: Socket, chunk: Buffer): void {
+  spliceOf(this).onFilteredClientData(chunk);
+}
+
+function clientDrain(this: Socket): void {
+  spliceOf(this).onClientDrain();
+}
+
+function backendDrain(this: Socket): void {
+  spliceOf(this).onBackendDrain();
+}
+
+function clientEnd(this: Socket): void {
+  spliceOf(this).onClientEnd();
+}
+
+function backendEnd(this: Socket): void {
+  spliceOf(this).onBackendEnd();
+}
+
+function clientError(this: Socket, error: NodeJS.ErrnoException): void {
+  spliceOf(this).onClientError(error);
+}
+
+function backendError(this: Socket, error: Error): void {
+  spliceOf(this).onBackendError(error);
+}
+
+function clientClose(this: Socket): void {
+  spliceOf(this).onClientClose();
+}
+
+function backendClose(this: Socket): void {
+  spliceOf(this).onBackendClose();
+}
+
+function judgedQuiet(splice: Splice): void {
+  splice.judged(false);
 }
 
 function finishedBothWays(socket: Socket): boolean {
   return socket.readableEnded && socket.writableFinished;
 }
 
-/** One direction: a minimal pipe() without its per-chunk bookkeeping. */
-function relay(from: Socket, to: Socket): void {
-  from.on('data', (chunk: Buffer) => {
-    if (!to.write(chunk)) from.pause();
-  });
-  to.on('drain', () => from.resume());
-  relayEnd(from, to);
-}
-
-/** Client → backend through a filter, which forwards (and ends) through its sink. */
-function relayThrough(client: Socket, backend: Socket, filter: ClientStreamFilter): void {
-  client.on('data', (chunk: Buffer) => filter.clientData(chunk));
-  backend.on('drain', () => {
-    if (!filter.holding) client.resume();
-  });
-  onEnd(client, () => filter.clientEnd());
-}
-
-function relayEnd(from: Socket, to: Socket): void {
-  onEnd(from, () => {
-    if (!to.destroyed) to.end();
-  });
-}
-
 /**
  * A client may send its FIN while the backend is still connecting: with nothing buffered
  * node emits 'end' before anyone listens, and the backend must still hear about it.
  */
-function onEnd(socket: Socket, then: () => void): void {
-  if (socket.readableEnded) then();
-  else socket.on('end', then); // on: see the 'close' listeners above
+function onEnd(socket: Socket, then: (this: Socket) => void): void {
+  if (socket.readableEnded) then.call(socket);
+  else socket.on('end', then);
 }

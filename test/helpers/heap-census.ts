@@ -20,7 +20,17 @@ export interface HeapCensus {
   readonly nodeOptions: string;
   /** Asks `pid` for a snapshot and counts the objects whose constructor is in `names`. */
   count(pid: number, names: readonly string[], timeoutMs?: number): Promise<Map<string, number>>;
+  /**
+   * Asks `pid` for a snapshot and sums its nodes' self sizes: `total`, and per kind
+   * (`object:Constructor`, `closure:name`, or the node type: `hidden`, `array`, ...).
+   */
+  tally(pid: number, timeoutMs?: number): Promise<HeapTally>;
   cleanup(): void;
+}
+
+export interface HeapTally {
+  readonly totalBytes: number;
+  readonly byKind: Map<string, { count: number; bytes: number }>;
 }
 
 interface HeapSnapshotFile {
@@ -40,30 +50,60 @@ export function heapCensus(): HeapCensus {
     dir,
     nodeOptions: `--heapsnapshot-signal=${SNAPSHOT_SIGNAL} --diagnostic-dir=${dir}`,
     async count(pid, names, timeoutMs = 30_000) {
-      const before = new Set(readdirSync(dir));
-      process.kill(pid, SNAPSHOT_SIGNAL);
-      let parsed: HeapSnapshotFile | undefined;
-      // The file appears when writing starts: it is complete once it parses.
-      await waitFor(
-        () => {
-          const file = readdirSync(dir).find(
-            (name) => !before.has(name) && name.includes(`.${pid}.`),
-          );
-          if (file === undefined) return false;
-          try {
-            parsed = JSON.parse(readFileSync(join(dir, file), 'utf8')) as HeapSnapshotFile;
-            return true;
-          } catch {
-            return false;
-          }
-        },
-        timeoutMs,
-        `a heap snapshot from ${pid}`,
-      );
-      return countByName(parsed as HeapSnapshotFile, names);
+      return countByName(await snapshot(dir, pid, timeoutMs), names);
+    },
+    async tally(pid, timeoutMs = 30_000) {
+      return tallyBySize(await snapshot(dir, pid, timeoutMs));
     },
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+async function snapshot(dir: string, pid: number, timeoutMs: number): Promise<HeapSnapshotFile> {
+  const before = new Set(readdirSync(dir));
+  process.kill(pid, SNAPSHOT_SIGNAL);
+  let parsed: HeapSnapshotFile | undefined;
+  // The file appears when writing starts: it is complete once it parses.
+  await waitFor(
+    () => {
+      const file = readdirSync(dir).find((name) => !before.has(name) && name.includes(`.${pid}.`));
+      if (file === undefined) return false;
+      try {
+        parsed = JSON.parse(readFileSync(join(dir, file), 'utf8')) as HeapSnapshotFile;
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    timeoutMs,
+    `a heap snapshot from ${pid}`,
+  );
+  return parsed as HeapSnapshotFile;
+}
+
+function tallyBySize(file: HeapSnapshotFile): HeapTally {
+  const fields = file.snapshot.meta.node_fields;
+  const stride = fields.length;
+  const typeField = fields.indexOf('type');
+  const nameField = fields.indexOf('name');
+  const sizeField = fields.indexOf('self_size');
+  const types = file.snapshot.meta.node_types[0];
+  const byKind = new Map<string, { count: number; bytes: number }>();
+  let totalBytes = 0;
+  for (let offset = 0; offset < file.nodes.length; offset += stride) {
+    const type = types[file.nodes[offset + typeField] as number] as string;
+    const bytes = file.nodes[offset + sizeField] as number;
+    totalBytes += bytes;
+    const kind =
+      type === 'object' || type === 'closure'
+        ? `${type}:${file.strings[file.nodes[offset + nameField] as number]}`
+        : type;
+    const entry = byKind.get(kind) ?? { count: 0, bytes: 0 };
+    entry.count += 1;
+    entry.bytes += bytes;
+    byKind.set(kind, entry);
+  }
+  return { totalBytes, byKind };
 }
 
 function countByName(file: HeapSnapshotFile, names: readonly string[]): Map<string, number> {

@@ -73,8 +73,8 @@ for (const [name, settings, code] of CASES) {
             observer: { ...NOOP_OBSERVER, connectionFailed: (reason) => failures.push(reason) },
             logger: log.logger,
             onFdExhausted: () => {},
+            connectionDone: () => resolve(),
           },
-          resolve,
         );
       });
     });
