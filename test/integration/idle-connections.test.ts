@@ -22,7 +22,7 @@ import { startSingleWorker } from '../helpers/unhitch-process.js';
 
 const IDLE_CONNECTIONS = 300;
 
-test('idle connections: the worker keeps no timer of its own per proxied connection', {
+test('idle connections: the worker keeps no timer and few closures of its own per proxied connection', {
   timeout: 60_000,
 }, async (t) => {
   const backend = await startBackend((socket) => socket.on('error', () => {}));
@@ -42,7 +42,12 @@ test('idle connections: the worker keeps no timer of its own per proxied connect
   t.after(() => {
     for (const client of clients) client.destroy();
   });
-  for (let i = 0; i < IDLE_CONNECTIONS; i++) clients.push(await connectClient(port));
+  // One connection before the first snapshot: code and caches built by the first one are
+  // then in both, and the difference is what the other connections keep.
+  clients.push(await connectClient(port));
+  await eventually(() => (backend.sockets.size === 1 ? true : undefined), 20_000, 'one backend');
+  const before = await census.tally(workerPid);
+  for (let i = 1; i < IDLE_CONNECTIONS; i++) clients.push(await connectClient(port));
   await eventually(
     () => (backend.sockets.size === IDLE_CONNECTIONS ? true : undefined),
     20_000,
@@ -65,4 +70,21 @@ test('idle connections: the worker keeps no timer of its own per proxied connect
     timeouts < IDLE_CONNECTIONS * 1.5,
     `${timeouts} Timeout objects for ${IDLE_CONNECTIONS} idle connections`,
   );
+
+  // Closures per idle connection: node's own (TLSSocket's, a few) plus ours. The data plane
+  // keeps one ProxiedPair per connection and shares its listener functions; when each
+  // listener was a closure over the connection, an idle connection kept at least 24 closures
+  // and 15 contexts (bench/PERF-STEPS.md, Node 24 memory), 9 and 7 since.
+  const after = await census.tally(workerPid);
+  const added = (prefix: string): number => {
+    let count = 0;
+    for (const [kind, entry] of after.byKind)
+      if (kind.startsWith(prefix)) count += entry.count - (before.byKind.get(kind)?.count ?? 0);
+    return count / (IDLE_CONNECTIONS - 1);
+  };
+  const closures = added('closure:');
+  const pairs = added('object:ProxiedPair');
+  t.diagnostic(`per idle connection: ${closures.toFixed(2)} closures, ${pairs.toFixed(2)} pairs`);
+  assert.ok(pairs > 0.99 && pairs < 1.01, `${pairs} ProxiedPair objects per connection`);
+  assert.ok(closures < 14, `${closures.toFixed(2)} closures per idle connection`);
 });
