@@ -52,7 +52,8 @@ export type BackendReadCallback = (this: Socket, nread: number, buffer: Uint8Arr
 
 /** What becomes of a connect: one of the two is called (see BackendConnector.connect). */
 export interface BackendHandler {
-  backendConnected(): void;
+  /** Connected after `connectMs` (monotonic). */
+  backendConnected(connectMs: number): void;
   backendFailed(failure: BackendFailure): void;
 }
 
@@ -90,6 +91,7 @@ export class BackendConnector {
    * the caller destroys the socket first.
    */
   connect(socket: Socket, handler: BackendHandler): void {
+    const started = performance.now();
     let settled = false;
     const timer = setTimeout(() => {
       const error = new UnhitchError(
@@ -115,7 +117,7 @@ export class BackendConnector {
       // scope (the cleared Timeout, the callbacks) for as long as the connection lasts.
       socket.removeListener('error', fail);
       socket.removeListener('close', clearTimer);
-      handler.backendConnected();
+      handler.backendConnected(performance.now() - started);
     });
     socket.once('close', clearTimer);
 

@@ -172,13 +172,13 @@ export function proxyConnection(
  * of both sockets: one object per connection (see Splice for why).
  */
 class ProxiedPair extends Splice implements ProxiedConnection, BackendHandler {
-  private finished = false;
-  /** Set when we tear the pair down ourselves, so the log blames the shutdown, not the client. */
-  private shutDown = false;
-  /** Until the backend connects; then only its length is kept (preambleBytes). */
-  private preamble: Buffer | undefined;
-  private preambleBytes = 0;
-  private readonly connectStarted = performance.now();
+  /**
+   * 'shutdown' when we tear the pair down ourselves, so the log blames the shutdown, not
+   * the client; 'finished' once the end is reported.
+   */
+  private ending: 'shutdown' | 'finished' | undefined = undefined;
+  /** The bytes the backend gets first, until they are written; then their count. */
+  private preamble: Buffer | number;
 
   constructor(
     client: TLSSocket,
@@ -188,19 +188,18 @@ class ProxiedPair extends Splice implements ProxiedConnection, BackendHandler {
     private readonly forwardedLines: Buffer | undefined,
   ) {
     super(client, deps.connector.socket(backendRead));
-    this.preamble = preamble;
+    this.preamble = preamble ?? 0;
     deps.connector.connect(this.backend, this);
   }
 
-  backendConnected(): void {
+  backendConnected(connectMs: number): void {
     const { deps, backend, preamble, forwardedLines } = this;
-    deps.observer.backendConnected(performance.now() - this.connectStarted);
+    deps.observer.backendConnected(connectMs);
     if (deps.settings.keepaliveSec > 0)
       backend.setKeepAlive(true, deps.settings.keepaliveSec * 1000);
-    if (preamble !== undefined) {
+    if (typeof preamble !== 'number') {
       backend.write(preamble);
-      this.preambleBytes = preamble.length;
-      this.preamble = undefined;
+      this.preamble = preamble.length;
     }
     this.startSplice(
       forwardedLines === undefined
@@ -229,7 +228,9 @@ class ProxiedPair extends Splice implements ProxiedConnection, BackendHandler {
   protected spliceClosed({ failure, clientLeftAbruptly }: SpliceEnd): void {
     const { deps, backend } = this;
     deps.observer.connectionClosed({
-      clientToBackendBytes: backend.bytesWritten - this.preambleBytes,
+      // Written at connect, so a count by now (the splice starts at connect).
+      clientToBackendBytes:
+        backend.bytesWritten - (typeof this.preamble === 'number' ? this.preamble : 0),
       backendToClientBytes: backend.bytesRead,
     });
     if (clientLeftAbruptly !== undefined) {
@@ -244,7 +245,7 @@ class ProxiedPair extends Splice implements ProxiedConnection, BackendHandler {
   }
 
   destroy(): void {
-    this.shutDown = true;
+    this.ending ??= 'shutdown';
     this.client.destroy();
     this.backend.destroy();
   }
@@ -253,9 +254,9 @@ class ProxiedPair extends Splice implements ProxiedConnection, BackendHandler {
     failureReason: ConnectionFailureReason | undefined,
     error: Error | undefined,
   ): void {
-    if (this.finished) return;
-    this.finished = true;
-    const reason = this.shutDown ? 'shutdown' : failureReason;
+    if (this.ending === 'finished') return;
+    const reason = this.ending === 'shutdown' ? 'shutdown' : failureReason;
+    this.ending = 'finished';
     if (reason !== undefined) reportFailure(this.deps, this.accepted, reason, error);
     this.deps.connectionDone(this);
   }

@@ -294,7 +294,11 @@ export class TlsProxy {
   }
 
   private handshakeSettled(raw: Socket): void {
-    if (this.opening.delete(raw)) this.checkIdle();
+    if (!this.opening.delete(raw)) return;
+    // Its close is no news any more (a secure connection is counted as a connection): node
+    // listens to 'close' too, so ours kept a listener array per connection (PERF-STEPS).
+    raw.removeListener('close', this.rawClosed);
+    this.checkIdle();
   }
 
   private secured(

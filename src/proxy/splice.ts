@@ -50,6 +50,19 @@ const RESET_JUDGING_MS = 1_000;
 
 /** Where a socket's listeners find their splice: set on both sockets of the pair. */
 const SPLICE = Symbol('unhitch.splice');
+
+// Splice.flags: the pair's yes/no state in one field (each field is 8 bytes per connection).
+/** The backend connected and the relay runs. */
+const SPLICED = 1;
+/** The client's last write hit its high-water mark and no 'drain' came since. */
+const CLIENT_BACKED_UP = 2;
+/** 'drain' listeners, added at the first write that hits the high-water mark: most
+ * connections never need one, and each listener grows the socket's event table. */
+const WATCHING_CLIENT_DRAIN = 4;
+const WATCHING_BACKEND_DRAIN = 8;
+/** The end is reported when both sockets have closed. */
+const CLIENT_CLOSED = 16;
+const BACKEND_CLOSED = 32;
 type SplicedSocket = Socket & { [SPLICE]: Splice };
 
 function spliceOf(socket: Socket): Splice {
@@ -64,7 +77,8 @@ function spliceOf(socket: Socket): Splice {
  * socket (`this` of a listener is its emitter; `onread` calls back with the socket too);
  * per-connection closures and their contexts cost about 1.6 KiB per idle connection
  * (bench/PERF-STEPS.md, Node 24 memory). State of rare paths (a client's reset being
- * judged, a failure) is a field left undefined until then.
+ * judged, a failure) is a field left undefined until then; 'drain' is listened to from the
+ * first full write buffer on.
  *
  * Before `startSplice()` the backend is being dialled: the client's 'error' and 'close'
  * go to `clientLostEarly()`; the subclass owns that phase (connection.ts).
@@ -72,11 +86,7 @@ function spliceOf(socket: Socket): Splice {
 export abstract class Splice implements ForwardedSink {
   /** Bytes handed to client.write: with client.bytesWritten, what never left this process. */
   private handedBytes = 0;
-  /** The client's last write hit its high-water mark and no 'drain' came since. */
-  private backedUp = false;
-  private spliced = false;
-  /** Sockets of the pair still open: the end is reported when the last one closes. */
-  private open = 2;
+  private flags = 0;
   private filter: ClientStreamFilter | undefined = undefined;
   protected failure: SpliceFailure | undefined = undefined;
   protected clientLeftAbruptly: Error | undefined = undefined;
@@ -107,15 +117,14 @@ export abstract class Splice implements ForwardedSink {
    * client byte and every backend byte and decides what the backend gets.
    */
   protected startSplice(makeFilter?: (sink: ForwardedSink) => ClientStreamFilter): void {
-    this.spliced = true;
+    this.flags |= SPLICED;
     const { client, backend } = this;
     this.filter = makeFilter?.(this);
-    client.on('data', this.filter === undefined ? clientData : clientDataFiltered);
-    backend.on('drain', backendDrain);
-    onEnd(client, clientEnd);
+    // Client → backend: a full backend write buffer pauses the client until its 'drain'.
     // The backend's bytes come through its read callback: a full client write buffer makes
-    // that return false (node stops reading); 'drain' starts reading again.
-    client.on('drain', clientDrain);
+    // that return false (node stops reading); the client's 'drain' starts reading again.
+    client.on('data', this.filter === undefined ? clientData : clientDataFiltered);
+    onEnd(client, clientEnd);
     onEnd(backend, backendEnd);
     backend.on('error', backendError);
     backend.on('close', backendClose);
@@ -125,7 +134,7 @@ export abstract class Splice implements ForwardedSink {
   onBackendRead(nread: number, buffer: Uint8Array): boolean {
     // Backend bytes cannot arrive before the splice: reading starts after 'connect', whose
     // handler starts the splice synchronously.
-    if (!this.spliced) return false;
+    if ((this.flags & SPLICED) === 0) return false;
     const client = this.client;
     if (client.destroyed) {
       // Without a judging client reset, reading stops once the client is gone.
@@ -141,7 +150,13 @@ export abstract class Splice implements ForwardedSink {
     // Copied out (a slice of node's small-buffer pool below 4 KiB) because the read buffer
     // is reused by the next read while a queued write would still point into it.
     const accepted = client.write(Buffer.from(buffer.subarray(0, nread)));
-    if (!accepted) this.backedUp = true;
+    if (!accepted) {
+      this.flags |= CLIENT_BACKED_UP;
+      if ((this.flags & WATCHING_CLIENT_DRAIN) === 0) {
+        this.flags |= WATCHING_CLIENT_DRAIN;
+        client.on('drain', clientDrain);
+      }
+    }
     return accepted;
   }
 
@@ -149,8 +164,21 @@ export abstract class Splice implements ForwardedSink {
     this.filter?.clientData(chunk);
   }
 
+  /** The backend's write buffer is full: stop reading the client until it drains. */
+  private pauseClient(): void {
+    this.client.pause();
+    if ((this.flags & WATCHING_BACKEND_DRAIN) === 0) {
+      this.flags |= WATCHING_BACKEND_DRAIN;
+      this.backend.on('drain', backendDrain);
+    }
+  }
+
+  onClientData(chunk: Buffer): void {
+    if (!this.backend.write(chunk)) this.pauseClient();
+  }
+
   onClientDrain(): void {
-    this.backedUp = false;
+    this.flags &= ~CLIENT_BACKED_UP;
     this.backend.resume();
   }
 
@@ -169,7 +197,7 @@ export abstract class Splice implements ForwardedSink {
   }
 
   onClientError(error: NodeJS.ErrnoException): void {
-    if (!this.spliced) {
+    if ((this.flags & SPLICED) === 0) {
       this.clientLostEarly(error);
       return;
     }
@@ -181,7 +209,7 @@ export abstract class Splice implements ForwardedSink {
     // handed and whether it was keeping up; bytes the kernel had already taken cannot be
     // seen from here.
     const inFlight =
-      this.backedUp ||
+      (this.flags & CLIENT_BACKED_UP) !== 0 ||
       this.handedBytes > client.bytesWritten ||
       backend.writableLength > 0 ||
       (this.filter?.pendingBytes ?? 0) > 0;
@@ -218,25 +246,25 @@ export abstract class Splice implements ForwardedSink {
   }
 
   onClientClose(): void {
-    if (!this.spliced) {
+    if ((this.flags & SPLICED) === 0) {
       this.clientLostEarly(undefined);
       return;
     }
     if (!this.endedOnPurpose() && !finishedBothWays(this.client))
       this.fail('client_reset', undefined);
-    this.closed();
+    this.closed(CLIENT_CLOSED);
   }
 
   onBackendClose(): void {
     clearTimeout(this.judging);
     if (!this.endedOnPurpose() && !finishedBothWays(this.backend))
       this.fail('backend_error', undefined);
-    this.closed();
+    this.closed(BACKEND_CLOSED);
   }
 
   // ForwardedSink: the filter's decisions (forwarded-for).
   forward(bytes: Buffer): void {
-    if (!this.backend.write(bytes)) this.client.pause();
+    if (!this.backend.write(bytes)) this.pauseClient();
   }
 
   endBackend(): void {
@@ -274,9 +302,9 @@ export abstract class Splice implements ForwardedSink {
     return this.failure !== undefined || this.clientLeftAbruptly !== undefined;
   }
 
-  private closed(): void {
-    this.open -= 1;
-    if (this.open === 0)
+  private closed(side: typeof CLIENT_CLOSED | typeof BACKEND_CLOSED): void {
+    this.flags |= side;
+    if ((this.flags & (CLIENT_CLOSED | BACKEND_CLOSED)) === (CLIENT_CLOSED | BACKEND_CLOSED))
       this.spliceClosed({ failure: this.failure, clientLeftAbruptly: this.clientLeftAbruptly });
   }
 }
@@ -292,7 +320,7 @@ export function backendRead(this: Socket, nread: number, buffer: Uint8Array): bo
 
 /** Client → backend without a filter: a minimal pipe() without its per-chunk bookkeeping. */
 function clientData(this: Socket, chunk: Buffer): void {
-  if (!spliceOf(this).backend.write(chunk)) this.pause();
+  spliceOf(this).onClientData(chunk);
 }
 
 function clientDataFiltered(this: Socket, chunk: Buffer): void {
