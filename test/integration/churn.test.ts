@@ -36,6 +36,7 @@ const MiB = 1024 * 1024;
  * is taken last: once a process has written a heap snapshot, V8 keeps tracking object ids
  * and its RSS moves differently, so no snapshot may precede the RSS samples.
  */
+// idle-connections.test.ts counts one of each per live connection: the names are right.
 const PER_CONNECTION_OBJECTS = ['TLSSocket', 'ProxiedPair'];
 
 test('churn: ~20 s of short connections through 1 worker; no fd, object or RSS growth left', {
