@@ -2,7 +2,6 @@
  * One client from its finished TLS handshake to the close of both sockets: connect the
  * backend, write the PROXY/write-ip preamble, splice, report once.
  */
-import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ProxyProtocolMode } from '../config/model.js';
