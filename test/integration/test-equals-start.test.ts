@@ -240,6 +240,8 @@ function runTest(configPath: string): Promise<Outcome> {
     child.stderr.on('data', (chunk: Buffer) => {
       output += chunk.toString('utf8');
     });
+    // A spawn that fails (e.g. its directory is gone) emits 'error' and may never 'close'.
+    child.on('error', (err) => resolve({ ok: false, output: `${output}${err.message}` }));
     child.on('close', (status) => resolve({ ok: status === 0, output }));
   });
 }
@@ -283,12 +285,17 @@ function runStart(configPath: string, cwd: string, logFile: string | undefined):
               child.kill('SIGTERM');
             }
           }, 25);
-    child.on('close', () => {
+    const settle = (): void => {
       clearTimeout(timer);
       clearInterval(logWatch);
       if (logFile !== undefined && existsSync(logFile)) output += readFileSync(logFile, 'utf8');
       resolve({ ok: listened, output, timedOut });
+    };
+    child.on('error', (err) => {
+      output += err.message;
+      settle();
     });
+    child.on('close', settle);
   });
 }
 
@@ -304,7 +311,9 @@ test('--test exits 0 iff a real start of the same hitch.conf gets its workers li
   const results: Array<{ test: Outcome; start: Outcome; config: string }> = [];
   const queue = shapes.map((shape, index) => ({ shape, index }));
   const work = async (): Promise<void> => {
-    for (let item = queue.shift(); item !== undefined; item = queue.shift()) {
+    // Once the test has ended (a timeout too), start nothing more: its directory is gone
+    // and a run left going would keep this file's process alive.
+    for (let item = queue.shift(); item !== undefined && !t.signal.aborted; item = queue.shift()) {
       // A port taken by someone else between freePort() and the bind, or a start with no
       // verdict in time on a loaded machine, is not a disagreement: try again.
       for (let attempt = 0; ; attempt++) {
@@ -318,6 +327,7 @@ test('--test exits 0 iff a real start of the same hitch.conf gets its workers li
         const logFile = /^log-filename = "(.*)"$/m.exec(config)?.[1];
         const started = await runStart(configPath, runDir, logFile);
         const noVerdict = started.timedOut === true || /EADDRINUSE/.test(started.output);
+        if (t.signal.aborted) return;
         if (!started.ok && noVerdict && attempt < 3) continue;
         results.push({ test: checked, start: started, config });
         break;
