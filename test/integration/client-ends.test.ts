@@ -12,7 +12,6 @@ import { type TestContext, test } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import WebSocket, { WebSocketServer } from 'ws';
 import { createWorkerMetrics } from '../../src/ops/metrics.js';
-import { CLIENT_ABRUPT_END_MESSAGE } from '../../src/proxy/connection.js';
 import {
   closeBackend,
   type RunningProxy,

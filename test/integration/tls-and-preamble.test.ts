@@ -242,7 +242,7 @@ test('forwarded-for: a request head over 16 KiB gets 431 and a close; the backen
 test('forwarded-for: a partial request head then the FIN: the backend gets the bytes, then EOF', {
   timeout: 20_000,
 }, async (t) => {
-  const { backend, proxy, client } = await forwardingPair(t);
+  const { backend, client } = await forwardingPair(t);
   client.resume();
   client.end('GET /announce HTTP/1.1\r\nHost: tra');
   await waitFor(() => backend.received.length === 1, 5_000, 'backend connection');
