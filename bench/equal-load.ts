@@ -12,11 +12,11 @@
  * Messages: wt-load with --announce-rate (announces/s round-robin over the connections);
  * handshakes: the handshake client with --rate. The ratio lines come from the highest load.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtinBackend, type RunningBackend, startBackend } from './lib/backends.js';
 import { listFlag, numberFlag } from './lib/cli-args.js';
 import { runBench } from './lib/harness.js';
+import { loadAverage } from './lib/machine.js';
 import { runMeasuredChild } from './lib/measured-child.js';
 import {
   measureInTurns,
@@ -71,14 +71,6 @@ interface HandshakeResult {
   readonly handshakesPerSecond: number;
   readonly failures: number;
   readonly missed?: number;
-}
-
-function loadAverage(): string {
-  try {
-    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-  } catch {
-    return 'unknown';
-  }
 }
 
 runBench({

@@ -13,8 +13,8 @@
  * The last three make backend timeouts likely: a short listen backlog and an event loop that
  * stalls (a tracker that accepts slowly) drop SYNs, so the proxy's connect waits for the
  * kernel's retransmission (1 s, then 3 s, …) — past a short backend-connect-timeout (unhitch's
- * flag, HAProxy's `timeout connect`; Hitch 1.7.2 has no such option: its connects wait for the
- * kernel to give up).
+ * flag, HAProxy's `timeout connect`; the installed Hitch 1.7.2 rejects both the flag and the
+ * config key, so it keeps its built-in timeout, which it logs as "backend connect timeout").
  * --ramp-interval-ms=0 opens every connection at once (the fastest ramp this client makes);
  * larger values pace them. One worker runs on --proxy-cpu; more run on every CPU (--multi-cpu).
  */
@@ -29,6 +29,7 @@ import {
 } from './lib/backends.js';
 import { listFlag, numberFlag } from './lib/cli-args.js';
 import { runBench } from './lib/harness.js';
+import { loadAverage } from './lib/machine.js';
 import { runMeasuredChild } from './lib/measured-child.js';
 import { freePort } from './lib/ports.js';
 import { isShuttingDown } from './lib/processes.js';
@@ -50,6 +51,8 @@ function hardOpenFilesLimit(): number {
   }
 }
 
+/** Above this share of the proxy CPU taken by other processes a row is flagged as noisy. */
+const NOISY_OTHER_LOAD_PERCENT = 10;
 /** Descriptors kept back from the limit for everything but the connections. */
 const SPARE_FILES = 512;
 
@@ -117,6 +120,8 @@ runBench({
     const backlog = flags.get('backend-backlog');
     const stall = flags.get('backend-stall');
     const connectTimeout = flags.get('backend-connect-timeout');
+    // Provoking backend timeouts is its own RESULTS.md section, beside the plain scale run.
+    const provoking = backlog !== undefined || stall !== undefined || connectTimeout !== undefined;
     const backends: BackendSpec[] = listFlag(
       flags,
       'backends',
@@ -137,6 +142,8 @@ runBench({
     const certificate = bench.certificate();
     const openFilesLimit = hardLimit;
     const rows: string[][] = [];
+    const loadAverageAtStart = loadAverage();
+    let noisy = false;
     for (const spec of backends) {
       for (const workers of workerCounts) {
         for (const connections of connectionCounts) {
@@ -180,8 +187,12 @@ runBench({
                 cpu: loadCpu,
                 openFilesLimit,
                 proxyPid: proxy.process?.pid ?? null,
+                // Several workers share every CPU with the load: no "other load" figure then.
+                proxyCpuIndex: workers === 1 ? bench.proxyCpuIndex : null,
               });
               const r = measured.result;
+              const other = measured.otherLoadOnProxyCpuPercent;
+              if (other !== null && other > NOISY_OTHER_LOAD_PERCENT) noisy = true;
               rows.push([
                 spec.name,
                 name,
@@ -199,6 +210,9 @@ runBench({
                 String(r.errors - r.connectionErrors),
                 String(backendErrors.count()),
                 backendErrors.example() || '–',
+                other === null
+                  ? '–'
+                  : `${formatDecimal(other, 0)}${other > NOISY_OTHER_LOAD_PERCENT ? ' NOISY' : ''}`,
               ]);
               process.stderr.write(`   ${rows.at(-1)?.join(' | ')}\n`);
             } catch (err) {
@@ -227,20 +241,37 @@ runBench({
         'Failure replies',
         'Proxy backend-error log lines',
         'First such line',
+        'Other load on proxy CPU %',
       ],
       rows,
     );
     return {
       stdout: table,
       results: {
-        heading: '## seed: responses/s by connections and proxy workers, ramp and every error',
+        heading: provoking
+          ? '## seed-backend-timeouts: the seed run where backends accept slowly, every error per proxy'
+          : '## seed: responses/s by connections and proxy workers, ramp and every error',
         notes: [
           `- Layout: one proxy worker on CPU ${proxyCpu}, more on CPUs ${multiCpu}; backend and wt-load on CPU ${loadCpu}; open-files limit ${hardLimit} for every process, so at most ${formatCount(maxConnections)} connections (the proxy holds two descriptors per connection). A fresh backend per row; ${warmup} s warm-up, ${duration} s measured once all connections are open (or after ${maxConnectSeconds} s).`,
-          `- Backend: ${backlog === undefined ? "node's default listen backlog (511)" : `listen backlog ${backlog}`}${stall ? `, event loop stalled ${stall.replace('/', ' ms every ')} ms (slow accept)` : ''}; backend-connect-timeout ${connectTimeout === undefined ? "the proxies' default" : `${connectTimeout} s`}.`,
+          `- Backend: ${backlog === undefined ? "node's default listen backlog (511)" : `listen backlog ${backlog}`}${stall ? `, event loop stalled ${stall.replace('/', ' ms every ')} ms (slow accept)` : ''}; backend connect timeout ${connectTimeout === undefined ? "each proxy's default (unhitch 30 s, HAProxy 5 s here)" : `${connectTimeout} s for unhitch and HAProxy`}; the installed Hitch 1.7.2 rejects the setting (flag and config key) and keeps its built-in timeout.`,
+          `- Machine load average (1/5/15 min) at start: ${loadAverageAtStart}; at end: ${loadAverage()}.`,
           `- Ramp: connections opened ${rampIntervalMs === 0 ? 'all at once' : `one every ${rampIntervalMs} ms`}; "Ramp connections/s" is connections open divided by the time until they all were. Errors: connections the load generator saw closed or refused (it reopens them), failure replies from the tracker, and the proxy's log lines that mention its backend with a timeout, refusal, reset or failure (proxies run without --quiet).`,
         ],
-        blocks: [table],
+        blocks: [
+          ...(provoking
+            ? [
+                'A backend that accepts slowly (short listen backlog, stalling event loop) drops SYNs; a proxy connect then waits for the kernel to retransmit (1 s, 3 s, …). A proxy with a backend connect timeout shorter than that closes the client (counted as lost connections and backend-error log lines); one with a longer timeout (Hitch 1.7.2, whose timeout cannot be set) keeps the client waiting, which shows as fewer connections open.',
+              ]
+            : []),
+          ...(noisy
+            ? [
+                `NOISY: other processes took more than ${NOISY_OTHER_LOAD_PERCENT} % of the proxy CPU in some run (rows marked): figures taken on a loaded machine.`,
+              ]
+            : []),
+          table,
+        ],
       },
+      section: provoking ? 'seed-backend-timeouts' : 'seed',
     };
   },
 });

@@ -37,6 +37,17 @@ function tableRows(results: string, section: string, columns: readonly string[])
   return [];
 }
 
+/** A section its script (or its author) flagged as measured on a loaded machine. */
+function loaded(results: string, section: string): boolean {
+  const body = readSection(results, section) ?? '';
+  return body.includes('NOISY') || body.includes('LOADED MACHINE');
+}
+
+/** The row label, marked when its section's figures were taken on a loaded machine. */
+function labelled(results: string, section: string, label: string): string {
+  return loaded(results, section) ? `${label} — loaded machine, noisy` : label;
+}
+
 function numberOf(cell: string | undefined): number | null {
   if (cell === undefined) return null;
   const value = Number.parseFloat(cell.replaceAll(',', ''));
@@ -102,7 +113,7 @@ export function costTable(results: string): string {
     if (load === null) continue;
     lines.push(
       lineFrom(
-        `${label} (${load}, \`equal-load\`)`,
+        labelled(results, 'equal-load', `${label} (${load}, \`equal-load\`)`),
         equal,
         (row) => row.Kind === kind && row['Offered load'] === load,
         'Proxy CPU µs/unit',
@@ -115,7 +126,11 @@ export function costTable(results: string): string {
   for (const backend of ['uws', 'bittorrent-tracker']) {
     lines.push(
       lineFrom(
-        `CPU per relayed response, saturation, ${backend} backend (\`compare\`, each proxy at its own rate)`,
+        labelled(
+          results,
+          'compare',
+          `CPU per relayed response, saturation, ${backend} backend (\`compare\`, each proxy at its own rate)`,
+        ),
         compare,
         (row) => row.Backend === backend,
         'Proxy CPU µs/response',
@@ -128,7 +143,11 @@ export function costTable(results: string): string {
   for (const mode of ['full', 'resumed']) {
     lines.push(
       lineFrom(
-        `CPU per ${mode} handshake, saturation (\`handshake\`, each proxy at its own rate)`,
+        labelled(
+          results,
+          'handshake',
+          `CPU per ${mode} handshake, saturation (\`handshake\`, each proxy at its own rate)`,
+        ),
         handshake,
         (row) => row.Handshake === mode,
         'Proxy CPU µs/handshake',
@@ -152,7 +171,11 @@ export function costTable(results: string): string {
   for (const percentile of ['p50', 'p99', 'p99.9']) {
     lines.push(
       lineFrom(
-        `Added round-trip time ${percentile} under load (\`latency-under-load\`: ${loadedWhat})`,
+        labelled(
+          results,
+          'latency-under-load',
+          `Added round-trip time ${percentile} under load (\`latency-under-load\`: ${loadedWhat})`,
+        ),
         loaded,
         () => true,
         `Added ${percentile} µs`,
@@ -163,7 +186,7 @@ export function costTable(results: string): string {
   }
   const capacity = tableRows(results, 'capacity', ['Proxy', 'Proxy KiB/conn']);
   lines.push(
-    lineFrom('Memory per idle TLS + WebSocket connection (`capacity`)', capacity, () => true, 'Proxy KiB/conn', 'KiB', 1),
+    lineFrom(labelled(results, 'capacity', 'Memory per idle TLS + WebSocket connection (`capacity`)'), capacity, () => true, 'Proxy KiB/conn', 'KiB', 1),
   );
   const rows = lines
     .filter((line): line is CostLine => line !== null)

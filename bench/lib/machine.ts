@@ -40,3 +40,12 @@ export function machineDescription(): string[] {
     `- Open files limit (soft/hard): ${firstLine('sh', ['-c', 'echo $(ulimit -Sn)/$(ulimit -Hn)']) ?? '?'}`,
   ];
 }
+
+/** /proc/loadavg's 1, 5 and 15 minute figures ("unknown" off Linux): a noisy-machine flag. */
+export function loadAverage(): string {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    return 'unknown';
+  }
+}

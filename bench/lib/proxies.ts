@@ -54,7 +54,8 @@ export interface ProxyStartOptions {
   readonly verbose?: boolean;
   /**
    * Backend connect timeout, s: unhitch's --backend-connect-timeout, HAProxy's `timeout
-   * connect` (default 5). Hitch 1.7.2 has no such option (neither flag nor config key).
+   * connect` (default 5). The installed Hitch 1.7.2
+   * rejects it (flag and config key) and keeps its built-in timeout.
    */
   readonly connectTimeoutSeconds?: number;
 }

@@ -25,6 +25,8 @@ test('the cost table takes each figure from its section, ratio to Hitch included
     '| full | 80 % = 90/s | hitch | 600.0 |',
     '<!-- bench:equal-load:end -->',
     '<!-- bench:capacity:begin -->',
+    '- LOADED MACHINE: other sessions ran tests meanwhile.',
+    '',
     '| Proxy | Proxy KiB/conn |',
     '| --- | --- |',
     '| haproxy | 18.5 |',
@@ -47,6 +49,9 @@ test('the cost table takes each figure from its section, ratio to Hitch included
   // A section that is absent gives no row, not an old figure; a missing proxy gives "–".
   assert.equal(find('CPU per resumed'), undefined);
   assert.equal(find('CPU per HTTPS'), undefined);
+  // A flagged section's rows say so; the others do not.
+  assert.match(find('Memory per idle')?.[1] ?? '', /loaded machine, noisy$/);
+  assert.doesNotMatch(messages[1] ?? '', /loaded machine/);
   const memory = find('Memory per idle');
   assert.deepEqual(memory?.slice(2, 5), ['–', '–', '18.5 KiB']);
   assert.equal(memory?.[7], '–');
