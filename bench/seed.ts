@@ -56,6 +56,23 @@ const NOISY_OTHER_LOAD_PERCENT = 10;
 /** Descriptors kept back from the limit for everything but the connections. */
 const SPARE_FILES = 512;
 
+/**
+ * unhitch logs JSON with a stable `reason` (backend_connect_timeout, backend_refused, …): only
+ * backend_* reasons count — a client_reset at the end of a run mentions the backend too.
+ * Hitch and HAProxy log plain text: a line naming the backend with a failure word.
+ */
+function isBackendError(line: string): boolean {
+  if (line.startsWith('{')) {
+    try {
+      const reason = (JSON.parse(line) as { reason?: unknown }).reason;
+      return typeof reason === 'string' && reason.startsWith('backend');
+    } catch {
+      return false;
+    }
+  }
+  return BACKEND_ERROR.test(line) && BACKEND_ERROR_KIND.test(line);
+}
+
 /** Counts the proxy's log lines (stdout and stderr) about backend errors, keeping one example. */
 function watchBackendErrors(proxy: RunningProxy): { count: () => number; example: () => string } {
   let count = 0;
@@ -67,7 +84,7 @@ function watchBackendErrors(proxy: RunningProxy): { count: () => number; example
       const lines = pending.split('\n');
       pending = lines.pop() ?? '';
       for (const line of lines) {
-        if (BACKEND_ERROR.test(line) && BACKEND_ERROR_KIND.test(line)) {
+        if (isBackendError(line)) {
           count++;
           if (example === '') example = line.slice(0, 160).replaceAll('|', '/');
         }
