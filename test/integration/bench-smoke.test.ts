@@ -239,3 +239,39 @@ test('seed: one row per proxy with the ramp and every error column, all connecti
   assert.ok(Number(cells[6]?.replaceAll(',', '')) > 0, row);
   assert.deepEqual(cells.slice(8, 12), ['0', '0', '0', '0'], row);
 });
+
+test('equal-load: a saturation row, then the proxy at the offered share of it', {
+  skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
+  timeout: 60_000,
+}, async () => {
+  const lines: string[] = [];
+  const run = startProcess({
+    name: 'equal-load',
+    command: process.execPath,
+    args: [
+      join(REPO_ROOT, 'dist', 'bench', 'equal-load.js'),
+      '--quick',
+      '--proxies=unhitch',
+      '--kinds=full',
+      '--loads=50',
+      '--duration=1',
+      '--warmup=0.3',
+      '--concurrency=8',
+      '--workers=1',
+      '--no-write',
+    ],
+    onStdoutLine: (line) => lines.push(line),
+  });
+  assert.equal(await run.exited, 0, run.stderrTail());
+  const saturation = lines
+    .find((line) => /^\| full +\| saturation \(own max\) +\| unhitch/.test(line))
+    ?.split('|')
+    .map((cell) => cell.trim());
+  const half = lines.find((line) => /^\| full +\| 50 % = [\d,]+\/s +\| unhitch/.test(line));
+  assert.ok(saturation && half, lines.join('\n'));
+  const max = Number(saturation[4]?.replaceAll(',', ''));
+  const offered = Number(/50 % = ([\d,]+)\/s/.exec(half)?.[1]?.replaceAll(',', ''));
+  assert.ok(max > 0, saturation.join('|'));
+  // The offered rate is half of the (only, so slowest) proxy's maximum.
+  assert.ok(Math.abs(offered - max / 2) <= 1, `${offered} offered for a maximum of ${max}`);
+});
