@@ -26,7 +26,7 @@ import {
   stopProcess,
   untilReady,
 } from './lib/processes.js';
-import { UNHITCH_CLI } from './lib/proxies.js';
+import { UNHITCH_CLI, UNHITCH_IDENTITY_FLAGS } from './lib/proxies.js';
 import { runtimeLines } from './lib/runtimes.js';
 
 export interface LoopTotals {
@@ -127,6 +127,7 @@ async function main(argv: readonly string[]): Promise<void> {
       command: process.execPath,
       args: [
         UNHITCH_CLI,
+        ...UNHITCH_IDENTITY_FLAGS,
         `--frontend=[127.0.0.1]:${port}`,
         `--backend=[127.0.0.1]:${trackerPort}`,
         `--workers=${workers}`,

@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { makeCaSignedCertificate } from './lib/cert.js';
 import { freePort, waitForPort } from './lib/ports.js';
 import { installCleanup, startProcess, stopProcess, untilReady } from './lib/processes.js';
-import { REPO_ROOT, UNHITCH_CLI } from './lib/proxies.js';
+import { REPO_ROOT, UNHITCH_CLI, UNHITCH_IDENTITY_FLAGS } from './lib/proxies.js';
 import { updateResultsFile } from './lib/results-file.js';
 import { runtimeLines } from './lib/runtimes.js';
 
@@ -154,6 +154,7 @@ async function main(argv: readonly string[]): Promise<number> {
     command: process.execPath,
     args: [
       UNHITCH_CLI,
+      ...UNHITCH_IDENTITY_FLAGS,
       `--frontend=[127.0.0.1]:${port}`,
       `--backend=[127.0.0.1]:${backend.port}`,
       '--workers=1',

@@ -87,6 +87,12 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_ROOT_WORKERS: {
+    meaning:
+      'Started as root with no `user` (or one that is root): workers would serve as root. Hitch refuses too ("Refusing to run workers as root.").',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
   UNHITCH_PRIVILEGE_DROP: {
     meaning: 'setgroups/setgid/setuid failed while dropping root.',
     exitStatus: EXIT_STARTUP,

@@ -35,6 +35,12 @@ export type ProxyName = (typeof PROXY_NAMES)[number];
 /** dist/bench/lib → repository root. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const UNHITCH_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
+/**
+ * unhitch, like Hitch, refuses to run workers as root; benches run as root on CI, so the
+ * workers serve as nobody there (the primary sends them the certificate).
+ */
+export const UNHITCH_IDENTITY_FLAGS: readonly string[] =
+  process.getuid?.() === 0 ? ['--user=nobody'] : [];
 const NODE_TLS_PIPE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'node-tls-pipe.js');
 const NODE_TLS_BARE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'node-tls-bare.js');
 const UWS_RELAY = join(REPO_ROOT, 'dist', 'bench', 'uws-relay.js');
@@ -159,6 +165,7 @@ export async function startProxy(
         command: process.execPath,
         args: [
           UNHITCH_CLI,
+          ...UNHITCH_IDENTITY_FLAGS,
           ...hitchFlags(options),
           ...(options.connectTimeoutSeconds === undefined
             ? []

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { logCode } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
 import { createLogger } from '../ops/log.js';
-import { dropPrivileges } from '../ops/privileges.js';
+import { checkNotRootWorkers, dropPrivileges } from '../ops/privileges.js';
 import { NOOP_OBSERVER, type ProxyObserver } from '../proxy/events.js';
 import { TlsProxy } from '../proxy/proxy.js';
 import { AcmeChallengeResponder } from '../tls/acme-challenge.js';
@@ -152,6 +152,9 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
     // are in this message), and from listen() on a client can connect.
     if (message.identity !== undefined && process.getuid?.() === 0)
       dropPrivileges(message.identity);
+    // Hitch's last word in each child (hitch.c): never serve as root. The primary's
+    // preflight refuses such a start already; this catches callers that skip it.
+    if (process.geteuid?.() === 0) checkNotRootWorkers(undefined, true);
     proxy = await TlsProxy.start({
       config,
       acmeChallenges: acmeResponder,

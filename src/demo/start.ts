@@ -109,6 +109,7 @@ async function runProxy(combinedPemPath: string, interrupts: Interrupts): Promis
     `--backend=[127.0.0.1]:${TRACKER_PORT}`,
     '--ssl-handshake-timeout=10',
     '--backend-connect-timeout=5',
+    ...demoIdentity(),
     combinedPemPath,
   ];
   const action = parseCommandLine(argv);
@@ -131,6 +132,15 @@ async function runProxy(combinedPemPath: string, interrupts: Interrupts): Promis
       interrupts.primaryListening();
     },
   });
+}
+
+/**
+ * unhitch, like Hitch, refuses to run workers as root. `npm start` as root (a fresh
+ * machine, a container) should still work: the workers then run as `nobody` (with its
+ * own group); the primary sends them the certificate, so they need read no file.
+ */
+function demoIdentity(): string[] {
+  return process.getuid?.() === 0 ? ['--user=nobody'] : [];
 }
 
 main().catch((err: unknown) => {

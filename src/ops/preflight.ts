@@ -16,7 +16,7 @@ import { TlsProxy } from '../proxy/proxy.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { loadCaStore } from '../tls/ocsp.js';
 import { generateTicketKey, readTicketKeyFile, TicketKeyError } from '../tls/tickets.js';
-import { checkIdentity } from './privileges.js';
+import { checkIdentity, checkNotRootWorkers, resolveIdentity } from './privileges.js';
 
 export type PreflightErrorCode =
   | 'UNHITCH_PIDFILE' // the pidfile could not be written
@@ -53,6 +53,11 @@ export async function preflight(
   options: PreflightOptions,
 ): Promise<PreflightResult> {
   const identityWarnings = checkIdentity(config, { isRoot: options.isRoot }).warnings;
+  // After checkIdentity: as root a missing account is UNHITCH_USER_UNKNOWN, not this.
+  checkNotRootWorkers(
+    options.isRoot ? resolveIdentity(config.user, config.group) : undefined,
+    options.isRoot,
+  );
   const certificateWarnings: string[] = [];
   const certificates = loadCertificates(config, (message) => certificateWarnings.push(message));
   // The workers' own construction: contexts per certificate, tls.Server per frontend.

@@ -19,6 +19,7 @@ export interface Identity {
 
 export type PrivilegeErrorCode =
   | 'UNHITCH_USER_UNKNOWN'
+  | 'UNHITCH_ROOT_WORKERS'
   | 'UNHITCH_PRIVILEGE_DROP'
   | 'UNHITCH_PIDFILE';
 
@@ -145,6 +146,24 @@ export function checkIdentity(
     warnings.push(`${kind} ${name} does not exist; running as ${currentUserName()}`);
   }
   return { warnings };
+}
+
+/** Hitch's words (hitch.c, in each child after drop_privileges()), kept for scripts. */
+export const ROOT_WORKERS_MESSAGE = 'Refusing to run workers as root.';
+
+/**
+ * Hitch forks its children, drops privileges in each and then, if the effective uid is
+ * still 0, logs "{core} ERROR: Refusing to run workers as root." and _exit(1)s: a start as
+ * root without `user` (or with only `group`, or `user = root`) never serves. We judge it
+ * before forking, from the identity the workers would drop to, so `--test` says the same.
+ */
+export function checkNotRootWorkers(identity: Identity | undefined, isRoot: boolean): void {
+  if (!isRoot) return;
+  if (identity !== undefined && identity.user !== undefined && identity.uid !== 0) return;
+  throw new PrivilegeError(
+    'UNHITCH_ROOT_WORKERS',
+    `${ROOT_WORKERS_MESSAGE} Set "user" in the config or --user (e.g. --user=nobody)`,
+  );
 }
 
 /**

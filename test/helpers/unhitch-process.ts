@@ -47,7 +47,42 @@ export interface StartOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
-export function startUnhitch(args: readonly string[], options: StartOptions = {}): UnhitchProcess {
+let rootNoticeShown = false;
+
+/**
+ * unhitch refuses to run workers as root (as Hitch does). Tests and CI run as root, so
+ * a command line that names no user (flag or `user =` in its --config file) gets
+ * `--user=nobody` (nobody's own group) here, said once on stderr so nobody is surprised
+ * that the workers are uid 65534. Not root, or a user given: `args` unchanged.
+ */
+export function asNonRootWorkers(args: readonly string[], cwd = ROOT): string[] {
+  if (process.getuid?.() !== 0) return [...args];
+  if (args.some((arg) => arg === '-u' || arg.startsWith('--user'))) return [...args];
+  for (const [index, arg] of args.entries()) {
+    const path = arg.startsWith('--config=')
+      ? arg.slice('--config='.length)
+      : arg === '--config' || arg === '-f'
+        ? args[index + 1]
+        : undefined;
+    if (path === undefined) continue;
+    try {
+      if (/^\s*user\s*=/m.test(readFileSync(resolve(cwd, path), 'utf8'))) return [...args];
+    } catch {
+      // unreadable: the binary says so itself
+    }
+  }
+  if (!rootNoticeShown) {
+    rootNoticeShown = true;
+    process.stderr.write('test helper: running as root, so unhitch gets --user=nobody\n');
+  }
+  return ['--user=nobody', ...args];
+}
+
+export function startUnhitch(
+  givenArgs: readonly string[],
+  options: StartOptions = {},
+): UnhitchProcess {
+  const args = asNonRootWorkers(givenArgs, options.cwd);
   const wrapper = options.wrapper ?? [];
   const command = wrapper[0] ?? process.execPath;
   const commandArgs =

@@ -18,7 +18,12 @@ import { type ClientOptions, WebSocket, WebSocketServer } from 'ws';
 import { requirePebble, startPebble } from '../helpers/pebble.js';
 import { freePort } from '../helpers/ports.js';
 import { connectClient, makeCertificate } from '../helpers/proxy-fixture.js';
-import { CLI, startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
+import {
+  asNonRootWorkers,
+  CLI,
+  startUnhitch,
+  type UnhitchLogLine,
+} from '../helpers/unhitch-process.js';
 
 const obtained = (line: UnhitchLogLine) => line.msg === 'certificate obtained';
 const certificatesReloaded = (line: UnhitchLogLine) => line.msg === 'certificates reloaded';
@@ -220,9 +225,13 @@ test('renewal over http-01 at two thirds of the lifetime: open WebSockets stay u
       `  challenge = "http-01"\n  http-listen = "127.0.0.1:${setup.httpPort}"\n`,
     // No pem-file and nothing stored yet: --test passes on a self-signed placeholder.
     beforeStart: (config) => {
-      const check = spawnSync(process.execPath, [CLI, '--test', `--config=${config}`], {
-        encoding: 'utf8',
-      });
+      const check = spawnSync(
+        process.execPath,
+        [CLI, ...asNonRootWorkers(['--test', `--config=${config}`])],
+        {
+          encoding: 'utf8',
+        },
+      );
       assert.equal(check.status, 0, check.stderr);
       assert.match(`${check.stdout}${check.stderr}`, /1 certificate\(s\)/);
     },

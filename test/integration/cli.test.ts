@@ -119,7 +119,7 @@ test("Hitch 1.7's --switch=on|off forms are accepted; another value is Hitch's e
     '--syslog-facility=local3',
     `--dbg-listen=${join(cwd, 'listen')}`,
   ];
-  const ok = unhitch(['--test', ...flags, pem], cwd);
+  const ok = unhitch(['--test', ...AS_EXISTING_USER, ...flags, pem], cwd);
   assert.equal(ok.status, 0, ok.stderr);
   const bad = unhitch(['--test', '--daemon=yes', pem], cwd);
   assert.equal(bad.status, 1);

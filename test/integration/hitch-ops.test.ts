@@ -22,11 +22,20 @@ import { connect } from 'node:tls';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/proxy-fixture.js';
-import { CLI, type RunResult, runToExit, startUnhitch } from '../helpers/unhitch-process.js';
+import {
+  asNonRootWorkers,
+  CLI,
+  type RunResult,
+  runToExit,
+  startUnhitch,
+} from '../helpers/unhitch-process.js';
 
 /** Run the launcher to its exit, as `unhitch --daemon …; echo $?` would. */
 function launch(args: readonly string[], cwd: string): Promise<RunResult> {
-  return runToExit(process.execPath, [CLI, ...args], { cwd, timeoutMs: 60_000 });
+  return runToExit(process.execPath, [CLI, ...asNonRootWorkers(args, cwd)], {
+    cwd,
+    timeoutMs: 60_000,
+  });
 }
 
 function alive(pid: number): boolean {

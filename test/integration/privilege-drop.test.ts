@@ -21,7 +21,7 @@ import {
   makeCertificate,
   startBackend,
 } from '../helpers/proxy-fixture.js';
-import { startUnhitch } from '../helpers/unhitch-process.js';
+import { CLI, runToExit, startUnhitch } from '../helpers/unhitch-process.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -180,4 +180,24 @@ test('as root with user/group: a client connecting from the first instant is acc
   );
   assert.equal(accepted.uid, nobody, 'uid of the worker at its first accept');
   assert.equal(accepted.gid, nogroup, 'gid of the worker at its first accept');
+});
+
+test('as root without user (or with only a group): start and --test exit 1, "Refusing to run workers as root." (Hitch)', {
+  skip: isRoot ? false : 'needs root',
+}, async () => {
+  const cert = makeCertificate('privilege-drop-root', ['localhost']);
+  const port = await freePort();
+  const base = [`--frontend=[127.0.0.1]:${port}`, '--backend=[127.0.0.1]:9', '--workers=1'];
+  for (const identity of [[], ['--group=nogroup'], ['--user=root']]) {
+    const args = [...base, ...identity, cert.combinedPath];
+    const start = await runToExit(process.execPath, [CLI, ...args], { timeoutMs: 30_000 });
+    const startOutput = `${start.stdout}${start.stderr}`;
+    assert.equal(start.status, 1, `start ${identity.join(' ')}: ${startOutput}`);
+    assert.match(startOutput, /Refusing to run workers as root\./);
+    assert.match(startOutput, /UNHITCH_ROOT_WORKERS/);
+    assert.doesNotMatch(startOutput, /"msg":"listening"/);
+    const check = await runToExit(process.execPath, [CLI, '--test', ...args]);
+    assert.equal(check.status, 1, `--test ${identity.join(' ')}: ${check.stderr}`);
+    assert.match(check.stderr, /Refusing to run workers as root\. .*\[UNHITCH_ROOT_WORKERS\]/);
+  }
 });

@@ -99,6 +99,8 @@ const FAULTS = [
   'block-tls-after-tls-protos',
   'unservable-protos',
   'missing-user',
+  // As root: no `user`, so the workers would be root (Hitch and unhitch refuse).
+  'no-user',
   'pidfile-dir-missing',
   'log-dir-missing',
   'log-under-a-file',
@@ -197,7 +199,13 @@ function configText(shape: Shape, fx: Fixtures, ports: readonly number[], runDir
             : shape.protos;
   if (protos !== undefined) lines.push(...protos.split('\n'));
 
-  const user = has('missing-user') ? 'no-such-user-7e57' : shape.user;
+  // As root every config names a user unless the fault is its absence: without one, a
+  // root start is refused ("Refusing to run workers as root."), so no config would start.
+  const user = has('missing-user')
+    ? 'no-such-user-7e57'
+    : has('no-user')
+      ? undefined
+      : (shape.user ?? (process.getuid?.() === 0 ? 'nobody' : undefined));
   if (user !== undefined) lines.push(`user = "${user}"`);
   if (shape.ocspVerify) lines.push('ocsp-verify-staple = on');
   if (has('pidfile-dir-missing')) lines.push(`pidfile = "${join(runDir, 'no/dir/u.pid')}"`);

@@ -29,7 +29,7 @@ import {
   startProxy,
   waitFor,
 } from '../helpers/proxy-fixture.js';
-import { CLI, runToExit, startUnhitch } from '../helpers/unhitch-process.js';
+import { asNonRootWorkers, CLI, runToExit, startUnhitch } from '../helpers/unhitch-process.js';
 
 /** The protocol and cipher s_client negotiated, or undefined when the handshake failed. */
 async function sClient(port: number, options: readonly string[]): Promise<string | undefined> {
@@ -128,12 +128,18 @@ test('unhitch --test warns about a private key readable by others, naming the pa
   );
 
   chmodSync(keyPath, 0o600);
-  const tight = await runToExit(process.execPath, [CLI, '--test', `--config=${configPath}`]);
+  const tight = await runToExit(process.execPath, [
+    CLI,
+    ...asNonRootWorkers(['--test', `--config=${configPath}`]),
+  ]);
   assert.equal(tight.status, 0, tight.stderr);
   assert.doesNotMatch(tight.stderr, /readable/, 'mode 0600: no warning');
 
   chmodSync(keyPath, 0o644);
-  const open = await runToExit(process.execPath, [CLI, '--test', `--config=${configPath}`]);
+  const open = await runToExit(process.execPath, [
+    CLI,
+    ...asNonRootWorkers(['--test', `--config=${configPath}`]),
+  ]);
   assert.equal(open.status, 0, 'a warning, not an error');
   assert.ok(open.stderr.includes(keyPath), `stderr names the key: ${open.stderr}`);
   assert.match(open.stderr, /readable/);
