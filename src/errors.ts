@@ -150,6 +150,12 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_TICKET_KEY_RELOAD: {
+    meaning:
+      'SIGHUP: the ticket-key-file could not be read or parsed; the key in use stays (nothing stops).',
+    exitStatus: null,
+    level: 'error',
+  },
   UNHITCH_TICKET_KEY_SAVE: {
     meaning:
       'Rotation: the new ticket key cannot be written to ticket-key-file (read-only, full disk); workers use it anyway, the file keeps the previous key until a write succeeds.',

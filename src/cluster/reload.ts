@@ -118,6 +118,8 @@ export class Reloader {
     }
     // The running generation stays current until the new one listens: a worker of it
     // that dies meanwhile is restarted as usual, whether the reload then fails or not.
+    // Before the new generation starts, so its workers start with the file's key too.
+    if (kind === 'config') this.options.tickets.reloadFile(config);
     const next = supervisor.newGeneration(config, certificates);
     const ok = await supervisor.startGeneration(next, supervisor.workerCount(config));
     // stop() has taken charge of both generations.

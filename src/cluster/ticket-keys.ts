@@ -5,7 +5,12 @@
 import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/model.js';
 import { logCode } from '../errors.js';
-import { generateTicketKey, loadOrCreateTicketKeyFile, saveTicketKeyFile } from '../tls/tickets.js';
+import {
+  generateTicketKey,
+  loadOrCreateTicketKeyFile,
+  readTicketKeyFile,
+  saveTicketKeyFile,
+} from '../tls/tickets.js';
 
 export interface TicketKeyOwnerOptions {
   readonly config: ProxyConfig;
@@ -41,6 +46,42 @@ export class TicketKeyOwner {
     if (config.ticketRotationSec <= 0) return;
     this.timer = setInterval(() => this.rotate(), config.ticketRotationSec * 1000);
     this.timer.unref();
+  }
+
+  /**
+   * SIGHUP: re-read `config`'s key file, so a key written to every node by hand (or by
+   * configuration management) is taken without a restart. A changed key goes to every
+   * live generation at once, as a rotation does. A file that cannot be read or parsed
+   * is logged and the key in use stays: a half-copied file must never stop the node,
+   * and a key nobody else has would only split it from the others.
+   */
+  reloadFile(config: ProxyConfig): void {
+    const file = config.ticketKeyFile;
+    if (file === undefined) return;
+    let loaded: ReturnType<typeof readTicketKeyFile>;
+    try {
+      loaded = readTicketKeyFile(file);
+    } catch (error) {
+      logCode(
+        this.logger,
+        'UNHITCH_TICKET_KEY_RELOAD',
+        { file, err: error },
+        'cannot re-read the ticket key file; the current key stays',
+      );
+      return;
+    }
+    if (loaded.insecureMode) {
+      logCode(
+        this.logger,
+        'UNHITCH_TICKET_KEY_INSECURE',
+        { file },
+        'ticket key file is readable by group or others',
+      );
+    }
+    if (loaded.key.equals(this.key)) return;
+    this.key = loaded.key;
+    this.broadcast(this.key);
+    this.logger.info({ file }, 'session ticket key loaded from file');
   }
 
   stop(): void {

@@ -3,6 +3,7 @@
  * bittorrent-tracker's server as the tests' backend.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import type { TestContext } from 'node:test';
 import TrackerServer from 'bittorrent-tracker/server';
 import WebSocket from 'ws';
@@ -22,41 +23,73 @@ export interface AnnounceResponse {
   readonly 'failure reason'?: string;
 }
 
-/** Opens a WebSocket, announces one torrent with one offer, resolves with the response. */
-export function announceOnce(url: string, timeoutMs = 10_000): Promise<AnnounceResponse> {
-  const infoHash = randomId();
-  const peerId = randomId();
-  const socket = new WebSocket(url, { rejectUnauthorized: false, perMessageDeflate: false });
-  return new Promise<AnnounceResponse>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.terminate();
-      reject(new Error(`no announce response from ${url} in ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    socket.once('open', () => {
-      socket.send(
-        JSON.stringify({
-          action: 'announce',
-          info_hash: infoHash,
-          peer_id: peerId,
-          numwant: 1,
-          uploaded: 0,
-          downloaded: 0,
-          left: 0,
-          event: 'started',
-          offers: [{ offer_id: randomId(), offer: { type: 'offer', sdp: 'v=0\r\n' } }],
-        }),
-      );
-    });
-    socket.once('message', (data) => {
-      clearTimeout(timer);
-      socket.close();
-      resolve(JSON.parse(String(data)) as AnnounceResponse);
-    });
+/** A torrent's first announce, as a browser sends it; with one (dummy) offer unless told. */
+export function announceMessage(options: { readonly offer?: boolean } = {}): string {
+  const offers =
+    options.offer === false
+      ? []
+      : [{ offer_id: randomId(), offer: { type: 'offer', sdp: 'v=0\r\n' } }];
+  return JSON.stringify({
+    action: 'announce',
+    info_hash: randomId(),
+    peer_id: randomId(),
+    numwant: 1,
+    uploaded: 0,
+    downloaded: 0,
+    left: 0,
+    event: 'started',
+    offers,
   });
+}
+
+export interface AnnounceOptions {
+  readonly timeoutMs?: number;
+  /** Trust this CA (else any certificate is accepted). */
+  readonly ca?: Buffer;
+  /** Connect from this loopback address. */
+  readonly localAddress?: string;
+  /** Include one offer (default true). */
+  readonly offer?: boolean;
+}
+
+/** Announces one torrent on an open WebSocket (which stays open); resolves with the response. */
+export async function announceOn(
+  socket: WebSocket,
+  options: Pick<AnnounceOptions, 'offer' | 'timeoutMs'> = {},
+): Promise<AnnounceResponse> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  socket.send(announceMessage(options));
+  const [data] = (await once(socket, 'message', { signal: AbortSignal.timeout(timeoutMs) }).catch(
+    (error: Error) => {
+      throw error.name === 'AbortError'
+        ? new Error(`no announce response in ${timeoutMs} ms`)
+        : error;
+    },
+  )) as [WebSocket.RawData];
+  return JSON.parse(String(data)) as AnnounceResponse;
+}
+
+/** Opens a WebSocket, announces one torrent, closes it, resolves with the response. */
+export async function announceOnce(
+  url: string,
+  options: AnnounceOptions = {},
+): Promise<AnnounceResponse> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const socket = new WebSocket(url, {
+    ...(options.ca === undefined ? { rejectUnauthorized: false } : { ca: options.ca }),
+    ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+    perMessageDeflate: false,
+  });
+  try {
+    await once(socket, 'open', { signal: AbortSignal.timeout(timeoutMs) });
+    return await announceOn(socket, options);
+  } catch (error) {
+    throw (error as Error).name === 'AbortError'
+      ? new Error(`no announce response from ${url} in ${timeoutMs} ms`)
+      : error;
+  } finally {
+    socket.terminate();
+  }
 }
 
 /**

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -26,7 +26,7 @@ import {
   waitFor,
 } from '../helpers/proxy-fixture.js';
 import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
-import { randomId } from '../helpers/webtorrent.js';
+import { type AnnounceResponse, announceOn } from '../helpers/webtorrent.js';
 
 const cert = makeCertificate('cluster', ['localhost']);
 
@@ -132,23 +132,7 @@ test('SIGHUP: new certificate for new connections, an open WebSocket keeps worki
   const socket = new WebSocket(`wss://127.0.0.1:${port}`, { rejectUnauthorized: false });
   t.after(() => socket.terminate());
   await once(socket, 'open');
-  const announce = async (): Promise<Record<string, unknown>> => {
-    socket.send(
-      JSON.stringify({
-        action: 'announce',
-        info_hash: randomId(),
-        peer_id: randomId(),
-        numwant: 1,
-        uploaded: 0,
-        downloaded: 0,
-        left: 0,
-        event: 'started',
-        offers: [],
-      }),
-    );
-    const [data] = (await once(socket, 'message')) as [Buffer];
-    return JSON.parse(String(data)) as Record<string, unknown>;
-  };
+  const announce = (): Promise<AnnounceResponse> => announceOn(socket);
   assert.equal((await announce()).action, 'announce');
   const fingerprintOf = async (): Promise<string> => {
     const client = await connectClient(port);
@@ -293,6 +277,63 @@ test('session tickets resume on another worker and after a restart with ticket-k
   }
   unhitch.kill('SIGTERM');
   await unhitch.exited();
+});
+
+test('SIGHUP re-reads ticket-key-file: a ticket made with the new key resumes on a second instance started with that file; a bad file keeps the key', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-ticket-reload-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const keyFile = join(dir, 'tickets.key');
+  writeFileSync(keyFile, randomBytes(48), { mode: 0o600 });
+  const portA = await freePort();
+  const portB = await freePort();
+  const shared = ['--workers=1', `--ticket-key-file=${keyFile}`, '--ticket-rotation=0'];
+  const a = startUnhitch(hitchArgs(portA, backend.port, shared));
+  t.after(() => a.kill('SIGKILL'));
+  await a.waitForLogs(isReady, 1);
+  const ticketFromA = async (): Promise<Buffer> => {
+    const client = await connectClient(portA, { maxVersion: 'TLSv1.3', minVersion: 'TLSv1.3' });
+    const session = await sessionOf(client);
+    client.destroy();
+    return session;
+  };
+  const resumesOnB = async (session: Buffer): Promise<boolean> => {
+    const client = await connectClient(portB, {
+      session,
+      maxVersion: 'TLSv1.3',
+      minVersion: 'TLSv1.3',
+    });
+    const reused = client.isSessionReused();
+    client.destroy();
+    return reused;
+  };
+  const reloads = () => a.lines.filter((line) => line.msg === 'reloaded').length;
+  const reloadA = async (): Promise<void> => {
+    const before = reloads();
+    a.kill('SIGHUP');
+    await a.waitForLogs((line) => line.msg === 'reloaded', before + 1, 30_000);
+  };
+  const oldTicket = await ticketFromA();
+
+  // The new key, written the way an operator distributes it: atomically, then SIGHUP.
+  writeFileSync(`${keyFile}.new`, randomBytes(48), { mode: 0o600 });
+  renameSync(`${keyFile}.new`, keyFile);
+  await reloadA();
+  await a.waitForLog((line) => line.msg === 'session ticket key loaded from file');
+  const b = startUnhitch(hitchArgs(portB, backend.port, shared));
+  t.after(() => b.kill('SIGKILL'));
+  await b.waitForLogs(isReady, 1);
+  assert.equal(await resumesOnB(oldTicket), false, 'a ticket of the old key does not resume on B');
+  assert.ok(await resumesOnB(await ticketFromA()), 'a ticket of the new key resumes on B');
+
+  // A half-written file: logged, the key in use stays, nothing stops.
+  writeFileSync(keyFile, 'not a key');
+  await reloadA();
+  const refused = await a.waitForLog((line) => line.code === 'UNHITCH_TICKET_KEY_RELOAD');
+  assert.equal(refused.file, keyFile);
+  assert.equal(a.child.exitCode, null, 'A still runs');
+  assert.ok(await resumesOnB(await ticketFromA()), 'A kept the key B has');
 });
 
 /** TLS 1.3 delivers tickets after the handshake; wait for one. TLS 1.2 has it at once. */

@@ -88,7 +88,7 @@ test('npm start: demo tracker answers announces over wss through unhitch', async
   assert.ok(existsSync(join(cwd, 'tmp/tls/key.pem')));
 
   // The URL is printed once every worker listens: the first attempt must get through.
-  const response = await announceOnce(url, 10_000).catch((error: Error) =>
+  const response = await announceOnce(url, { timeoutMs: 10_000 }).catch((error: Error) =>
     assert.fail(
       `first announce after the URL was printed failed: ${error.message}\n${watched.output()}`,
     ),

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import {
+  chmodSync,
   existsSync,
   mkdtempSync,
   readFileSync,
@@ -242,15 +243,18 @@ test('syslog = on: every process sends its lines to the syslog socket with the f
   const dir = tempDir(t);
   const pem = makeSelfSigned({ dir, stem: 'site' }).combinedPath;
   const socketPath = join(dir, 'log.sock');
+  chmodSync(dir, 0o755);
   // A syslog daemon we control: one unix datagram socket, every datagram printed.
   const listener = spawn(
     'python3',
     [
       '-c',
       [
-        'import socket, sys',
+        'import os, socket, sys',
         's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
         's.bind(sys.argv[1])',
+        // World-writable like /dev/log: as root the workers (and their logger) are nobody.
+        'os.chmod(sys.argv[1], 0o666)',
         'print("ready", flush=True)',
         'while True:',
         '    print(s.recv(65536).decode("utf-8", "replace").replace("\\n", " "), flush=True)',

@@ -6,7 +6,9 @@
  * log line and retries with back-off; a static ocsp-resp-file is stapled and checked.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import {
+  chmodSync,
   copyFileSync,
   mkdirSync,
   mkdtempSync,
@@ -48,6 +50,8 @@ function withChain(
 test('ocsp-dir: fetched, verified, cached and stapled; revoked says revoked; a dead responder is retried', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-ocsp-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // As root the workers are nobody and read ocsp-dir themselves (as Hitch's do).
+  chmodSync(dir, 0o755);
   const indexPath = join(dir, 'index.txt');
   writeFileSync(indexPath, '');
   const responder = await startOcspResponder(ca, indexPath);
@@ -170,34 +174,109 @@ test('ocsp-dir: fetched, verified, cached and stapled; revoked says revoked; a d
   );
 });
 
-test('ocsp-verify-staple: --test fails when the CA store does not hold the issuer', async (t) => {
+/**
+ * Runs the binary to its exit (`--test`) or to its first listening worker (a start,
+ * then stopped) with SSL_CERT_FILE set: exit code 0 for a start that listened.
+ */
+async function runWithCaFile(
+  args: readonly string[],
+  caFile: string,
+): Promise<{ code: number | null; output: string }> {
+  const unhitch = startUnhitch(args, { env: { SSL_CERT_FILE: caFile } });
+  const starting = !args.includes('--test');
+  const listened = starting
+    ? await unhitch
+        .waitForLog((line) => line.msg === 'worker ready', 20_000)
+        .then(() => true)
+        .catch(() => false)
+    : false;
+  if (listened) unhitch.kill('SIGTERM');
+  const code = await unhitch.exited();
+  return {
+    code: listened ? 0 : code,
+    output: unhitch.text() + JSON.stringify(unhitch.lines),
+  };
+}
+
+test('ocsp-verify-staple with an ocsp-resp-file: --test and start fail unless the CA store verifies it (Hitch test14-ocsp-vfy)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-ocsp-vfy-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const site = issue(ca, 'ocsp-vfy-site', { dnsNames: ['site.example.com'] });
+  // A good response for the site, signed by the CA, made offline by `openssl ocsp`.
+  const index = join(dir, 'index.txt');
+  writeFileSync(index, indexLine(site.certPath, false));
+  const request = join(dir, 'request.der');
+  const response = join(dir, 'site.ocsp');
+  execFileSync('openssl', [
+    'ocsp',
+    '-issuer',
+    ca.certPath,
+    '-cert',
+    site.certPath,
+    '-no_nonce',
+    '-reqout',
+    request,
+  ]);
+  execFileSync('openssl', [
+    'ocsp',
+    '-index',
+    index,
+    '-CA',
+    ca.certPath,
+    '-rsigner',
+    ca.certPath,
+    '-rkey',
+    ca.keyPath,
+    '-reqin',
+    request,
+    '-respout',
+    response,
+    '-ndays',
+    '1',
+  ]);
+  const port = await freePort();
+  const configPath = join(dir, 'hitch.conf');
+  writeFileSync(
+    configPath,
+    `frontend = "[127.0.0.1]:${port}"\nbackend = "[127.0.0.1]:9"\nworkers = 1\nocsp-dir = ""\n` +
+      `pem-file = {\n  cert = "${withChain(dir, 'site', site)}"\n  ocsp-resp-file = "${response}"\n  ocsp-verify-staple = on\n}\n`,
+  );
+  const other = makeCa('ocsp-vfy-other-ca');
+  for (const args of [[`--config=${configPath}`, '--test'], [`--config=${configPath}`]]) {
+    const what = args.includes('--test') ? '--test' : 'start';
+    const untrusted = await runWithCaFile(args, other.certPath);
+    assert.equal(untrusted.code, 1, `${what}, CA store without the issuer: ${untrusted.output}`);
+    assert.match(untrusted.output, /ocsp-resp-file/);
+    const missing = await runWithCaFile(args, join(dir, 'no-such-bundle.pem'));
+    assert.equal(missing.code, 1, `${what}, no CA store: ${missing.output}`);
+    const trusted = await runWithCaFile(args, ca.certPath);
+    assert.equal(trusted.code, 0, `${what}, CA store with the issuer: ${trusted.output}`);
+  }
+});
+
+test('ocsp-verify-staple with ocsp-dir only: an untrusted issuer is a warning, not a refusal (Hitch checks fetched staples when they arrive)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-ocsp-test-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const site = issue(ca, 'ocsp-test-site', {
     dnsNames: ['site.example.com'],
     extensions: ['authorityInfoAccess=OCSP;URI:http://127.0.0.1:9/'],
   });
+  const port = await freePort();
   const configPath = join(dir, 'hitch.conf');
   writeFileSync(
     configPath,
-    `frontend = "[127.0.0.1]:1"\nocsp-dir = "${dir}"\nocsp-verify-staple = on\npem-file = "${withChain(dir, 'site', site)}"\n`,
+    `frontend = "[127.0.0.1]:${port}"\nbackend = "[127.0.0.1]:9"\nworkers = 1\nocsp-dir = "${dir}"\nocsp-verify-staple = on\npem-file = "${withChain(dir, 'site', site)}"\n`,
   );
   const other = makeCa('ocsp-other-ca');
-  const run = async (caFile: string) => {
-    const previous = process.env.SSL_CERT_FILE;
-    process.env.SSL_CERT_FILE = caFile;
-    const unhitch = startUnhitch([`--config=${configPath}`, '--test']);
-    if (previous === undefined) delete process.env.SSL_CERT_FILE;
-    else process.env.SSL_CERT_FILE = previous;
-    return { code: await unhitch.exited(), output: unhitch.text() + JSON.stringify(unhitch.lines) };
-  };
-  const untrusted = await run(other.certPath);
-  assert.equal(untrusted.code, 1, untrusted.output);
-  assert.match(untrusted.output, /issuer is not trusted by the CA store/);
-  const missing = await run(join(dir, 'no-such-bundle.pem'));
-  assert.equal(missing.code, 1, missing.output);
-  const trusted = await run(ca.certPath);
-  assert.equal(trusted.code, 0, trusted.output);
+  for (const args of [[`--config=${configPath}`, '--test'], [`--config=${configPath}`]]) {
+    const what = args.includes('--test') ? '--test' : 'start';
+    const untrusted = await runWithCaFile(args, other.certPath);
+    assert.equal(untrusted.code, 0, `${what}: ${untrusted.output}`);
+    assert.match(untrusted.output, /issuer is not trusted by the CA store/);
+    const missing = await runWithCaFile(args, join(dir, 'no-such-bundle.pem'));
+    assert.equal(missing.code, 0, `${what}: ${missing.output}`);
+    assert.match(missing.output, /no CA store/);
+  }
 });
 
 test('a dead responder is retried with growing back-off and a log line each time', async (t) => {

@@ -16,7 +16,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import WebSocket from 'ws';
 import {
   insideLoopbackNamespace,
   nonLoopbackInterfaces,
@@ -27,7 +26,11 @@ import {
 import { freePort } from '../helpers/ports.js';
 import { makeCertificate } from '../helpers/proxy-fixture.js';
 import { startUnhitch, type UnhitchProcess } from '../helpers/unhitch-process.js';
-import { type AnnounceResponse, randomId, startRecordingTracker } from '../helpers/webtorrent.js';
+import {
+  type AnnounceResponse,
+  announceOnce,
+  startRecordingTracker,
+} from '../helpers/webtorrent.js';
 
 const NODES = ['127.0.0.2', '127.0.0.3'] as const;
 /** Clients connect from here; HAProxy connects to the nodes from HAPROXY_SOURCE. */
@@ -36,37 +39,7 @@ const HAPROXY_SOURCE = '127.0.0.5';
 
 /** One WebTorrent announce (the browser's first message) over wss://, from `localAddress`. */
 function announce(url: string, ca: Buffer, localAddress: string): Promise<AnnounceResponse> {
-  const socket = new WebSocket(url, { ca, localAddress, perMessageDeflate: false });
-  return new Promise<AnnounceResponse>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.terminate();
-      reject(new Error('no announce response in 10 s'));
-    }, 10_000);
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    socket.once('open', () =>
-      socket.send(
-        JSON.stringify({
-          action: 'announce',
-          info_hash: randomId(),
-          peer_id: randomId(),
-          numwant: 1,
-          uploaded: 0,
-          downloaded: 0,
-          left: 0,
-          event: 'started',
-          offers: [],
-        }),
-      ),
-    );
-    socket.once('message', (data) => {
-      clearTimeout(timer);
-      socket.close();
-      resolve(JSON.parse(String(data)) as AnnounceResponse);
-    });
-  });
+  return announceOnce(url, { ca, localAddress, offer: false });
 }
 
 /** A TLS session with `node` directly, as HAProxy would open it: PROXY v2 header first. */
