@@ -70,14 +70,7 @@ export class TicketKeyOwner {
       );
       return;
     }
-    if (loaded.insecureMode) {
-      logCode(
-        this.logger,
-        'UNHITCH_TICKET_KEY_INSECURE',
-        { file },
-        'ticket key file is readable by group or others',
-      );
-    }
+    if (loaded.insecureMode) this.warnInsecure(file);
     if (loaded.key.equals(this.key)) return;
     this.key = loaded.key;
     this.broadcast(this.key);
@@ -92,15 +85,17 @@ export class TicketKeyOwner {
   private initialKey(config: ProxyConfig): Buffer {
     if (config.ticketKeyFile === undefined) return generateTicketKey();
     const loaded = loadOrCreateTicketKeyFile(config.ticketKeyFile);
-    if (loaded.insecureMode) {
-      logCode(
-        this.logger,
-        'UNHITCH_TICKET_KEY_INSECURE',
-        { file: config.ticketKeyFile },
-        'ticket key file is readable by group or others',
-      );
-    }
+    if (loaded.insecureMode) this.warnInsecure(config.ticketKeyFile);
     return loaded.key;
+  }
+
+  private warnInsecure(file: string): void {
+    logCode(
+      this.logger,
+      'UNHITCH_TICKET_KEY_INSECURE',
+      { file },
+      'ticket key file is readable by group or others',
+    );
   }
 
   private rotate(): void {

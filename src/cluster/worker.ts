@@ -13,6 +13,7 @@ import { checkNotRootWorkers, dropPrivileges } from '../ops/privileges.js';
 import { NOOP_OBSERVER, type ProxyObserver } from '../proxy/events.js';
 import { TlsProxy } from '../proxy/proxy.js';
 import { AcmeChallengeResponder } from '../tls/acme-challenge.js';
+import { pinCaStore } from '../tls/ocsp.js';
 import {
   crossError,
   isPrimaryMessage,
@@ -150,8 +151,11 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
   try {
     // Root is needed no longer (sockets are bound by the primary, certificates and keys
     // are in this message), and from listen() on a client can connect.
-    if (message.identity !== undefined && process.getuid?.() === 0)
+    if (message.identity !== undefined && process.getuid?.() === 0) {
+      // Verifying staples needs the CA store: read it while still root.
+      if (message.certificates.some((material) => material.ocspVerifyStaple)) pinCaStore();
       dropPrivileges(message.identity);
+    }
     // Hitch's last word in each child (hitch.c): never serve as root. The primary's
     // preflight refuses such a start already; this catches callers that skip it.
     if (process.geteuid?.() === 0) checkNotRootWorkers(undefined, true);

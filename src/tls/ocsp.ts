@@ -287,11 +287,32 @@ export function findIssuer(
 
 const SYSTEM_CA_FILE = '/etc/ssl/certs/ca-certificates.crt';
 
+/** Set by pinCaStore: what every later loadCaStore() of this process returns (or throws). */
+let pinned: { readonly store: X509Certificate[] } | { readonly error: unknown } | undefined;
+
+/**
+ * A worker, before it drops root: read the CA store now, while SSL_CERT_FILE may still be
+ * readable only by root (as the keys are), and make every later loadCaStore() in this
+ * process answer with it. A worker lives one generation, so nothing goes stale: a reload
+ * starts new workers, which read the store again.
+ */
+export function pinCaStore(): void {
+  try {
+    pinned = { store: loadCaStore() };
+  } catch (error) {
+    pinned = { error };
+  }
+}
+
 /**
  * The CA store OpenSSL would use: SSL_CERT_FILE when set (as SSL_CTX_set_default_verify_paths
  * honours it), else the system bundle, else node's built-in roots.
  */
 export function loadCaStore(env: NodeJS.ProcessEnv = process.env): X509Certificate[] {
+  if (pinned !== undefined && env === process.env) {
+    if ('error' in pinned) throw pinned.error;
+    return pinned.store;
+  }
   const file = env.SSL_CERT_FILE;
   let text: string;
   if (file !== undefined && file !== '') {

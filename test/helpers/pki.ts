@@ -178,23 +178,7 @@ export async function startOcspResponder(ca: TestCa, indexPath: string): Promise
       const stem = join(pkiDir, `ocsp-${process.pid}-${count}`);
       writeFileSync(`${stem}.req`, Buffer.concat(chunks));
       try {
-        openssl([
-          'ocsp',
-          '-index',
-          indexPath,
-          '-CA',
-          ca.certPath,
-          '-rsigner',
-          ca.certPath,
-          '-rkey',
-          ca.keyPath,
-          '-reqin',
-          `${stem}.req`,
-          '-respout',
-          `${stem}.resp`,
-          '-nmin',
-          '60',
-        ]);
+        answerOcspRequest(ca, indexPath, `${stem}.req`, `${stem}.resp`);
         response.writeHead(200, { 'content-type': 'application/ocsp-response' });
         response.end(readFileSync(`${stem}.resp`));
       } catch {
@@ -207,6 +191,32 @@ export async function startOcspResponder(ca: TestCa, indexPath: string): Promise
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
   return { url: `http://127.0.0.1:${port}/`, requests: () => count, close: () => server.close() };
+}
+
+/** `openssl ocsp` as the CA's responder, offline: request file in, response file out. */
+export function answerOcspRequest(
+  ca: TestCa,
+  indexPath: string,
+  requestPath: string,
+  responsePath: string,
+): void {
+  openssl([
+    'ocsp',
+    '-index',
+    indexPath,
+    '-CA',
+    ca.certPath,
+    '-rsigner',
+    ca.certPath,
+    '-rkey',
+    ca.keyPath,
+    '-reqin',
+    requestPath,
+    '-respout',
+    responsePath,
+    '-nmin',
+    '60',
+  ]);
 }
 
 /** One line of an `openssl ca` index for a certificate issued by `issue`. */

@@ -23,7 +23,14 @@ import { test } from 'node:test';
 import { loadPemFile } from '../../src/tls/material.js';
 import { ocspCacheFileName } from '../../src/tls/ocsp.js';
 import { OcspFetcher } from '../../src/tls/ocsp-fetcher.js';
-import { indexLine, issue, makeCa, sClient, startOcspResponder } from '../helpers/pki.js';
+import {
+  answerOcspRequest,
+  indexLine,
+  issue,
+  makeCa,
+  sClient,
+  startOcspResponder,
+} from '../helpers/pki.js';
 import { freePort } from '../helpers/ports.js';
 import { closeBackend, startBackend, waitFor } from '../helpers/proxy-fixture.js';
 import { startUnhitch } from '../helpers/unhitch-process.js';
@@ -217,23 +224,7 @@ test('ocsp-verify-staple with an ocsp-resp-file: --test and start fail unless th
     '-reqout',
     request,
   ]);
-  execFileSync('openssl', [
-    'ocsp',
-    '-index',
-    index,
-    '-CA',
-    ca.certPath,
-    '-rsigner',
-    ca.certPath,
-    '-rkey',
-    ca.keyPath,
-    '-reqin',
-    request,
-    '-respout',
-    response,
-    '-ndays',
-    '1',
-  ]);
+  answerOcspRequest(ca, index, request, response);
   const port = await freePort();
   const configPath = join(dir, 'hitch.conf');
   writeFileSync(
