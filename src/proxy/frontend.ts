@@ -332,7 +332,16 @@ export class Frontend {
       this.handlers.onClientError(reason, error, this.accepted.get(raw)?.endpoints ?? socketSide);
     };
     const onError = (error: Error): void => {
-      fail('client_reset', error);
+      // A reset before the PROXY header is whole is what a load balancer's TCP health
+      // check does (HAProxy closes its checks with RST): the same stable reason as a FIN
+      // there, not a warning.
+      if (header !== undefined) {
+        const message = `client reset after ${receivedBytes} bytes of an incomplete PROXY header`;
+        fail(
+          'proxy_header_incomplete',
+          new UnhitchError('UNHITCH_PROXY_HEADER_INCOMPLETE', message, { cause: error }),
+        );
+      } else fail('client_reset', error);
       raw.destroy();
     };
     // FIN before TLS could start (allowHalfOpen is off: node closes our side too).

@@ -281,6 +281,30 @@ test('proxy-proxy: a client that leaves before its header is logged at once, wit
   assert.equal(proxy.log.withReason('proxy_header_timeout').length, 0);
 });
 
+test('proxy-proxy: a TCP health check (connect, then FIN or RST before any byte) is info proxy_header_incomplete with the real peer, never a warning', async (t) => {
+  const proxy = await startPatientProxyProxy(t);
+  for (const close of ['fin', 'rst'] as const) {
+    const probe = await rawConnect(proxy.port);
+    t.after(() => probe.destroy());
+    const probePort = probe.localPort;
+    await waitFor(() => proxy.proxy.activeConnections === 1, 5_000, 'probe tracked');
+    if (close === 'fin') probe.end();
+    else probe.resetAndDestroy();
+    const line = () =>
+      proxy.log.lines.find((candidate) => candidate.client === `127.0.0.1:${probePort}`);
+    await waitFor(() => line() !== undefined, 5_000, `the ${close} probe's line`);
+    assert.equal(line()?.reason, 'proxy_header_incomplete', `${close}: ${JSON.stringify(line())}`);
+    assert.equal(line()?.level, 30, `${close}: logged at info`);
+    assert.match(String((line()?.err as { message?: string })?.message), /after 0 bytes/);
+    await waitFor(() => proxy.proxy.activeConnections === 0, 5_000, 'probe released');
+  }
+  assert.deepEqual(
+    proxy.log.lines.filter((line) => line.level >= 40),
+    [],
+    'no warning for a health check',
+  );
+});
+
 test('proxy-proxy: drain and destroy reach a client still owing its header', async (t) => {
   const proxy = await startPatientProxyProxy(t);
 
