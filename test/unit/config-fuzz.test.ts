@@ -15,6 +15,7 @@ import { ConfigError } from '../../src/config/errors.js';
 import { parseHitchConfigText, parseTomlConfigText } from '../../src/config/load.js';
 import { OPTIONS } from '../../src/config/options/table.js';
 import { makeCertificate } from '../helpers/proxy-fixture.js';
+import { asNonRootWorkers } from '../helpers/unhitch-process.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const CLI = resolve(ROOT, 'dist/src/cli.js');
@@ -283,7 +284,9 @@ test('hitch.conf: random printable text (no base) → result or ConfigError', (t
 
 function runCli(args: readonly string[]): Promise<{ status: number | null; stderr: string }> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...asNonRootWorkers(args)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk.toString('utf8');
