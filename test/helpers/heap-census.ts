@@ -6,7 +6,7 @@
  *
  * The process must be started with `censusNodeOptions(dir)` in NODE_OPTIONS.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from './proxy-fixture.js';
@@ -46,6 +46,8 @@ interface HeapSnapshotFile {
 
 export function heapCensus(): HeapCensus {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-heap-'));
+  // As root the workers run as nobody (unhitch refuses root workers) and write here.
+  chmodSync(dir, 0o1777);
   return {
     dir,
     nodeOptions: `--heapsnapshot-signal=${SNAPSHOT_SIGNAL} --diagnostic-dir=${dir}`,
