@@ -10,8 +10,7 @@
  * The details table adds per-type rates, wt-load's own CPU and the load that OTHER processes put
  * on the proxy CPU during the window (a shared machine makes results noisy; check that column).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type BackendSpec,
@@ -20,21 +19,18 @@ import {
   type RunningBackend,
   startBackend,
 } from './lib/backends.js';
-import { makeSelfSignedCertificate } from './lib/cert.js';
-import { listFlag, numberFlag, parseFlags } from './lib/cli-args.js';
+import { listFlag, numberFlag } from './lib/cli-args.js';
+import { type BenchContext, runBench } from './lib/harness.js';
 import { freePort } from './lib/ports.js';
 import { cpuBusyMicros, treeCpuMicros, treeRssKiB } from './lib/proc.js';
-import { installCleanup, isShuttingDown, startProcess } from './lib/processes.js';
+import { startProcess } from './lib/processes.js';
 import {
   type ProxyName,
-  parseProxyList,
   proxyUnavailableReason,
   REPO_ROOT,
   type RunningProxy,
   startProxy,
 } from './lib/proxies.js';
-import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
-import { runtimeLines } from './lib/runtimes.js';
 import { barChartsSvg } from './lib/svg.js';
 import {
   cpuPerResponseRatioLine,
@@ -76,14 +72,13 @@ interface Settings {
   readonly proxyCpu: string;
   readonly loadCpu: string;
   readonly wtLoadExtraArgs: string[];
-  readonly write: boolean;
   /** Runs per backend × proxy; the table shows each metric's median. */
   readonly repeat: number;
 }
 
-function settingsFromArgs(argv: readonly string[]): Settings {
-  const flags = parseFlags(argv, KNOWN_FLAGS);
-  const quick = flags.has('quick');
+/** The run's settings: the harness's common flags plus wt-load's and the backends'. */
+function settingsFrom(bench: BenchContext): Settings {
+  const { flags, quick } = bench;
   const backendCommand = flags.get('backend-cmd');
   const backends = listFlag(
     flags,
@@ -108,15 +103,14 @@ function settingsFromArgs(argv: readonly string[]): Settings {
   }
   return {
     backends,
-    proxies: parseProxyList(flags.get('proxies') ?? 'none,unhitch,hitch,haproxy'),
+    proxies: bench.proxies,
     connections: numberFlag(flags, 'connections', 1020),
     durationSeconds: numberFlag(flags, 'duration', quick ? 5 : 15),
     warmupSeconds: numberFlag(flags, 'warmup', quick ? 2 : 3),
-    proxyCpu: flags.get('proxy-cpu') ?? '1',
-    loadCpu: flags.get('load-cpu') ?? '0',
+    proxyCpu: bench.proxyCpu,
+    loadCpu: bench.loadCpu,
     wtLoadExtraArgs: extra,
-    write: !flags.has('no-write'),
-    repeat: Math.max(1, Math.floor(numberFlag(flags, 'repeat', 1))),
+    repeat: bench.repeat,
   };
 }
 
@@ -288,13 +282,15 @@ function detailsTable(results: readonly { row: ResultRow; measurement: Measureme
   );
 }
 
-async function main(): Promise<void> {
-  installCleanup();
-  const settings = settingsFromArgs(process.argv.slice(2));
-  const workDirectory = mkdtempSync(join(tmpdir(), 'unhitch-bench-'));
-  const skipped: string[] = [];
-  try {
-    const certificate = makeSelfSignedCertificate(workDirectory);
+runBench({
+  name: 'compare',
+  flags: KNOWN_FLAGS,
+  defaultProxies: ['none', 'unhitch', 'hitch', 'haproxy'],
+  showErrorCode: true,
+  run: async (bench) => {
+    const settings = settingsFrom(bench);
+    const { skipped, workDirectory } = bench;
+    const certificate = bench.certificate();
     const proxies = settings.proxies.filter((name) => {
       const reason = proxyUnavailableReason(name);
       if (reason) skipped.push(`${name}: ${reason}`);
@@ -334,37 +330,10 @@ async function main(): Promise<void> {
     const rowsWithMeasurements = results.map((r, i) => ({ ...r, row: rows[i] as ResultRow }));
     const table = formatResultTable(rows);
     const headline = cpuPerResponseRatioLine(rows);
-    process.stdout.write(
-      `\n${table}\n\n${detailsTable(rowsWithMeasurements)}\n${headline ? `\n${headline}\n` : ''}\n${runtimeLines().join('\n')}\n`,
-    );
-    if (!settings.write || isShuttingDown()) return;
-    writeFileSync(
-      CHART_SVG,
-      barChartsSvg([
-        {
-          title: 'Responses/s (higher is better)',
-          unit: '/s',
-          bars: rows.map((r) => ({
-            label: `${r.backend} × ${r.proxy}`,
-            value: r.responsesPerSecond,
-          })),
-        },
-        {
-          title: 'Proxy CPU per response (lower is better)',
-          unit: 'µs',
-          bars: rows
-            .filter((r) => r.proxyCpuMicrosPerResponse !== null)
-            .map((r) => ({
-              label: `${r.backend} × ${r.proxy}`,
-              value: r.proxyCpuMicrosPerResponse as number,
-            })),
-        },
-      ]),
-    );
-    updateResultsFile(
-      RESULTS_MD,
-      'compare',
-      formatResultsSection({
+    const details = detailsTable(rowsWithMeasurements);
+    return {
+      stdout: `${table}\n\n${details}${headline ? `\n\n${headline}` : ''}`,
+      results: {
         heading: '## compare: backend × proxy under wt-load',
         notes: [
           `- Runs per row: ${settings.repeat} (median of each metric; details from the median-throughput run)`,
@@ -373,26 +342,38 @@ async function main(): Promise<void> {
         blocks: [
           table,
           ...(headline ? [headline] : []),
-          detailsTable(rowsWithMeasurements),
+          details,
           '![compare chart](results/compare.svg)',
         ],
-        skipped,
         references: true,
-      }),
-    );
-    process.stderr.write(`wrote ${RESULTS_MD} and ${CHART_SVG}\n`);
-  } finally {
-    rmSync(workDirectory, { recursive: true, force: true });
-  }
-}
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    const code = (err as { code?: unknown }).code;
-    process.stderr.write(
-      `compare: ${(err as Error).message}${typeof code === 'string' ? ` [${code}]` : ''}\n`,
-    );
-    process.exit(1);
+      },
+      writeFiles: () => {
+        writeFileSync(CHART_SVG, chartSvg(rows));
+        process.stderr.write(`wrote ${RESULTS_MD} and ${CHART_SVG}\n`);
+      },
+    };
   },
-);
+});
+
+function chartSvg(rows: readonly ResultRow[]): string {
+  return barChartsSvg([
+    {
+      title: 'Responses/s (higher is better)',
+      unit: '/s',
+      bars: rows.map((r) => ({
+        label: `${r.backend} × ${r.proxy}`,
+        value: r.responsesPerSecond,
+      })),
+    },
+    {
+      title: 'Proxy CPU per response (lower is better)',
+      unit: 'µs',
+      bars: rows
+        .filter((r) => r.proxyCpuMicrosPerResponse !== null)
+        .map((r) => ({
+          label: `${r.backend} × ${r.proxy}`,
+          value: r.proxyCpuMicrosPerResponse as number,
+        })),
+    },
+  ]);
+}

@@ -55,6 +55,8 @@ export interface BenchReport {
   readonly results: Omit<ResultsSection, 'skipped'>;
   /** The section's marker name when it is not the script's name (one script, two sections). */
   readonly section?: string;
+  /** Writes the script's other result files (a chart), after the section and on the same terms. */
+  readonly writeFiles?: () => void;
 }
 
 export interface BenchSpec {
@@ -63,6 +65,8 @@ export interface BenchSpec {
   /** Every flag the script accepts, in the order its usage error lists them. */
   readonly flags: readonly string[];
   readonly defaultProxies: readonly ProxyName[];
+  /** Appends an error's code to the failure message ("<name>: <message> [<code>]"). */
+  readonly showErrorCode?: boolean;
   run(bench: BenchContext): Promise<BenchReport>;
 }
 
@@ -71,7 +75,9 @@ export function runBench(spec: BenchSpec): void {
   main(spec).then(
     () => process.exit(0),
     (err: unknown) => {
-      process.stderr.write(`${spec.name}: ${(err as Error).message}\n`);
+      const code = (err as { code?: unknown }).code;
+      const suffix = spec.showErrorCode && typeof code === 'string' ? ` [${code}]` : '';
+      process.stderr.write(`${spec.name}: ${(err as Error).message}${suffix}\n`);
       process.exit(1);
     },
   );
@@ -118,6 +124,7 @@ async function main(spec: BenchSpec): Promise<void> {
         report.section ?? spec.name,
         formatResultsSection({ ...report.results, skipped: bench.skipped }),
       );
+      report.writeFiles?.();
     }
   } finally {
     rmSync(workDirectory, { recursive: true, force: true });
