@@ -1,5 +1,5 @@
 /** Loopback ports for tests that start separate processes (which cannot share port 0). */
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 
 /** A port that was free a moment ago on 127.0.0.1. */
 export function freePort(host = '127.0.0.1'): Promise<number> {
@@ -16,17 +16,32 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-/** A port P with P+1 also free (the demo puts its tracker on the next port). */
+/** Below Linux's ephemeral range (32768–60999): no outgoing connection takes these ports. */
+const PAIR_RANGE = { low: 20_000, high: 32_000 } as const;
+
+function holdPort(port: number, host: string): Promise<Server | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(undefined));
+    server.listen(port, host, () => resolve(server));
+  });
+}
+
+/**
+ * A port P with P+1 also free (the demo puts its tracker on the next port). Drawn below the
+ * ephemeral range, so the thousands of client sockets other tests and benches open cannot
+ * take P+1 from under it; P is held while P+1 is tried.
+ */
 export async function freePortPair(host = '127.0.0.1'): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await freePort(host);
-    if (port >= 65535) continue;
-    const next = await new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port + 1, host, () => server.close(() => resolve(true)));
-    });
-    if (next) return port;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PAIR_RANGE.low + Math.floor(Math.random() * (PAIR_RANGE.high - PAIR_RANGE.low));
+    const first = await holdPort(port, host);
+    if (first === undefined) continue;
+    const second = await holdPort(port + 1, host);
+    await new Promise((resolve) => first.close(resolve));
+    if (second === undefined) continue;
+    await new Promise((resolve) => second.close(resolve));
+    return port;
   }
   throw new Error('no free port pair');
 }
