@@ -126,9 +126,18 @@ export interface RunningTracker {
  * it take the peer's address from the left-most X-Forwarded-For.
  */
 export async function startRecordingTracker(
-  options: { trustProxy?: boolean } = {},
+  options: {
+    trustProxy?: boolean;
+    /**
+     * bittorrent-tracker's `interval`; a WebSocket peer is told to re-announce after a fifth
+     * of it (default 10 min, so 2 min): a test whose first WebRTC attempt fails on a loaded
+     * machine needs the next announce, with fresh offers, to come within its timeout.
+     */
+    intervalMs?: number;
+  } = {},
 ): Promise<RunningTracker> {
   const server = new TrackerServer({
+    ...(options.intervalMs === undefined ? {} : { interval: options.intervalMs }),
     udp: false,
     http: false,
     // Tracked, so close() can end them (bittorrent-tracker turns tracking off).
