@@ -9,23 +9,18 @@
  * Prints connections/s, how evenly workers were loaded, and CPU per connection.
  *
  *   node dist/bench/accept-modes.js [--connections=6000] [--concurrency=50] [--workers=2]
- *                                   [--modes=rr,none,reuseport]
+ *                                   [--modes=rr,none,reuseport] [--no-write]
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import cluster from 'node:cluster';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ListenSockets } from '../src/cluster/listen-sockets.js';
 import { makeSelfSigned } from '../src/tls/selfsigned.js';
-import { machineDescription } from './lib/machine.js';
-import { updateResultsFile } from './lib/results-file.js';
+import { listFlag, numberFlag } from './lib/cli-args.js';
+import { runBench } from './lib/harness.js';
 import { formatMarkdownTable } from './lib/table.js';
-
-const RESULTS = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 
 const MODES = ['rr', 'none', 'reuseport'] as const;
 type Mode = (typeof MODES)[number];
@@ -182,50 +177,46 @@ async function measure(
   }
 }
 
-async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
+/** The children's own arguments (a cluster primary per mode, and its workers). */
+function childArgs() {
+  return parseArgs({
     options: {
       child: { type: 'string' },
       worker: { type: 'boolean' },
       workers: { type: 'string', default: '2' },
       mode: { type: 'string' },
-      modes: { type: 'string', default: MODES.join(',') },
-      connections: { type: 'string', default: '6000' },
-      concurrency: { type: 'string', default: '50' },
-      'no-write': { type: 'boolean', default: false },
     },
     allowPositionals: true,
   });
-  if (cluster.isWorker) {
-    runWorker(positionals[0] as string, values.mode as Mode);
-    return;
-  }
-  if (values.child) {
-    await runClusterChild(values.child as Mode, Number(values.workers), positionals[0] as string);
-    return;
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'unhitch-accept-'));
-  try {
-    const pem = makeSelfSigned({ dir }).combinedPath;
-    const options = {
-      connections: Number(values.connections),
-      concurrency: Number(values.concurrency),
-      workers: Number(values.workers),
-      pem,
-    };
-    const modes = String(values.modes)
-      .split(',')
-      .map((mode) => mode.trim());
-    for (const mode of modes) {
-      if (!(MODES as readonly string[]).includes(mode))
-        throw new Error(`unknown mode ${mode}; modes are ${MODES.join(', ')}`);
-    }
-    const rows = [];
-    for (const mode of modes as Mode[]) rows.push(await measure(mode, options));
-    const lines = [
-      `${options.connections} TLS connections, ${options.concurrency} at a time, ${options.workers} workers`,
-      '',
-      formatMarkdownTable(
+}
+
+if (cluster.isWorker) {
+  const { values, positionals } = childArgs();
+  runWorker(positionals[0] as string, values.mode as Mode);
+} else if (process.argv[2] === '--child') {
+  const { values, positionals } = childArgs();
+  await runClusterChild(values.child as Mode, Number(values.workers), positionals[0] as string);
+} else {
+  runBench({
+    name: 'accept-modes',
+    flags: ['connections', 'concurrency', 'workers', 'modes', 'no-write'],
+    defaultProxies: [],
+    run: async (bench) => {
+      const options = {
+        connections: numberFlag(bench.flags, 'connections', 6000),
+        concurrency: numberFlag(bench.flags, 'concurrency', 50),
+        workers: numberFlag(bench.flags, 'workers', 2),
+        pem: makeSelfSigned({ dir: bench.workDirectory }).combinedPath,
+      };
+      const modes = listFlag(bench.flags, 'modes', MODES);
+      for (const mode of modes) {
+        if (!(MODES as readonly string[]).includes(mode))
+          throw new Error(`unknown mode ${mode}; modes are ${MODES.join(', ')}`);
+      }
+      const rows = [];
+      for (const mode of modes as Mode[]) rows.push(await measure(mode, options));
+      const meta = `${options.connections} TLS connections, ${options.concurrency} at a time, ${options.workers} workers`;
+      const table = formatMarkdownTable(
         [
           'Mode',
           'Connections/s',
@@ -252,27 +243,16 @@ async function main(): Promise<void> {
             cpuPerConnection.toFixed(0),
           ];
         }),
-      ),
-    ];
-    console.log(`\n${lines.join('\n')}`);
-    if (!values['no-write']) {
-      updateResultsFile(
-        RESULTS,
-        'accept-modes',
-        [
-          '## accept-modes: how connections reach the workers (round robin, shared handle, SO_REUSEPORT)',
-          '',
-          `Command: \`node dist/bench/accept-modes.js ${process.argv.slice(2).join(' ')}\``,
-          '',
-          ...machineDescription(),
-          '',
-          ...lines,
-        ].join('\n'),
       );
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+      return {
+        stdout: `${meta}\n\n${table}`,
+        results: {
+          heading:
+            '## accept-modes: how connections reach the workers (round robin, shared handle, SO_REUSEPORT)',
+          notes: [],
+          blocks: [meta, table],
+        },
+      };
+    },
+  });
 }
-
-await main();
