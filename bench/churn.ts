@@ -10,8 +10,7 @@
  * Exit code 1 on any failed connection, fds or RSS not back at baseline, a worker restart or
  * a proxy-side failure log line. The unhitch child is stopped by PID on every exit path.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { makeSelfSigned } from '../src/tls/selfsigned.js';
@@ -25,11 +24,11 @@ import {
   warmUp,
   withinLeakSlack,
 } from './lib/churn.js';
-import { parseFlags, positiveFlag } from './lib/cli-args.js';
+import { type Flags, positiveFlag } from './lib/cli-args.js';
+import { runBench } from './lib/harness.js';
 import { type ProcessSample, sampleProcess } from './lib/proc.js';
 import { REPO_ROOT } from './lib/proxies.js';
-import { formatResultsSection, updateResultsFile } from './lib/results-file.js';
-import { runtimeLines } from './lib/runtimes.js';
+import type { ResultsSection } from './lib/results-file.js';
 import { formatCount, formatMarkdownTable } from './lib/table.js';
 
 const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
@@ -44,7 +43,6 @@ interface ChurnSettings {
   readonly connections: number;
   readonly parallel: number;
   readonly maxMinutes: number;
-  readonly write: boolean;
 }
 
 interface ChurnResult {
@@ -56,13 +54,11 @@ interface ChurnResult {
   readonly proxyFailureLines: number;
 }
 
-function parseSettings(argv: readonly string[]): ChurnSettings {
-  const flags = parseFlags(argv, FLAGS);
+function settingsFrom(flags: Flags): ChurnSettings {
   return {
     connections: Math.round(positiveFlag(flags, 'connections', 100_000)),
     parallel: Math.round(positiveFlag(flags, 'parallel', 24)),
     maxMinutes: positiveFlag(flags, 'max-minutes', 6),
-    write: !flags.has('no-write'),
   };
 }
 
@@ -180,10 +176,14 @@ function problems(result: ChurnResult): string[] {
   return found;
 }
 
-function resultsSection(settings: ChurnSettings, result: ChurnResult, table: string): string {
+function resultsSection(
+  settings: ChurnSettings,
+  result: ChurnResult,
+  table: string,
+): Omit<ResultsSection, 'skipped'> {
   const failed = problems(result);
   const done = result.counts.ok + result.counts.failed;
-  return formatResultsSection({
+  return {
     heading: '## churn: short TLS connections through 1 worker',
     notes: [
       `- Load: ${settings.parallel} parallel lanes of TLS connect, 'ping' echoed, close; after a ${WARMUP_CONNECTIONS}-connection warm-up. "After" is sampled once fds and RSS are back within slack (${LEAK_SLACK.fds} fds, ${mib(LEAK_SLACK.rssBytes)} MiB) or after ${SETTLE_MAX_MS / 1000} s.`,
@@ -197,83 +197,82 @@ function resultsSection(settings: ChurnSettings, result: ChurnResult, table: str
       table,
       failed.length === 0 ? 'Verdict: no leak.' : `Verdict: FAILED: ${failed.join('; ')}.`,
     ],
-  });
+  };
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  const settings = parseSettings(argv);
-  const dir = mkdtempSync(join(tmpdir(), 'unhitch-churn-'));
-  let backend: Awaited<ReturnType<typeof startBackend>> | undefined;
-  let unhitch: UnhitchProcess | undefined;
-  let workerPid: number | undefined;
-  const killNow = (): void => {
-    // The worker too: after a SIGKILL of the primary nobody else would stop it.
-    for (const pid of [unhitch?.child.pid, workerPid]) {
-      if (pid === undefined) continue;
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
+runBench({
+  name: 'churn',
+  flags: FLAGS,
+  defaultProxies: [],
+  run: async (bench) => {
+    const settings = settingsFrom(bench.flags);
+    const dir = bench.workDirectory;
+    let backend: Awaited<ReturnType<typeof startBackend>> | undefined;
+    let unhitch: UnhitchProcess | undefined;
+    let workerPid: number | undefined;
+    const killNow = (): void => {
+      // The worker too: after a SIGKILL of the primary nobody else would stop it.
+      for (const pid of [unhitch?.child.pid, workerPid]) {
+        if (pid === undefined) continue;
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
       }
-    }
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    process.stderr.write(`\nchurn: ${signal}, stopping unhitch\n`);
-    killNow();
-    rmSync(dir, { recursive: true, force: true });
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  process.once('exit', killNow);
-  try {
-    const cert = makeSelfSigned({
-      dir,
-      stem: 'churn',
-      commonName: 'localhost',
-      dnsNames: ['localhost'],
-    });
-    backend = await startBackend((socket) => {
-      socket.on('error', () => {});
-      socket.pipe(socket);
-    });
-    const proxy = await startSingleWorker(backend.port, cert.combinedPath);
-    unhitch = proxy.unhitch;
-    workerPid = proxy.workerPid;
-    const { port } = proxy;
-    const primaryPid = unhitch.child.pid;
-    console.log(
-      `churn: ${formatCount(settings.connections)} connections, ${settings.parallel} parallel, at most ${settings.maxMinutes} min; unhitch ${primaryPid}, worker ${workerPid}`,
-    );
+    };
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.stderr.write(`\nchurn: ${signal}, stopping unhitch\n`);
+      killNow();
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    process.once('exit', killNow);
+    try {
+      const cert = makeSelfSigned({
+        dir,
+        stem: 'churn',
+        commonName: 'localhost',
+        dnsNames: ['localhost'],
+      });
+      backend = await startBackend((socket) => {
+        socket.on('error', () => {});
+        socket.pipe(socket);
+      });
+      const proxy = await startSingleWorker(backend.port, cert.combinedPath);
+      unhitch = proxy.unhitch;
+      workerPid = proxy.workerPid;
+      const { port } = proxy;
+      const primaryPid = unhitch.child.pid;
+      console.log(
+        `churn: ${formatCount(settings.connections)} connections, ${settings.parallel} parallel, at most ${settings.maxMinutes} min; unhitch ${primaryPid}, worker ${workerPid}`,
+      );
 
-    const result = await measure(settings, unhitch, port, workerPid);
-    const table = resultTable(result);
-    console.log(`\n${table}\n\n${runtimeLines().join('\n')}\n`);
-    const failed = problems(result);
-    console.log(failed.length === 0 ? 'churn: no leak' : `churn: FAILED: ${failed.join('; ')}`);
-    if (settings.write) {
-      updateResultsFile(RESULTS_MD, 'churn', resultsSection(settings, result, table));
-      console.log(`churn: wrote ${RESULTS_MD}`);
+      const result = await measure(settings, unhitch, port, workerPid);
+      const table = resultTable(result);
+      const failed = problems(result);
+      return {
+        stdout: table,
+        verdict: failed.length === 0 ? 'churn: no leak' : `churn: FAILED: ${failed.join('; ')}`,
+        results: resultsSection(settings, result, table),
+        writeFiles: () => console.log(`churn: wrote ${RESULTS_MD}`),
+        exitStatus: failed.length === 0 ? 0 : 1,
+      };
+    } finally {
+      if (unhitch && unhitch.child.exitCode === null && unhitch.child.signalCode === null) {
+        unhitch.kill('SIGTERM');
+        const exited = await Promise.race([
+          unhitch.exited().then(() => true),
+          sleep(STOP_GRACE_MS),
+        ]);
+        if (!exited) killNow();
+      }
+      // Stopped: the 'exit' hook must not signal PIDs that may since have been reused.
+      unhitch = undefined;
+      workerPid = undefined;
+      if (backend) closeBackend(backend);
     }
-    return failed.length === 0 ? 0 : 1;
-  } finally {
-    if (unhitch && unhitch.child.exitCode === null && unhitch.child.signalCode === null) {
-      unhitch.kill('SIGTERM');
-      const exited = await Promise.race([unhitch.exited().then(() => true), sleep(STOP_GRACE_MS)]);
-      if (!exited) killNow();
-    }
-    // Stopped: the 'exit' hook must not signal PIDs that may since have been reused.
-    unhitch = undefined;
-    workerPid = undefined;
-    if (backend) closeBackend(backend);
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(`churn: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(1);
   },
-);
+});

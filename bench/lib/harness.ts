@@ -57,6 +57,10 @@ export interface BenchReport {
   readonly section?: string;
   /** Writes the script's other result files (a chart), after the section and on the same terms. */
   readonly writeFiles?: () => void;
+  /** Printed to stdout after the runtime lines and a blank line: the run's verdict. */
+  readonly verdict?: string;
+  /** The script's exit status when the run itself failed its check (default 0). */
+  readonly exitStatus?: number;
 }
 
 export interface BenchSpec {
@@ -73,7 +77,7 @@ export interface BenchSpec {
 /** Runs a bench script to its exit. */
 export function runBench(spec: BenchSpec): void {
   main(spec).then(
-    () => process.exit(0),
+    (status) => process.exit(status),
     (err: unknown) => {
       const code = (err as { code?: unknown }).code;
       const suffix = spec.showErrorCode && typeof code === 'string' ? ` [${code}]` : '';
@@ -83,7 +87,7 @@ export function runBench(spec: BenchSpec): void {
   );
 }
 
-async function main(spec: BenchSpec): Promise<void> {
+async function main(spec: BenchSpec): Promise<number> {
   installCleanup();
   const flags = parseFlags(process.argv.slice(2), spec.flags);
   const proxyCpu = flags.get('proxy-cpu') ?? '1';
@@ -118,6 +122,7 @@ async function main(spec: BenchSpec): Promise<void> {
     };
     const report = await spec.run(bench);
     process.stdout.write(`\n${report.stdout}\n\n${runtimeLines().join('\n')}\n`);
+    if (report.verdict !== undefined) process.stdout.write(`\n${report.verdict}\n`);
     if (!flags.has('no-write') && !isShuttingDown()) {
       updateResultsFile(
         RESULTS_MD,
@@ -126,6 +131,7 @@ async function main(spec: BenchSpec): Promise<void> {
       );
       report.writeFiles?.();
     }
+    return report.exitStatus ?? 0;
   } finally {
     rmSync(workDirectory, { recursive: true, force: true });
   }
