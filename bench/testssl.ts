@@ -4,23 +4,20 @@
  * "testssl") and bench/results/testssl.md. Exits 1 when a HIGH or CRITICAL finding is about
  * unhitch's TLS (not about the loopback test certificate or the backend's HTTP).
  *
- *   node dist/bench/testssl.js [--testssl=/usr/bin/testssl]
+ *   node dist/bench/testssl.js [--testssl=/usr/bin/testssl] [--no-write]
  *
  * Needs testssl.sh (Debian package testssl.sh, binary `testssl`). Both children are stopped
  * by PID however this ends (the bench process harness).
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { makeCaSignedCertificate } from './lib/cert.js';
+import { runBench } from './lib/harness.js';
 import { freePort, waitForPort } from './lib/ports.js';
-import { installCleanup, startProcess, stopProcess, untilReady } from './lib/processes.js';
+import { startProcess, stopProcess, untilReady } from './lib/processes.js';
 import { REPO_ROOT, UNHITCH_CLI, UNHITCH_IDENTITY_FLAGS } from './lib/proxies.js';
-import { updateResultsFile } from './lib/results-file.js';
-import { runtimeLines } from './lib/runtimes.js';
 
-const RESULTS_MD = resolve(REPO_ROOT, 'bench/RESULTS.md');
 const RESULTS_DIR = resolve(REPO_ROOT, 'bench/results');
 const TESTSSL_TIMEOUT_MS = 15 * 60_000;
 
@@ -138,80 +135,81 @@ async function httpishBackend(): Promise<{ server: Server; port: number }> {
   return { server, port: address.port };
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  const testssl = argv.find((arg) => arg.startsWith('--testssl='))?.slice(10) ?? '/usr/bin/testssl';
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
+  const testssl =
+    process.argv.find((arg) => arg.startsWith('--testssl='))?.slice(10) ?? '/usr/bin/testssl';
   if (!existsSync(testssl)) {
     console.error(`${testssl} not found: apt-get install testssl.sh`);
-    return 2;
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'unhitch-testssl-'));
-  const cert = makeCaSignedCertificate(dir);
-  const backend = await httpishBackend();
-  const port = await freePort();
-  installCleanup();
-  const unhitch = startProcess({
-    name: 'unhitch',
-    command: process.execPath,
-    args: [
-      UNHITCH_CLI,
-      ...UNHITCH_IDENTITY_FLAGS,
-      `--frontend=[127.0.0.1]:${port}`,
-      `--backend=[127.0.0.1]:${backend.port}`,
-      '--workers=1',
-      '--log-level=error',
-      cert.combinedPemPath,
-    ],
-    echoStderr: true,
-  });
-  try {
-    await untilReady(unhitch, waitForPort(port, 15_000));
-    const jsonPath = join(dir, 'testssl.json');
-    const started = Date.now();
-    const scan = startProcess({
+    process.exitCode = 2;
+  } else {
+    runBench({
       name: 'testssl',
-      command: testssl,
-      args: [
-        '--jsonfile',
-        jsonPath,
-        ...TESTSSL_BATCH_ARGS,
-        '--add-ca',
-        cert.caCertPath,
-        `localhost:${port}`,
-      ],
-      echoStderr: true,
+      flags: ['testssl', 'no-write'],
+      defaultProxies: [],
+      run: async (bench) => {
+        const dir = bench.workDirectory;
+        const cert = makeCaSignedCertificate(dir);
+        const backend = await httpishBackend();
+        const port = await freePort();
+        const unhitch = startProcess({
+          name: 'unhitch',
+          command: process.execPath,
+          args: [
+            UNHITCH_CLI,
+            ...UNHITCH_IDENTITY_FLAGS,
+            `--frontend=[127.0.0.1]:${port}`,
+            `--backend=[127.0.0.1]:${backend.port}`,
+            '--workers=1',
+            '--log-level=error',
+            cert.combinedPemPath,
+          ],
+          echoStderr: true,
+        });
+        try {
+          await untilReady(unhitch, waitForPort(port, 15_000));
+          const jsonPath = join(dir, 'testssl.json');
+          const started = Date.now();
+          const scan = startProcess({
+            name: 'testssl',
+            command: testssl,
+            args: [
+              '--jsonfile',
+              jsonPath,
+              ...TESTSSL_BATCH_ARGS,
+              '--add-ca',
+              cert.caCertPath,
+              `localhost:${port}`,
+            ],
+            echoStderr: true,
+          });
+          const timer = setTimeout(() => void scan.stop(), TESTSSL_TIMEOUT_MS);
+          const status = await scan.exited;
+          clearTimeout(timer);
+          const seconds = Math.round((Date.now() - started) / 1000);
+          if (!existsSync(jsonPath)) throw new Error(`testssl wrote no JSON (exit ${status})`);
+          const findings = parseFindings(readFileSync(jsonPath, 'utf8'));
+          const version =
+            findings.find((finding) => finding.id === 'version')?.finding ?? 'testssl.sh';
+          const meta = `${new Date().toISOString().slice(0, 10)}; ${version}; target 127.0.0.1 (unhitch, 1 worker, ECDSA P-256 certificate from a throwaway CA passed with --add-ca, defaults: TLSv1.2+1.3, EECDH+AESGCM:EDH+AESGCM); scan ${seconds} s, exit ${status}. Certificate findings a loopback test certificate cannot avoid (CT, CAA) and the backend's HTTP headers are not about unhitch.`;
+          const markdown = summaryMarkdown(findings, meta);
+          const severe = severeFindings(findings);
+          for (const finding of severe)
+            console.error(`${finding.severity}: ${finding.id}: ${finding.finding}`);
+          return {
+            stdout: markdown,
+            // Its own layout: the scan's meta line stands where other sections list the machine.
+            results: markdown,
+            writeFiles: () => {
+              mkdirSync(RESULTS_DIR, { recursive: true });
+              writeFileSync(join(RESULTS_DIR, 'testssl.md'), `${markdown}\n`);
+            },
+            exitStatus: severe.length > 0 ? 1 : 0,
+          };
+        } finally {
+          await stopProcess(unhitch);
+          backend.server.close();
+        }
+      },
     });
-    const timer = setTimeout(() => void scan.stop(), TESTSSL_TIMEOUT_MS);
-    const status = await scan.exited;
-    clearTimeout(timer);
-    const seconds = Math.round((Date.now() - started) / 1000);
-    if (!existsSync(jsonPath)) throw new Error(`testssl wrote no JSON (exit ${status})`);
-    const findings = parseFindings(readFileSync(jsonPath, 'utf8'));
-    const version = findings.find((finding) => finding.id === 'version')?.finding ?? 'testssl.sh';
-    const meta = `${new Date().toISOString().slice(0, 10)}; ${version}; target 127.0.0.1 (unhitch, 1 worker, ECDSA P-256 certificate from a throwaway CA passed with --add-ca, defaults: TLSv1.2+1.3, EECDH+AESGCM:EDH+AESGCM); scan ${seconds} s, exit ${status}. Certificate findings a loopback test certificate cannot avoid (CT, CAA) and the backend's HTTP headers are not about unhitch.`;
-    const markdown = summaryMarkdown(findings, meta);
-    console.log(`${markdown}\n\n${runtimeLines().join('\n')}`);
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    writeFileSync(join(RESULTS_DIR, 'testssl.md'), `${markdown}\n`);
-    updateResultsFile(RESULTS_MD, 'testssl', markdown);
-    const severe = severeFindings(findings);
-    for (const finding of severe)
-      console.error(`${finding.severity}: ${finding.id}: ${finding.finding}`);
-    return severe.length > 0 ? 1 : 0;
-  } finally {
-    await stopProcess(unhitch);
-    backend.server.close();
-    rmSync(dir, { recursive: true, force: true });
   }
-}
-
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
-  main(process.argv.slice(2)).then(
-    (status) => {
-      process.exitCode = status;
-    },
-    (error: unknown) => {
-      console.error(error instanceof Error ? error.message : String(error));
-      process.exitCode = 1;
-    },
-  );
 }

@@ -51,8 +51,11 @@ export interface NodeBackend {
 export interface BenchReport {
   /** Printed to stdout after a blank line: the table and what follows it. */
   readonly stdout: string;
-  /** The RESULTS.md section, written unless --no-write or the run was interrupted. */
-  readonly results: Omit<ResultsSection, 'skipped'>;
+  /**
+   * The RESULTS.md section, written unless --no-write or the run was interrupted; or, for a
+   * report with a layout of its own, the section's text as it is.
+   */
+  readonly results: Omit<ResultsSection, 'skipped'> | string;
   /** The section's marker name when it is not the script's name (one script, two sections). */
   readonly section?: string;
   /** Writes the script's other result files (a chart), after the section and on the same terms. */
@@ -127,7 +130,9 @@ async function main(spec: BenchSpec): Promise<number> {
       updateResultsFile(
         RESULTS_MD,
         report.section ?? spec.name,
-        formatResultsSection({ ...report.results, skipped: bench.skipped }),
+        typeof report.results === 'string'
+          ? report.results
+          : formatResultsSection({ ...report.results, skipped: bench.skipped }),
       );
       report.writeFiles?.();
     }
