@@ -26,7 +26,7 @@ import {
   stopProcess,
   untilReady,
 } from './lib/processes.js';
-import { UNHITCH_CLI, UNHITCH_IDENTITY_FLAGS } from './lib/proxies.js';
+import { unhitchArgs } from './lib/proxies.js';
 import { runtimeLines } from './lib/runtimes.js';
 
 export interface LoopTotals {
@@ -125,15 +125,13 @@ async function main(argv: readonly string[]): Promise<void> {
     unhitch = startProcess({
       name: 'unhitch',
       command: process.execPath,
-      args: [
-        UNHITCH_CLI,
-        ...UNHITCH_IDENTITY_FLAGS,
-        `--frontend=[127.0.0.1]:${port}`,
-        `--backend=[127.0.0.1]:${trackerPort}`,
-        `--workers=${workers}`,
-        '--log-level=warn',
-        cert.combinedPath,
-      ],
+      args: unhitchArgs({
+        frontendPort: port,
+        backendPort: trackerPort,
+        workers,
+        logLevel: 'warn',
+        pemPath: cert.combinedPath,
+      }),
       echoStderr: true,
     });
     await untilReady(unhitch, waitForPort(port, 15_000));

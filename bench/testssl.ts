@@ -16,7 +16,7 @@ import { makeCaSignedCertificate } from './lib/cert.js';
 import { runBench } from './lib/harness.js';
 import { freePort, waitForPort } from './lib/ports.js';
 import { startProcess, stopProcess, untilReady } from './lib/processes.js';
-import { REPO_ROOT, UNHITCH_CLI, UNHITCH_IDENTITY_FLAGS } from './lib/proxies.js';
+import { REPO_ROOT, unhitchArgs } from './lib/proxies.js';
 
 const RESULTS_DIR = resolve(REPO_ROOT, 'bench/results');
 const TESTSSL_TIMEOUT_MS = 15 * 60_000;
@@ -154,15 +154,13 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import
         const unhitch = startProcess({
           name: 'unhitch',
           command: process.execPath,
-          args: [
-            UNHITCH_CLI,
-            ...UNHITCH_IDENTITY_FLAGS,
-            `--frontend=[127.0.0.1]:${port}`,
-            `--backend=[127.0.0.1]:${backend.port}`,
-            '--workers=1',
-            '--log-level=error',
-            cert.combinedPemPath,
-          ],
+          args: unhitchArgs({
+            frontendPort: port,
+            backendPort: backend.port,
+            workers: 1,
+            logLevel: 'error',
+            pemPath: cert.combinedPemPath,
+          }),
           echoStderr: true,
         });
         try {

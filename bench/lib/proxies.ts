@@ -41,6 +41,24 @@ export const UNHITCH_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
  */
 export const UNHITCH_IDENTITY_FLAGS: readonly string[] =
   process.getuid?.() === 0 ? ['--user=nobody'] : [];
+/** unhitch's command line for a bench's own run: loopback frontend and backend, one pem. */
+export function unhitchArgs(options: {
+  readonly frontendPort: number;
+  readonly backendPort: number;
+  readonly workers: number;
+  readonly logLevel: string;
+  readonly pemPath: string;
+}): string[] {
+  return [
+    UNHITCH_CLI,
+    ...UNHITCH_IDENTITY_FLAGS,
+    `--frontend=[127.0.0.1]:${options.frontendPort}`,
+    `--backend=[127.0.0.1]:${options.backendPort}`,
+    `--workers=${options.workers}`,
+    `--log-level=${options.logLevel}`,
+    options.pemPath,
+  ];
+}
 const NODE_TLS_PIPE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'node-tls-pipe.js');
 const NODE_TLS_BARE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'node-tls-bare.js');
 const UWS_RELAY = join(REPO_ROOT, 'dist', 'bench', 'uws-relay.js');
