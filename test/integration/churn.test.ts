@@ -86,7 +86,13 @@ test('churn: ~20 s of short connections through 1 worker; no fd, object or RSS g
     10_000,
     'fds back to baseline',
   ).catch(() => undefined);
-  const leftCounts = await census.count(workerPid, PER_CONNECTION_OBJECTS);
+  // A connection still closing when the fds settled (seen once on a loaded machine: 13 of
+  // each) is gone by a later snapshot; a leak is in every snapshot, so three are taken at
+  // most.
+  let leftCounts = await census.count(workerPid, PER_CONNECTION_OBJECTS);
+  for (let taken = 1; taken < 3 && [...leftCounts.values()].some((n) => n > 0); taken++) {
+    leftCounts = await census.count(workerPid, PER_CONNECTION_OBJECTS);
+  }
 
   const maxRss = (from: number, to: number): number =>
     Math.max(...samples.filter((s) => s.atMs >= from && s.atMs < to).map((s) => s.rssBytes));
