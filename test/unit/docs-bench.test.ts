@@ -1,8 +1,13 @@
-/** README's cost table is generated from bench/RESULTS.md (scripts/docs-bench.ts). */
+/** README's cost table is generated from bench/RESULTS.md (docs/generate/cost-table.ts). */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { costTable, README_PATH, RESULTS_PATH, withCostTable } from '../../scripts/docs-bench.js';
+import {
+  costTable,
+  README_PATH,
+  RESULTS_PATH,
+  withCostTable,
+} from '../../docs/generate/cost-table.js';
 
 test('README.md holds the cost table generated from bench/RESULTS.md (npm run docs:bench)', () => {
   const readme = readFileSync(README_PATH, 'utf8');

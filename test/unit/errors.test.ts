@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { README_PATH, withCodesTable } from '../../scripts/docs-codes.js';
+import { README_PATH, withCodesTable } from '../../docs/generate/codes-table.js';
 import { ConfigError } from '../../src/config/errors.js';
 import {
   CODES,
