@@ -314,6 +314,12 @@ export const CODES = {
     exitStatus: null,
     level: 'error',
   },
+  UNHITCH_WORKER_IPC: {
+    meaning:
+      'A message to a worker could not be written: it was exiting at that moment (its exit is handled like any other).',
+    exitStatus: null,
+    level: 'info',
+  },
   UNHITCH_WORKER_KILLED: {
     meaning:
       'A draining worker was still running 2 s after its drain period (stuck) and was killed.',

@@ -135,8 +135,26 @@ export class Supervisor {
     return this.greeted.has(worker);
   }
 
-  send(worker: Worker, message: PrimaryMessage): void {
-    if (worker.isConnected()) worker.send(message);
+  /**
+   * A worker can be connected by every account and still gone: it exited and the channel's
+   * end has not been read yet. The write then fails (EPIPE) and, without a callback, node
+   * emits it as an 'error' that nothing handles, which ended the primary when SIGTERM
+   * came while a reload's old worker was exiting. Its 'exit' follows and is handled.
+   */
+  send(worker: Worker, message: PrimaryMessage, handle?: ListenHandle): void {
+    if (!worker.isConnected()) return;
+    worker.send(message, handle as never, {}, (error: Error | null) => {
+      if (error) this.undelivered(worker, message, error);
+    });
+  }
+
+  private undelivered(worker: Worker, message: PrimaryMessage, error: Error): void {
+    logCode(
+      this.logger,
+      'UNHITCH_WORKER_IPC',
+      { workerPid: worker.process.pid, message: message.type, err: error },
+      'message to an exiting worker not delivered',
+    );
   }
 
   /**
@@ -184,6 +202,15 @@ export class Supervisor {
 
   private forkWorker(generation: Generation, index: number): Promise<boolean> {
     const worker = cluster.fork({ UNHITCH_WORKER_INDEX: String(index) });
+    // Backstop for any other failed write on the channel: logged, never thrown.
+    worker.on('error', (error: Error) =>
+      logCode(
+        this.logger,
+        'UNHITCH_WORKER_IPC',
+        { workerPid: worker.process.pid, err: error },
+        'worker channel error',
+      ),
+    );
     generation.workers.set(index, worker);
     this.meta.set(worker, { generation: generation.id, index, startedAt: Date.now() });
     const cpu = cpuForWorker(this.allowedCpus, index);
@@ -302,13 +329,9 @@ export class Supervisor {
     const address = generation.config.frontends[frontend]?.address;
     if (address === undefined) throw new Error(`no frontend ${frontend}`);
     const handle: ListenHandle = await this.sockets.socketFor(address, index);
-    if (!worker.isConnected()) return;
     // A raw TCP handle crosses as node's 'net.Native': the worker gets its own descriptor
     // and this process keeps its copy (no listen here, so it never accepts).
-    worker.send(
-      { type: 'unhitch:listen-socket', frontend } satisfies PrimaryMessage,
-      handle as never,
-    );
+    this.send(worker, { type: 'unhitch:listen-socket', frontend }, handle);
   }
 
   private identityFor(generation: Generation): Identity | undefined {

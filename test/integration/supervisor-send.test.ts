@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import cluster, { type Worker } from 'node:cluster';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import test from 'node:test';
+import { pino } from 'pino';
+import type { ListenSockets } from '../../src/cluster/listen-sockets.js';
+import { Supervisor } from '../../src/cluster/supervisor.js';
+
+/**
+ * True once the process has died and waits to be reaped, with every thread gone: the last
+ * thread out closed its descriptors, so its end of the channel is closed. (The main thread
+ * alone turns Z first while node's other threads are still exiting.)
+ */
+function isZombie(pid: number): boolean {
+  try {
+    // /proc/PID/stat: "pid (comm) STATE ..."; comm may hold spaces, STATE follows the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' && readdirSync(`/proc/${pid}/task`).length === 1;
+  } catch {
+    return true;
+  }
+}
+
+test('a drain order to a worker that has just died is logged, not thrown (SIGTERM during a reload)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-send-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const fixture = join(dir, 'idle-worker.mjs');
+  writeFileSync(fixture, 'setInterval(() => {}, 60_000);\n');
+  cluster.setupPrimary({ exec: fixture });
+
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>);
+      done();
+    },
+  });
+  const supervisor = new Supervisor({
+    logger: pino(sink),
+    allowedCpus: [0],
+    ticketKey: () => Buffer.alloc(80),
+    sockets: {} as ListenSockets,
+  });
+
+  const worker: Worker = cluster.fork();
+  await new Promise((resolve) => worker.once('online', resolve));
+  const exited = new Promise((resolve) => worker.once('exit', resolve));
+  const pid = worker.process.pid as number;
+  process.kill(pid, 'SIGKILL');
+  // Synchronously, so that this event loop has not read the channel's end yet: node still
+  // calls the worker connected, as the primary did when SIGTERM came mid-reload.
+  const deadline = Date.now() + 10_000;
+  while (!isZombie(pid) && Date.now() < deadline) {
+    // spin: the point is not to yield to the event loop
+  }
+  assert.ok(isZombie(pid), 'the worker died within 10 s');
+  assert.equal(worker.isConnected(), true, 'node has not noticed yet');
+
+  const uncaught: Error[] = [];
+  const onUncaught = (error: Error): void => {
+    uncaught.push(error);
+  };
+  process.on('uncaughtException', onUncaught);
+  t.after(() => process.off('uncaughtException', onUncaught));
+  supervisor.send(worker, { type: 'unhitch:drain', graceMs: 1_000 });
+  await exited;
+  await new Promise((resolve) => setImmediate(resolve));
+
+  assert.deepEqual(uncaught, []);
+  const logged = lines.find((line) => line.code === 'UNHITCH_WORKER_IPC');
+  assert.ok(logged, `a UNHITCH_WORKER_IPC line:\n${JSON.stringify(lines)}`);
+  assert.equal(logged.message, 'unhitch:drain');
+  assert.equal(logged.workerPid, pid);
+});
