@@ -7,10 +7,17 @@
  * (closed loop), then every proxy gets the same open-loop rate: --loads percent (default 50
  * and 80) of the SLOWEST proxy's maximum, interleaved round after round (--repeat).
  *   node dist/bench/equal-load.js [--proxies=unhitch,hitch,haproxy] [--backend=uws]
- *     [--kinds=messages,full,resumed] [--loads=50,80] [--connections=1020] [--duration=10]
- *     [--warmup=2] [--repeat=3] [--workers=2] [--concurrency=32] [--quick] [--no-write]
+ *     [--kinds=messages,full,resumed,full-hybrid] [--loads=50,80] [--connections=1020]
+ *     [--duration=10] [--warmup=2] [--repeat=3] [--workers=2] [--concurrency=32]
+ *     [--groups=X25519] [--quick] [--no-write]
  * Messages: wt-load with --announce-rate (announces/s round-robin over the connections);
  * handshakes: the handshake client with --rate. The ratio lines come from the highest load.
+ *
+ * Equal load is also equal work: `full` and `resumed` clients offer only --groups
+ * (X25519), the key exchange Hitch and HAProxy on OpenSSL 3.0 choose anyway. Offered
+ * node's default list, unhitch (OpenSSL 3.5) chooses the X25519MLKEM768 hybrid, which costs
+ * more and which those cannot do: `full-hybrid` and `resumed-hybrid` offer it as browsers
+ * do, and every row names the group the proxy chose.
  */
 import { join } from 'node:path';
 import { builtinBackend, type RunningBackend, startBackend } from './lib/backends.js';
@@ -37,13 +44,19 @@ import type { LoadResult } from './wt-load/run.js';
 const WT_LOAD = join(REPO_ROOT, 'dist', 'bench', 'wt-load', 'main.js');
 const HANDSHAKE_CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'handshake-client.js');
 
-type Kind = 'messages' | 'full' | 'resumed';
-const KINDS: readonly Kind[] = ['messages', 'full', 'resumed'];
+type PlainKind = 'messages' | 'full' | 'resumed';
+type Kind = PlainKind | 'full-hybrid' | 'resumed-hybrid';
+const KINDS: readonly Kind[] = ['messages', 'full', 'resumed', 'full-hybrid', 'resumed-hybrid'];
+const DEFAULT_KINDS: readonly Kind[] = ['messages', 'full', 'resumed', 'full-hybrid'];
 const UNIT: Record<Kind, string> = {
   messages: 'response',
   full: 'full handshake',
   resumed: 'resumed handshake',
+  'full-hybrid': 'full handshake',
+  'resumed-hybrid': 'resumed handshake',
 };
+/** What a browser offers (Chrome, Firefox): the hybrid first, X25519 for older servers. */
+const HYBRID_OFFER = 'X25519MLKEM768:X25519';
 /** Above this share of the proxy CPU taken by other processes a row is flagged as noisy. */
 const NOISY_OTHER_LOAD_PERCENT = 10;
 /** References measured beside the proxies, not used to pick the offered rate. */
@@ -63,6 +76,8 @@ export interface UnitRun {
   readonly missed: number;
   readonly errors: number;
   readonly otherLoadOnProxyCpuPercent: number | null;
+  /** Handshakes: the key-exchange groups the proxy chose ('' for messages). */
+  readonly groups: string;
 }
 
 interface HandshakeResult {
@@ -71,6 +86,7 @@ interface HandshakeResult {
   readonly handshakesPerSecond: number;
   readonly failures: number;
   readonly missed?: number;
+  readonly groups?: Record<string, number>;
 }
 
 runBench({
@@ -86,6 +102,7 @@ runBench({
     'repeat',
     'workers',
     'concurrency',
+    'groups',
     'quick',
     'no-write',
     'proxy-cpu',
@@ -100,7 +117,8 @@ runBench({
     const handshakeWorkers = numberFlag(flags, 'workers', 2);
     const concurrency = numberFlag(flags, 'concurrency', 32);
     const backendName = flags.get('backend') ?? 'uws';
-    const kinds = listFlag(flags, 'kinds', KINDS).map((text) => {
+    const groups = flags.get('groups') ?? 'X25519';
+    const kinds = listFlag(flags, 'kinds', DEFAULT_KINDS).map((text) => {
       if (!KINDS.includes(text as Kind)) {
         throw Object.assign(new Error(`--kinds: unknown ${text}; known: ${KINDS.join(', ')}`), {
           code: 'BENCH_BAD_ARGUMENT',
@@ -180,15 +198,18 @@ runBench({
           missed: r.announcesMissed ?? 0,
           errors: r.errors,
           otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
+          groups: '',
         };
       }
+      const hybrid = kind.endsWith('-hybrid');
       const measured = await runMeasuredChild<HandshakeResult>({
         name: `handshake-client ${kind}`,
         command: process.execPath,
         args: [
           HANDSHAKE_CLIENT,
           `--port=${proxy.port}`,
-          `--mode=${kind}`,
+          `--mode=${kind.startsWith('full') ? 'full' : 'resumed'}`,
+          `--groups=${hybrid ? HYBRID_OFFER : groups}`,
           `--workers=${handshakeWorkers}`,
           `--concurrency=${concurrency}`,
           `--rate=${rate ?? 0}`,
@@ -215,6 +236,9 @@ runBench({
         missed: r.missed ?? 0,
         errors: r.failures,
         otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
+        groups: Object.keys(r.groups ?? {})
+          .sort()
+          .join(' + '),
       };
     };
 
@@ -235,13 +259,19 @@ runBench({
     };
     const log = (kind: Kind, name: string, label: string, run: UnitRun): void => {
       process.stderr.write(
-        `   ${kind} | ${name} | ${label} | ${formatCount(run.achieved)}/s | ${formatDecimal(run.proxyCpuMicrosPerUnit)} µs | busy ${formatDecimal(run.proxyBusyPercent, 0)} % | missed ${run.missed} | errors ${run.errors}\n`,
+        `   ${kind} | ${name} | ${label} | ${formatCount(run.achieved)}/s | ${formatDecimal(run.proxyCpuMicrosPerUnit)} µs | busy ${formatDecimal(run.proxyBusyPercent, 0)} % | missed ${run.missed} | errors ${run.errors}${run.groups === '' ? '' : ` | ${run.groups}`}\n`,
       );
     };
 
     // 1. Saturation: each proxy's own maximum (closed loop), once per proxy.
+    // A hybrid kind is offered its plain kind's rates, so the surcharge is at the same load.
     const offeredRates = new Map<Kind, Map<number, number>>();
     for (const kind of kinds) {
+      const plainRates = offeredRates.get(plainKind(kind));
+      if (plainKind(kind) !== kind && plainRates !== undefined) {
+        offeredRates.set(kind, plainRates);
+        continue;
+      }
       await measureInTurns({
         proxies: proxiesFor(kind),
         repeat: 1,
@@ -310,6 +340,7 @@ runBench({
             String(list.reduce((sum, run) => sum + run.missed, 0)),
             String(list.reduce((sum, run) => sum + run.errors, 0)),
             `${formatDecimal(otherMax, 0)}${otherMax > NOISY_OTHER_LOAD_PERCENT ? ' NOISY' : ''}`,
+            [...new Set(list.map((run) => run.groups))].filter((g) => g !== '').join(', ') || '—',
           ]);
         }
       }
@@ -317,11 +348,22 @@ runBench({
       const cpuAt = (name: ProxyName): number | null =>
         median((runs.get(key(kind, name, top)) ?? []).map((run) => run.proxyCpuMicrosPerUnit));
       const offered = rates?.get(top);
+      const plain = plainKind(kind);
+      if (plain !== kind) {
+        const line = hybridSurchargeLine(
+          UNIT[kind],
+          cpuAt('unhitch'),
+          median((runs.get(key(plain, 'unhitch', top)) ?? []).map((r) => r.proxyCpuMicrosPerUnit)),
+          groups,
+        );
+        if (line !== null) ratioLines.push(line);
+        continue;
+      }
       const line =
         offered === undefined
           ? null
           : equalLoadRatioLine(
-              kind,
+              plain,
               cpuAt('unhitch'),
               cpuAt('hitch'),
               `${top} % of the slowest proxy's maximum, ${formatCount(offered)} ${kind === 'messages' ? 'announces' : `${UNIT[kind]}s`}/s offered to each, median of ${repeat}`,
@@ -340,6 +382,7 @@ runBench({
         'Missed (due, not sent)',
         'Errors',
         'Other load on proxy CPU % (max)',
+        'Key exchange (chosen)',
       ],
       rows,
     );
@@ -354,6 +397,7 @@ runBench({
         notes: [
           `- Layout: proxy on CPU ${proxyCpu}; clients and backends (${backendName} for messages, a TCP sink for handshakes) on CPU ${loadCpu}; ${warmup} s warm-up, ${duration} s measured per run.`,
           `- Saturation rows: closed loop, each proxy at its own maximum (once). Equal-load rows: open loop at ${loads.join(' % and ')} % of the slowest proxy's maximum (node-tls and node-tls-bare, the node:tls floors, are measured at the same rates but do not set them) (announces/s for messages, over ${connections} connections; handshakes/s with at most ${concurrency} in flight per client worker × ${handshakeWorkers}), every proxy the same rate, ${repeat} round(s) with the proxies taking turns; median shown. Unit: a relayed response (announce reply, offer or answer) for messages, a handshake otherwise.`,
+          `- Key exchange: \`full\` and \`resumed\` clients offer only ${groups} (what Hitch and HAProxy on OpenSSL 3.0 choose anyway), so every proxy does the same work; \`full-hybrid\`/\`resumed-hybrid\` clients offer ${HYBRID_OFFER} as browsers do, and unhitch (OpenSSL 3.5) then chooses the post-quantum hybrid. The last column names the group each proxy chose.`,
           `- Machine load average (1/5/15 min) at start: ${loadAverageAtStart}; at end: ${loadAverageAtEnd}.`,
           noiseNote,
         ],
@@ -367,3 +411,21 @@ runBench({
     };
   },
 });
+
+/** The kind a hybrid kind is compared with (itself for the others). */
+function plainKind(kind: Kind): PlainKind {
+  if (kind === 'full-hybrid') return 'full';
+  if (kind === 'resumed-hybrid') return 'resumed';
+  return kind;
+}
+
+/** What the hybrid group costs unhitch per handshake, both measured at the same load. */
+function hybridSurchargeLine(
+  unit: string,
+  hybridMicros: number | null,
+  plainMicros: number | null,
+  plainGroups: string,
+): string | null {
+  if (hybridMicros === null || plainMicros === null || plainMicros <= 0) return null;
+  return `unhitch ${unit} with ${HYBRID_OFFER} offered (X25519MLKEM768 chosen): ${formatDecimal(hybridMicros)} µs, ${formatDecimal(((hybridMicros - plainMicros) / plainMicros) * 100, 0)} % above ${plainGroups} (${formatDecimal(plainMicros)} µs) at the same load`;
+}

@@ -3,7 +3,10 @@
  * Full and resumed TLS 1.3 handshakes/s and proxy CPU µs per handshake, per proxy.
  * Proxy pinned to one CPU; node:tls client (worker threads) and a TCP sink backend on the other.
  *   node dist/bench/handshake.js [--proxies=unhitch,hitch,haproxy] [--duration=10] [--warmup=2]
- *     [--concurrency=32] [--workers=2] [--repeat=3] [--quick] [--no-write]
+ *     [--concurrency=32] [--workers=2] [--repeat=3] [--groups=X25519] [--quick] [--no-write]
+ * --groups: the key-exchange groups the client offers (OpenSSL's colon list; `default` for
+ * node's own, which puts the X25519MLKEM768 hybrid first). X25519 by default: what Hitch and
+ * HAProxy on OpenSSL 3.0 choose, so every proxy does the same work.
  * With --repeat, the proxies take turns round after round (so slow phases of a shared machine
  * hit them alike) and each row shows the median, with every run's value beside it.
  */
@@ -26,6 +29,8 @@ interface HandshakeRun {
   readonly failures: number;
   readonly clientCpuMicrosPerHandshake: number | null;
   readonly otherLoadOnProxyCpuPercent: number | null;
+  /** The key-exchange groups the proxy chose. */
+  readonly groups: readonly string[];
 }
 
 interface HandshakeResult {
@@ -34,6 +39,7 @@ interface HandshakeResult {
   readonly handshakes: number;
   readonly failures: number;
   readonly clientCpuMicrosPerHandshake: number | null;
+  readonly groups?: Record<string, number>;
 }
 
 runBench({
@@ -49,12 +55,15 @@ runBench({
     'proxy-cpu',
     'load-cpu',
     'repeat',
+    'groups',
   ],
   defaultProxies: ['unhitch', 'hitch', 'haproxy'],
   run: async (bench) => {
     const { flags, quick, proxyCpu, loadCpu, repeat, skipped } = bench;
     const duration = numberFlag(flags, 'duration', quick ? 4 : 10);
     const warmup = numberFlag(flags, 'warmup', quick ? 1 : 2);
+    const groupsFlag = flags.get('groups') ?? 'X25519';
+    const groups = groupsFlag === 'default' ? '' : groupsFlag;
     const runs = new Map<string, HandshakeRun[]>();
     const runsOf = (name: string, mode: Mode): HandshakeRun[] => {
       const key = `${name} ${mode}`;
@@ -99,6 +108,7 @@ runBench({
               `--concurrency=${numberFlag(flags, 'concurrency', 32)}`,
               `--warmup=${warmup}`,
               `--duration=${duration}`,
+              `--groups=${groups}`,
             ],
             cpu: loadCpu,
             proxyPid: proxy.process?.pid ?? null,
@@ -114,6 +124,7 @@ runBench({
             failures: r.failures,
             clientCpuMicrosPerHandshake: r.clientCpuMicrosPerHandshake,
             otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
+            groups: Object.keys(r.groups ?? {}),
           };
           runsOf(name, mode).push(run);
           process.stderr.write(
@@ -144,6 +155,7 @@ runBench({
           String(list.reduce((sum, run) => sum + run.failures, 0)),
           formatDecimal(median(list.map((run) => run.clientCpuMicrosPerHandshake))),
           formatDecimal(Math.max(...list.map((run) => run.otherLoadOnProxyCpuPercent ?? 0)), 0),
+          [...new Set(list.flatMap((run) => run.groups))].sort().join(', ') || '—',
         ]);
       }
     }
@@ -157,6 +169,7 @@ runBench({
         'Failures',
         'Client CPU µs/handshake',
         'Other load on proxy CPU % (max)',
+        'Key exchange (chosen)',
       ],
       rows,
     );
@@ -180,6 +193,7 @@ runBench({
         heading: '## handshake: TLS 1.3 full and resumed handshakes',
         notes: [
           `- Layout: proxy on CPU ${proxyCpu}; node:tls client (worker threads) and TCP sink backend on CPU ${loadCpu}; ${warmup} s warm-up, ${duration} s measured. Resumed: a handshake counts only if isSessionReused(); others are failures.`,
+          `- Key exchange offered by the client: ${groups === '' ? "node's default list (X25519MLKEM768 first; proxies on OpenSSL 3.0 choose X25519)" : `${groups} only (what Hitch and HAProxy on OpenSSL 3.0 choose anyway: the same work for every proxy; --groups=default offers the hybrid)`}.`,
           `- Runs per row: ${repeat}${repeat > 1 ? ' (proxies take turns; median shown)' : ''}`,
         ],
         blocks: [table, ...ratioLines],

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { connect as connectTcp } from 'node:net';
-import { connect, createSecureContext, type TLSSocket } from 'node:tls';
+import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 /**
  * TLS 1.3 handshake load: worker threads each keep `concurrency` connect→handshake→close loops
  * running. `--mode=resumed` offers the latest session ticket and counts a handshake only if
@@ -9,8 +9,10 @@ import { connect, createSecureContext, type TLSSocket } from 'node:tls';
  * proxy's pace, at most `concurrency` in flight per worker; a handshake due while that many are
  * in flight is counted as missed, not started later (every proxy gets the same offered rate).
  *   node handshake-client.js --port=P --mode=full|resumed [--workers=2] [--concurrency=16]
- *     [--rate=0] [--warmup=2] [--duration=10]
- * Prints JSON events measure_start / measure_end / result on stdout.
+ *     [--rate=0] [--warmup=2] [--duration=10] [--groups=X25519]
+ * --groups: the key-exchange groups offered, OpenSSL's colon list (default: node's own, which
+ * on OpenSSL 3.5 puts the X25519MLKEM768 hybrid first); the result counts the groups the
+ * server chose. Prints JSON events measure_start / measure_end / result on stdout.
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
@@ -20,6 +22,8 @@ interface ClientSettings {
   readonly concurrency: number;
   /** This worker's handshakes per second in open loop; 0: closed loop. */
   readonly rate: number;
+  /** Key-exchange groups offered ('' = node's default list). */
+  readonly groups: string;
 }
 
 interface Tally {
@@ -27,6 +31,8 @@ interface Tally {
   failures: number;
   /** Open loop: due while `concurrency` handshakes were in flight, so not started. */
   missed: number;
+  /** Handshakes by the key-exchange group the server chose. */
+  groups: Record<string, number>;
 }
 
 const PACER_TICK_MS = 5;
@@ -35,8 +41,16 @@ const PACER_TICK_MS = 5;
 const TICKET_WAIT_MS = 20;
 const CONNECT_TIMEOUT_MS = 5000;
 /** One context for all connections: building one per connect (the default) costs the client
- * more than the handshake itself. */
-const sharedContext = createSecureContext({ minVersion: 'TLSv1.3' });
+ * more than the handshake itself. Made on first use, with the settings' groups. */
+let sharedContext: SecureContext | undefined;
+
+function contextFor(settings: ClientSettings): SecureContext {
+  sharedContext ??= createSecureContext({
+    minVersion: 'TLSv1.3',
+    ...(settings.groups === '' ? {} : { ecdhCurve: settings.groups }),
+  });
+  return sharedContext;
+}
 
 function oneHandshake(
   settings: ClientSettings,
@@ -44,16 +58,18 @@ function oneHandshake(
 ): Promise<{
   ok: boolean;
   ticket: Buffer | undefined;
+  group: string | undefined;
 }> {
   return new Promise((resolve) => {
     let ticket: Buffer | undefined;
+    let group: string | undefined;
     let settled = false;
     const socket: TLSSocket = connect({
       // Nagle + delayed ACK would stall each flight by ~40 ms and measure latency, not CPU.
       socket: connectTcp({ host: '127.0.0.1', port: settings.port, noDelay: true }),
       servername: 'localhost',
       rejectUnauthorized: false,
-      secureContext: sharedContext,
+      secureContext: contextFor(settings),
       session,
     });
     const finish = (ok: boolean): void => {
@@ -61,13 +77,15 @@ function oneHandshake(
       settled = true;
       clearTimeout(timeout);
       socket.destroy();
-      resolve({ ok, ticket });
+      resolve({ ok, ticket, group });
     };
     const timeout = setTimeout(() => finish(false), CONNECT_TIMEOUT_MS);
     socket.on('session', (data: Buffer) => {
       ticket = data;
     });
     socket.once('secureConnect', () => {
+      const keyInfo = socket.getEphemeralKeyInfo();
+      group = keyInfo !== null && 'name' in keyInfo ? keyInfo.name : undefined;
       const ok = settings.mode === 'full' || socket.isSessionReused();
       // The ticket arrives just after the handshake; keep it for the next resumption.
       if (ticket !== undefined) finish(ok);
@@ -83,7 +101,7 @@ function oneHandshake(
 }
 
 async function workerMain(settings: ClientSettings): Promise<void> {
-  const tally: Tally = { handshakes: 0, failures: 0, missed: 0 };
+  const tally: Tally = { handshakes: 0, failures: 0, missed: 0, groups: {} };
   let stopping = false;
   let latestTicket: Buffer | undefined;
   if (settings.mode === 'resumed') {
@@ -91,18 +109,19 @@ async function workerMain(settings: ClientSettings): Promise<void> {
       latestTicket = (await oneHandshake({ ...settings, mode: 'full' }, undefined)).ticket;
     }
   }
-  const record = (ok: boolean, ticket: Buffer | undefined): void => {
+  const record = (ok: boolean, ticket: Buffer | undefined, group: string | undefined): void => {
     if (ok) tally.handshakes++;
     else tally.failures++;
+    if (ok && group !== undefined) tally.groups[group] = (tally.groups[group] ?? 0) + 1;
     if (ticket !== undefined) latestTicket = ticket;
   };
   const loop = async (): Promise<void> => {
     while (!stopping) {
-      const { ok, ticket } = await oneHandshake(
+      const { ok, ticket, group } = await oneHandshake(
         settings,
         settings.mode === 'resumed' ? latestTicket : undefined,
       );
-      record(ok, ticket);
+      record(ok, ticket, group);
     }
   };
   let inFlight = 0;
@@ -124,9 +143,9 @@ async function workerMain(settings: ClientSettings): Promise<void> {
           }
           inFlight++;
           void oneHandshake(settings, settings.mode === 'resumed' ? latestTicket : undefined).then(
-            ({ ok, ticket }) => {
+            ({ ok, ticket, group }) => {
               inFlight--;
-              record(ok, ticket);
+              record(ok, ticket, group);
             },
           );
         }
@@ -140,6 +159,7 @@ async function workerMain(settings: ClientSettings): Promise<void> {
     tally.handshakes = 0;
     tally.failures = 0;
     tally.missed = 0;
+    tally.groups = {};
   }, 100);
   parentPort?.on('message', () => {
     stopping = true;
@@ -163,16 +183,19 @@ async function main(): Promise<void> {
     mode: flag('mode', 'full') === 'resumed' ? 'resumed' : 'full',
     concurrency: Number(flag('concurrency', '32')),
     rate: rate > 0 ? rate / workerCount : 0,
+    groups: flag('groups', ''),
   };
   const warmupMs = Number(flag('warmup', '2')) * 1000;
   const durationMs = Number(flag('duration', '10')) * 1000;
-  const total: Tally = { handshakes: 0, failures: 0, missed: 0 };
+  const total: Tally = { handshakes: 0, failures: 0, missed: 0, groups: {} };
   const workers = Array.from({ length: workerCount }, () => {
     const worker = new Worker(new URL(import.meta.url), { workerData: settings });
     worker.on('message', (t: Tally) => {
       total.handshakes += t.handshakes;
       total.failures += t.failures;
       total.missed += t.missed;
+      for (const [group, count] of Object.entries(t.groups))
+        total.groups[group] = (total.groups[group] ?? 0) + count;
     });
     return worker;
   });
@@ -200,6 +223,8 @@ async function main(): Promise<void> {
     failures: end.failures - start.failures,
     missed: end.missed - start.missed,
     rateOffered: Math.max(rate, 0),
+    /** Over the whole run, warm-up included: the server's choice does not change. */
+    groups: total.groups,
     handshakesPerSecond: handshakes / seconds,
     clientCpuMicrosPerHandshake: handshakes > 0 ? (cpu.user + cpu.system) / handshakes : null,
   };

@@ -21,6 +21,8 @@ import {
 export const PROXY_NAMES = [
   'none',
   'unhitch',
+  // A/B: unhitch again, from UNHITCH_B_CLI (another build) with UNHITCH_B_NODE_FLAGS.
+  'unhitch-b',
   'hitch',
   'haproxy',
   'node-tls',
@@ -35,6 +37,14 @@ export type ProxyName = (typeof PROXY_NAMES)[number];
 /** dist/bench/lib → repository root. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const UNHITCH_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
+/**
+ * The `unhitch-b` proxy, for before/after comparisons measured in one run (PERF-STEPS.md):
+ * the CLI of another build (say a clone at the previous commit) and node flags for it.
+ */
+const UNHITCH_B_CLI = process.env.UNHITCH_B_CLI ?? UNHITCH_CLI;
+const UNHITCH_B_NODE_FLAGS = (process.env.UNHITCH_B_NODE_FLAGS ?? '')
+  .split(/\s+/)
+  .filter((flag) => flag !== '');
 /**
  * unhitch, like Hitch, refuses to run workers as root; benches run as root on CI, so the
  * workers serve as nobody there (the primary sends them the certificate).
@@ -106,6 +116,8 @@ export function proxyUnavailableReason(
       return null;
     case 'unhitch':
       return existsSync(UNHITCH_CLI) ? null : `${UNHITCH_CLI} not built (run npx tsc -p .)`;
+    case 'unhitch-b':
+      return existsSync(UNHITCH_B_CLI) ? null : `${UNHITCH_B_CLI} (UNHITCH_B_CLI) not built`;
     case 'hitch':
       return commandExists('hitch') ? null : 'hitch not installed (apt-get install hitch)';
     case 'haproxy':
@@ -177,12 +189,13 @@ export async function startProxy(
   let handle: BenchProcess;
   switch (name) {
     case 'unhitch':
+    case 'unhitch-b':
       handle = startProcess({
         ...common,
         name,
         command: process.execPath,
         args: [
-          UNHITCH_CLI,
+          ...(name === 'unhitch' ? [UNHITCH_CLI] : [...UNHITCH_B_NODE_FLAGS, UNHITCH_B_CLI]),
           ...UNHITCH_IDENTITY_FLAGS,
           ...hitchFlags(options),
           ...(options.connectTimeoutSeconds === undefined

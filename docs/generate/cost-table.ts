@@ -120,8 +120,12 @@ export function costTable(results: string): string {
   const equal = tableRows(results, 'equal-load', ['Kind', 'Offered load', 'Proxy CPU µs/unit']);
   const equalKinds = [
     ['messages', 'CPU per relayed WebTorrent response at equal load'],
-    ['full', 'CPU per full TLS 1.3 handshake at equal load'],
-    ['resumed', 'CPU per resumed TLS 1.3 handshake at equal load'],
+    ['full', 'CPU per full TLS 1.3 handshake at equal load, X25519 for every proxy'],
+    ['resumed', 'CPU per resumed TLS 1.3 handshake at equal load, X25519 for every proxy'],
+    [
+      'full-hybrid',
+      'CPU per full TLS 1.3 handshake at equal load, X25519MLKEM768:X25519 offered as browsers do (unhitch chooses the post-quantum hybrid; Hitch and HAProxy on OpenSSL 3.0 cannot)',
+    ],
   ] as const;
   for (const [kind, label] of equalKinds) {
     const load = topLoad(equal, kind);

@@ -9,6 +9,7 @@
 import type { Socket } from 'node:net';
 import type { ConnectionFailureReason } from './events.js';
 import type { ForwardedRejection, ForwardedSink } from './forwarded.js';
+import { readIntoSharedBuffer } from './shared-read-buffer.js';
 
 export interface SpliceFailure {
   readonly reason: ConnectionFailureReason;
@@ -123,7 +124,12 @@ export abstract class Splice implements ForwardedSink {
     // Client → backend: a full backend write buffer pauses the client until its 'drain'.
     // The backend's bytes come through its read callback: a full client write buffer makes
     // that return false (node stops reading); the client's 'drain' starts reading again.
-    client.on('data', this.filter === undefined ? clientData : clientDataFiltered);
+    if (this.filter === undefined) {
+      // Decrypted bytes straight from the TLS layer's reads (shared-read-buffer.ts); 'data'
+      // still brings what node read before now, and everything on a node without it.
+      client.on('data', clientData);
+      readIntoSharedBuffer(client, clientRead);
+    } else client.on('data', clientDataFiltered);
     onEnd(client, clientEnd);
     onEnd(backend, backendEnd);
     backend.on('error', backendError);
@@ -147,9 +153,13 @@ export abstract class Splice implements ForwardedSink {
       if (client.destroyed) return false;
     }
     this.handedBytes += nread;
-    // Copied out (a slice of node's small-buffer pool below 4 KiB) because the read buffer
-    // is reused by the next read while a queued write would still point into it.
-    const accepted = client.write(Buffer.from(buffer.subarray(0, nread)));
+    // The read buffer is reused by the next read. A write that goes straight to the TLS
+    // socket is encrypted before write() returns (node's TLSWrap copies any plaintext it
+    // cannot encrypt yet), so it needs no copy; one that Writable queues behind an
+    // unfinished write would be read later, and is copied out (a slice of node's pool).
+    const bytes = buffer.subarray(0, nread);
+    const queued = client.writableLength > 0 || client.writableCorked > 0;
+    const accepted = client.write(queued ? Buffer.from(bytes) : bytes);
     if (!accepted) {
       this.flags |= CLIENT_BACKED_UP;
       if ((this.flags & WATCHING_CLIENT_DRAIN) === 0) {
@@ -175,6 +185,13 @@ export abstract class Splice implements ForwardedSink {
 
   onClientData(chunk: Buffer): void {
     if (!this.backend.write(chunk)) this.pauseClient();
+  }
+
+  /** Client → backend from the shared read buffer, which the next read overwrites. */
+  onClientRead(nread: number, buffer: Uint8Array): boolean {
+    this.onClientData(Buffer.from(buffer.subarray(0, nread)));
+    // A full backend buffer has paused the client (pauseClient): reading stops there.
+    return true;
   }
 
   onClientDrain(): void {
@@ -321,6 +338,10 @@ export function backendRead(this: Socket, nread: number, buffer: Uint8Array): bo
 /** Client → backend without a filter: a minimal pipe() without its per-chunk bookkeeping. */
 function clientData(this: Socket, chunk: Buffer): void {
   spliceOf(this).onClientData(chunk);
+}
+
+function clientRead(this: Socket, nread: number, buffer: Uint8Array): boolean {
+  return spliceOf(this).onClientRead(nread, buffer);
 }
 
 function clientDataFiltered(this: Socket, chunk: Buffer): void {

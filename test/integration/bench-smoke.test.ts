@@ -171,12 +171,17 @@ test('handshake client open loop: full and resumed handshakes at the offered rat
     });
     try {
       const rate = 30;
-      for (const mode of ['full', 'resumed']) {
+      // Full with node's default offer (the hybrid first), resumed with X25519 only.
+      for (const [mode, groups, chosen] of [
+        ['full', '', 'X25519MLKEM768'],
+        ['resumed', 'X25519', 'X25519'],
+      ] as const) {
         const measured = await runMeasuredChild<{
           handshakesPerSecond: number;
           failures: number;
           missed: number;
           rateOffered: number;
+          groups: Record<string, number>;
         }>({
           name: `handshake-client ${mode}`,
           command: process.execPath,
@@ -187,6 +192,7 @@ test('handshake client open loop: full and resumed handshakes at the offered rat
             '--workers=1',
             '--concurrency=8',
             `--rate=${rate}`,
+            `--groups=${groups}`,
             '--warmup=0.3',
             '--duration=1.5',
           ],
@@ -199,6 +205,7 @@ test('handshake client open loop: full and resumed handshakes at the offered rat
         assert.ok(r.handshakesPerSecond >= rate * 0.4, `${mode}: ${JSON.stringify(r)}`);
         // Resumed: a handshake that did not resume is a failure, so this also checks tickets.
         assert.equal(r.failures, 0, `${mode}: ${JSON.stringify(r)}`);
+        assert.deepEqual(Object.keys(r.groups), [chosen], `${mode}: ${JSON.stringify(r)}`);
         assert.ok(measured.proxyCpuMicros !== null && measured.proxyCpuMicros > 0);
       }
     } finally {
@@ -240,7 +247,7 @@ test('seed: one row per proxy with the ramp and every error column, all connecti
   assert.deepEqual(cells.slice(8, 12), ['0', '0', '0', '0'], row);
 });
 
-test('equal-load: a saturation row, then the proxy at the offered share of it', {
+test('equal-load: a saturation row, then the proxy at the offered share of it; X25519 for every proxy, the hybrid at the same rate', {
   skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
   timeout: 60_000,
 }, async () => {
@@ -252,7 +259,7 @@ test('equal-load: a saturation row, then the proxy at the offered share of it', 
       join(REPO_ROOT, 'dist', 'bench', 'equal-load.js'),
       '--quick',
       '--proxies=unhitch',
-      '--kinds=full',
+      '--kinds=full,full-hybrid',
       '--loads=50',
       '--duration=1',
       '--warmup=0.3',
@@ -274,4 +281,20 @@ test('equal-load: a saturation row, then the proxy at the offered share of it', 
   assert.ok(max > 0, saturation.join('|'));
   // The offered rate is half of the (only, so slowest) proxy's maximum.
   assert.ok(Math.abs(offered - max / 2) <= 1, `${offered} offered for a maximum of ${max}`);
+  // The last column names the key exchange the proxy chose.
+  assert.equal(saturation.at(-2), 'X25519', saturation.join('|'));
+  const hybrid = lines
+    .find((line) => /^\| full-hybrid +\| 50 % = [\d,]+\/s +\| unhitch/.test(line))
+    ?.split('|')
+    .map((cell) => cell.trim());
+  assert.ok(hybrid, lines.join('\n'));
+  assert.equal(hybrid.at(-2), 'X25519MLKEM768', hybrid.join('|'));
+  // Offered the full handshakes' rate: the surcharge line compares at the same load.
+  assert.equal(hybrid[2], half.split('|')[2]?.trim(), hybrid.join('|'));
+  assert.ok(
+    lines.some((line) =>
+      line.startsWith('unhitch full handshake with X25519MLKEM768:X25519 offered'),
+    ),
+    lines.join('\n'),
+  );
 });
