@@ -427,5 +427,7 @@ function hybridSurchargeLine(
   plainGroups: string,
 ): string | null {
   if (hybridMicros === null || plainMicros === null || plainMicros <= 0) return null;
-  return `unhitch ${unit} with ${HYBRID_OFFER} offered (X25519MLKEM768 chosen): ${formatDecimal(hybridMicros)} µs, ${formatDecimal(((hybridMicros - plainMicros) / plainMicros) * 100, 0)} % above ${plainGroups} (${formatDecimal(plainMicros)} µs) at the same load`;
+  const change = ((hybridMicros - plainMicros) / plainMicros) * 100;
+  const signed = `${change >= 0 ? '+' : '−'}${formatDecimal(Math.abs(change), 0)} %`;
+  return `unhitch ${unit}, X25519MLKEM768 chosen (${HYBRID_OFFER} offered): ${formatDecimal(hybridMicros)} µs; ${plainGroups} only: ${formatDecimal(plainMicros)} µs; hybrid ${signed} at the same load`;
 }
