@@ -293,7 +293,9 @@ test('equal-load: a saturation row, then the proxy at the offered share of it; X
   assert.equal(hybrid[2], half.split('|')[2]?.trim(), hybrid.join('|'));
   assert.ok(
     lines.some((line) =>
-      line.startsWith('unhitch full handshake, X25519MLKEM768 chosen (X25519MLKEM768:X25519 offered)'),
+      line.startsWith(
+        'unhitch full handshake, X25519MLKEM768 chosen (X25519MLKEM768:X25519 offered)',
+      ),
     ),
     lines.join('\n'),
   );
