@@ -136,10 +136,10 @@ export class Supervisor {
   }
 
   /**
-   * A worker can be connected by every account and still gone: it exited and the channel's
-   * end has not been read yet. The write then fails (EPIPE) and, without a callback, node
-   * emits it as an 'error' that nothing handles, which ended the primary when SIGTERM
-   * came while a reload's old worker was exiting. Its 'exit' follows and is handled.
+   * node still calls a worker connected after it has exited, until this process reads the
+   * channel's end. A write then fails (EPIPE) and, without a callback, node emits that as
+   * an 'error' nothing handled: it ended the primary when SIGTERM came while a reload's old
+   * worker was exiting. The worker's 'exit' follows and is handled as any other.
    */
   send(worker: Worker, message: PrimaryMessage, handle?: ListenHandle): void {
     if (!worker.isConnected()) return;
