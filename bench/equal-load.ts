@@ -22,6 +22,7 @@
 import { join } from 'node:path';
 import { builtinBackend, type RunningBackend, startBackend } from './lib/backends.js';
 import { listFlag, numberFlag } from './lib/cli-args.js';
+import { HYBRID_OFFER } from './lib/groups.js';
 import { runBench } from './lib/harness.js';
 import { loadAverage } from './lib/machine.js';
 import { runMeasuredChild } from './lib/measured-child.js';
@@ -55,8 +56,6 @@ const UNIT: Record<Kind, string> = {
   'full-hybrid': 'full handshake',
   'resumed-hybrid': 'resumed handshake',
 };
-/** What a browser offers (Chrome, Firefox): the hybrid first, X25519 for older servers. */
-const HYBRID_OFFER = 'X25519MLKEM768:X25519';
 /** Above this share of the proxy CPU taken by other processes a row is flagged as noisy. */
 const NOISY_OTHER_LOAD_PERCENT = 10;
 /** References measured beside the proxies, not used to pick the offered rate. */
@@ -350,11 +349,15 @@ runBench({
       const offered = rates?.get(top);
       const plain = plainKind(kind);
       if (plain !== kind) {
+        const chosen = [
+          ...new Set((runs.get(key(kind, 'unhitch', top)) ?? []).map((r) => r.groups)),
+        ].join(', ');
         const line = hybridSurchargeLine(
           UNIT[kind],
           cpuAt('unhitch'),
           median((runs.get(key(plain, 'unhitch', top)) ?? []).map((r) => r.proxyCpuMicrosPerUnit)),
           groups,
+          chosen,
         );
         if (line !== null) ratioLines.push(line);
         continue;
@@ -425,9 +428,10 @@ function hybridSurchargeLine(
   hybridMicros: number | null,
   plainMicros: number | null,
   plainGroups: string,
+  chosen: string,
 ): string | null {
   if (hybridMicros === null || plainMicros === null || plainMicros <= 0) return null;
   const change = ((hybridMicros - plainMicros) / plainMicros) * 100;
   const signed = `${change >= 0 ? '+' : '−'}${formatDecimal(Math.abs(change), 0)} %`;
-  return `unhitch ${unit}, X25519MLKEM768 chosen (${HYBRID_OFFER} offered): ${formatDecimal(hybridMicros)} µs; ${plainGroups} only: ${formatDecimal(plainMicros)} µs; hybrid ${signed} at the same load`;
+  return `unhitch ${unit}, ${chosen} chosen (${HYBRID_OFFER} offered): ${formatDecimal(hybridMicros)} µs; ${plainGroups} only: ${formatDecimal(plainMicros)} µs; hybrid ${signed} at the same load`;
 }

@@ -15,6 +15,7 @@ import { connect, createSecureContext, type SecureContext, type TLSSocket } from
  * server chose. Prints JSON events measure_start / measure_end / result on stdout.
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { UNNAMED_GROUP } from './groups.js';
 
 interface ClientSettings {
   readonly port: number;
@@ -52,6 +53,13 @@ function contextFor(settings: ClientSettings): SecureContext {
   return sharedContext;
 }
 
+/** The key-exchange group the server chose (UNNAMED_GROUP where node cannot name it). */
+function groupName(socket: TLSSocket): string | undefined {
+  const keyInfo = socket.getEphemeralKeyInfo();
+  if (keyInfo === null) return undefined;
+  return 'name' in keyInfo && typeof keyInfo.name === 'string' ? keyInfo.name : UNNAMED_GROUP;
+}
+
 function oneHandshake(
   settings: ClientSettings,
   session: Buffer | undefined,
@@ -84,8 +92,7 @@ function oneHandshake(
       ticket = data;
     });
     socket.once('secureConnect', () => {
-      const keyInfo = socket.getEphemeralKeyInfo();
-      group = keyInfo !== null && 'name' in keyInfo ? keyInfo.name : undefined;
+      group = groupName(socket);
       const ok = settings.mode === 'full' || socket.isSessionReused();
       // The ticket arrives just after the handshake; keep it for the next resumption.
       if (ticket !== undefined) finish(ok);

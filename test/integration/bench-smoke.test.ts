@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { builtinBackend, type RunningBackend, startBackend } from '../../bench/lib/backends.js';
 import { makeSelfSignedCertificate } from '../../bench/lib/cert.js';
+import { HYBRID_AS_NAMED } from '../../bench/lib/groups.js';
 import { runMeasuredChild } from '../../bench/lib/measured-child.js';
 import { freePort, waitForPort } from '../../bench/lib/ports.js';
 import { startProcess, stopAll, untilReady } from '../../bench/lib/processes.js';
@@ -173,7 +174,7 @@ test('handshake client open loop: full and resumed handshakes at the offered rat
       const rate = 30;
       // Full with node's default offer (the hybrid first), resumed with X25519 only.
       for (const [mode, groups, chosen] of [
-        ['full', '', 'X25519MLKEM768'],
+        ['full', '', HYBRID_AS_NAMED],
         ['resumed', 'X25519', 'X25519'],
       ] as const) {
         const measured = await runMeasuredChild<{
@@ -288,13 +289,13 @@ test('equal-load: a saturation row, then the proxy at the offered share of it; X
     ?.split('|')
     .map((cell) => cell.trim());
   assert.ok(hybrid, lines.join('\n'));
-  assert.equal(hybrid.at(-2), 'X25519MLKEM768', hybrid.join('|'));
+  assert.equal(hybrid.at(-2), HYBRID_AS_NAMED, hybrid.join('|'));
   // Offered the full handshakes' rate: the surcharge line compares at the same load.
   assert.equal(hybrid[2], half.split('|')[2]?.trim(), hybrid.join('|'));
   assert.ok(
     lines.some((line) =>
       line.startsWith(
-        'unhitch full handshake, X25519MLKEM768 chosen (X25519MLKEM768:X25519 offered)',
+        `unhitch full handshake, ${HYBRID_AS_NAMED} chosen (X25519MLKEM768:X25519 offered)`,
       ),
     ),
     lines.join('\n'),
