@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import cluster, { type Worker } from 'node:cluster';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import test from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import type { ListenSockets } from '../../src/cluster/listen-sockets.js';
 import { Supervisor } from '../../src/cluster/supervisor.js';
+
+const IDLE_WORKER = fileURLToPath(new URL('../fixtures/idle-worker.js', import.meta.url));
 
 /**
  * True once the process has died and waits to be reaped, with every thread gone: the last
@@ -26,11 +27,7 @@ function isZombie(pid: number): boolean {
 }
 
 test('a drain order to a worker that has just died is logged, not thrown (SIGTERM during a reload)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'unhitch-send-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const fixture = join(dir, 'idle-worker.mjs');
-  writeFileSync(fixture, 'setInterval(() => {}, 60_000);\n');
-  cluster.setupPrimary({ exec: fixture });
+  cluster.setupPrimary({ exec: IDLE_WORKER });
 
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
