@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import test from 'node:test';
 import { connect, createServer, type TLSSocket } from 'node:tls';
 import { readIntoSharedBuffer } from '../../src/proxy/shared-read-buffer.js';
-import { makeSelfSigned } from '../../src/tls/selfsigned.js';
+import { makeCertificate } from '../helpers/proxy-fixture.js';
+
+const PEM = readFileSync(makeCertificate('shared-read-buffer').combinedPath);
 
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -18,10 +18,7 @@ async function tlsPair(
   t: { after: (fn: () => void) => void },
   onSocket: (socket: TLSSocket) => void,
 ): Promise<TLSSocket> {
-  const dir = mkdtempSync(join(tmpdir(), 'unhitch-read-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const pem = readFileSync(makeSelfSigned({ dir }).combinedPath);
-  const server = createServer({ key: pem, cert: pem }, onSocket);
+  const server = createServer({ key: PEM, cert: PEM }, onSocket);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => server.close());
   const client = connect({
