@@ -22,7 +22,7 @@
 import { join } from 'node:path';
 import { builtinBackend, type RunningBackend, startBackend } from './lib/backends.js';
 import { listFlag, numberFlag } from './lib/cli-args.js';
-import { HYBRID_OFFER } from './lib/groups.js';
+import { groupsChosen, HYBRID_OFFER } from './lib/groups.js';
 import { runBench } from './lib/harness.js';
 import { loadAverage } from './lib/machine.js';
 import { runMeasuredChild } from './lib/measured-child.js';
@@ -75,8 +75,8 @@ export interface UnitRun {
   readonly missed: number;
   readonly errors: number;
   readonly otherLoadOnProxyCpuPercent: number | null;
-  /** Handshakes: the key-exchange groups the proxy chose ('' for messages). */
-  readonly groups: string;
+  /** Handshakes: how often the proxy chose each key-exchange group (none for messages). */
+  readonly groups: Readonly<Record<string, number>>;
 }
 
 interface HandshakeResult {
@@ -197,7 +197,7 @@ runBench({
           missed: r.announcesMissed ?? 0,
           errors: r.errors,
           otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
-          groups: '',
+          groups: {},
         };
       }
       const hybrid = kind.endsWith('-hybrid');
@@ -235,9 +235,7 @@ runBench({
         missed: r.missed ?? 0,
         errors: r.failures,
         otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
-        groups: Object.keys(r.groups ?? {})
-          .sort()
-          .join(' + '),
+        groups: r.groups ?? {},
       };
     };
 
@@ -257,8 +255,9 @@ runBench({
       runs.set(k, list);
     };
     const log = (kind: Kind, name: string, label: string, run: UnitRun): void => {
+      const chosen = groupsChosen([run.groups]);
       process.stderr.write(
-        `   ${kind} | ${name} | ${label} | ${formatCount(run.achieved)}/s | ${formatDecimal(run.proxyCpuMicrosPerUnit)} µs | busy ${formatDecimal(run.proxyBusyPercent, 0)} % | missed ${run.missed} | errors ${run.errors}${run.groups === '' ? '' : ` | ${run.groups}`}\n`,
+        `   ${kind} | ${name} | ${label} | ${formatCount(run.achieved)}/s | ${formatDecimal(run.proxyCpuMicrosPerUnit)} µs | busy ${formatDecimal(run.proxyBusyPercent, 0)} % | missed ${run.missed} | errors ${run.errors}${chosen === '' ? '' : ` | ${chosen}`}\n`,
       );
     };
 
@@ -339,7 +338,7 @@ runBench({
             String(list.reduce((sum, run) => sum + run.missed, 0)),
             String(list.reduce((sum, run) => sum + run.errors, 0)),
             `${formatDecimal(otherMax, 0)}${otherMax > NOISY_OTHER_LOAD_PERCENT ? ' NOISY' : ''}`,
-            [...new Set(list.map((run) => run.groups))].filter((g) => g !== '').join(', ') || '—',
+            groupsChosen(list.map((run) => run.groups)) || '—',
           ]);
         }
       }
@@ -349,9 +348,9 @@ runBench({
       const offered = rates?.get(top);
       const plain = plainKind(kind);
       if (plain !== kind) {
-        const chosen = [
-          ...new Set((runs.get(key(kind, 'unhitch', top)) ?? []).map((r) => r.groups)),
-        ].join(', ');
+        const chosen = groupsChosen(
+          (runs.get(key(kind, 'unhitch', top)) ?? []).map((r) => r.groups),
+        );
         const line = hybridSurchargeLine(
           UNIT[kind],
           cpuAt('unhitch'),

@@ -12,6 +12,7 @@
  */
 import { join } from 'node:path';
 import { numberFlag } from './lib/cli-args.js';
+import { groupsChosen } from './lib/groups.js';
 import { runBench } from './lib/harness.js';
 import { runMeasuredChild } from './lib/measured-child.js';
 import { measureInTurns, proxyUnavailableReason, REPO_ROOT } from './lib/proxies.js';
@@ -29,8 +30,8 @@ interface HandshakeRun {
   readonly failures: number;
   readonly clientCpuMicrosPerHandshake: number | null;
   readonly otherLoadOnProxyCpuPercent: number | null;
-  /** The key-exchange groups the proxy chose. */
-  readonly groups: readonly string[];
+  /** How often the proxy chose each key-exchange group. */
+  readonly groups: Readonly<Record<string, number>>;
 }
 
 interface HandshakeResult {
@@ -124,7 +125,7 @@ runBench({
             failures: r.failures,
             clientCpuMicrosPerHandshake: r.clientCpuMicrosPerHandshake,
             otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
-            groups: Object.keys(r.groups ?? {}),
+            groups: r.groups ?? {},
           };
           runsOf(name, mode).push(run);
           process.stderr.write(
@@ -155,7 +156,7 @@ runBench({
           String(list.reduce((sum, run) => sum + run.failures, 0)),
           formatDecimal(median(list.map((run) => run.clientCpuMicrosPerHandshake))),
           formatDecimal(Math.max(...list.map((run) => run.otherLoadOnProxyCpuPercent ?? 0)), 0),
-          [...new Set(list.flatMap((run) => run.groups))].sort().join(', ') || '—',
+          groupsChosen(list.map((run) => run.groups)) || '—',
         ]);
       }
     }

@@ -15,3 +15,10 @@ export const UNNAMED_GROUP = 'unnamed (node 22 names ECDH/DH groups only)';
 /** How this runtime's rows name the hybrid when the server chose it. */
 export const HYBRID_AS_NAMED =
   Number(process.versions.node.split('.')[0]) >= 24 ? 'X25519MLKEM768' : UNNAMED_GROUP;
+
+/** The groups the server chose over some runs (each a count by group), sorted, for a row. */
+export function groupsChosen(
+  counts: readonly (Readonly<Record<string, number>> | undefined)[],
+): string {
+  return [...new Set(counts.flatMap((count) => Object.keys(count ?? {})))].sort().join(', ');
+}

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { groupsChosen } from '../../bench/lib/groups.js';
 import { parseProcStat, parseVmRssKiB, processTree } from '../../bench/lib/proc.js';
 import { REFERENCE_NOTES } from '../../bench/lib/references.js';
 import { formatResultsSection, readSection, replaceSection } from '../../bench/lib/results-file.js';
@@ -269,4 +270,12 @@ test('the equal-load ratio lines: unhitch over Hitch at the same offered rate, s
   assert.equal(equalLoadRatioLine('full', null, 400, 'x'), null);
   assert.equal(equalLoadRatioLine('full', 500, null, 'x'), null);
   assert.equal(equalLoadRatioLine('full', 500, 0, 'x'), null);
+});
+
+test('groupsChosen: every group chosen in any run, once, sorted; nothing for runs without handshakes', () => {
+  assert.equal(
+    groupsChosen([{ X25519MLKEM768: 3 }, { X25519: 1, X25519MLKEM768: 2 }, undefined]),
+    'X25519, X25519MLKEM768',
+  );
+  assert.equal(groupsChosen([{}, undefined]), '');
 });
