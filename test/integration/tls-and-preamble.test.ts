@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
-import { connect as tlsConnect } from 'node:tls';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { DEFAULT_TLS } from '../../src/config/model.js';
 import { fragmentingSocket } from '../helpers/client-hello.js';
 import {
@@ -31,6 +31,16 @@ async function recordingBackend() {
     received.push(readAll(socket));
   });
   return { ...backend, received };
+}
+
+/** A TLS client that first sends a PROXY header on its raw connection, as a balancer would. */
+async function tlsAfterProxyHeader(port: number, header: string | Buffer): Promise<TLSSocket> {
+  const raw = netConnect(port, '127.0.0.1');
+  await once(raw, 'connect');
+  raw.write(header);
+  const client = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
+  await once(client, 'secureConnect');
+  return client;
 }
 
 test('PROXY v1: the exact line Hitch writes, then the client bytes', async (t) => {
@@ -109,11 +119,10 @@ test('proxy-proxy: a PROXY v1 header before the ClientHello becomes the client a
   const proxy = await startProxy(backend.port, { proxyProxy: true, proxyProtocol: 'v1' });
   t.after(() => proxy.close());
 
-  const raw = netConnect(proxy.port, '127.0.0.1');
-  await once(raw, 'connect');
-  raw.write('PROXY TCP4 198.51.100.7 203.0.113.9 40000 443\r\n');
-  const client = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
-  await once(client, 'secureConnect');
+  const client = await tlsAfterProxyHeader(
+    proxy.port,
+    'PROXY TCP4 198.51.100.7 203.0.113.9 40000 443\r\n',
+  );
   client.end('hi');
   await waitFor(() => backend.received.length === 1);
   const bytes = await backend.received[0];
@@ -139,11 +148,7 @@ test('proxy-proxy alone: a PROXY v2 header (with TLVs) reaches the backend byte 
       '6c62',
     'hex',
   );
-  const raw = netConnect(proxy.port, '127.0.0.1');
-  await once(raw, 'connect');
-  raw.write(header);
-  const client = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
-  await once(client, 'secureConnect');
+  const client = await tlsAfterProxyHeader(proxy.port, header);
   client.end('hi');
   await waitFor(() => backend.received.length === 1);
   const bytes = (await backend.received[0]) as Buffer;
@@ -161,11 +166,7 @@ test('proxy-proxy with forwarded-for: the PROXY source becomes X-Forwarded-For a
     '0d0a0d0a000d0a515549540a' + '2111' + '000c' + 'c6336407' + 'cb007109' + '9c40' + '01bb',
     'hex',
   );
-  const raw = netConnect(proxy.port, '127.0.0.1');
-  await once(raw, 'connect');
-  raw.write(header);
-  const client = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
-  await once(client, 'secureConnect');
+  const client = await tlsAfterProxyHeader(proxy.port, header);
   client.end('GET /announce HTTP/1.1\r\nHost: tracker\r\n\r\n');
   await waitFor(() => backend.received.length === 1);
   const text = ((await backend.received[0]) as Buffer).toString('latin1');
