@@ -100,6 +100,7 @@ async function run(
     level: config.logLevel,
     quiet: config.quiet,
     filename: config.logFilename,
+    format: config.logFormat,
     bindings: { role: 'primary' },
     ...(config.syslog ? { syslog: { facility: config.syslogFacility } } : {}),
     console: reporter === undefined,

@@ -118,6 +118,7 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
     level: config.logLevel,
     quiet: config.quiet,
     filename: config.logFilename,
+    format: config.logFormat,
     bindings: { role: 'worker', worker: message.workerIndex, generation: message.generation },
     // logger(1) runs as the identity this worker is about to drop to.
     ...(config.syslog

@@ -17,8 +17,9 @@ import { mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { type DestinationStream, type Logger, pino, type StreamEntry } from 'pino';
-import type { LogLevelName, SyslogFacility } from '../config/model.js';
+import type { LogFormat, LogLevelName, SyslogFacility } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
+import { consoleDestination, fileDestination } from './log-format.js';
 import { createSyslogStream } from './syslog.js';
 
 export type { Logger } from 'pino';
@@ -40,6 +41,8 @@ export interface LogOptions {
   readonly console?: boolean;
   /** More destinations (the daemon's startup relay to its launcher). */
   readonly extraStreams?: readonly Writable[];
+  /** stdout and the log file: JSON, readable lines, or auto (readable on a terminal). */
+  readonly format?: LogFormat | undefined;
 }
 
 /** Hitch: LOG_REOPEN_INTERVAL, seconds between checks that the name is still our file. */
@@ -92,9 +95,9 @@ export function createLogger(options: LogOptions): Logger {
   let file: ReopenableLogFile | undefined;
   if (options.filename !== undefined) {
     file = new ReopenableLogFile(options.filename);
-    streams.push({ level: 'trace', stream: file });
+    streams.push({ level: 'trace', stream: fileDestination(file, options.format ?? 'auto') });
   } else if (options.console !== false) {
-    streams.push({ level: 'trace', stream: pino.destination({ dest: 1, sync: false }) });
+    streams.push({ level: 'trace', stream: consoleDestination(options.format ?? 'auto') });
   }
   if (options.syslog !== undefined) {
     streams.push({ level: 'trace', stream: createSyslogStream(options.syslog) });

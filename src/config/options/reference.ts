@@ -26,6 +26,7 @@ const METAVAR: Partial<Record<OptionSpec['valueType'], string>> = {
   'dns-name': 'NAME',
   'acme-challenge': 'tls-alpn-01|http-01',
   'client-verify': 'none|optional|required',
+  'log-format': 'auto|json|pretty',
 };
 
 /** The block an option is written in, for the scopes it may not appear at the top level. */
