@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
-import { freePort, freePortPair } from '../helpers/ports.js';
-import { asNonRootWorkers, CLI, ROOT, startUnhitch } from '../helpers/unhitch-process.js';
+import { freePort, freePortPair } from '../kit/ports.js';
+import { asNonRootWorkers, CLI, ROOT, startUnhitch } from '../kit/unhitch-process.js';
 
 const READABLE = /^\d\d:\d\d:\d\d\.\d{3} (TRACE|DEBUG|INFO |WARN |ERROR|FATAL) /;
 
