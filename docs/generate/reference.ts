@@ -45,10 +45,7 @@ const code = (text: string): string => `\`${text}\``;
 
 function markdownEntry(reference: OptionReference): string {
   const { spec } = reference;
-  const flag =
-    reference.flag === undefined
-      ? 'none'
-      : `${code(reference.flag)}${spec.cli?.hitch ? '' : ' (unhitch adds this flag)'}`;
+  const flag = reference.flag === undefined ? 'none' : code(reference.flag);
   const repeat = spec.repeatable ? ' (repeatable)' : '';
   return [
     `### ${spec.name}`,
