@@ -34,7 +34,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       return await checkConfig(action);
     case 'run':
       if (action.config.daemon && reporter === undefined) {
-        return await launchDaemon(argv, daemonNotices(action.config, action.configPath));
+        return await launchDaemon(
+          argv,
+          daemonNotices(action.config, action.configPath),
+          action.config.logFormat,
+        );
       }
       try {
         await run(action, argv, reporter);

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -137,6 +137,27 @@ test('on a terminal every line is readable, with one summary line per frontend',
   );
   assert.ok(after.every((line) => !line.startsWith('{')));
   await output.exited();
+});
+
+test('--daemon on a terminal: the launcher relays the start-up as readable lines', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-daemon-tty-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const pidfile = join(dir, 'unhitch.pid');
+  const args = [...(await twoFrontends(t)), '--daemon', `--pidfile=${pidfile}`];
+  const { output } = onTerminal(t, [process.execPath, CLI, ...args]);
+  // The launcher exits 0 once every worker listens; the daemon goes on without a terminal.
+  await output.exited();
+  // Read now: the directory holding the pidfile goes in an earlier-registered after hook.
+  const daemonPid = Number(readFileSync(pidfile, 'utf8'));
+  t.after(() => process.kill(daemonPid, 'SIGTERM'));
+  assert.equal(output.child.exitCode, 0, output.lines().join('\n'));
+  const lines = output.lines().filter((line) => line !== '' && !line.startsWith('PID='));
+  assert.equal(summaries(lines).length, 2, lines.join('\n'));
+  // Hitch's notice that a daemon without log-filename or syslog logs nothing comes first.
+  assert.deepEqual(
+    lines.filter((line) => !READABLE.test(line) && !line.startsWith('warning: ')),
+    [],
+  );
 });
 
 test('through a pipe the lines stay JSON, the summaries as fields', async (t) => {
