@@ -347,6 +347,12 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_SYSLOG_DROPPED: {
+    meaning:
+      '`syslog`: the syslog socket stopped reading; past a 1 MiB backlog lines were dropped (counted in `unhitch_log_lines_dropped_total`). Logged once it reads again, with the count.',
+    exitStatus: null,
+    level: 'warn',
+  },
 } as const satisfies Record<`UNHITCH_${string}`, CodeSpec>;
 
 export type UnhitchCode = keyof typeof CODES;

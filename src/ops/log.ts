@@ -97,7 +97,17 @@ export function createLogger(options: LogOptions): Logger {
     streams.push({ level: 'trace', stream: pino.destination({ dest: 1, sync: false }) });
   }
   if (options.syslog !== undefined) {
-    streams.push({ level: 'trace', stream: createSyslogStream(options.syslog) });
+    const stream = createSyslogStream({
+      ...options.syslog,
+      onRecovered: (dropped) =>
+        logCode(
+          logger,
+          'UNHITCH_SYSLOG_DROPPED',
+          { dropped },
+          `syslog: ${dropped} lines dropped while the syslog socket was not reading`,
+        ),
+    });
+    streams.push({ level: 'trace', stream });
   }
   for (const stream of options.extraStreams ?? []) streams.push({ level: 'trace', stream });
   const base = { pid: process.pid, ...options.bindings };

@@ -4,6 +4,7 @@
  * exact.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
@@ -18,6 +19,8 @@ import { scrapeMetrics } from '../helpers/scrape.js';
 import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
 
 const cert = makeCertificate('log-limits', ['localhost']);
+const logModuleUrl = new URL('../../src/ops/log.js', import.meta.url).href;
+const metricsModuleUrl = new URL('../../src/ops/metrics.js', import.meta.url).href;
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-log-limits-'));
@@ -106,4 +109,103 @@ test('N plaintext connections: a bounded number of lines and one summary line pe
     .reduce((sum, line) => sum + line.length + 1, 0);
   t.diagnostic(`${connections} connections: ${failureBytes} bytes of not_tls lines`);
   assert.ok(failureBytes < 300 * (failureLines.length + summaries.length), `${failureBytes} bytes`);
+});
+
+/**
+ * A syslog daemon that hangs: it binds its socket and reads nothing until told to (a line
+ * on its stdin), then prints every datagram.
+ */
+function hungSyslog(t: TestContext, socketPath: string) {
+  const listener = spawn(
+    'python3',
+    [
+      '-c',
+      [
+        'import socket, sys',
+        's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+        's.bind(sys.argv[1])',
+        'print("ready", flush=True)',
+        'sys.stdin.readline()',
+        'while True:',
+        '    print(s.recv(65536).decode("utf-8", "replace").replace("\\n", " "), flush=True)',
+      ].join('\n'),
+      socketPath,
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  t.after(() => {
+    if (listener.exitCode === null) listener.kill('SIGKILL');
+  });
+  let received = '';
+  listener.stdout.on('data', (chunk: Buffer) => {
+    received += chunk.toString('utf8');
+  });
+  return {
+    received: () => received,
+    startReading: () => listener.stdin.write('read\n'),
+  };
+}
+
+test('syslog = on and a socket that stops reading: memory bounded, drops counted in the metric, one line when it reads again', async (t) => {
+  const dir = tempDir(t);
+  const socketPath = join(dir, 'log.sock');
+  const syslog = hungSyslog(t, socketPath);
+  await eventually(
+    () => (syslog.received().startsWith('ready') ? true : undefined),
+    10_000,
+    'listener',
+  );
+  // A process that logs 50,000 lines of ~500 bytes (25 MB) while syslog reads nothing.
+  const script = `
+    const { createLogger } = await import(${JSON.stringify(logModuleUrl)});
+    const { createWorkerMetrics } = await import(${JSON.stringify(metricsModuleUrl)});
+    const logger = createLogger({
+      level: 'info', quiet: false, console: false, syslog: { facility: 'local0' },
+    });
+    const metrics = createWorkerMetrics({
+      workerId: 0, activeConnections: () => 0, collectProcessMetrics: false,
+    });
+    globalThis.gc();
+    const before = process.memoryUsage().heapUsed;
+    const filler = 'x'.repeat(400);
+    for (let line = 0; line < 50_000; line++) {
+      logger.info({ line, filler }, 'flood');
+      if (line % 500 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    globalThis.gc();
+    const growth = process.memoryUsage().heapUsed - before;
+    const text = await metrics.registry.metrics();
+    console.log(JSON.stringify({ growth, metrics: text }));
+    setInterval(() => {}, 1_000);
+  `;
+  const flooder = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], {
+    env: { ...process.env, UNHITCH_SYSLOG_SOCKET: socketPath },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => {
+    if (flooder.exitCode === null) flooder.kill('SIGKILL');
+  });
+  const [report] = (await once(flooder.stdout, 'data')) as [Buffer];
+  const { growth, metrics } = JSON.parse(report.toString('utf8')) as {
+    growth: number;
+    metrics: string;
+  };
+  const dropped = Number(
+    /unhitch_log_lines_dropped_total\{cause="syslog_backlog"\} (\d+)/.exec(metrics)?.[1],
+  );
+  t.diagnostic(`heap growth ${(growth / 1e6).toFixed(1)} MB, ${dropped} lines dropped`);
+  assert.ok(growth < 8e6, `heap grew ${growth} bytes while syslog did not read`);
+  assert.ok(dropped > 40_000, `${dropped} lines dropped`);
+
+  syslog.startReading();
+  const recovered = await eventually(
+    () =>
+      /syslog: (\d+) lines dropped while the syslog socket was not reading/.exec(
+        syslog.received(),
+      ) ?? undefined,
+    30_000,
+    'the line saying how many were dropped',
+  );
+  assert.equal(Number(recovered[1]), dropped);
+  assert.match(syslog.received(), /UNHITCH_SYSLOG_DROPPED/);
 });
