@@ -353,6 +353,12 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_LOG_REOPEN: {
+    meaning:
+      '`log-filename` could not be reopened after a rotation; lines go on into the file held, and the reopen is retried. Logged once per failing streak.',
+    exitStatus: null,
+    level: 'error',
+  },
 } as const satisfies Record<`UNHITCH_${string}`, CodeSpec>;
 
 export type UnhitchCode = keyof typeof CODES;
@@ -365,6 +371,8 @@ export const UNHITCH_ENVIRONMENT_VARIABLES = [
   'UNHITCH_DAEMON_REPORT_FD',
   // syslog: the socket logger(1) writes to, for tests (/dev/log otherwise).
   'UNHITCH_SYSLOG_SOCKET',
+  // log-filename: ms between checks that the name is still the file held, for tests (60 s).
+  'UNHITCH_LOG_REOPEN_CHECK_MS',
 ] as const;
 
 export function isUnhitchCode(value: unknown): value is UnhitchCode {
