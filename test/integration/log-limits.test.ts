@@ -6,17 +6,18 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { FAILURE_LINES_PER_INTERVAL } from '../../src/ops/failure-log.js';
-import { eventually } from '../helpers/eventually.js';
-import { freePort } from '../helpers/ports.js';
-import { makeCertificate } from '../helpers/proxy-fixture.js';
+import { readLogFile } from '../helpers/log-file.js';
 import { scrapeMetrics } from '../helpers/scrape.js';
-import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
+import { eventually } from '../kit/eventually.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { startUnhitch, type UnhitchLogLine } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('log-limits', ['localhost']);
 const logModuleUrl = new URL('../../src/ops/log.js', import.meta.url).href;
@@ -26,14 +27,6 @@ function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-log-limits-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-function readLines(path: string): UnhitchLogLine[] {
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as UnhitchLogLine);
 }
 
 /** An HTTP request to the TLS port, as scanners and misdirected clients send; until closed. */
@@ -61,7 +54,7 @@ test('N plaintext connections: a bounded number of lines and one summary line pe
   ]);
   t.after(() => unhitch.kill('SIGKILL'));
   await eventually(
-    () => (readLines(log).some((line) => line.msg === 'worker ready') ? true : undefined),
+    () => (readLogFile(log).some((line) => line.msg === 'worker ready') ? true : undefined),
     20_000,
     'worker ready in the log file',
   );
@@ -83,7 +76,7 @@ test('N plaintext connections: a bounded number of lines and one summary line pe
   const written = (line: UnhitchLogLine) =>
     line.reason === 'not_tls' && line.msg === 'handshake failed';
   const summed = () => {
-    const lines = readLines(log);
+    const lines = readLogFile(log);
     const suppressed = lines
       .filter(isSummary)
       .reduce((sum, line) => sum + Number(line.suppressed), 0);

@@ -8,11 +8,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import {
   chmodSync,
-  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
-  readFileSync,
   readlinkSync,
   renameSync,
   rmdirSync,
@@ -25,15 +23,12 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../../src/ops/log.js';
-import { eventually } from '../helpers/eventually.js';
-import { freePort } from '../helpers/ports.js';
-import {
-  closeBackend,
-  connectClient,
-  makeCertificate,
-  startBackend,
-} from '../helpers/proxy-fixture.js';
-import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
+import { readLogFile } from '../helpers/log-file.js';
+import { eventually } from '../kit/eventually.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { closeBackend, connectClient, startBackend } from '../kit/proxy-fixture.js';
+import { startUnhitch, type UnhitchLogLine } from '../kit/unhitch-process.js';
 
 const isRoot = process.getuid?.() === 0;
 const cert = makeCertificate('log-rotation', ['localhost']);
@@ -47,16 +42,8 @@ function tempDir(t: TestContext): string {
   return dir;
 }
 
-function readLines(path: string): UnhitchLogLine[] {
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as UnhitchLogLine);
-}
-
 function logged(path: string, predicate: (line: UnhitchLogLine) => boolean, what: string) {
-  return eventually(() => readLines(path).find(predicate), 30_000, `${what} in ${path}`);
+  return eventually(() => readLogFile(path).find(predicate), 30_000, `${what} in ${path}`);
 }
 
 /** The files process `pid` holds open, by path. */
@@ -92,7 +79,7 @@ test('a reopen that fails is logged once with UNHITCH_LOG_REOPEN and retried at 
   await sleep(20 * 20);
   logger.info('during');
   await logged(`${log}.1`, (line) => line.msg === 'during', 'a line written meanwhile');
-  const failures = readLines(`${log}.1`).filter((line) => line.code === 'UNHITCH_LOG_REOPEN');
+  const failures = readLogFile(`${log}.1`).filter((line) => line.code === 'UNHITCH_LOG_REOPEN');
   assert.equal(failures.length, 1);
   const err = failures[0]?.err as { code?: string; message?: string } | undefined;
   assert.equal(err?.code, 'UNHITCH_LOG_FILE');
@@ -102,21 +89,16 @@ test('a reopen that fails is logged once with UNHITCH_LOG_REOPEN and retried at 
   await logged(log, (line) => line.msg === 'log file reopened', 'the reopen, retried');
   logger.info('after');
   await logged(log, (line) => line.msg === 'after', 'a line after the reopen');
-  assert.equal(readLines(`${log}.1`).filter((line) => line.msg === 'after').length, 0);
+  assert.equal(readLogFile(`${log}.1`).filter((line) => line.msg === 'after').length, 0);
 });
 
-test('mv u.log u.log.1; touch u.log as root: the primary and every worker, a draining one too, write into the new u.log', {
-  skip: !isRoot && 'needs root (workers as nobody)',
-}, async (t) => {
-  const dir = tempDir(t);
-  const log = join(dir, 'u.log');
-  const backend = await startBackend((socket) => socket.pipe(socket));
-  t.after(() => closeBackend(backend));
+/** The binary with one worker writing `log` (checked every CHECK_MS), stopped after the test. */
+async function startWithLog(t: TestContext, log: string, backendPort = 9) {
   const port = await freePort();
   const unhitch = startUnhitch(
     [
       `--frontend=[127.0.0.1]:${port}`,
-      `--backend=[127.0.0.1]:${backend.port}`,
+      `--backend=[127.0.0.1]:${backendPort}`,
       '--workers=1',
       `--log-filename=${log}`,
       cert.combinedPath,
@@ -125,6 +107,19 @@ test('mv u.log u.log.1; touch u.log as root: the primary and every worker, a dra
   );
   t.after(() => unhitch.kill('SIGKILL'));
   await logged(log, (line) => line.msg === 'worker ready', 'worker ready');
+  const [workerPid] = unhitch.workerPids();
+  assert.ok(workerPid !== undefined);
+  return { unhitch, port, workerPid };
+}
+
+test('mv u.log u.log.1; touch u.log as root: the primary and every worker, a draining one too, write into the new u.log', {
+  skip: !isRoot && 'needs root (workers as nobody)',
+}, async (t) => {
+  const dir = tempDir(t);
+  const log = join(dir, 'u.log');
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const { unhitch, port } = await startWithLog(t, log, backend.port);
   // A client held open keeps the first generation's worker draining after the reload.
   const client = await connectClient(port);
   t.after(() => client.destroy());
@@ -156,31 +151,11 @@ test('mv u.log u.log.1; touch u.log as root: the primary and every worker, a dra
     "the draining worker's failure line",
   );
   assert.equal(line.reason, 'backend_error');
-  const problems = [...readLines(log), ...readLines(rotated)].filter(
+  const problems = [...readLogFile(log), ...readLogFile(rotated)].filter(
     (line) => line.code === 'UNHITCH_LOG_REOPEN',
   );
   assert.deepEqual(problems, []);
 });
-
-/** The binary with one worker writing `log` (checked every CHECK_MS), stopped after the test. */
-async function startWithLog(t: TestContext, log: string) {
-  const port = await freePort();
-  const unhitch = startUnhitch(
-    [
-      `--frontend=[127.0.0.1]:${port}`,
-      '--backend=[127.0.0.1]:9',
-      '--workers=1',
-      `--log-filename=${log}`,
-      cert.combinedPath,
-    ],
-    { env: { UNHITCH_LOG_REOPEN_CHECK_MS: String(CHECK_MS) } },
-  );
-  t.after(() => unhitch.kill('SIGKILL'));
-  await logged(log, (line) => line.msg === 'worker ready', 'worker ready');
-  const [workerPid] = unhitch.workerPids();
-  assert.ok(workerPid !== undefined);
-  return { unhitch, workerPid };
-}
 
 test('a worker that cannot open the rotated name keeps its file, logs once, and follows once the name is fixed', {
   skip: !isRoot && 'needs root (workers as nobody)',
@@ -201,8 +176,8 @@ test('a worker that cannot open the rotated name keeps its file, logs once, and 
   assert.match(String((failure.err as { message?: string } | undefined)?.message), /EACCES/);
   // Its own checks retry (after three, then at each one) and fail again, silently.
   await sleep(CHECK_MS * 8);
-  assert.equal(readLines(rotated).filter(isWorkerFailure).length, 1);
-  assert.equal(readLines(elsewhere).filter(isWorkerFailure).length, 0);
+  assert.equal(readLogFile(rotated).filter(isWorkerFailure).length, 1);
+  assert.equal(readLogFile(elsewhere).filter(isWorkerFailure).length, 0);
   assert.ok(openFiles(workerPid).includes(rotated), 'the worker keeps the file it held');
 
   rmSync(log);
