@@ -63,6 +63,7 @@ process.on('exit', () => {
 export class RateLimitedFailureLog implements FailureLog {
   private readonly windows = new Map<string, ReasonWindow>();
   private windowTimer: NodeJS.Timeout | undefined;
+  private windowStartedAt = 0;
   /** `logger` with `err` written as given: briefError's fields, not pino's type and stack. */
   private readonly brief: Logger;
 
@@ -86,8 +87,9 @@ export class RateLimitedFailureLog implements FailureLog {
 
   /** Writes the summaries of the interval under way now, synchronously (process exit). */
   flush(): void {
-    if (this.windowTimer !== undefined) clearTimeout(this.windowTimer);
-    this.endInterval();
+    if (this.windowTimer === undefined) return;
+    clearTimeout(this.windowTimer);
+    this.endInterval(performance.now() - this.windowStartedAt);
     const stream = (this.logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym];
     (stream as { flushSync?: () => void } | undefined)?.flushSync?.();
   }
@@ -107,7 +109,11 @@ export class RateLimitedFailureLog implements FailureLog {
     // The interval starts with the first line after a quiet one, so "in the last 10 s"
     // is what the summary says it is.
     if (this.windowTimer === undefined) {
-      this.windowTimer = setTimeout(() => this.endInterval(), this.limits.intervalMs).unref();
+      this.windowStartedAt = performance.now();
+      this.windowTimer = setTimeout(
+        () => this.endInterval(this.limits.intervalMs),
+        this.limits.intervalMs,
+      ).unref();
       openIntervals.add(this);
     }
     if (window.written < this.limits.linesPerInterval) {
@@ -123,10 +129,11 @@ export class RateLimitedFailureLog implements FailureLog {
     if (level === 'warn') window.level = 'warn';
   }
 
-  private endInterval(): void {
+  /** `elapsedMs`: the interval's length, shorter when the process exits during it. */
+  private endInterval(elapsedMs: number): void {
     this.windowTimer = undefined;
     openIntervals.delete(this);
-    const seconds = this.limits.intervalMs / 1000;
+    const seconds = Math.round(elapsedMs / 100) / 10;
     for (const [reason, window] of this.windows) {
       if (window.suppressed === 0) continue;
       this.logger[window.level](

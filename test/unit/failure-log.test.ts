@@ -120,3 +120,13 @@ test('a level the logger does not write is neither written nor counted', () => {
   limited.flush();
   assert.equal(lines.length, 0);
 });
+
+test('flush (on exit) writes the summary of the interval under way, with its length so far', () => {
+  const { lines, logger } = capture('info');
+  const limited = new RateLimitedFailureLog(logger, { linesPerInterval: 2, intervalMs: 60_000 });
+  for (let index = 0; index < 7; index++) limited.warn({ reason: 'shutdown' }, 'connection failed');
+  limited.flush();
+  assert.equal(lines.length, 3);
+  assert.match(String(lines[2]?.msg), /^suppressed 5 shutdown in the last 0(\.\d)? s$/);
+  assert.equal(lines[2]?.level, 40);
+});
