@@ -15,6 +15,7 @@ import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import TrackerServer from 'bittorrent-tracker/server';
 import WebSocket from 'ws';
 import { readAllowedCpus, readThreadAffinities } from '../../src/cluster/affinity.js';
+import { echo, isWorkerReady, processEnded, startCluster } from '../helpers/cluster.js';
 import { eventually } from '../helpers/eventually.js';
 import { freePort } from '../helpers/ports.js';
 import {
@@ -58,19 +59,8 @@ async function servingPid(lines: UnhitchLogLine[], port: number): Promise<number
   return (found as UnhitchLogLine).pid as number;
 }
 
-async function echo(socket: Socket | TLSSocket, text: string): Promise<string> {
-  socket.write(text);
-  const [chunk] = (await once(socket, 'data')) as [Buffer];
-  return chunk.toString();
-}
-
-test('kill -9 of a worker: replaced within a second, the other worker keeps its connections', async (t) => {
-  const backend = await startBackend((socket) => socket.pipe(socket));
-  t.after(() => closeBackend(backend));
-  const port = await freePort();
-  const unhitch = startUnhitch(hitchArgs(port, backend.port, ['--workers=2']));
-  t.after(() => unhitch.kill('SIGKILL'));
-  await unhitch.waitForLogs(isReady, 2);
+test('kill -9 of a worker: its restart is due within a second, the other worker keeps its connections', async (t) => {
+  const { unhitch, port } = await startCluster(t, { workers: 2 });
 
   // Open connections until both workers hold one.
   const clients: TLSSocket[] = [];
@@ -88,13 +78,11 @@ test('kill -9 of a worker: replaced within a second, the other worker keeps its 
   const [victimPid, survivorPid] = [...byPid.keys()] as [number, number];
   const survivor = byPid.get(survivorPid) as TLSSocket;
 
-  const killedAt = Date.now();
   process.kill(victimPid, 'SIGKILL');
   const died = await unhitch.waitForLog((line) => line.msg === 'worker died; restarting');
+  // The restart delay is the behaviour; how long a fork takes on a loaded machine is not.
   assert.ok((died.restartInMs as number) <= 1_000, `restart delay ${died.restartInMs} ms`);
-  await unhitch.waitForLogs(isReady, 3, 5_000);
-  const replacedAfter = Date.now() - killedAt;
-  assert.ok(replacedAfter < 3_000, `replacement ready after ${replacedAfter} ms`);
+  await unhitch.waitForLogs(isWorkerReady, 3, 30_000);
 
   assert.equal(
     await echo(survivor, 'still here'),
@@ -105,6 +93,68 @@ test('kill -9 of a worker: replaced within a second, the other worker keeps its 
   clients.push(fresh);
   assert.equal(await echo(fresh, 'new'), 'new');
   assert.equal(unhitch.workerPids().length, 2);
+});
+
+test('kill -9 of the primary: open streams keep flowing until drain-timeout, nothing new is accepted, then the workers exit', async (t) => {
+  const drainTimeoutMs = 4_000;
+  const { unhitch, port } = await startCluster(t, {
+    workers: 2,
+    args: [`--drain-timeout=${drainTimeoutMs / 1000}`],
+  });
+  const workers = unhitch.workerPids();
+  assert.equal(workers.length, 2);
+  t.after(() => {
+    for (const pid of workers) if (!processEnded(pid)) process.kill(pid, 'SIGKILL');
+  });
+  const client = await connectClient(port);
+  client.on('error', () => {});
+  // allowHalfOpen: the worker's close shows as 'end' (or 'close' if it resets).
+  const clientEnded = new Promise((resolve) => {
+    client.once('end', resolve);
+    client.once('close', resolve);
+  });
+  assert.equal(await echo(client, 'before'), 'before');
+
+  const killedAt = Date.now();
+  unhitch.kill('SIGKILL');
+  // The workers' log lines still reach the pipe the primary shared with them.
+  const gone = await unhitch.waitForLogs((line) => line.code === 'UNHITCH_PRIMARY_GONE', 2);
+  assert.deepEqual(
+    gone.map((line) => line.graceMs),
+    [drainTimeoutMs, drainTimeoutMs],
+  );
+  // The stream keeps flowing well past the second in which it used to be cut.
+  let trips = 0;
+  for (; trips < 200 && Date.now() - killedAt < 2_000; trips++) {
+    assert.equal(await echo(client, `t${trips}`), `t${trips}`, `round trip ${trips}`);
+    await sleep(20);
+  }
+  assert.ok(Date.now() - killedAt >= 2_000, `${trips} round trips`);
+  // Nothing new: the workers closed their listening sockets, the primary's died with it.
+  await eventually(
+    () =>
+      connectClient(port).then(
+        (socket) => void socket.destroy(),
+        (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED' || undefined,
+      ),
+    5_000,
+    'new connections refused',
+  );
+  // At drain-timeout the workers close what is left and exit: none lingers.
+  await clientEnded;
+  await eventually(
+    () => workers.every(processEnded) || undefined,
+    drainTimeoutMs + 15_000,
+    'both workers exited',
+  );
+  const endedAfter = Date.now() - killedAt;
+  assert.ok(endedAfter >= drainTimeoutMs, `workers ended ${endedAfter} ms after the kill`);
+  // Every holder of the output pipe is gone: all the workers' lines have been read.
+  await unhitch.exited();
+  const closedByDrain = unhitch.lines.filter(
+    (line) => line.role === 'worker' && line.reason === 'shutdown',
+  );
+  assert.equal(closedByDrain.length, 1, 'the open connection was closed by the drain');
 });
 
 test('SIGHUP: new certificate for new connections, an open WebSocket keeps working', async (t) => {
