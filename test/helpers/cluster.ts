@@ -97,8 +97,9 @@ export async function assertServes(port: number, text = 'ping'): Promise<void> {
 }
 
 /**
- * True once process `pid` has ended: gone from /proc, or a zombie with every thread
- * gone (a process whose parent is gone may stay unreaped in a container).
+ * True once process `pid` has ended: gone from /proc, or a zombie with every thread gone
+ * (the last thread out closed its descriptors; the main thread alone turns Z first while
+ * node's other threads still exit). A process whose parent is gone may stay unreaped.
  */
 export function processEnded(pid: number): boolean {
   try {

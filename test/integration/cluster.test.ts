@@ -18,30 +18,9 @@ import { readAllowedCpus, readThreadAffinities } from '../../src/cluster/affinit
 import { echo, isWorkerReady, processEnded, startCluster } from '../helpers/cluster.js';
 import { eventually } from '../helpers/eventually.js';
 import { freePort } from '../helpers/ports.js';
-import {
-  closeBackend,
-  connectClient,
-  makeCertificate,
-  readAll,
-  startBackend,
-  waitFor,
-} from '../helpers/proxy-fixture.js';
+import { connectClient, makeCertificate, readAll, waitFor } from '../helpers/proxy-fixture.js';
 import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
 import { type AnnounceResponse, announceOn } from '../helpers/webtorrent.js';
-
-const cert = makeCertificate('cluster', ['localhost']);
-
-function hitchArgs(frontendPort: number, backendPort: number, extra: string[] = []): string[] {
-  return [
-    `--frontend=[127.0.0.1]:${frontendPort}`,
-    `--backend=[127.0.0.1]:${backendPort}`,
-    '--log-level=debug',
-    ...extra,
-    cert.combinedPath,
-  ];
-}
-
-const isReady = (line: UnhitchLogLine) => line.msg === 'worker ready';
 
 /** Which worker pid logged the handshake of the client whose local port is `port`. */
 async function servingPid(lines: UnhitchLogLine[], port: number): Promise<number> {
@@ -177,7 +156,7 @@ test('SIGHUP: new certificate for new connections, an open WebSocket keeps worki
   );
   const unhitch = startUnhitch([`--config=${configPath}`]);
   t.after(() => unhitch.kill('SIGKILL'));
-  await unhitch.waitForLogs(isReady, 1);
+  await unhitch.waitForLogs(isWorkerReady, 1);
 
   const socket = new WebSocket(`wss://127.0.0.1:${port}`, { rejectUnauthorized: false });
   t.after(() => socket.terminate());
@@ -217,7 +196,7 @@ test('SIGHUP: new certificate for new connections, an open WebSocket keeps worki
 test('SIGTERM drains: an in-flight 16 MiB transfer completes, then the process exits 0', async (t) => {
   const total = 16 * 1024 * 1024;
   const payload = randomBytes(total);
-  const backend = await startBackend((socket) => {
+  const backend = (socket: Socket): void => {
     // Slowly, so the transfer is still running when SIGTERM arrives.
     let offset = 0;
     const timer = setInterval(() => {
@@ -229,14 +208,12 @@ test('SIGTERM drains: an in-flight 16 MiB transfer completes, then the process e
       }
     }, 60);
     socket.once('close', () => clearInterval(timer));
+  };
+  const { unhitch, port } = await startCluster(t, {
+    workers: 1,
+    args: ['--drain-timeout=30'],
+    backend,
   });
-  t.after(() => closeBackend(backend));
-  const port = await freePort();
-  const unhitch = startUnhitch(
-    hitchArgs(port, backend.port, ['--workers=1', '--drain-timeout=30']),
-  );
-  t.after(() => unhitch.kill('SIGKILL'));
-  await unhitch.waitForLogs(isReady, 1);
 
   const client = await connectClient(port);
   const received = readAll(client);
@@ -269,15 +246,11 @@ test('SIGTERM drains: an in-flight 16 MiB transfer completes, then the process e
 test('session tickets resume on another worker and after a restart with ticket-key-file (TLS 1.3 and 1.2)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-tickets-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const backend = await startBackend((socket) => socket.pipe(socket));
-  t.after(() => closeBackend(backend));
   const keyFile = join(dir, 'tickets.key');
-  const port = await freePort();
-  const args = hitchArgs(port, backend.port, ['--workers=2', `--ticket-key-file=${keyFile}`]);
-
-  let unhitch = startUnhitch(args);
+  const started = await startCluster(t, { workers: 2, args: [`--ticket-key-file=${keyFile}`] });
+  const { port, args } = started;
+  let unhitch = started.unhitch;
   t.after(() => unhitch.kill('SIGKILL'));
-  await unhitch.waitForLogs(isReady, 2);
 
   for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
     // A session from one worker…
@@ -315,7 +288,7 @@ test('session tickets resume on another worker and after a restart with ticket-k
   unhitch.kill('SIGTERM');
   assert.equal(await unhitch.exited(), 0);
   unhitch = startUnhitch(args);
-  await unhitch.waitForLogs(isReady, 2);
+  await unhitch.waitForLogs(isWorkerReady, 2);
   for (const [version, session] of sessions) {
     const client = await connectClient(port, {
       session,
@@ -332,16 +305,10 @@ test('session tickets resume on another worker and after a restart with ticket-k
 test('SIGHUP re-reads ticket-key-file: a ticket made with the new key resumes on a second instance started with that file; a bad file keeps the key', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-ticket-reload-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const backend = await startBackend((socket) => socket.pipe(socket));
-  t.after(() => closeBackend(backend));
   const keyFile = join(dir, 'tickets.key');
   writeFileSync(keyFile, randomBytes(48), { mode: 0o600 });
-  const portA = await freePort();
-  const portB = await freePort();
-  const shared = ['--workers=1', `--ticket-key-file=${keyFile}`, '--ticket-rotation=0'];
-  const a = startUnhitch(hitchArgs(portA, backend.port, shared));
-  t.after(() => a.kill('SIGKILL'));
-  await a.waitForLogs(isReady, 1);
+  const shared = [`--ticket-key-file=${keyFile}`, '--ticket-rotation=0'];
+  const { unhitch: a, port: portA } = await startCluster(t, { workers: 1, args: shared });
   const ticketFromA = async (): Promise<Buffer> => {
     const client = await connectClient(portA, { maxVersion: 'TLSv1.3', minVersion: 'TLSv1.3' });
     const session = await sessionOf(client);
@@ -371,9 +338,7 @@ test('SIGHUP re-reads ticket-key-file: a ticket made with the new key resumes on
   renameSync(`${keyFile}.new`, keyFile);
   await reloadA();
   await a.waitForLog((line) => line.msg === 'session ticket key loaded from file');
-  const b = startUnhitch(hitchArgs(portB, backend.port, shared));
-  t.after(() => b.kill('SIGKILL'));
-  await b.waitForLogs(isReady, 1);
+  const { port: portB } = await startCluster(t, { workers: 1, args: shared });
   assert.equal(await resumesOnB(oldTicket), false, 'a ticket of the old key does not resume on B');
   assert.ok(await resumesOnB(await ticketFromA()), 'a ticket of the new key resumes on B');
 
@@ -402,14 +367,10 @@ test('pinning: under taskset -c 1 every thread of every worker stays on CPU 1', 
     t.skip('this machine has no CPU 1');
     return;
   }
-  const backend = await startBackend((socket) => socket.pipe(socket));
-  t.after(() => closeBackend(backend));
-  const port = await freePort();
-  const unhitch = startUnhitch(hitchArgs(port, backend.port), { wrapper: ['taskset', '-c', '1'] });
-  t.after(() => unhitch.kill('SIGKILL'));
+  const { unhitch } = await startCluster(t, { wrapper: ['taskset', '-c', '1'] });
   // No --workers: one per CPU of the inherited mask, i.e. one.
   // 'worker ready' is logged once the worker is pinned; threads it starts later inherit.
-  await unhitch.waitForLogs(isReady, 1);
+  await unhitch.waitForLogs(isWorkerReady, 1);
   const workers = unhitch.workerPids();
   assert.equal(workers.length, 1);
   for (const pid of workers) {
@@ -425,14 +386,7 @@ test('pinning: two workers on a two-CPU mask take one CPU each', async (t) => {
     t.skip('this machine has no CPU 1');
     return;
   }
-  const backend = await startBackend((socket) => socket.pipe(socket));
-  t.after(() => closeBackend(backend));
-  const port = await freePort();
-  const unhitch = startUnhitch(hitchArgs(port, backend.port, ['--workers=2']), {
-    wrapper: ['taskset', '-c', '0,1'],
-  });
-  t.after(() => unhitch.kill('SIGKILL'));
-  await unhitch.waitForLogs(isReady, 2);
+  const { unhitch } = await startCluster(t, { workers: 2, wrapper: ['taskset', '-c', '0,1'] });
   const cpus = unhitch
     .workerPids()
     .map((pid) => [...new Set([...readThreadAffinities(pid).values()].map((set) => set.join(',')))])
@@ -462,14 +416,10 @@ async function tryConnect(port: number, timeoutMs: number): Promise<TLSSocket | 
 }
 
 test('EMFILE back-off, one worker: a new client waits in the backlog (never refused) and is served once fds are free', async (t) => {
-  const backend = await startBackend((socket) => socket.pipe(socket));
-  t.after(() => closeBackend(backend));
-  const port = await freePort();
-  const unhitch = startUnhitch(hitchArgs(port, backend.port, ['--workers=1']), {
+  const { unhitch, port } = await startCluster(t, {
+    workers: 1,
     wrapper: ['prlimit', '--nofile=64:64'],
   });
-  t.after(() => unhitch.kill('SIGKILL'));
-  await unhitch.waitForLogs(isReady, 1);
 
   const keeper = await connectClient(port);
   assert.equal(await echo(keeper, 'before'), 'before');
@@ -513,15 +463,16 @@ test('EMFILE back-off, one worker: a new client waits in the backlog (never refu
 });
 
 test('metrics endpoint: Prometheus numbers match the traffic sent', async (t) => {
-  const backend = await startBackend((socket) => socket.pipe(socket));
-  t.after(() => closeBackend(backend));
-  const port = await freePort();
   const metricsPort = await freePort();
-  const unhitch = startUnhitch(
-    hitchArgs(port, backend.port, ['--workers=2', `--metrics=127.0.0.1:${metricsPort}`]),
+  const { unhitch, port } = await startCluster(t, {
+    workers: 2,
+    args: [`--metrics=127.0.0.1:${metricsPort}`],
+  });
+  assert.equal(
+    unhitch.lines.filter((line) => line.msg === 'metrics endpoint listening').length,
+    1,
+    'the metrics endpoint is announced once',
   );
-  t.after(() => unhitch.kill('SIGKILL'));
-  await unhitch.waitForLogs(isReady, 2);
 
   const connections = 5;
   const bytesEach = 3000;
