@@ -9,7 +9,11 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { Writable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { pino } from 'pino';
+import { ListenSockets } from '../../src/cluster/listen-sockets.js';
+import { Supervisor } from '../../src/cluster/supervisor.js';
 import { freePort } from './ports.js';
 import {
   closeBackend,
@@ -140,4 +144,25 @@ export async function exhaustDescriptors(pid: number): Promise<() => Promise<voi
 async function prlimitNofile(pid: number, soft: string): Promise<void> {
   const result = await runToExit('prlimit', ['--pid', String(pid), `--nofile=${soft}:`]);
   assert.equal(result.status, 0, `prlimit: ${result.stderr}`);
+}
+
+/** A Supervisor in the test's own process (the test is the primary), its log lines kept. */
+export function supervisorInProcess(): {
+  readonly supervisor: Supervisor;
+  readonly lines: Record<string, unknown>[];
+} {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>);
+      done();
+    },
+  });
+  const supervisor = new Supervisor({
+    logger: pino(sink),
+    allowedCpus: [0],
+    ticketKey: () => Buffer.alloc(80),
+    sockets: new ListenSockets(),
+  });
+  return { supervisor, lines };
 }

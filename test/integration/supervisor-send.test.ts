@@ -1,31 +1,15 @@
 import assert from 'node:assert/strict';
 import cluster, { type Worker } from 'node:cluster';
-import { Writable } from 'node:stream';
 import test from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
-import type { ListenSockets } from '../../src/cluster/listen-sockets.js';
-import { Supervisor } from '../../src/cluster/supervisor.js';
-import { processEnded } from '../helpers/cluster.js';
+import { processEnded, supervisorInProcess } from '../helpers/cluster.js';
 
 const IDLE_WORKER = fileURLToPath(new URL('../fixtures/idle-worker.js', import.meta.url));
 
 test('a drain order to a worker that has just died is logged, not thrown (SIGTERM during a reload)', async (t) => {
   cluster.setupPrimary({ exec: IDLE_WORKER });
 
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>);
-      done();
-    },
-  });
-  const supervisor = new Supervisor({
-    logger: pino(sink),
-    allowedCpus: [0],
-    ticketKey: () => Buffer.alloc(80),
-    sockets: {} as ListenSockets,
-  });
+  const { supervisor, lines } = supervisorInProcess();
 
   const worker: Worker = cluster.fork();
   await new Promise((resolve) => worker.once('online', resolve));

@@ -9,12 +9,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import cluster from 'node:cluster';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import test from 'node:test';
-import { pino } from 'pino';
-import { ListenSockets } from '../../src/cluster/listen-sockets.js';
-import { Supervisor } from '../../src/cluster/supervisor.js';
 import { DEFAULT_CONFIG } from '../../src/config/model.js';
+import { supervisorInProcess } from '../helpers/cluster.js';
 
 function softNofile(): string {
   const line = readFileSync('/proc/self/limits', 'utf8')
@@ -24,19 +21,7 @@ function softNofile(): string {
 }
 
 test("a reload's startGeneration whose forks fail with EMFILE resolves false, leaves no worker in node:cluster and restarts nothing", async (t) => {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>);
-      done();
-    },
-  });
-  const supervisor = new Supervisor({
-    logger: pino(sink),
-    allowedCpus: [0],
-    ticketKey: () => Buffer.alloc(80),
-    sockets: new ListenSockets(),
-  });
+  const { supervisor, lines } = supervisorInProcess();
   supervisor.install(() => {});
   t.after(() => supervisor.halt());
   supervisor.current = supervisor.newGeneration(DEFAULT_CONFIG, []);
