@@ -14,21 +14,16 @@ import type { TLSSocket } from 'node:tls';
 import { pino } from 'pino';
 import { ListenSockets } from '../../src/cluster/listen-sockets.js';
 import { Supervisor } from '../../src/cluster/supervisor.js';
-import { freePort } from './ports.js';
-import {
-  closeBackend,
-  connectClient,
-  makeCertificate,
-  startBackend,
-  type TestCertificate,
-} from './proxy-fixture.js';
+import { makeCertificate, type TestCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { closeBackend, connectClient, startBackend } from '../kit/proxy-fixture.js';
 import {
   runToExit,
   type StartOptions,
   startUnhitch,
   type UnhitchLogLine,
   type UnhitchProcess,
-} from './unhitch-process.js';
+} from '../kit/unhitch-process.js';
 
 export interface TestContextLike {
   after(fn: () => unknown): void;

@@ -11,10 +11,11 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { isWorkerReady, processEnded, startCluster } from '../helpers/cluster.js';
-import { eventually } from '../helpers/eventually.js';
-import { freePort } from '../helpers/ports.js';
-import { connectClient, makeCertificate, waitFor } from '../helpers/proxy-fixture.js';
-import { startUnhitch } from '../helpers/unhitch-process.js';
+import { eventually } from '../kit/eventually.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { connectClient, waitFor } from '../kit/proxy-fixture.js';
+import { startUnhitch } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('cluster-ops', ['localhost']);
 

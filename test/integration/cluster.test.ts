@@ -16,11 +16,12 @@ import TrackerServer from 'bittorrent-tracker/server';
 import WebSocket from 'ws';
 import { readAllowedCpus, readThreadAffinities } from '../../src/cluster/affinity.js';
 import { echo, isWorkerReady, processEnded, startCluster } from '../helpers/cluster.js';
-import { eventually } from '../helpers/eventually.js';
-import { freePort } from '../helpers/ports.js';
-import { connectClient, makeCertificate, readAll, waitFor } from '../helpers/proxy-fixture.js';
-import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
 import { type AnnounceResponse, announceOn } from '../helpers/webtorrent.js';
+import { eventually } from '../kit/eventually.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { connectClient, readAll, waitFor } from '../kit/proxy-fixture.js';
+import { startUnhitch, type UnhitchLogLine } from '../kit/unhitch-process.js';
 
 /** Which worker pid logged the handshake of the client whose local port is `port`. */
 async function servingPid(lines: UnhitchLogLine[], port: number): Promise<number> {

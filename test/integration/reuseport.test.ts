@@ -11,8 +11,8 @@ import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { exhaustDescriptors, isWorkerReady, startCluster } from '../helpers/cluster.js';
 import { loopbackListenSockets } from '../helpers/proc-net.js';
-import { makeCertificate } from '../helpers/proxy-fixture.js';
-import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
+import { makeCertificate } from '../kit/pki.js';
+import { startUnhitch, type UnhitchLogLine } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('reuseport', ['localhost']);
 
