@@ -308,6 +308,12 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_CLIENT_HELLO_TOO_LARGE: {
+    meaning:
+      'A ClientHello over 16 KiB (declared, or still incomplete past 17 KiB of records) where the ClientHello is read before TLS; refused with illegal_parameter.',
+    exitStatus: null,
+    level: 'info',
+  },
   // Operations of a running primary: logged, it keeps serving.
   UNHITCH_WORKER_DIED: {
     meaning: 'A worker exited unexpectedly; it is restarted with a growing back-off.',
