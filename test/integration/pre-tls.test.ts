@@ -21,7 +21,7 @@ import {
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
+} from '../kit/proxy-fixture.js';
 
 async function peekingProxy(t: import('node:test').TestContext): Promise<RunningProxy> {
   const backend = await startBackend(() => {});
