@@ -31,9 +31,9 @@ import {
 import { TESTSSL_BATCH_ARGS } from '../kit/testssl.js';
 import { asNonRootWorkers, CLI, runToExit, startUnhitch } from '../kit/unhitch-process.js';
 
-/** The protocol and cipher s_client negotiated, or undefined when the handshake failed. */
-async function sClient(port: number, options: readonly string[]): Promise<string | undefined> {
-  const result = await runToExit('openssl', [
+/** openssl s_client to the proxy for localhost, to its exit. */
+function runSClient(port: number, options: readonly string[]) {
+  return runToExit('openssl', [
     's_client',
     '-connect',
     `127.0.0.1:${port}`,
@@ -41,6 +41,11 @@ async function sClient(port: number, options: readonly string[]): Promise<string
     'localhost',
     ...options,
   ]);
+}
+
+/** The protocol and cipher s_client negotiated, or undefined when the handshake failed. */
+async function sClient(port: number, options: readonly string[]): Promise<string | undefined> {
+  const result = await runSClient(port, options);
   // "New, TLSv1.2, Cipher is X" on success (that version is the cipher's, not the
   // session's), "Cipher is (NONE)" on failure; the session block has the protocol.
   const newLine = /^New, (\S+), Cipher is (\S+)$/m.exec(result.stdout);
@@ -58,16 +63,7 @@ async function sClient(port: number, options: readonly string[]): Promise<string
  * received, not a client that could not offer the protocol at all.
  */
 async function refusedByServer(port: number, options: readonly string[]): Promise<string> {
-  const result = await runToExit('openssl', [
-    's_client',
-    '-connect',
-    `127.0.0.1:${port}`,
-    '-servername',
-    'localhost',
-    '-cipher',
-    'DEFAULT@SECLEVEL=0',
-    ...options,
-  ]);
+  const result = await runSClient(port, ['-cipher', 'DEFAULT@SECLEVEL=0', ...options]);
   const output = `${result.stdout}\n${result.stderr}`;
   assert.notEqual(result.status, 0, output);
   assert.match(output, /alert protocol version/, 'the alert came from the server');
