@@ -108,6 +108,8 @@ export class Frontend {
   private readonly accepted = new WeakMap<Socket, AcceptedSocket>();
   /** Bumped by stopAccepting(): a listen() still fetching its socket then gives up. */
   private stopEpoch = 0;
+  /** What is read before TLS, the same for every socket of this frontend. */
+  private readonly preTlsOptions: PreTlsOptions;
 
   constructor(
     readonly options: FrontendOptions,
@@ -119,6 +121,12 @@ export class Frontend {
       noDelay: true,
       keepAlive: options.keepaliveSec > 0,
       keepAliveInitialDelay: options.keepaliveSec * 1000,
+    };
+    this.preTlsOptions = {
+      proxyHeader: options.proxyProxy,
+      route: options.tls.route,
+      acmeChallenges: options.acmeChallenges,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
     };
     this.tlsServers = options.tls.servers.map((plan) => this.createTlsServer(plan, acceptOptions));
     const first = this.tlsServers[0];
@@ -271,15 +279,6 @@ export class Frontend {
   private readBeforeTls(raw: Socket): void {
     this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints: socketEndpoints(raw) });
     new PreTlsReader(raw, this.preTlsOptions, this.preTlsHandlers);
-  }
-
-  private get preTlsOptions(): PreTlsOptions {
-    return {
-      proxyHeader: this.options.proxyProxy,
-      route: this.options.tls.route,
-      acmeChallenges: this.options.acmeChallenges,
-      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
-    };
   }
 
   /** One object for every socket read before TLS: each call names its socket. */
