@@ -13,7 +13,7 @@ import { DEFAULT_TLS } from '../../src/config/model.js';
 import { UNRECOGNIZED_NAME_ALERT } from '../../src/tls/client-hello.js';
 import { startBlackHole } from '../helpers/black-hole.js';
 import { captureClientHello } from '../helpers/client-hello.js';
-import { scrapeMetrics } from '../helpers/scrape.js';
+import { scrapeMetrics } from '../kit/scrape.js';
 import { makeCertificate } from '../kit/pki.js';
 import { freePort } from '../kit/ports.js';
 import {

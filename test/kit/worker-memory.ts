@@ -13,6 +13,7 @@
  * census's job (heap-census.ts).
  */
 import { sampleProcess } from './proc.js';
+import { scrapeMetrics } from './scrape.js';
 
 export interface WorkerMemorySample {
   /** Since the caller's start. */
@@ -23,12 +24,13 @@ export interface WorkerMemorySample {
   readonly heapCommittedBytes: number;
 }
 
-const HEAP_TOTAL = /^unhitch_nodejs_heap_size_total_bytes\{[^}]*\} (\S+)$/gm;
+const HEAP_TOTAL = 'unhitch_nodejs_heap_size_total_bytes{';
 
 /** V8's committed heap, summed over the workers, from metrics on 127.0.0.1:`metricsPort`. */
 export async function workersHeapCommittedBytes(metricsPort: number): Promise<number> {
-  const response = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
-  const values = [...(await response.text()).matchAll(HEAP_TOTAL)].map((match) => Number(match[1]));
+  const values = [...(await scrapeMetrics(metricsPort))]
+    .filter(([series]) => series.startsWith(HEAP_TOTAL))
+    .map(([, value]) => value);
   if (values.length === 0) throw new Error('no nodejs_heap_size_total_bytes on the metrics page');
   return values.reduce((sum, value) => sum + value, 0);
 }
