@@ -13,10 +13,10 @@ import { DEFAULT_TLS } from '../../src/config/model.js';
 import { UNRECOGNIZED_NAME_ALERT } from '../../src/tls/client-hello.js';
 import { startBlackHole } from '../helpers/black-hole.js';
 import { captureClientHello, heldHelloSocket } from '../helpers/client-hello.js';
-import { scrapeMetrics } from '../helpers/scrape.js';
 import { eventually } from '../kit/eventually.js';
 import { makeCertificate } from '../kit/pki.js';
 import { freePort } from '../kit/ports.js';
+import { scrapeMetrics } from '../kit/scrape.js';
 import {
   closeBackend,
   connectClient,
