@@ -16,7 +16,6 @@ import { captureClientHello, heldHelloSocket } from '../helpers/client-hello.js'
 import { eventually } from '../kit/eventually.js';
 import { makeCertificate } from '../kit/pki.js';
 import { freePort } from '../kit/ports.js';
-import { scrapeMetrics } from '../kit/scrape.js';
 import {
   closeBackend,
   connectClient,
@@ -26,6 +25,7 @@ import {
   startProxy,
   waitFor,
 } from '../kit/proxy-fixture.js';
+import { scrapeMetrics } from '../kit/scrape.js';
 import { startUnhitch, type UnhitchProcess } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('gauge', ['localhost']);
