@@ -10,7 +10,6 @@ import { readFileSync } from 'node:fs';
 import {
   COMMAND_LINE_SOURCE,
   type CommandLine,
-  helpText,
   parseArgv,
   relabelCommandLineError,
 } from './args.js';
@@ -20,6 +19,7 @@ import type { ProxyConfig } from './model.js';
 import { applyEntries, finalizeDraft } from './options/apply.js';
 import { type ConfigWarning, newDraft } from './options/draft.js';
 import type { Entry } from './options/entry.js';
+import { helpText } from './options/help.js';
 import { tomlEntries } from './toml.js';
 
 export type { ConfigWarning } from './options/draft.js';

@@ -14,8 +14,8 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { eventually } from '../helpers/eventually.js';
-import { freePort } from '../helpers/ports.js';
+import { eventually } from '../kit/eventually.js';
+import { freePort } from '../kit/ports.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const UNIT = '/lib/systemd/system/unhitch.service';

@@ -13,14 +13,10 @@ import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { freePort } from '../helpers/ports.js';
-import {
-  closeBackend,
-  connectClient,
-  makeCertificate,
-  startBackend,
-} from '../helpers/proxy-fixture.js';
-import { CLI, startUnhitch } from '../helpers/unhitch-process.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { closeBackend, connectClient, startBackend } from '../kit/proxy-fixture.js';
+import { CLI, startUnhitch } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('reload-verdict', ['localhost']);
 
