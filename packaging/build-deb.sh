@@ -80,12 +80,11 @@ sed -e "s|@VERSION@|$version|" -e "s|@COMMIT@|$commit|" -e "s|@DATE@|$commit_dat
   packaging/changelog.in | gzip -9n >"$doc/changelog.gz"
 install -D -m 0644 packaging/lintian-overrides "$pkg/usr/share/lintian/overrides/unhitch"
 
-# Plain files 0644 and directories 0755, whatever the checkout or the tarballs said;
-# programs are node, the launcher and the scripts (#!) of the code.
+# Plain files 0644 and directories 0755, whatever the checkout or the tarballs said; the
+# only programs are node and the launcher (the bundled node runs the code's .js files).
 find "$pkg" -type d -exec chmod 0755 {} +
 find "$pkg" -type f -exec chmod 0644 {} +
 chmod 0755 "$pkg/usr/sbin/unhitch" "$pkg/usr/lib/unhitch/node/bin/node"
-find "$app" -type f -exec sh -c 'for f; do [ "$(head -c2 "$f")" != "#!" ] || chmod 0755 "$f"; done' sh {} +
 
 # 4. Control files: dependencies of the node binary from dpkg-shlibdeps.
 mkdir -p "$pkg/DEBIAN" "$work/shlibs/debian"
