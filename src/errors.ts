@@ -359,6 +359,18 @@ export const CODES = {
     exitStatus: null,
     level: 'error',
   },
+  UNHITCH_WORKER_SPAWN: {
+    meaning:
+      'A worker process could not be created (fork failed, e.g. EMFILE or EAGAIN in the primary); the slot is retried with the same growing back-off as a crash.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_PRIMARY_GONE: {
+    meaning:
+      'A worker lost its primary (killed with SIGKILL or crashed): it accepts nothing new, lets open connections finish for at most drain-timeout, then exits.',
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_RELOAD_STATUS: {
     meaning:
       "The reload's verdict could not be written beside the pidfile, so `unhitch --reload` (the unit's ExecReload) will not learn it and times out.",
