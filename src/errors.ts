@@ -377,6 +377,18 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_RELOAD_STATUS: {
+    meaning:
+      "The reload's verdict could not be written beside the pidfile, so `unhitch --reload` (the unit's ExecReload) will not learn it and times out.",
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_RELOAD_REQUEST: {
+    meaning:
+      '`unhitch --reload`: no running unhitch to signal (pidfile missing or stale), or it gave no verdict (exited, or not within 60 s).',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
 } as const satisfies Record<`UNHITCH_${string}`, CodeSpec>;
 
 export type UnhitchCode = keyof typeof CODES;

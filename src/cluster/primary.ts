@@ -21,6 +21,7 @@ import { dispatchWorkerMessages } from './dispatch.js';
 import { ListenSockets } from './listen-sockets.js';
 import { OcspService } from './ocsp-service.js';
 import { Reloader } from './reload.js';
+import { ReloadStatusFile, reloadStatusPath } from './reload-status.js';
 import { type Cleanup, startServices } from './services.js';
 import { Supervisor } from './supervisor.js';
 import { TicketKeyOwner } from './ticket-keys.js';
@@ -93,6 +94,12 @@ class Primary {
       broadcast: (key) => this.supervisor.broadcast({ type: 'unhitch:ticket-key', key }),
     });
     this.ocsp = new OcspService(this.logger);
+    // Beside the pidfile, where `unhitch --reload --pidfile=…` looks for it.
+    const status =
+      options.config.pidfile === undefined
+        ? undefined
+        : new ReloadStatusFile(reloadStatusPath(options.config.pidfile));
+    if (status !== undefined) this.cleanups.push(() => status.remove());
     this.reloader = new Reloader({
       argv: options.argv,
       logger: this.logger,
@@ -104,6 +111,18 @@ class Primary {
         this.ocsp.start(config, certificates);
         this.certificatesInService = certificateExpiries(certificates);
         void this.acme.configure(config.acme);
+      },
+      onVerdict: (report) => {
+        try {
+          status?.publish(report);
+        } catch (error) {
+          logCode(
+            this.logger,
+            'UNHITCH_RELOAD_STATUS',
+            { err: error },
+            'reload verdict not written',
+          );
+        }
       },
     });
     this.acme = new AcmeManager({
