@@ -18,7 +18,6 @@ import { MAX_TIMER_MS, renewalTimeMs, retryDelayMs } from '../acme/schedule.js';
 import { AcmeStore, AcmeStoreError } from '../acme/store.js';
 import type { AcmeConfig } from '../config/model.js';
 import { logCode } from '../errors.js';
-import { storedAcmeCertificate } from '../tls/acme-material.js';
 import { isWorkerMessage } from './messages.js';
 import type { Supervisor } from './supervisor.js';
 
@@ -130,7 +129,7 @@ export class AcmeManager {
 
   /** When the stored certificate is due, or now when there is none that covers every name. */
   private scheduleFromStore(config: AcmeConfig): void {
-    const stored = storedAcmeCertificate(config, (message) =>
+    const stored = new AcmeStore(config).stored((message) =>
       logCode(this.logger, 'UNHITCH_CERTIFICATE_WARNING', {}, message),
     );
     const covers =

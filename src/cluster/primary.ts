@@ -8,6 +8,7 @@
 import type { Worker } from 'node:cluster';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
+import { acmeCertificateSource } from '../acme/store.js';
 import type { ProxyConfig } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
 import { reopenLog } from '../ops/log.js';
@@ -70,11 +71,11 @@ class Primary {
     this.onReady = options.onReady;
     this.stopSignals = options.stopSignals ?? ['SIGTERM', 'SIGINT'];
     this.config = options.config;
+    const warn = (message: string): void =>
+      logCode(this.logger, 'UNHITCH_CERTIFICATE_WARNING', {}, message);
     const certificates =
       options.certificates ??
-      loadCertificates(options.config, (message) =>
-        logCode(this.logger, 'UNHITCH_CERTIFICATE_WARNING', {}, message),
-      );
+      loadCertificates(options.config, warn, acmeCertificateSource(options.config.acme, warn));
     this.allowedCpus = readAllowedCpus('self');
     this.supervisor = new Supervisor({
       logger: this.logger,
