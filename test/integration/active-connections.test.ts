@@ -14,18 +14,18 @@ import { DEFAULT_TLS } from '../../src/config/model.js';
 import { UNRECOGNIZED_NAME_ALERT } from '../../src/tls/client-hello.js';
 import { startBlackHole } from '../helpers/black-hole.js';
 import { captureClientHello } from '../helpers/client-hello.js';
-import { freePort } from '../helpers/ports.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
 import {
   closeBackend,
   connectClient,
-  makeCertificate,
   type RunningProxy,
   readAll,
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
-import { startUnhitch } from '../helpers/unhitch-process.js';
+} from '../kit/proxy-fixture.js';
+import { startUnhitch } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('gauge', ['localhost']);
 

@@ -18,19 +18,10 @@ import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { freePort } from '../helpers/ports.js';
-import {
-  closeBackend,
-  connectClient,
-  makeCertificate,
-  startBackend,
-  waitFor,
-} from '../helpers/proxy-fixture.js';
-import {
-  startUnhitch,
-  type UnhitchLogLine,
-  type UnhitchProcess,
-} from '../helpers/unhitch-process.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { closeBackend, connectClient, startBackend, waitFor } from '../kit/proxy-fixture.js';
+import { startUnhitch, type UnhitchLogLine, type UnhitchProcess } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('cluster-failures', ['localhost']);
 

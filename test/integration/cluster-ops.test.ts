@@ -9,16 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
-import { eventually } from '../helpers/eventually.js';
-import { freePort } from '../helpers/ports.js';
-import {
-  closeBackend,
-  connectClient,
-  makeCertificate,
-  startBackend,
-  waitFor,
-} from '../helpers/proxy-fixture.js';
-import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
+import { eventually } from '../kit/eventually.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { closeBackend, connectClient, startBackend, waitFor } from '../kit/proxy-fixture.js';
+import { startUnhitch, type UnhitchLogLine } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('cluster-ops', ['localhost']);
 const isReady = (line: UnhitchLogLine) => line.msg === 'worker ready';

@@ -15,18 +15,18 @@ import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import TrackerServer from 'bittorrent-tracker/server';
 import WebSocket from 'ws';
 import { readAllowedCpus, readThreadAffinities } from '../../src/cluster/affinity.js';
-import { eventually } from '../helpers/eventually.js';
-import { freePort } from '../helpers/ports.js';
+import { type AnnounceResponse, announceOn } from '../helpers/webtorrent.js';
+import { eventually } from '../kit/eventually.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
 import {
   closeBackend,
   connectClient,
-  makeCertificate,
   readAll,
   startBackend,
   waitFor,
-} from '../helpers/proxy-fixture.js';
-import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
-import { type AnnounceResponse, announceOn } from '../helpers/webtorrent.js';
+} from '../kit/proxy-fixture.js';
+import { startUnhitch, type UnhitchLogLine } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('cluster', ['localhost']);
 

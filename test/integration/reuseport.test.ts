@@ -9,10 +9,11 @@ import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { freePort } from '../helpers/ports.js';
 import { loopbackListenSockets } from '../helpers/proc-net.js';
-import { closeBackend, makeCertificate, startBackend } from '../helpers/proxy-fixture.js';
-import { startUnhitch, type UnhitchLogLine } from '../helpers/unhitch-process.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { closeBackend, startBackend } from '../kit/proxy-fixture.js';
+import { startUnhitch, type UnhitchLogLine } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('reuseport', ['localhost']);
 

@@ -22,8 +22,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
-import { freePort } from '../helpers/ports.js';
-import { CLI } from '../helpers/unhitch-process.js';
+import { freePort } from '../kit/ports.js';
+import { CLI } from '../kit/unhitch-process.js';
 
 const CORPUS_SIZE = 200;
 const PARALLEL = 6;
