@@ -21,6 +21,7 @@ import { ListenSockets } from './listen-sockets.js';
 import { OcspService } from './ocsp-service.js';
 import { Reloader } from './reload.js';
 import { type Cleanup, startServices } from './services.js';
+import { ServicesProcess } from './services-process.js';
 import { Supervisor } from './supervisor.js';
 import { TicketKeyOwner } from './ticket-keys.js';
 
@@ -55,6 +56,8 @@ class Primary {
   private readonly tickets: TicketKeyOwner;
   private readonly reloader: Reloader;
   private readonly ocsp: OcspService;
+  /** ACME orders and http-01, OCSP fetches: the network duties, as the configured user. */
+  private readonly services: ServicesProcess;
   private readonly acme: AcmeManager;
   /** What the expiry metric reports: the serving generation's certificates. */
   private certificatesInService: readonly CertificateExpiry[] = [];
@@ -91,7 +94,11 @@ class Primary {
       // and a worker still starting must not keep the key its start order carried.
       broadcast: (key) => this.supervisor.broadcast({ type: 'unhitch:ticket-key', key }),
     });
-    this.ocsp = new OcspService(this.logger);
+    this.services = new ServicesProcess({
+      logger: this.logger,
+      config: () => this.supervisor.current.config,
+    });
+    this.ocsp = new OcspService(this.logger, this.services);
     this.reloader = new Reloader({
       argv: options.argv,
       logger: this.logger,
@@ -100,6 +107,7 @@ class Primary {
       sockets: this.sockets,
       isStopping: () => this.stopping,
       onReloaded: (config, certificates) => {
+        this.services.reconfigure(config);
         this.ocsp.start(config, certificates);
         this.certificatesInService = certificateExpiries(certificates);
         void this.acme.configure(config.acme);
@@ -108,6 +116,7 @@ class Primary {
     this.acme = new AcmeManager({
       logger: this.logger,
       supervisor: this.supervisor,
+      services: this.services,
       reloadCertificates: () => this.reloader.reload('certificates'),
     });
   }
@@ -120,6 +129,9 @@ class Primary {
     this.cleanups.push(() => this.sockets.closeAll());
     this.supervisor.install((worker, code, signal) => this.workerExited(worker, code, signal));
     this.tickets.schedule(config);
+    // Before ACME and OCSP (they wait for it to be ready); stopped after both.
+    this.services.start();
+    this.cleanups.push(() => this.services.stop());
     this.ocsp.start(config, this.supervisor.current.certificates);
     this.cleanups.push(() => this.ocsp.stop());
 
