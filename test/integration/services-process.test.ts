@@ -113,7 +113,7 @@ async function startWithHttpChallenge(t: TestContext) {
   const unhitch = startUnhitch([`--config=${config}`]);
   t.after(() => unhitch.kill('SIGKILL'));
   await unhitch.waitForLog((line) => line.msg === 'http-01 challenge listener up', 20_000);
-  return { unhitch, httpPort };
+  return { unhitch, httpPort, config };
 }
 
 test('http-01 is accepted by an unprivileged child of the primary, never by root', async (t) => {
@@ -266,4 +266,28 @@ test('the services process killed: logged, restarted, the http-01 port served ag
   assertUnprivilegedChildren(owners, unhitch);
   assert.notEqual(owners[0], first.pid, 'a new services process');
   assert.equal(unhitch.child.exitCode, null, 'the primary kept running');
+});
+
+test('a reload that changes a log setting replaces the services process; one that does not keeps it', async (t) => {
+  if (!isRoot(t)) return;
+  const { unhitch, httpPort, config } = await startWithHttpChallenge(t);
+  const ready = (line: { msg?: unknown }) => line.msg === 'services process ready';
+  const [first] = await unhitch.waitForLogs(ready, 1);
+  unhitch.kill('SIGHUP');
+  await unhitch.waitForLogs((line) => line.msg === 'reloaded', 1, 20_000);
+  writeFileSync(config, `log-level = "debug"\n${readFileSync(config, 'utf8')}`);
+  unhitch.kill('SIGHUP');
+  await unhitch.waitForLogs((line) => line.msg === 'reloaded', 2, 20_000);
+  const [, second] = await unhitch.waitForLogs(ready, 2, 20_000);
+  assert.equal(
+    unhitch.lines.filter((line) => line.msg === 'services process replaced after a reload').length,
+    1,
+    'replaced once: for the log-level, not for the unchanged reload',
+  );
+  assert.notEqual(second?.pid, first?.pid);
+  assert.equal(unhitch.lines.filter((line) => line.code === 'UNHITCH_SERVICES_DIED').length, 0);
+  await unhitch.waitForLogs((line) => line.msg === 'http-01 challenge listener up', 2, 20_000);
+  const client = await connected(httpPort);
+  t.after(() => client.destroy());
+  assert.match(await askNotFound(client), /^HTTP\/1\.1 404/);
 });
