@@ -347,6 +347,18 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_SYSLOG_DROPPED: {
+    meaning:
+      '`syslog`: the syslog socket stopped reading; past a 1 MiB backlog lines were dropped (counted in `unhitch_log_lines_dropped_total`). Logged once it reads again, with the count.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_LOG_REOPEN: {
+    meaning:
+      '`log-filename` could not be reopened after a rotation; lines go on into the file held, and the reopen is retried. Logged once per failing streak.',
+    exitStatus: null,
+    level: 'error',
+  },
   UNHITCH_SERVICES_DIED: {
     meaning:
       'The unprivileged services process (ACME orders and http-01, OCSP fetches) exited or could not start; it is restarted with a growing back-off, an ACME order under way is retried.',
@@ -365,6 +377,8 @@ export const UNHITCH_ENVIRONMENT_VARIABLES = [
   'UNHITCH_DAEMON_REPORT_FD',
   // syslog: the socket logger(1) writes to, for tests (/dev/log otherwise).
   'UNHITCH_SYSLOG_SOCKET',
+  // log-filename: ms between checks that the name is still the file held, for tests (60 s).
+  'UNHITCH_LOG_REOPEN_CHECK_MS',
 ] as const;
 
 export function isUnhitchCode(value: unknown): value is UnhitchCode {

@@ -26,7 +26,7 @@ import { HttpChallengeServer } from '../acme/http-challenge.js';
 import { AcmeOrderError, type ChallengeHooks, obtainCertificate } from '../acme/issuer.js';
 import { logCode } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
-import { createLogger } from '../ops/log.js';
+import { createLogger, reopenLog } from '../ops/log.js';
 import { checkNotRootWorkers, dropPrivileges } from '../ops/privileges.js';
 import { loadCaStore, pinCaStore } from '../tls/ocsp.js';
 import {
@@ -87,6 +87,9 @@ class NetServices {
       case 'unhitch:acme-order':
         void this.order(order);
         break;
+      case 'unhitch:reopen-log':
+        if (this.logger) reopenLog(this.logger);
+        break;
       case 'unhitch:services-stop':
         this.exit(0);
         break;
@@ -105,6 +108,7 @@ class NetServices {
         ? { syslog: { facility: config.syslogFacility, uid: identity?.uid, gid: identity?.gid } }
         : {}),
       console: !config.daemon,
+      followsPrimary: true,
     });
     this.logger = logger;
     try {

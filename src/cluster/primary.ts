@@ -11,8 +11,9 @@ import type { Logger } from 'pino';
 import { acmeCertificateSource } from '../acme/store.js';
 import type { ProxyConfig } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
-import { reopenLog } from '../ops/log.js';
+import { followLogFile, reopenLog } from '../ops/log.js';
 import type { CertificateExpiry } from '../ops/metrics.js';
+import { resolveIdentity } from '../ops/privileges.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { AcmeManager } from './acme.js';
 import { readAllowedCpus } from './affinity.js';
@@ -135,6 +136,17 @@ class Primary {
     this.ocsp.start(config, this.supervisor.current.certificates);
     this.cleanups.push(() => this.ocsp.stop());
 
+    // A rotated log file is reopened here first (as root), handed to the workers' user,
+    // and then reopened by every worker, a draining generation's too, and the services
+    // process (the same user).
+    followLogFile(this.logger, {
+      ownerUid:
+        process.getuid?.() === 0 ? resolveIdentity(config.user, config.group)?.uid : undefined,
+      reopened: () => {
+        this.supervisor.broadcast({ type: 'unhitch:reopen-log' });
+        this.services.send({ type: 'unhitch:reopen-log' });
+      },
+    });
     const finished = new Promise<void>((resolve) => {
       this.done = resolve;
     });

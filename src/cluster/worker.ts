@@ -8,7 +8,7 @@ import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { logCode } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
-import { createLogger } from '../ops/log.js';
+import { createLogger, reopenLog } from '../ops/log.js';
 import { checkNotRootWorkers, dropPrivileges } from '../ops/privileges.js';
 import { NOOP_OBSERVER, type ProxyObserver } from '../proxy/events.js';
 import { TlsProxy } from '../proxy/proxy.js';
@@ -127,6 +127,7 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
       : {}),
     // A daemon's stdout is /dev/null: without a file or syslog, nothing is written.
     console: !config.daemon,
+    followsPrimary: true,
   });
   workerLogger = logger;
   // Without a metrics endpoint nobody reads them: no per-connection histogram work, no
@@ -242,6 +243,9 @@ process.on('message', (value: unknown, handle: unknown) => {
       break;
     case 'unhitch:drain':
       void drain(value.graceMs);
+      break;
+    case 'unhitch:reopen-log':
+      if (workerLogger) reopenLog(workerLogger);
       break;
     case 'unhitch:acme-challenge':
       send({

@@ -324,6 +324,7 @@ test('real binary: crashing then vanished backend cost no worker; reasons logged
     `--backend=[127.0.0.1]:${backend.port}`,
     '--workers=2',
     '--backend-connect-timeout=1',
+    '--log-level=debug', // a line per failure: below debug they are limited per reason
     cert.combinedPath,
   ]);
   t.after(() => unhitch.kill('SIGKILL'));
