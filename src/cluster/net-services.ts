@@ -26,7 +26,7 @@ import { HttpChallengeServer } from '../acme/http-challenge.js';
 import { AcmeOrderError, type ChallengeHooks, obtainCertificate } from '../acme/issuer.js';
 import { logCode } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
-import { createLogger, reopenLog } from '../ops/log.js';
+import { createChildLogger, reopenLog } from '../ops/log.js';
 import { checkNotRootWorkers, dropPrivileges } from '../ops/privileges.js';
 import { loadCaStore, pinCaStore } from '../tls/ocsp.js';
 import {
@@ -99,17 +99,7 @@ class NetServices {
   private start(order: Order<'unhitch:services-start'>): void {
     const { config } = order;
     const identity = process.getuid?.() === 0 ? order.identity : undefined;
-    const logger = createLogger({
-      level: config.logLevel,
-      quiet: config.quiet,
-      filename: config.logFilename,
-      bindings: { role: 'services' },
-      ...(config.syslog
-        ? { syslog: { facility: config.syslogFacility, uid: identity?.uid, gid: identity?.gid } }
-        : {}),
-      console: !config.daemon,
-      followsPrimary: true,
-    });
+    const logger = createChildLogger(config, { role: 'services' }, identity);
     this.logger = logger;
     try {
       if (identity !== undefined) {
