@@ -76,10 +76,6 @@ export class ServicesProcess {
     this.exitCallbacks.push(callback);
   }
 
-  get isReady(): boolean {
-    return this.ready;
-  }
-
   /** True once a process is ready (at once if one is), false after `timeoutMs` or on stop. */
   whenReady(timeoutMs: number): Promise<boolean> {
     if (this.ready) return Promise.resolve(true);
@@ -92,11 +88,6 @@ export class ServicesProcess {
         resolve(ready);
       });
     });
-  }
-
-  /** The process id, for tests and logs; undefined while none runs. */
-  get pid(): number | undefined {
-    return this.child?.pid;
   }
 
   start(): void {
