@@ -359,6 +359,18 @@ export const CODES = {
     exitStatus: null,
     level: 'error',
   },
+  UNHITCH_WORKER_SPAWN: {
+    meaning:
+      'A worker process could not be created (fork failed, e.g. EMFILE or EAGAIN in the primary); the slot is retried with the same growing back-off as a crash.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_PRIMARY_GONE: {
+    meaning:
+      'A worker lost its primary (killed with SIGKILL or crashed): it accepts nothing new, lets open connections finish for at most drain-timeout, then exits.',
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_SERVICES_DIED: {
     meaning:
       'The unprivileged services process (ACME orders and http-01, OCSP fetches) exited or could not start; it is restarted with a growing back-off, an ACME order under way is retried.',

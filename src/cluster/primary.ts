@@ -18,6 +18,7 @@ import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { AcmeManager } from './acme.js';
 import { readAllowedCpus } from './affinity.js';
 import { announceListening } from './dbg-listen.js';
+import { dispatchWorkerMessages } from './dispatch.js';
 import { ListenSockets } from './listen-sockets.js';
 import { OcspService } from './ocsp-service.js';
 import { Reloader } from './reload.js';
@@ -129,6 +130,7 @@ class Primary {
     // Last out: every worker has exited (or been killed) when cleanups run.
     this.cleanups.push(() => this.sockets.closeAll());
     this.supervisor.install((worker, code, signal) => this.workerExited(worker, code, signal));
+    this.cleanups.push(this.dispatchWorkerMessages());
     this.tickets.schedule(config);
     // Before ACME and OCSP (they wait for it to be ready); stopped after both.
     this.services.start();
@@ -194,6 +196,25 @@ class Primary {
     await finished;
     process.off('SIGHUP', onReload);
     for (const signal of this.stopSignals) process.off(signal, onStop);
+  }
+
+  /** The worker → primary protocol (messages.ts): who handles each message. */
+  private dispatchWorkerMessages(): () => void {
+    const { supervisor, reloader, acme } = this;
+    return dispatchWorkerMessages({
+      'unhitch:hello': (worker) => supervisor.workerGreeted(worker),
+      'unhitch:listening': (worker, message) => {
+        supervisor.workerListening(worker, message.addresses);
+        acme.workerListening(worker);
+      },
+      'unhitch:start-failed': (worker, message) =>
+        supervisor.workerStartFailed(worker, message.error),
+      'unhitch:listen-socket-request': (worker, message) =>
+        supervisor.socketRequested(worker, message.frontend),
+      'unhitch:drained': (worker, message) => reloader.workerDrained(worker, message.forcedClosed),
+      'unhitch:acme-challenge-done': (worker, message) =>
+        acme.challengeDone(worker, message.id, message.accepted),
+    });
   }
 
   private workerExited(worker: Worker, code: number | null, signal: string | null): void {
