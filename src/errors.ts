@@ -389,6 +389,12 @@ export const CODES = {
     exitStatus: EXIT_STARTUP,
     level: 'error',
   },
+  UNHITCH_SERVICES_DIED: {
+    meaning:
+      'The unprivileged services process (ACME orders and http-01, OCSP fetches) exited or could not start; it is restarted with a growing back-off, an ACME order under way is retried.',
+    exitStatus: null,
+    level: 'error',
+  },
 } as const satisfies Record<`UNHITCH_${string}`, CodeSpec>;
 
 export type UnhitchCode = keyof typeof CODES;
