@@ -181,6 +181,18 @@ function encodeSslTlv(tls: NonNullable<ProxyTlvs['tls']>): Buffer {
   );
 }
 
+/**
+ * TLV 0xE0 as Hitch writes it: PEM_write_bio_X509_AUX, i.e. the PEM label "TRUSTED
+ * CERTIFICATE" around i2d_X509_AUX. A certificate read off the wire has no aux (trust)
+ * data, and i2d_X509_AUX writes the aux block only when present, so the body is the
+ * certificate's DER, base64 in 64-column lines exactly as the plain PEM has it.
+ */
+function trustedCertificatePem(pem: string): string {
+  return pem
+    .replace('-----BEGIN CERTIFICATE-----', '-----BEGIN TRUSTED CERTIFICATE-----')
+    .replace('-----END CERTIFICATE-----', '-----END TRUSTED CERTIFICATE-----');
+}
+
 export function encodeProxyV2Tlvs(tlvs: ProxyTlvs | undefined): Buffer {
   if (tlvs === undefined) return Buffer.alloc(0);
   const parts: Buffer[] = [];
@@ -190,7 +202,8 @@ export function encodeProxyV2Tlvs(tlvs: ProxyTlvs | undefined): Buffer {
   }
   if (tlvs.tls) parts.push(encodeSslTlv(tlvs.tls));
   if (tlvs.clientCertificatePem) {
-    parts.push(encodeTlv(PP2_TYPE_CLIENT_CERT, Buffer.from(tlvs.clientCertificatePem, 'latin1')));
+    const pem = trustedCertificatePem(tlvs.clientCertificatePem);
+    parts.push(encodeTlv(PP2_TYPE_CLIENT_CERT, Buffer.from(pem, 'latin1')));
   }
   return Buffer.concat(parts);
 }
