@@ -16,6 +16,7 @@ import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { AcmeManager } from './acme.js';
 import { readAllowedCpus } from './affinity.js';
 import { announceListening } from './dbg-listen.js';
+import { startFailureMessage } from './start-failure.js';
 import { ListenSockets } from './listen-sockets.js';
 import { OcspService } from './ocsp-service.js';
 import { Reloader } from './reload.js';
@@ -155,7 +156,7 @@ class Primary {
       for (const signal of this.stopSignals) process.off(signal, onStop);
       throw new UnhitchError(
         'UNHITCH_WORKERS_FAILED',
-        'workers failed to start; see the log above',
+        startFailureMessage(this.supervisor.firstStartError),
       );
     }
     if (started) {

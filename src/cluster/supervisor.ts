@@ -73,6 +73,8 @@ export class Supervisor {
   private readonly startFailed = new WeakMap<Worker, () => void>();
   private nextGeneration = 1;
   private halted = false;
+  /** Why the first worker that could not start did not (the start's stderr line says it). */
+  firstStartError: unknown;
   /** The generation that serves, whose crashed workers are restarted. */
   current!: Generation;
 
@@ -241,6 +243,7 @@ export class Supervisor {
       void pinned
         .then(() => this.sendStart(worker, generation, index))
         .catch((error: unknown) => {
+          this.firstStartError ??= error;
           logCode(
             this.logger,
             'UNHITCH_WORKER_START',
@@ -283,10 +286,12 @@ export class Supervisor {
           resolve(true);
         } else if (message.type === 'unhitch:start-failed') {
           worker.off('message', onMessage);
+          const error = reviveError(message.error);
+          this.firstStartError ??= error;
           logCode(
             this.logger,
             'UNHITCH_WORKER_START',
-            { worker: index, err: reviveError(message.error) },
+            { worker: index, err: error },
             'worker could not start',
           );
           resolve(false);

@@ -4,6 +4,7 @@
  */
 import { ipText, parseIp } from '../../net/ip.js';
 import { ConfigError, type SourcePosition } from '../errors.js';
+import { notePemPosition, pemPosition } from '../pem-positions.js';
 import {
   type AcmeConfig,
   DEFAULT_ACME,
@@ -225,5 +226,7 @@ function refuseRedundantFrontends(
 }
 
 function freezeAll(pems: readonly PemFileConfig[]): readonly PemFileConfig[] {
-  return Object.freeze(pems.map((pem) => Object.freeze({ ...pem })));
+  return Object.freeze(
+    pems.map((pem) => notePemPosition(Object.freeze({ ...pem }), pemPosition(pem))),
+  );
 }
