@@ -16,11 +16,11 @@ import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { AcmeManager } from './acme.js';
 import { readAllowedCpus } from './affinity.js';
 import { announceListening } from './dbg-listen.js';
-import { startFailureMessage } from './start-failure.js';
 import { ListenSockets } from './listen-sockets.js';
 import { OcspService } from './ocsp-service.js';
 import { Reloader } from './reload.js';
 import { type Cleanup, startServices } from './services.js';
+import { startFailureMessage } from './start-failure.js';
 import { Supervisor } from './supervisor.js';
 import { TicketKeyOwner } from './ticket-keys.js';
 

@@ -4,9 +4,9 @@
  * Encoding follows Hitch's write_proxy_v1 / write_proxy_v2: the v2 header is
  * signature, ver_cmd 0x21 (v2|PROXY), fam 0x11 (INET|STREAM) or 0x21 (INET6|STREAM),
  * big-endian length, address block (src addr, dst addr, src port, dst port), then TLVs
- * in Hitch's order: PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_SSL (client flags,
- * verify, sub-TLVs PP2_SUBTYPE_SSL_VERSION then PP2_SUBTYPE_SSL_CIPHER), then Hitch 1.8's
- * client certificate (PEM) in the custom TLV 0xE0.
+ * in Hitch's order: PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, the client certificate (PEM,
+ * proxy-client-cert) in the custom TLV 0xE0, then PP2_TYPE_SSL (client flags, verify,
+ * sub-TLVs PP2_SUBTYPE_SSL_VERSION then PP2_SUBTYPE_SSL_CIPHER).
  *
  * Parsing is our own rather than proxy-protocol-js: that library parses only complete
  * buffers and treats everything after the address block (TLVs and payload alike) as
@@ -200,11 +200,13 @@ export function encodeProxyV2Tlvs(tlvs: ProxyTlvs | undefined): Buffer {
   if (tlvs.authority) {
     parts.push(encodeTlv(PP2_TYPE_AUTHORITY, Buffer.from(tlvs.authority, 'utf8')));
   }
-  if (tlvs.tls) parts.push(encodeSslTlv(tlvs.tls));
+  // Hitch's order (hitch.c, and its bytes in hitch-differential.test.ts): the client
+  // certificate before the SSL TLV.
   if (tlvs.clientCertificatePem) {
     const pem = trustedCertificatePem(tlvs.clientCertificatePem);
     parts.push(encodeTlv(PP2_TYPE_CLIENT_CERT, Buffer.from(pem, 'latin1')));
   }
+  if (tlvs.tls) parts.push(encodeSslTlv(tlvs.tls));
   return Buffer.concat(parts);
 }
 

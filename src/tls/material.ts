@@ -9,9 +9,9 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
+import type { ClientVerifyMode, PemFileConfig, ProxyConfig, TlsSettings } from '../config/model.js';
 import { pemPosition } from '../config/pem-positions.js';
 import { strerror } from '../net/strerror.js';
-import type { ClientVerifyMode, PemFileConfig, ProxyConfig, TlsSettings } from '../config/model.js';
 import { acmePlaceholder, storedAcmeCertificate } from './acme-material.js';
 import {
   certificateChain,

@@ -49,7 +49,7 @@ test('--test as root without user exits 0 with one warning line that a start wou
 });
 
 test("a port in use: the start's stderr says why in Hitch's shape, {bind-socket}: Address already in use: [127.0.0.1]:PORT", async (t) => {
-  const { dir, pem } = fixture(t);
+  const { pem } = fixture(t);
   const holder = createServer();
   holder.listen(0, '127.0.0.1');
   await once(holder, 'listening');

@@ -199,6 +199,9 @@ test('as root without user (or with only a group): the start exits 1, "Refusing 
     // Hitch's --test forks no worker, so it passes; a start with this config refuses.
     const check = await runToExit(process.execPath, [CLI, '--test', ...args]);
     assert.equal(check.status, 0, `--test ${identity.join(' ')}: ${check.stderr}`);
-    assert.match(check.stderr, /^warning: a start .* would refuse: Refusing to run workers as root\./m);
+    assert.match(
+      check.stderr,
+      /^warning: a start .* would refuse: Refusing to run workers as root\./m,
+    );
   }
 });

@@ -147,7 +147,7 @@ test('v2 SSL TLV: verify is 1 unless a client certificate was presented and veri
   );
 });
 
-test('v2 client certificate TLV: type 0xE0, after the SSL TLV, the PEM as PEM_write_bio_X509_AUX writes it (openssl x509 -trustout), byte for byte', (t) => {
+test('v2 client certificate TLV: type 0xE0, before the SSL TLV as Hitch orders them, the PEM as PEM_write_bio_X509_AUX writes it (openssl x509 -trustout), byte for byte', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-trustout-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const { certPath } = makeSelfSigned({ dir, stem: 'client' });
@@ -161,12 +161,12 @@ test('v2 client certificate TLV: type 0xE0, after the SSL TLV, the PEM as PEM_wr
     tls: { version: 'TLSv1.3', cipher: 'X' },
     clientCertificatePem: pem,
   });
-  const sslEnd = 28 + 3 + 0x13;
-  assert.equal(header[sslEnd], 0xe0);
-  assert.equal(header.readUInt16BE(sslEnd + 1), trusted.length);
+  assert.equal(header[28], 0xe0);
+  assert.equal(header.readUInt16BE(29), trusted.length);
   assert.equal(trusted.length, pem.length + 16, 'TRUSTED twice: 16 bytes more');
-  assert.equal(header.subarray(sslEnd + 3).toString('latin1'), trusted);
-  assert.equal(header.readUInt16BE(14), 12 + 3 + 0x13 + 3 + trusted.length);
+  assert.equal(header.subarray(31, 31 + trusted.length).toString('latin1'), trusted);
+  assert.equal(header[31 + trusted.length], 0x20, 'then the SSL TLV');
+  assert.equal(header.readUInt16BE(14), 12 + 3 + trusted.length + 3 + 0x13);
 });
 
 test('v2 IPv6 with ALPN only', () => {

@@ -4,7 +4,6 @@
  */
 import { ipText, parseIp } from '../../net/ip.js';
 import { ConfigError, type SourcePosition } from '../errors.js';
-import { notePemPosition, pemPosition } from '../pem-positions.js';
 import {
   type AcmeConfig,
   DEFAULT_ACME,
@@ -15,6 +14,7 @@ import {
   type ProxyProtocolMode,
   type TcpAddress,
 } from '../model.js';
+import { notePemPosition, pemPosition } from '../pem-positions.js';
 import { type AcmeDraft, type ConfigDraft, formatPosition, newFrontendDraft } from './draft.js';
 import type { Entry } from './entry.js';
 import {

@@ -6,7 +6,6 @@
  */
 import type { UnhitchCode } from '../../errors.js';
 import { ConfigError } from '../errors.js';
-import { notePemPosition } from '../pem-positions.js';
 import {
   type AcmeChallengeType,
   DEFAULT_CONFIG,
@@ -14,6 +13,7 @@ import {
   type TlsProtocolName,
   type TlsSettings,
 } from '../model.js';
+import { notePemPosition } from '../pem-positions.js';
 import {
   type AcmeDraft,
   type ConfigDraft,
@@ -361,9 +361,7 @@ function applyPemFile(ctx: ApplyContext, entry: Entry): void {
           ocspResponsePath: pem.ocspResponsePath,
           ...(pem.clientVerify === undefined ? {} : { clientVerify: pem.clientVerify }),
           ...(pem.clientVerifyCa === undefined ? {} : { clientVerifyCa: pem.clientVerifyCa }),
-          ...(pem.ocspVerifyStaple === undefined
-            ? {}
-            : { ocspVerifyStaple: pem.ocspVerifyStaple }),
+          ...(pem.ocspVerifyStaple === undefined ? {} : { ocspVerifyStaple: pem.ocspVerifyStaple }),
         },
         entry.position,
       ),
