@@ -172,6 +172,9 @@ export async function serve(impl: Implementation, options: ServeOptions): Promis
       options.timeoutMs ?? 30_000,
       `${impl}'s dbg-listen file`,
     );
+    // Hitch writes the file once bound, before it installs its signal handlers and
+    // forks: a SIGHUP before "initialization complete" would find it still starting.
+    if (impl === 'hitch') await waitForOutput(/initialization complete/, 0, options.timeoutMs);
     return {
       impl,
       child,
