@@ -8,12 +8,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { freePort } from '../test/kit/ports.js';
+import { treeRssKiB } from '../test/kit/proc.js';
 import { builtinBackend, startBackend } from './lib/backends.js';
 import { numberFlag } from './lib/cli-args.js';
 import { runBench } from './lib/harness.js';
 import { runMeasuredChild } from './lib/measured-child.js';
-import { freePort } from './lib/ports.js';
-import { treeRssKiB } from './lib/proc.js';
 import { proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
 import { formatDecimal, formatMarkdownTable } from './lib/table.js';
 

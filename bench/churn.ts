@@ -14,8 +14,6 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { makeSelfSigned } from '../src/tls/selfsigned.js';
-import { closeBackend, startBackend } from '../test/helpers/proxy-fixture.js';
-import { startSingleWorker, type UnhitchProcess } from '../test/helpers/unhitch-process.js';
 import {
   type ChurnCounts,
   churn,
@@ -23,10 +21,12 @@ import {
   WARMUP_CONNECTIONS,
   warmUp,
   withinLeakSlack,
-} from './lib/churn.js';
+} from '../test/kit/churn.js';
+import { type ProcessSample, sampleProcess } from '../test/kit/proc.js';
+import { closeBackend, startBackend } from '../test/kit/proxy-fixture.js';
+import { startSingleWorker, type UnhitchProcess } from '../test/kit/unhitch-process.js';
 import { type Flags, positiveFlag } from './lib/cli-args.js';
 import { runBench } from './lib/harness.js';
-import { type ProcessSample, sampleProcess } from './lib/proc.js';
 import { REPO_ROOT } from './lib/proxies.js';
 import type { ResultsSection } from './lib/results-file.js';
 import { formatCount, formatMarkdownTable } from './lib/table.js';

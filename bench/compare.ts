@@ -12,6 +12,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { freePort } from '../test/kit/ports.js';
+import { cpuBusyMicros, treeCpuMicros, treeRssKiB } from '../test/kit/proc.js';
 import {
   type BackendSpec,
   builtinBackend,
@@ -21,8 +23,6 @@ import {
 } from './lib/backends.js';
 import { listFlag, numberFlag } from './lib/cli-args.js';
 import { type BenchContext, runBench } from './lib/harness.js';
-import { freePort } from './lib/ports.js';
-import { cpuBusyMicros, treeCpuMicros, treeRssKiB } from './lib/proc.js';
 import { startProcess } from './lib/processes.js';
 import {
   type ProxyName,

@@ -7,9 +7,9 @@
  */
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { freePort } from '../test/kit/ports.js';
 import { numberFlag } from './lib/cli-args.js';
 import { measureWindow, runBench } from './lib/harness.js';
-import { freePort } from './lib/ports.js';
 import { startProcess } from './lib/processes.js';
 import { proxyUnavailableReason, startProxy } from './lib/proxies.js';
 import { formatDecimal, formatMarkdownTable } from './lib/table.js';

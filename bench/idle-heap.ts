@@ -4,16 +4,11 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
-import { type HeapTally, heapCensus } from '../test/helpers/heap-census.js';
-import { freePort } from '../test/helpers/ports.js';
-import {
-  closeBackend,
-  connectClient,
-  makeCertificate,
-  startBackend,
-  waitFor,
-} from '../test/helpers/proxy-fixture.js';
-import { startSingleWorker } from '../test/helpers/unhitch-process.js';
+import { type HeapTally, heapCensus } from '../test/kit/heap-census.js';
+import { makeCertificate } from '../test/kit/pki.js';
+import { freePort } from '../test/kit/ports.js';
+import { closeBackend, connectClient, startBackend, waitFor } from '../test/kit/proxy-fixture.js';
+import { startSingleWorker } from '../test/kit/unhitch-process.js';
 /**
  * The JS heap an idle proxied connection keeps in the worker: heap snapshots (taken after a
  * full GC) of a one-worker unhitch before and after opening N idle TLS connections, the

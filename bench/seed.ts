@@ -20,6 +20,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { freePort } from '../test/kit/ports.js';
 import {
   type BackendSpec,
   builtinBackend,
@@ -31,7 +32,6 @@ import { listFlag, numberFlag } from './lib/cli-args.js';
 import { runBench } from './lib/harness.js';
 import { loadAverage } from './lib/machine.js';
 import { runMeasuredChild } from './lib/measured-child.js';
-import { freePort } from './lib/ports.js';
 import { isShuttingDown } from './lib/processes.js';
 import { proxyUnavailableReason, REPO_ROOT, type RunningProxy, startProxy } from './lib/proxies.js';
 import { formatCount, formatDecimal, formatMarkdownTable } from './lib/table.js';

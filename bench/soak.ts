@@ -6,19 +6,18 @@
  *   node dist/bench/soak.js --minutes=10 [--interval=30] [--concurrency=16] [--workers=1]
  *
  * Bounded by --minutes; the unhitch tree is stopped by PID on exit and on signals (the bench
- * process harness). The loop is exported for the short soak test.
+ * process harness). The loop (test/kit/tracker-loop.ts) is the short soak test's too.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import TrackerServer from 'bittorrent-tracker/server';
-import WebSocket from 'ws';
 import { makeSelfSigned } from '../src/tls/selfsigned.js';
+import { freePort, waitForPort } from '../test/kit/ports.js';
+import { processTree, sampleProcess } from '../test/kit/proc.js';
+import { type LoopTotals, trackerLoop } from '../test/kit/tracker-loop.js';
 import { parseFlags, positiveFlag } from './lib/cli-args.js';
-import { freePort, waitForPort } from './lib/ports.js';
-import { processTree, sampleProcess } from './lib/proc.js';
 import {
   type BenchProcess,
   installCleanup,
@@ -28,75 +27,6 @@ import {
 } from './lib/processes.js';
 import { unhitchArgs } from './lib/proxies.js';
 import { runtimeLines } from './lib/runtimes.js';
-
-export interface LoopTotals {
-  /** Announce responses received. */
-  announces: number;
-  /** WebSocket sessions opened and closed. */
-  sessions: number;
-  /** Sessions that ended in an error or timeout instead of a response. */
-  errors: number;
-}
-
-const binaryId = () => randomBytes(20).toString('latin1');
-
-/** One session: open, announce with `offers` offers, wait for the response, close. */
-function announceSession(url: string, offers: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolveSession) => {
-    const socket = new WebSocket(url, { rejectUnauthorized: false, perMessageDeflate: false });
-    let settled = false;
-    const settle = (ok: boolean): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (ok) socket.close();
-      else socket.terminate();
-      resolveSession(ok);
-    };
-    const timer = setTimeout(() => settle(false), timeoutMs);
-    socket.on('error', () => settle(false));
-    socket.once('open', () => {
-      socket.send(
-        JSON.stringify({
-          action: 'announce',
-          info_hash: binaryId(),
-          peer_id: binaryId(),
-          numwant: offers,
-          uploaded: 0,
-          downloaded: 0,
-          left: 0,
-          event: 'started',
-          offers: Array.from({ length: offers }, () => ({
-            offer_id: binaryId(),
-            offer: { type: 'offer', sdp: `v=0\r\n${'a=x'.repeat(100)}` },
-          })),
-        }),
-      );
-    });
-    socket.once('message', (data) => {
-      const text = String(data);
-      settle(text.includes('"action":"announce"') && !text.includes('failure reason'));
-    });
-  });
-}
-
-/** `concurrency` sessions back to back until `shouldStop()`; counts into `totals`. */
-export async function trackerLoop(
-  url: string,
-  concurrency: number,
-  shouldStop: () => boolean,
-  totals: LoopTotals,
-): Promise<void> {
-  const lane = async (): Promise<void> => {
-    while (!shouldStop()) {
-      const ok = await announceSession(url, 2, 5_000);
-      totals.sessions += 1;
-      if (ok) totals.announces += 1;
-      else totals.errors += 1;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, lane));
-}
 
 const FLAGS = ['minutes', 'interval', 'concurrency', 'workers'] as const;
 const MiB = 1024 * 1024;

@@ -12,25 +12,33 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
-import { makeCaSignedCertificate } from './lib/cert.js';
+import { issue, makeCa } from '../test/kit/pki.js';
+import { freePort, waitForPort } from '../test/kit/ports.js';
+import { TESTSSL_BATCH_ARGS } from '../test/kit/testssl.js';
 import { runBench } from './lib/harness.js';
-import { freePort, waitForPort } from './lib/ports.js';
 import { startProcess, stopProcess, untilReady } from './lib/processes.js';
 import { REPO_ROOT, unhitchArgs } from './lib/proxies.js';
 
 const RESULTS_DIR = resolve(REPO_ROOT, 'bench/results');
 const TESTSSL_TIMEOUT_MS = 15 * 60_000;
-
-/** Non-interactive, plain-text, quiet, and only the loopback address (no DNS lookups). */
-export const TESTSSL_BATCH_ARGS = [
-  '--warnings',
-  'batch',
-  '--color',
-  '0',
-  '--quiet',
-  '--ip',
-  '127.0.0.1',
-] as const;
+/** Long enough that scanners do not flag it as about to expire (they warn below 30 days). */
+const VALID_DAYS = 90;
+/**
+ * Shaped like a real server certificate (serverAuth, a CRL distribution point) and signed by
+ * a throwaway CA the scan is told to trust: testssl then judges the TLS server, not the fact
+ * that a loopback test certificate is self-signed.
+ */
+const SCANNED_CERTIFICATE = {
+  dnsNames: ['localhost'],
+  ipAddresses: ['127.0.0.1'],
+  extensions: [
+    'keyUsage=critical,digitalSignature',
+    'extendedKeyUsage=serverAuth',
+    // Never fetched (the scan does not phone out); its presence is what a scanner checks.
+    'crlDistributionPoints=URI:http://127.0.0.1/unhitch-test-ca.crl',
+  ],
+  days: VALID_DAYS,
+} as const;
 
 export const SEVERITIES = [
   'CRITICAL',
@@ -148,7 +156,8 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import
       defaultProxies: [],
       run: async (bench) => {
         const dir = bench.workDirectory;
-        const cert = makeCaSignedCertificate(dir);
+        const ca = makeCa('unhitch-loopback-test-CA', VALID_DAYS);
+        const cert = issue(ca, 'localhost', SCANNED_CERTIFICATE);
         const backend = await httpishBackend();
         const port = await freePort();
         const unhitch = startProcess({
@@ -159,7 +168,7 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import
             backendPort: backend.port,
             workers: 1,
             logLevel: 'error',
-            pemPath: cert.combinedPemPath,
+            pemPath: cert.combinedPath,
           }),
           echoStderr: true,
         });
@@ -175,7 +184,7 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import
               jsonPath,
               ...TESTSSL_BATCH_ARGS,
               '--add-ca',
-              cert.caCertPath,
+              ca.certPath,
               `localhost:${port}`,
             ],
             echoStderr: true,

@@ -347,6 +347,30 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_SYSLOG_DROPPED: {
+    meaning:
+      '`syslog`: the syslog socket stopped reading; past a 1 MiB backlog lines were dropped (counted in `unhitch_log_lines_dropped_total`). Logged once it reads again, with the count.',
+    exitStatus: null,
+    level: 'warn',
+  },
+  UNHITCH_LOG_REOPEN: {
+    meaning:
+      '`log-filename` could not be reopened after a rotation; lines go on into the file held, and the reopen is retried. Logged once per failing streak.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_WORKER_SPAWN: {
+    meaning:
+      'A worker process could not be created (fork failed, e.g. EMFILE or EAGAIN in the primary); the slot is retried with the same growing back-off as a crash.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_PRIMARY_GONE: {
+    meaning:
+      'A worker lost its primary (killed with SIGKILL or crashed): it accepts nothing new, lets open connections finish for at most drain-timeout, then exits.',
+    exitStatus: null,
+    level: 'warn',
+  },
 } as const satisfies Record<`UNHITCH_${string}`, CodeSpec>;
 
 export type UnhitchCode = keyof typeof CODES;
@@ -359,6 +383,8 @@ export const UNHITCH_ENVIRONMENT_VARIABLES = [
   'UNHITCH_DAEMON_REPORT_FD',
   // syslog: the socket logger(1) writes to, for tests (/dev/log otherwise).
   'UNHITCH_SYSLOG_SOCKET',
+  // log-filename: ms between checks that the name is still the file held, for tests (60 s).
+  'UNHITCH_LOG_REOPEN_CHECK_MS',
 ] as const;
 
 export function isUnhitchCode(value: unknown): value is UnhitchCode {

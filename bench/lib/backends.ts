@@ -4,7 +4,7 @@
  * `uws` runs on Node 20 when this node is newer (bench/lib/runtimes.ts says why).
  */
 import { join } from 'node:path';
-import { freePort, waitForPort } from './ports.js';
+import { freePort, waitForPort } from '../../test/kit/ports.js';
 import { type BenchProcess, startProcess, untilReady } from './processes.js';
 import { REPO_ROOT } from './proxies.js';
 import { currentRuntime, noteRuntime, uwsRuntime } from './runtimes.js';

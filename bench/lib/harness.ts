@@ -9,16 +9,23 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BenchCertificate, makeSelfSignedCertificate } from './cert.js';
+import { makeCertificate } from '../../test/kit/pki.js';
+import { freePort, waitForPort } from '../../test/kit/ports.js';
+import { cpuBusyMicros, treeCpuMicros } from '../../test/kit/proc.js';
 import { type Flags, listFlag, numberFlag, parseFlags } from './cli-args.js';
-import { freePort, waitForPort } from './ports.js';
-import { cpuBusyMicros, treeCpuMicros } from './proc.js';
 import { installCleanup, isShuttingDown, startProcess, untilReady } from './processes.js';
 import { type ProxyName, parseProxyList, REPO_ROOT } from './proxies.js';
 import { formatResultsSection, type ResultsSection, updateResultsFile } from './results-file.js';
 import { runtimeLines } from './runtimes.js';
 
 const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
+
+export interface BenchCertificate {
+  readonly keyPath: string;
+  readonly certPath: string;
+  /** key + certificate in one file, as Hitch and HAProxy want it. */
+  readonly combinedPemPath: string;
+}
 
 export interface BenchContext {
   readonly flags: Flags;
@@ -108,7 +115,14 @@ async function main(spec: BenchSpec): Promise<number> {
       workDirectory,
       skipped: [],
       certificate: () => {
-        certificate ??= makeSelfSignedCertificate(workDirectory);
+        if (certificate === undefined) {
+          const made = makeCertificate('bench', ['localhost'], workDirectory);
+          certificate = {
+            keyPath: made.keyPath,
+            certPath: made.certPath,
+            combinedPemPath: made.combinedPath,
+          };
+        }
         return certificate;
       },
       startBackend: async (script) => {

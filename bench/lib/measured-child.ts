@@ -2,7 +2,7 @@
  * Runs a client process that prints JSON event lines (`measure_start`, `measure_end`,
  * `result`, optionally `holding`) and samples a proxy's process tree at those instants.
  */
-import { cpuBusyMicros, treeCpuMicros, treeRssKiB } from './proc.js';
+import { cpuBusyMicros, treeCpuMicros, treeRssKiB } from '../../test/kit/proc.js';
 import { type BenchProcess, type StartOptions, startProcess } from './processes.js';
 
 export interface ChildMeasurement<Result> {

@@ -4,7 +4,7 @@
  * exit, SIGINT/SIGTERM and uncaught errors.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { processTree } from './proc.js';
+import { processTree } from '../../test/kit/proc.js';
 
 export interface StartOptions {
   /** Shown in error messages. */

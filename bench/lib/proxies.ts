@@ -8,8 +8,8 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { readAllowedCpus, readThreadAffinities } from '../../src/cluster/affinity.js';
-import { freePort, waitForPort } from './ports.js';
-import { processTree } from './proc.js';
+import { freePort, waitForPort } from '../../test/kit/ports.js';
+import { processTree } from '../../test/kit/proc.js';
 import {
   type BenchProcess,
   commandExists,

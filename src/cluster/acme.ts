@@ -9,7 +9,7 @@
  * Failures are loud and safe: a failed order is one UNHITCH_ACME_FAILED line with the
  * reason and the next attempt, and the last good certificate keeps serving.
  */
-import cluster, { type Worker } from 'node:cluster';
+import type { Worker } from 'node:cluster';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { HttpChallengeServer } from '../acme/http-challenge.js';
@@ -19,7 +19,6 @@ import { AcmeStore, AcmeStoreError } from '../acme/store.js';
 import type { AcmeConfig } from '../config/model.js';
 import { logCode } from '../errors.js';
 import { storedAcmeCertificate } from '../tls/acme-material.js';
-import { isWorkerMessage } from './messages.js';
 import type { Supervisor } from './supervisor.js';
 
 /**
@@ -54,36 +53,35 @@ export class AcmeManager {
   private readonly confirmations = new Map<number, PendingConfirmation>();
   /** tls-alpn-01 challenges open now, for workers that start while they are (reload, restart). */
   private readonly openChallenges = new Map<string, { cert: Buffer; key: Buffer }>();
-  private readonly onWorkerMessage = (worker: Worker, message: unknown): void => {
-    if (!isWorkerMessage(message)) return;
-    if (message.type === 'unhitch:listening') {
-      // A worker of a new generation or a restarted one: it missed the broadcast.
-      for (const [name, { cert, key }] of this.openChallenges)
-        this.options.supervisor.send(worker, {
-          type: 'unhitch:acme-challenge',
-          id: this.nextChallengeId++,
-          name,
-          cert,
-          key,
-        });
-      return;
-    }
-    if (message.type !== 'unhitch:acme-challenge-done') return;
-    const pending = this.confirmations.get(message.id);
-    if (pending === undefined) return;
-    if (!message.accepted) pending.refused = true;
-    pending.waiting.delete(worker);
-    if (pending.waiting.size === 0) pending.done();
-  };
-
   constructor(private readonly options: AcmeManagerOptions) {
     this.logger = options.logger.child({ component: 'acme' });
   }
 
   /** After the first generation listens (tls-alpn-01 needs the frontends up). */
   async start(config: AcmeConfig | undefined): Promise<void> {
-    cluster.on('message', this.onWorkerMessage);
     await this.configure(config);
+  }
+
+  /** 'unhitch:listening': a worker of a new generation, or a restarted one, missed the open challenges. */
+  workerListening(worker: Worker): void {
+    if (this.stopped) return;
+    for (const [name, { cert, key }] of this.openChallenges)
+      this.options.supervisor.send(worker, {
+        type: 'unhitch:acme-challenge',
+        id: this.nextChallengeId++,
+        name,
+        cert,
+        key,
+      });
+  }
+
+  /** 'unhitch:acme-challenge-done': one worker confirmed (or refused) challenge `id`. */
+  challengeDone(worker: Worker, id: number, accepted: boolean): void {
+    const pending = this.confirmations.get(id);
+    if (pending === undefined) return;
+    if (!accepted) pending.refused = true;
+    pending.waiting.delete(worker);
+    if (pending.waiting.size === 0) pending.done();
   }
 
   /** On start and after every SIGHUP reload: follow the acme block as it now is. */
@@ -122,7 +120,6 @@ export class AcmeManager {
   async stop(): Promise<void> {
     this.stopped = true;
     this.clearTimer();
-    cluster.off('message', this.onWorkerMessage);
     for (const pending of this.confirmations.values()) pending.done();
     await this.http?.stop();
     this.http = undefined;

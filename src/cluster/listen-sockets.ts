@@ -11,8 +11,9 @@
  *   worker accepted on, so nothing queued there is lost when the old one stops accepting
  *   (closing the last copy of a reuseport socket resets every connection in its queue;
  *   Linux only migrates them with net.ipv4.tcp_migrate_req = 1);
- * - a crashed worker's socket keeps queueing until its replacement listens (unless the
- *   slot keeps crashing: then it is closed while siblings serve, see Supervisor).
+ * - a crashed worker's socket keeps queueing until its replacement listens, unless the
+ *   slot's restart is delayed a second or more (it keeps crashing, or its fork keeps
+ *   failing): then it is closed until the slot is back, see Supervisor.
  *
  * A socket is closed when its address leaves the config, its slot goes away, or its
  * slot is crash-looping.
@@ -78,6 +79,12 @@ export class ListenSockets {
       bySlot.delete(slot);
       if (bySlot.size === 0) this.byAddress.delete(key);
     }
+  }
+
+  /** Whether slot `slot` holds a socket for any address. */
+  slotBound(slot: number): boolean {
+    for (const bySlot of this.byAddress.values()) if (bySlot.has(slot)) return true;
+    return false;
   }
 
   closeAll(): void {

@@ -36,7 +36,9 @@ export type PrimaryMessage =
       readonly key: Buffer | undefined;
     }
   /** Stop accepting, let connections finish (graceMs: null = no limit), then exit 0. */
-  | { readonly type: 'unhitch:drain'; readonly graceMs: number | null };
+  | { readonly type: 'unhitch:drain'; readonly graceMs: number | null }
+  /** The primary reopened the log file (rotated) and made it ours to open: reopen it. */
+  | { readonly type: 'unhitch:reopen-log' };
 
 export type WorkerMessage =
   /** The worker's module has loaded and listens for orders ('online' comes too early for ESM). */

@@ -10,12 +10,14 @@ import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
-import { reopenLog } from '../ops/log.js';
+import { followLogFile, reopenLog } from '../ops/log.js';
 import type { CertificateExpiry } from '../ops/metrics.js';
+import { resolveIdentity } from '../ops/privileges.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { AcmeManager } from './acme.js';
 import { readAllowedCpus } from './affinity.js';
 import { announceListening } from './dbg-listen.js';
+import { dispatchWorkerMessages } from './dispatch.js';
 import { ListenSockets } from './listen-sockets.js';
 import { OcspService } from './ocsp-service.js';
 import { Reloader } from './reload.js';
@@ -119,10 +121,18 @@ class Primary {
     // Last out: every worker has exited (or been killed) when cleanups run.
     this.cleanups.push(() => this.sockets.closeAll());
     this.supervisor.install((worker, code, signal) => this.workerExited(worker, code, signal));
+    this.cleanups.push(this.dispatchWorkerMessages());
     this.tickets.schedule(config);
     this.ocsp.start(config, this.supervisor.current.certificates);
     this.cleanups.push(() => this.ocsp.stop());
 
+    // A rotated log file is reopened here first (as root), handed to the workers' user,
+    // and then reopened by every worker, a draining generation's too.
+    followLogFile(this.logger, {
+      ownerUid:
+        process.getuid?.() === 0 ? resolveIdentity(config.user, config.group)?.uid : undefined,
+      reopened: () => this.supervisor.broadcast({ type: 'unhitch:reopen-log' }),
+    });
     const finished = new Promise<void>((resolve) => {
       this.done = resolve;
     });
@@ -170,6 +180,25 @@ class Primary {
     await finished;
     process.off('SIGHUP', onReload);
     for (const signal of this.stopSignals) process.off(signal, onStop);
+  }
+
+  /** The worker → primary protocol (messages.ts): who handles each message. */
+  private dispatchWorkerMessages(): () => void {
+    const { supervisor, reloader, acme } = this;
+    return dispatchWorkerMessages({
+      'unhitch:hello': (worker) => supervisor.workerGreeted(worker),
+      'unhitch:listening': (worker, message) => {
+        supervisor.workerListening(worker, message.addresses);
+        acme.workerListening(worker);
+      },
+      'unhitch:start-failed': (worker, message) =>
+        supervisor.workerStartFailed(worker, message.error),
+      'unhitch:listen-socket-request': (worker, message) =>
+        supervisor.socketRequested(worker, message.frontend),
+      'unhitch:drained': (worker, message) => reloader.workerDrained(worker, message.forcedClosed),
+      'unhitch:acme-challenge-done': (worker, message) =>
+        acme.challengeDone(worker, message.id, message.accepted),
+    });
   }
 
   private workerExited(worker: Worker, code: number | null, signal: string | null): void {

@@ -16,7 +16,6 @@ import { preflight } from '../ops/preflight.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { announceListening } from './dbg-listen.js';
 import type { ListenSockets } from './listen-sockets.js';
-import { isWorkerMessage } from './messages.js';
 import type { Generation, Supervisor } from './supervisor.js';
 import type { TicketKeyOwner } from './ticket-keys.js';
 
@@ -39,8 +38,8 @@ export interface ReloaderOptions {
 export class Reloader {
   private readonly options: ReloaderOptions;
   private readonly logger: Logger;
-  /** Workers of old generations, draining. */
-  private readonly retiring = new Set<Worker>();
+  /** Workers of old generations, draining → their generation's id. */
+  private readonly retiring = new Map<Worker, number>();
   private reloading = false;
   /** Asked for while a reload ran; a config reload covers a certificate refresh too. */
   private pending: ReloadKind | undefined;
@@ -78,6 +77,16 @@ export class Reloader {
       'old-generation worker finished',
     );
     return true;
+  }
+
+  /** 'unhitch:drained' from an old-generation worker: logged (its exit follows). */
+  workerDrained(worker: Worker, forcedClosed: number): void {
+    const generation = this.retiring.get(worker);
+    if (generation === undefined) return;
+    this.logger.info(
+      { generation, workerPid: worker.process.pid, forcedClosed },
+      'old-generation worker drained',
+    );
   }
 
   private async reloadOnce(kind: ReloadKind): Promise<void> {
@@ -172,21 +181,8 @@ export class Reloader {
         worker.process.kill('SIGKILL');
         continue;
       }
-      this.retiring.add(worker);
+      this.retiring.set(worker, generation.id);
       draining.push(worker);
-      const onDrained = (message: unknown): void => {
-        if (!isWorkerMessage(message) || message.type !== 'unhitch:drained') return;
-        worker.off('message', onDrained);
-        this.logger.info(
-          {
-            generation: generation.id,
-            workerPid: worker.process.pid,
-            forcedClosed: message.forcedClosed,
-          },
-          'old-generation worker drained',
-        );
-      };
-      worker.on('message', onDrained);
       supervisor.send(worker, { type: 'unhitch:drain', graceMs });
     }
     generation.workers.clear();

@@ -34,7 +34,7 @@ export async function startServices(
       logger,
       ...(certificates === undefined ? {} : { certificates }),
     });
+    // startMetricsServer logs 'metrics endpoint listening' itself.
     cleanups.push(() => server.close());
-    logger.info({ port: server.port }, 'metrics endpoint listening');
   }
 }

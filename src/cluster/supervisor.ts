@@ -1,7 +1,9 @@
 /**
  * The worker processes: fork one per slot of a generation, pin it, hand it its start
- * order once it says hello, and restart a crashed worker of the current generation with
- * a back-off that grows while it keeps crashing soon after start.
+ * order once it says hello, and restart a worker of the current generation that crashed
+ * or could not be forked, with a back-off that grows while that keeps happening
+ * (restart-policy.ts). Its handlers for worker messages are called by the primary's one
+ * dispatcher (dispatch.ts).
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -14,15 +16,10 @@ import { type Identity, resolveIdentity } from '../ops/privileges.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { cpuForWorker, pinProcess } from './affinity.js';
 import type { ListenSockets } from './listen-sockets.js';
-import { isWorkerMessage, type PrimaryMessage, reviveError } from './messages.js';
+import { type CrossedError, type PrimaryMessage, reviveError } from './messages.js';
+import { RELEASE_SOCKET_AFTER_MS, restartDelayMs } from './restart-policy.js';
 import { workerExecArgv } from './worker-heap.js';
 
-/** A worker that dies sooner than this after its start counts as crash-looping. */
-const STABLE_AFTER_MS = 5_000;
-const RESTART_DELAY_MIN_MS = 100;
-const RESTART_DELAY_MAX_MS = 30_000;
-/** From this restart delay on, a crashed slot's sockets are closed instead of queueing. */
-const RELEASE_SOCKET_AFTER_MS = 1_000;
 /** How long past its drain period a worker may take to close and exit. */
 const DRAIN_KILL_SLACK_MS = 2_000;
 const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -39,13 +36,13 @@ export interface Generation {
 }
 
 interface WorkerMeta {
-  readonly generation: number;
+  readonly generation: Generation;
   readonly index: number;
   readonly startedAt: number;
-}
-
-interface SlotState {
-  restartDelayMs: number;
+  /** Settles once the worker is pinned (at once when pinning is off or fails). */
+  readonly pinned: Promise<void>;
+  /** Ends the start wait (true: it listens); undefined once ended. */
+  settle: ((ok: boolean) => void) | undefined;
 }
 
 export interface SupervisorOptions {
@@ -68,9 +65,8 @@ export class Supervisor {
   private readonly meta = new WeakMap<Worker, WorkerMeta>();
   /** Workers whose message handler runs (they said hello): a message reaches them. */
   private readonly greeted = new WeakSet<Worker>();
-  private readonly slots = new Map<number, SlotState>();
-  /** Ends a worker's start wait with false (its sockets or start order could not be made). */
-  private readonly startFailed = new WeakMap<Worker, () => void>();
+  /** Slot index → the delay its last restart used. */
+  private readonly restartDelays = new Map<number, number>();
   private nextGeneration = 1;
   private halted = false;
   /** Why the first worker that could not start did not (the start's stderr line says it). */
@@ -192,115 +188,182 @@ export class Supervisor {
   /** A worker exited: if it held a slot of the current generation, restart that slot. */
   workerExited(worker: Worker, code: number | null, signal: string | null): void {
     const meta = this.meta.get(worker);
-    if (
-      meta === undefined ||
-      meta.generation !== this.current.id ||
-      this.current.workers.get(meta.index) !== worker
-    )
-      return;
-    this.current.workers.delete(meta.index);
-    if (!this.halted) this.scheduleRestart(meta, code, signal);
+    if (meta === undefined) return;
+    this.settle(meta, false);
+    if (!this.holdsSlot(worker, meta)) return;
+    const restartInMs = this.slotLost(meta);
+    // Stopping: its exit is the drain's end, not a crash.
+    if (restartInMs === undefined) return;
+    logCode(
+      this.logger,
+      'UNHITCH_WORKER_DIED',
+      { worker: meta.index, exitCode: code, signal, restartInMs },
+      'worker died; restarting',
+    );
   }
 
+  /** 'unhitch:hello': its message handler runs; once pinned, it gets its sockets and start order. */
+  workerGreeted(worker: Worker): void {
+    const meta = this.meta.get(worker);
+    if (meta === undefined || this.greeted.has(worker)) return;
+    this.greeted.add(worker);
+    void meta.pinned
+      .then(() => this.sendStart(worker, meta.generation, meta.index))
+      .catch((error: unknown) => {
+        this.firstStartError ??= error;
+        logCode(
+          this.logger,
+          'UNHITCH_WORKER_START',
+          { worker: meta.index, err: error },
+          'worker could not start',
+        );
+        worker.process.kill('SIGKILL');
+        this.settle(meta, false);
+      });
+  }
+
+  /** 'unhitch:listening': the worker serves; its start wait ends. */
+  workerListening(worker: Worker, addresses: readonly TcpAddress[]): void {
+    const meta = this.meta.get(worker);
+    if (meta?.settle === undefined) return;
+    meta.generation.listening.set(meta.index, addresses);
+    this.logger.info(
+      {
+        worker: meta.index,
+        workerPid: worker.process.pid,
+        cpu: meta.generation.config.pinWorkers
+          ? cpuForWorker(this.allowedCpus, meta.index)
+          : undefined,
+      },
+      'worker ready',
+    );
+    this.settle(meta, true);
+  }
+
+  /** 'unhitch:start-failed': the worker could not build its frontends (it exits next). */
+  workerStartFailed(worker: Worker, error: CrossedError): void {
+    const meta = this.meta.get(worker);
+    if (meta?.settle === undefined) return;
+    const revived = reviveError(error);
+    this.firstStartError ??= revived;
+    logCode(
+      this.logger,
+      'UNHITCH_WORKER_START',
+      { worker: meta.index, err: revived },
+      'worker could not start',
+    );
+    this.settle(meta, false);
+  }
+
+  /** 'unhitch:listen-socket-request': a worker that paused accepting (fd exhaustion) resumes. */
+  socketRequested(worker: Worker, frontend: number): void {
+    const meta = this.meta.get(worker);
+    // Retired (draining) or stopping: no socket, and none bound again after closeAll().
+    if (meta === undefined || this.halted || !this.holdsSlot(worker, meta)) return;
+    void this.sendSocket(worker, meta.generation, meta.index, frontend).catch((error: unknown) => {
+      logCode(
+        this.logger,
+        'UNHITCH_LISTEN',
+        { worker: meta.index, err: error },
+        'cannot resend listen socket',
+      );
+    });
+  }
+
+  /** Fork, pin, and wait until it listens (true) or fails to (false). */
   private forkWorker(generation: Generation, index: number): Promise<boolean> {
-    const worker = cluster.fork({ UNHITCH_WORKER_INDEX: String(index) });
-    // Backstop for any other failed write on the channel: logged, never thrown.
-    worker.on('error', (error: Error) =>
+    let worker: Worker;
+    try {
+      worker = cluster.fork({ UNHITCH_WORKER_INDEX: String(index) });
+    } catch (error) {
+      // node throws for some spawn errors (EPERM, ENOMEM) and emits the others (below).
+      this.spawnFailed(generation, index, error);
+      return Promise.resolve(false);
+    }
+    generation.workers.set(index, worker);
+    return new Promise<boolean>((resolve) => {
+      const meta: WorkerMeta = {
+        generation,
+        index,
+        startedAt: Date.now(),
+        pinned: this.pin(worker, generation, index),
+        settle: resolve,
+      };
+      this.meta.set(worker, meta);
+      worker.on('error', (error: Error) => this.workerError(worker, meta, error));
+    });
+  }
+
+  /**
+   * Pin before the worker is told to start: it drops privileges before it listens, and
+   * a root primary without CAP_SYS_NICE could no longer change its affinity then.
+   */
+  private pin(worker: Worker, generation: Generation, index: number): Promise<void> {
+    if (!generation.config.pinWorkers) return Promise.resolve();
+    const cpu = cpuForWorker(this.allowedCpus, index);
+    return new Promise<void>((resolve) =>
+      worker.once('online', () => {
+        pinProcess(worker.process.pid as number, cpu).then(resolve, (error: Error) => {
+          logCode(
+            this.logger,
+            'UNHITCH_AFFINITY',
+            { worker: index, cpu, err: error },
+            'cannot pin worker',
+          );
+          resolve();
+        });
+      }),
+    );
+  }
+
+  /**
+   * A fork that failed in the kernel (EMFILE, EAGAIN, ENOMEM) is reported by node as an
+   * 'error' on a child that has no PID and never emits 'exit': without this the slot
+   * would wait for ever. Any other error is a failed write on the channel: logged.
+   */
+  private workerError(worker: Worker, meta: WorkerMeta, error: Error): void {
+    if (worker.process.pid !== undefined) {
       logCode(
         this.logger,
         'UNHITCH_WORKER_IPC',
         { workerPid: worker.process.pid, err: error },
         'worker channel error',
-      ),
+      );
+      return;
+    }
+    // node:cluster forgets a worker only on 'exit', which never comes.
+    if (cluster.workers?.[worker.id] === worker) delete cluster.workers[worker.id];
+    this.settle(meta, false);
+    const held = this.holdsSlot(worker, meta);
+    if (meta.generation.workers.get(meta.index) === worker)
+      meta.generation.workers.delete(meta.index);
+    this.spawnFailed(meta.generation, meta.index, error, held);
+  }
+
+  private spawnFailed(generation: Generation, index: number, error: unknown, held = true): void {
+    const restartInMs =
+      held && generation === this.current
+        ? this.slotLost({ generation, index, startedAt: Date.now() })
+        : undefined;
+    logCode(
+      this.logger,
+      'UNHITCH_WORKER_SPAWN',
+      { worker: index, generation: generation.id, err: error, restartInMs },
+      restartInMs === undefined
+        ? 'cannot create worker process'
+        : 'cannot create worker process; retrying',
     );
-    generation.workers.set(index, worker);
-    this.meta.set(worker, { generation: generation.id, index, startedAt: Date.now() });
-    const cpu = cpuForWorker(this.allowedCpus, index);
-    // Pin before the worker is told to start: it drops privileges before it listens, and
-    // a root primary without CAP_SYS_NICE could no longer change its affinity then.
-    const pinned = generation.config.pinWorkers
-      ? new Promise<void>((resolve) =>
-          worker.once('online', () => {
-            pinProcess(worker.process.pid as number, cpu).then(resolve, (error: Error) => {
-              logCode(
-                this.logger,
-                'UNHITCH_AFFINITY',
-                { worker: index, cpu, err: error },
-                'cannot pin worker',
-              );
-              resolve();
-            });
-          }),
-        )
-      : Promise.resolve();
-    const failed = new Promise<false>((resolve) => {
-      this.startFailed.set(worker, () => resolve(false));
-    });
-    const onHello = (message: unknown): void => {
-      if (!isWorkerMessage(message) || message.type !== 'unhitch:hello') return;
-      worker.off('message', onHello);
-      this.greeted.add(worker);
-      void pinned
-        .then(() => this.sendStart(worker, generation, index))
-        .catch((error: unknown) => {
-          this.firstStartError ??= error;
-          logCode(
-            this.logger,
-            'UNHITCH_WORKER_START',
-            { worker: index, err: error },
-            'worker could not start',
-          );
-          worker.process.kill('SIGKILL');
-          this.startFailed.get(worker)?.();
-        });
-    };
-    // A worker that paused accepting (fd exhaustion) asks for its socket again.
-    worker.on('message', (message: unknown) => {
-      if (!isWorkerMessage(message) || message.type !== 'unhitch:listen-socket-request') return;
-      // Retired (draining) or stopping: no socket, and none bound again after closeAll().
-      if (this.halted || generation.workers.get(index) !== worker) return;
-      void this.sendSocket(worker, generation, index, message.frontend).catch((error: unknown) => {
-        logCode(
-          this.logger,
-          'UNHITCH_LISTEN',
-          { worker: index, err: error },
-          'cannot resend listen socket',
-        );
-      });
-    });
-    worker.on('message', onHello);
-    return new Promise((resolve) => {
-      const onMessage = (message: unknown): void => {
-        if (!isWorkerMessage(message)) return;
-        if (message.type === 'unhitch:listening') {
-          worker.off('message', onMessage);
-          generation.listening.set(index, message.addresses);
-          this.logger.info(
-            {
-              worker: index,
-              workerPid: worker.process.pid,
-              cpu: generation.config.pinWorkers ? cpu : undefined,
-            },
-            'worker ready',
-          );
-          resolve(true);
-        } else if (message.type === 'unhitch:start-failed') {
-          worker.off('message', onMessage);
-          const error = reviveError(message.error);
-          this.firstStartError ??= error;
-          logCode(
-            this.logger,
-            'UNHITCH_WORKER_START',
-            { worker: index, err: error },
-            'worker could not start',
-          );
-          resolve(false);
-        }
-      };
-      worker.on('message', onMessage);
-      worker.once('exit', () => resolve(false));
-      void failed.then(resolve);
-    });
+  }
+
+  /** True while `worker` is its generation's worker for its slot, and that generation serves. */
+  private holdsSlot(worker: Worker, meta: WorkerMeta): boolean {
+    return meta.generation === this.current && this.current.workers.get(meta.index) === worker;
+  }
+
+  private settle(meta: WorkerMeta, ok: boolean): void {
+    const settle = meta.settle;
+    meta.settle = undefined;
+    settle?.(ok);
   }
 
   /**
@@ -347,35 +410,36 @@ export class Supervisor {
     return identity;
   }
 
-  private scheduleRestart(meta: WorkerMeta, code: number | null, signal: string | null): void {
-    const slot = this.slots.get(meta.index) ?? { restartDelayMs: RESTART_DELAY_MIN_MS };
-    const lived = Date.now() - meta.startedAt;
-    slot.restartDelayMs =
-      lived >= STABLE_AFTER_MS
-        ? RESTART_DELAY_MIN_MS
-        : Math.min(slot.restartDelayMs * 2, RESTART_DELAY_MAX_MS);
-    this.slots.set(meta.index, slot);
-    const delay = lived >= STABLE_AFTER_MS ? RESTART_DELAY_MIN_MS : slot.restartDelayMs;
-    // A slot that keeps crashing would hold the clients the kernel hashes to its socket
-    // for the whole delay. While siblings serve, its socket goes: new clients reach them
-    // (the few queued there are reset), and the replacement gets a freshly bound one.
-    if (delay >= RELEASE_SOCKET_AFTER_MS && this.current.workers.size > 0) {
-      this.sockets.closeSlot(meta.index);
+  /**
+   * A slot of the current generation has no worker: it died, or could not be forked.
+   * Restarted after a delay that doubles while it keeps dying young (restart-policy.ts);
+   * returns that delay (undefined: stopping, no restart).
+   */
+  private slotLost(
+    lost: Pick<WorkerMeta, 'generation' | 'index' | 'startedAt'>,
+  ): number | undefined {
+    const { generation, index } = lost;
+    generation.workers.delete(index);
+    if (this.halted) return undefined;
+    const delay = restartDelayMs(this.restartDelays.get(index), Date.now() - lost.startedAt);
+    this.restartDelays.set(index, delay);
+    // Clients the kernel hashes to this slot's socket queue there until a worker listens
+    // on it again. Worth it for a quick restart; from a longer delay on (a crash loop, a
+    // fork that keeps failing) the socket goes, so no client waits on a slot that may not
+    // come back: with siblings, new clients reach them; with none (workers = 1) they are
+    // refused at once rather than hang. The few already queued are reset. The
+    // replacement gets a freshly bound socket.
+    if (delay >= RELEASE_SOCKET_AFTER_MS && this.sockets.slotBound(index)) {
+      this.sockets.closeSlot(index);
       this.logger.info(
-        { worker: meta.index, restartInMs: delay },
+        { worker: index, restartInMs: delay },
         'worker keeps crashing: its listening sockets closed until it is back',
       );
     }
-    logCode(
-      this.logger,
-      'UNHITCH_WORKER_DIED',
-      { worker: meta.index, exitCode: code, signal, restartInMs: delay },
-      'worker died; restarting',
-    );
-    const generation = this.current;
     setTimeout(() => {
-      if (this.halted || generation !== this.current || generation.workers.has(meta.index)) return;
-      void this.forkWorker(generation, meta.index);
+      if (this.halted || generation !== this.current || generation.workers.has(index)) return;
+      void this.forkWorker(generation, index);
     }, delay);
+    return delay;
   }
 }

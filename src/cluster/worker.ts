@@ -8,7 +8,7 @@ import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { logCode } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
-import { createLogger } from '../ops/log.js';
+import { createLogger, reopenLog } from '../ops/log.js';
 import { checkNotRootWorkers, dropPrivileges } from '../ops/privileges.js';
 import { NOOP_OBSERVER, type ProxyObserver } from '../proxy/events.js';
 import { TlsProxy } from '../proxy/proxy.js';
@@ -31,6 +31,12 @@ if (!cluster.isWorker) {
 // Ctrl-C reaches the whole process group; the primary decides how workers stop.
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {});
 
+// node:cluster's worker calls process.exit(0) when its channel closes unexpectedly (the
+// primary was SIGKILLed or crashed), before any other 'disconnect' listener runs: every
+// open connection would be cut at once. Marked as an expected disconnect, the worker
+// drains instead (the 'disconnect' listener at the end of this file).
+(cluster.worker as NonNullable<typeof cluster.worker>).exitedAfterDisconnect = true;
+
 let proxy: TlsProxy | undefined;
 /** Set while start() runs: a drain that arrives meanwhile waits for it. */
 let starting: Promise<void> | undefined;
@@ -44,6 +50,8 @@ let drainDeadline = Number.POSITIVE_INFINITY;
 let forcedClosed = 0;
 /** Every proxy.drain() under way (a later, shorter order adds one). */
 const drainRuns: Array<Promise<void>> = [];
+/** The configured drain-timeout, known from the start order on. */
+let drainTimeoutMs: number | undefined;
 /** The newest ticket key, which may arrive while start() still runs. */
 let ticketKey: Buffer | undefined;
 let workerLogger: Logger | undefined;
@@ -127,6 +135,7 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
       : {}),
     // A daemon's stdout is /dev/null: without a file or syslog, nothing is written.
     console: !config.daemon,
+    followsPrimary: true,
   });
   workerLogger = logger;
   // Without a metrics endpoint nobody reads them: no per-connection histogram work, no
@@ -233,6 +242,7 @@ process.on('message', (value: unknown, handle: unknown) => {
       if (handle) socketArrived(value.frontend, handle as ListenHandle);
       break;
     case 'unhitch:start':
+      drainTimeoutMs = value.config.drainTimeoutMs;
       starting = start(value);
       break;
     case 'unhitch:ticket-key':
@@ -242,6 +252,9 @@ process.on('message', (value: unknown, handle: unknown) => {
       break;
     case 'unhitch:drain':
       void drain(value.graceMs);
+      break;
+    case 'unhitch:reopen-log':
+      if (workerLogger) reopenLog(workerLogger);
       break;
     case 'unhitch:acme-challenge':
       send({
@@ -255,7 +268,18 @@ process.on('message', (value: unknown, handle: unknown) => {
 
 send({ type: 'unhitch:hello' });
 
-// The primary is gone (crashed or SIGKILLed): serve what is open, accept nothing new.
+// The primary is gone (crashed or SIGKILLed): serve what is open for at most
+// drain-timeout (as on SIGTERM), accept nothing new, then exit. Nobody would kill a
+// worker that lingered, and no new worker could take its place. A worker not told to
+// start yet holds no connection and exits at once.
 process.on('disconnect', () => {
-  void drain(null);
+  const graceMs = drainTimeoutMs ?? 0;
+  if (workerLogger !== undefined)
+    logCode(
+      workerLogger,
+      'UNHITCH_PRIMARY_GONE',
+      { graceMs, connections: proxy?.activeConnections ?? 0 },
+      'primary gone: draining, then exiting',
+    );
+  void drain(graceMs);
 });

@@ -190,21 +190,6 @@ export function parseArgv(argv: readonly string[]): CommandLine {
   return { configFiles, entries: [...entries, ...pemEntries], test, version, help, labels };
 }
 
-const METAVAR: Partial<Record<OptionSpec['valueType'], string>> = {
-  frontend: '[HOST]:PORT[+CERT]',
-  backend: '[HOST]:PORT|SOCKET',
-  address: 'HOST:PORT',
-  bool: 'on|off',
-  uint: 'N',
-  'tls-protos': '"PROTO ..."',
-  'log-level': '0|1|2|NAME',
-  'alpn-protos': 'LIST',
-  'address-list': 'LIST',
-  url: 'URL',
-  'dns-name': 'NAME',
-  'acme-challenge': 'tls-alpn-01|http-01',
-};
-
 /**
  * Positions on the command line are argv indexes, which mean little to a reader: say
  * which argument it was instead ("-n 0: 0 is out of range").
@@ -226,53 +211,4 @@ export function relabelCommandLineError(
     err.expected,
   );
   return relabelled;
-}
-
-function flagLabel(spec: OptionSpec): string {
-  const cli = spec.cli;
-  if (!cli) return '';
-  const short = cli.short ? `-${cli.short}, ` : '    ';
-  const value = cli.takesValue ? `=${METAVAR[spec.valueType] ?? spec.valueType.toUpperCase()}` : '';
-  return `${short}--${cli.long}${value}`;
-}
-
-/** Usage text in Hitch's shape, generated from the option table. */
-export function helpText(): string {
-  const lines = [
-    'Usage: unhitch [OPTIONS] [PEM...]',
-    '',
-    'A Hitch-compatible TLS terminating proxy.',
-    '',
-    '    --config=FILE            load a hitch.conf (or *.toml) file; flags override it',
-    '-t, --test                   check the configuration and certificates, then exit',
-    '-V, --version                print the version and exit',
-    '-h, --help                   print this help and exit',
-    '',
-  ];
-  const section = (title: string, specs: readonly OptionSpec[]) => {
-    lines.push(title);
-    for (const spec of specs) {
-      const label = flagLabel(spec);
-      const note = spec.implemented
-        ? ''
-        : spec.notCarriedOutBecause === undefined
-          ? ' [accepted, not implemented]'
-          : ` [accepted, not carried out: ${spec.notCarriedOutBecause}]`;
-      lines.push(`${label.padEnd(44)} ${spec.summary}${note}`);
-    }
-    lines.push('');
-  };
-  const withFlags = OPTIONS.filter((spec) => spec.cli);
-  section(
-    'Hitch options:',
-    withFlags.filter((spec) => !spec.extension),
-  );
-  section(
-    'unhitch extensions:',
-    withFlags.filter((spec) => spec.extension),
-  );
-  lines.push(
-    'PEM files given as arguments are added as pem-file (the last one is the default certificate).',
-  );
-  return `${lines.join('\n')}\n`;
 }

@@ -7,13 +7,14 @@
  * added last. Certificates, users and groups are NOT checked here.
  */
 import { readFileSync } from 'node:fs';
-import { COMMAND_LINE_SOURCE, helpText, parseArgv, relabelCommandLineError } from './args.js';
+import { COMMAND_LINE_SOURCE, parseArgv, relabelCommandLineError } from './args.js';
 import { ConfigError, type SourcePosition } from './errors.js';
 import { hitchEntries, parseHitchText } from './hitch/parse.js';
 import type { ProxyConfig } from './model.js';
 import { applyEntries, finalizeDraft } from './options/apply.js';
 import { type ConfigWarning, newDraft } from './options/draft.js';
 import type { Entry } from './options/entry.js';
+import { helpText } from './options/help.js';
 import { tomlEntries } from './toml.js';
 
 export type { ConfigWarning } from './options/draft.js';

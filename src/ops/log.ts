@@ -12,8 +12,23 @@
  * The log file is reopened by its name on SIGHUP (the primary calls `reopenLog`) and, as
  * Hitch does, whenever the name no longer leads to the file we hold (logrotate moved it),
  * checked once a minute: a rotation never leaves a process writing into a deleted file.
+ *
+ * Workers run as `user` and cannot open a file root made (`mv u.log u.log.1; touch
+ * u.log`, or logrotate's `create`). So the primary, which can, reopens first: it hands the
+ * new file to the workers' user (as nginx's master does on USR1) and orders every worker,
+ * draining ones included, to reopen (`followLogFile`). A worker's own check reopens only
+ * a name that stayed moved for three checks, when the primary did not act. A reopen that
+ * fails keeps the file held, is logged once (UNHITCH_LOG_REOPEN) and retried at each check.
  */
-import { mkdirSync, openSync, statSync } from 'node:fs';
+import {
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  statSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { type DestinationStream, type Logger, pino, type StreamEntry } from 'pino';
@@ -40,10 +55,30 @@ export interface LogOptions {
   readonly console?: boolean;
   /** More destinations (the daemon's startup relay to its launcher). */
   readonly extraStreams?: readonly Writable[];
+  /**
+   * A worker: the primary reopens first and orders the reopen; our own check reopens
+   * only a name that stayed moved for WORKER_OWN_REOPEN_CHECKS checks.
+   */
+  readonly followsPrimary?: boolean;
+  /** Between checks that the name is still our file; default LOG_REOPEN_CHECK_MS. */
+  readonly reopenCheckMs?: number;
 }
 
 /** Hitch: LOG_REOPEN_INTERVAL, seconds between checks that the name is still our file. */
 const LOG_REOPEN_CHECK_MS = 60_000;
+/**
+ * A worker reopens on its own a name that stayed moved this many checks: by then the
+ * primary's own check (as often) has reopened and ordered the reopen, unless it failed.
+ */
+const WORKER_OWN_REOPEN_CHECKS = 3;
+/** Tests shorten the check (the interval is Hitch's and not configurable). */
+export const LOG_REOPEN_CHECK_ENV = 'UNHITCH_LOG_REOPEN_CHECK_MS';
+
+function reopenCheckMs(options: LogOptions): number {
+  const fromEnv = Number(process.env[LOG_REOPEN_CHECK_ENV]);
+  if (options.reopenCheckMs !== undefined) return options.reopenCheckMs;
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : LOG_REOPEN_CHECK_MS;
+}
 
 type SonicBoom = ReturnType<typeof pino.destination>;
 
@@ -54,11 +89,20 @@ type SonicBoom = ReturnType<typeof pino.destination>;
  */
 class ReopenableLogFile implements DestinationStream {
   private current: SonicBoom;
-  private identity: string | undefined;
+  private identity: string;
+  /** Set by the primary: who must be able to open the file after a rotation. */
+  ownerUid: number | undefined;
+  /** Told after each reopen (the primary orders the workers' reopen). */
+  reopened: (() => void) | undefined;
+  /** A reopen failed and was logged: the next failure is not, the next success is. */
+  failing = false;
+  /** Consecutive checks that found the name moved. */
+  movedChecks = 0;
 
   constructor(readonly path: string) {
-    this.current = pino.destination({ dest: openLogFile(path), sync: false });
-    this.identity = fileIdentity(path);
+    const descriptor = openLogFile(path);
+    this.current = pino.destination({ dest: descriptor, sync: false });
+    this.identity = descriptorIdentity(descriptor);
   }
 
   write(line: string): void {
@@ -75,13 +119,32 @@ class ReopenableLogFile implements DestinationStream {
     return fileIdentity(this.path) !== this.identity;
   }
 
+  /** Throws (keeping the file held) when the name cannot be opened. */
   reopen(): void {
-    const next = pino.destination({ dest: openLogFile(this.path), sync: false });
+    const descriptor = openLogFile(this.path);
+    if (this.ownerUid !== undefined) handOver(descriptor, this.path, this.ownerUid);
     const previous = this.current;
-    this.current = next;
-    this.identity = fileIdentity(this.path);
+    this.current = pino.destination({ dest: descriptor, sync: false });
+    this.identity = descriptorIdentity(descriptor);
+    this.movedChecks = 0;
     previous.end();
   }
+}
+
+/**
+ * Makes the file just opened at `path` writable by `uid` (the workers' user), as nginx's
+ * master does when it reopens its logs: owner `uid`, owner read/write. Only a plain file
+ * the name itself leads to with no other name: never through a symlink or a hard link
+ * someone planted to have root hand over another file.
+ */
+function handOver(descriptor: number, path: string, uid: number): void {
+  const opened = fstatSync(descriptor);
+  const named = lstatSync(path);
+  const plain =
+    named.isFile() && named.dev === opened.dev && named.ino === opened.ino && opened.nlink === 1;
+  if (!plain) return;
+  if (opened.uid !== uid) fchownSync(descriptor, uid, -1);
+  if ((opened.mode & 0o600) !== 0o600) fchmodSync(descriptor, (opened.mode | 0o600) & 0o7777);
 }
 
 const files = new WeakMap<Logger, ReopenableLogFile>();
@@ -97,7 +160,17 @@ export function createLogger(options: LogOptions): Logger {
     streams.push({ level: 'trace', stream: pino.destination({ dest: 1, sync: false }) });
   }
   if (options.syslog !== undefined) {
-    streams.push({ level: 'trace', stream: createSyslogStream(options.syslog) });
+    const stream = createSyslogStream({
+      ...options.syslog,
+      onRecovered: (dropped) =>
+        logCode(
+          logger,
+          'UNHITCH_SYSLOG_DROPPED',
+          { dropped },
+          `syslog: ${dropped} lines dropped while the syslog socket was not reading`,
+        ),
+    });
+    streams.push({ level: 'trace', stream });
   }
   for (const stream of options.extraStreams ?? []) streams.push({ level: 'trace', stream });
   const base = { pid: process.pid, ...options.bindings };
@@ -111,22 +184,65 @@ export function createLogger(options: LogOptions): Logger {
   if (file !== undefined) {
     files.set(logger, file);
     const watched = file;
+    const checksBeforeOwnReopen = options.followsPrimary === true ? WORKER_OWN_REOPEN_CHECKS : 1;
     setInterval(() => {
-      if (watched.moved()) reopenLog(logger);
-    }, LOG_REOPEN_CHECK_MS).unref();
+      if (!watched.moved()) {
+        watched.movedChecks = 0;
+        return;
+      }
+      watched.movedChecks += 1;
+      if (watched.movedChecks >= checksBeforeOwnReopen) reopenLog(logger);
+    }, reopenCheckMs(options)).unref();
   }
   return logger;
 }
 
-/** Reopen the log file by its name (after logrotate moved it). A no-op without a file. */
+/**
+ * The primary: after each reopen of its log file, hand the file to `ownerUid` (the
+ * workers' user; undefined: leave it) and call `reopened` (which orders the workers'
+ * reopen). A no-op without a file.
+ */
+export function followLogFile(
+  logger: Logger,
+  options: { readonly ownerUid: number | undefined; readonly reopened: () => void },
+): void {
+  const file = files.get(logger);
+  if (file === undefined) return;
+  file.ownerUid = options.ownerUid;
+  file.reopened = options.reopened;
+}
+
+/**
+ * Reopen the log file by its name (after logrotate moved it). A no-op without a file.
+ * A failure keeps the file held; it is logged once, until a reopen succeeds again.
+ */
 export function reopenLog(logger: Logger): void {
   const file = files.get(logger);
   if (file === undefined) return;
   try {
     file.reopen();
   } catch (error) {
-    logCode(logger, 'UNHITCH_LOG_FILE', { err: error, file: file.path }, 'cannot reopen log file');
+    if (!file.failing) {
+      logCode(
+        logger,
+        'UNHITCH_LOG_REOPEN',
+        { err: error, file: file.path },
+        'cannot reopen the log file; writing on into the file held, retrying at each check',
+      );
+    }
+    file.failing = true;
+    return;
   }
+  if (file.failing) {
+    file.failing = false;
+    logger.info({ file: file.path }, 'log file reopened');
+  }
+  file.reopened?.();
+}
+
+function descriptorIdentity(descriptor: number): string {
+  const stats = fstatSync(descriptor);
+  return `${stats.dev}:${stats.ino}`;
 }
 
 function fileIdentity(path: string): string | undefined {

@@ -28,7 +28,9 @@ import type {
   HandshakeInfo,
   ProxyObserver,
 } from '../proxy/events.js';
+import { suppressedFailureLines } from './failure-log.js';
 import type { Logger } from './log.js';
+import { droppedSyslogLines } from './syslog.js';
 
 export const METRIC_PREFIX = 'unhitch_';
 
@@ -161,6 +163,22 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     help: 'Time from accept to the end of the TLS handshake.',
     buckets: [...LATENCY_BUCKETS_SECONDS],
     registers,
+  });
+
+  new Counter({
+    name: `${METRIC_PREFIX}log_lines_dropped_total`,
+    help:
+      'Log lines not written, by cause: rate_limited (per-connection failure lines past ' +
+      'the limit per reason, said in a summary line) or syslog_backlog (syslog not reading).',
+    labelNames: ['cause'] as const,
+    registers,
+    collect() {
+      // Counted where the lines are dropped (ops/failure-log.ts, ops/syslog.ts), which
+      // runs before any registry exists.
+      this.reset();
+      this.inc({ cause: 'rate_limited' }, suppressedFailureLines());
+      this.inc({ cause: 'syslog_backlog' }, droppedSyslogLines());
+    },
   });
 
   handshakesTotal.inc({ kind: 'full' }, 0);

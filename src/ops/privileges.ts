@@ -4,8 +4,18 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { userInfo } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import type { ProxyConfig } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
 
@@ -203,18 +213,21 @@ function describeIdentity(identity: Identity): string {
 /**
  * Write `process.pid` and a newline. The returned remover deletes the file only while it
  * still holds our pid, so a stopping instance never removes its successor's pidfile.
+ *
+ * Written as root, often in a directory others can write to: the pid goes into a new
+ * file of our own (O_EXCL | O_NOFOLLOW: never an existing file, never through a symlink)
+ * that is then renamed over the name. A symlink or a hard link planted at the name is
+ * replaced, never followed, so no other file is ever truncated or written.
  */
 export function writePidfile(path: string): () => void {
   const content = `${process.pid}\n`;
   try {
-    writeFileSync(path, content, { mode: 0o644 });
+    writeFileNoFollow(path, content, 0o644);
   } catch (err) {
     throw new PrivilegeError(
       'UNHITCH_PIDFILE',
       `cannot write pidfile ${path}: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
+      { cause: err },
     );
   }
   let removed = false;
@@ -222,9 +235,39 @@ export function writePidfile(path: string): () => void {
     if (removed) return;
     removed = true;
     try {
-      if (readFileSync(path, 'utf8') === content) unlinkSync(path);
+      if (readFileNoFollow(path) === content) unlinkSync(path);
     } catch {
       // Already gone (or unreadable after the privilege drop): nothing left to clean.
     }
   };
+}
+
+/** `content` in a fresh file beside `path`, then renamed onto it (atomic for readers too). */
+function writeFileNoFollow(path: string, content: string, mode: number): void {
+  const temporary = join(
+    dirname(path),
+    `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}`,
+  );
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  const descriptor = openSync(temporary, flags, mode);
+  try {
+    try {
+      writeSync(descriptor, content);
+    } finally {
+      closeSync(descriptor);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    unlinkSync(temporary);
+    throw error;
+  }
+}
+
+function readFileNoFollow(path: string): string {
+  const descriptor = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    return readFileSync(descriptor, 'utf8');
+  } finally {
+    closeSync(descriptor);
+  }
 }

@@ -6,6 +6,11 @@
  * the child's stdin, each with a `<severity>` prefix (`--prio-prefix`); logger adds the
  * facility, the tag and our PID, and sends RFC 3164 datagrams to /dev/log. When the socket
  * is missing, logger drops the lines silently, like syslog(3).
+ *
+ * When the socket is there but stops reading (a hung syslog daemon), logger(1) blocks in
+ * send() and its stdin pipe fills: what we write then waits in this process. At most
+ * SYSLOG_BACKLOG_BYTES wait; lines past that are dropped and counted (the log-lines
+ * metric), and once the backlog has gone out one line says how many were lost.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
@@ -15,6 +20,16 @@ import type { SyslogFacility } from '../config/model.js';
 export const SYSLOG_SOCKET_ENV = 'UNHITCH_SYSLOG_SOCKET';
 const DEFAULT_SOCKET = '/dev/log';
 export const SYSLOG_TAG = 'unhitch';
+
+/** What may wait for logger(1) (some 3,000 lines) before new lines are dropped. */
+export const SYSLOG_BACKLOG_BYTES = 1024 * 1024;
+
+/** Lines dropped since the process started (the log-lines metric). */
+let droppedTotal = 0;
+
+export function droppedSyslogLines(): number {
+  return droppedTotal;
+}
 
 /** pino level number → syslog severity (RFC 5424 §6.2.1). */
 export function syslogSeverity(pinoLevel: number): number {
@@ -49,6 +64,8 @@ export interface SyslogOptions {
   /** Run logger(1) as this identity (a worker that dropped privileges). */
   readonly uid?: number | undefined;
   readonly gid?: number | undefined;
+  /** Lines were dropped, and the backlog has now gone out: say so (once per episode). */
+  readonly onRecovered?: (dropped: number) => void;
 }
 
 /** A stream for pino.multistream: every line written goes to syslog. */
@@ -90,13 +107,34 @@ export function createSyslogStream(options: SyslogOptions): Writable {
     (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
     return child;
   };
+  /** Lines dropped since the backlog last went out. */
+  let dropped = 0;
+  /** The pipe whose 'drain' ends the current episode of drops. */
+  let awaitedPipe: Writable | undefined;
+  const drop = (pipe: Writable): void => {
+    dropped += 1;
+    droppedTotal += 1;
+    if (awaitedPipe === pipe) return;
+    awaitedPipe = pipe;
+    // Past the high-water mark every write returned false, so 'drain' comes when the
+    // backlog is out (or never, if logger dies: then the next child's pipe is awaited).
+    pipe.once('drain', () => {
+      if (awaitedPipe !== pipe) return;
+      awaitedPipe = undefined;
+      const count = dropped;
+      dropped = 0;
+      options.onRecovered?.(count);
+    });
+  };
   return new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      const target = start();
-      if (target?.stdin) {
+      const pipe = start()?.stdin;
+      if (pipe) {
         for (const line of chunk.toString('utf8').split('\n')) {
           const formatted = line.length > 0 ? syslogLine(line) : undefined;
-          if (formatted !== undefined) target.stdin.write(`${formatted}\n`);
+          if (formatted === undefined) continue;
+          if (pipe.writableLength >= SYSLOG_BACKLOG_BYTES) drop(pipe);
+          else pipe.write(`${formatted}\n`);
         }
       }
       callback();

@@ -5,6 +5,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ProxyProtocolMode } from '../config/model.js';
+import { failureLog } from '../ops/failure-log.js';
 import type { BackendConnector, BackendFailure, BackendHandler } from './backend.js';
 import type { ConnectionFailureReason, ProxyObserver } from './events.js';
 import { ForwardedFor, forwardedHeaderLines } from './forwarded.js';
@@ -123,7 +124,11 @@ function reportFailure(
 ): void {
   deps.observer.connectionFailed(reason);
   if (reason === 'fd_exhausted') deps.onFdExhausted();
-  else deps.logger.warn({ reason, client: clientLabel(accepted), err: error }, 'connection failed');
+  else
+    failureLog(deps.logger).warn(
+      { reason, client: clientLabel(accepted), err: error },
+      'connection failed',
+    );
 }
 
 export function proxyConnection(

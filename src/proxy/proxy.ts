@@ -11,6 +11,7 @@ import type { ProxyConfig, TcpAddress } from '../config/model.js';
 import { logCode } from '../errors.js';
 import { fdHeadroom } from '../net/fd-headroom.js';
 import type { ListenHandle } from '../net/listen-socket.js';
+import { failureLog } from '../ops/failure-log.js';
 import type { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import {
   CertificateSelector,
@@ -203,7 +204,7 @@ export class TlsProxy {
             // probes) and the rest (scanners, plaintext, old protocols) is normal noise.
             const reset =
               reason === 'client_reset' && (error as NodeJS.ErrnoException).syscall !== undefined;
-            proxy.logger[reset ? 'warn' : 'info'](
+            failureLog(proxy.logger)[reset ? 'warn' : 'info'](
               {
                 reason,
                 client: endpoints

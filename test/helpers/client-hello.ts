@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
-import { closeBackend, startBackend, waitFor } from './proxy-fixture.js';
+import { closeBackend, startBackend, waitFor } from '../kit/proxy-fixture.js';
 
 export async function captureClientHello(options: ConnectionOptions = {}): Promise<Buffer> {
   const catcher = await startBackend(() => {});

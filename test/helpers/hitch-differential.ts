@@ -8,8 +8,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter, once } from 'node:events';
 import { accessSync, constants, existsSync, readFileSync, rmSync } from 'node:fs';
-import { eventually } from './eventually.js';
-import { CLI, type RunResult, runToExit } from './unhitch-process.js';
+import { eventually } from '../kit/eventually.js';
+import { CLI, type RunResult, runToExit } from '../kit/unhitch-process.js';
 
 export const IMPLEMENTATIONS = ['hitch', 'unhitch'] as const;
 export type Implementation = (typeof IMPLEMENTATIONS)[number];

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
-import { freePort } from './ports.js';
+import { freePort } from '../kit/ports.js';
 
 export interface PebbleOptions {
   /** Where pebble connects for tls-alpn-01 (the unhitch frontend). */

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import type { TestContext } from 'node:test';
 import TrackerServer from 'bittorrent-tracker/server';
 import WebSocket from 'ws';
-import { freePort } from './ports.js';
+import { freePort } from '../kit/ports.js';
 
 /** Tracker protocol ids are 20-byte binary strings carried as latin1 JSON strings. */
 export function randomId(): string {

@@ -16,14 +16,15 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { type ClientOptions, WebSocket, WebSocketServer } from 'ws';
 import { requirePebble, startPebble } from '../helpers/pebble.js';
-import { freePort } from '../helpers/ports.js';
-import { connectClient, makeCertificate } from '../helpers/proxy-fixture.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { connectClient } from '../kit/proxy-fixture.js';
 import {
   asNonRootWorkers,
   CLI,
   startUnhitch,
   type UnhitchLogLine,
-} from '../helpers/unhitch-process.js';
+} from '../kit/unhitch-process.js';
 
 const obtained = (line: UnhitchLogLine) => line.msg === 'certificate obtained';
 const certificatesReloaded = (line: UnhitchLogLine) => line.msg === 'certificates reloaded';

@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { get as httpGet } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
@@ -14,18 +13,19 @@ import { DEFAULT_TLS } from '../../src/config/model.js';
 import { UNRECOGNIZED_NAME_ALERT } from '../../src/tls/client-hello.js';
 import { startBlackHole } from '../helpers/black-hole.js';
 import { captureClientHello } from '../helpers/client-hello.js';
-import { freePort } from '../helpers/ports.js';
+import { scrapeMetrics } from '../helpers/scrape.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
 import {
   closeBackend,
   connectClient,
-  makeCertificate,
   type RunningProxy,
   readAll,
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
-import { startUnhitch } from '../helpers/unhitch-process.js';
+} from '../kit/proxy-fixture.js';
+import { startUnhitch } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('gauge', ['localhost']);
 
@@ -41,24 +41,7 @@ interface Scraper {
 }
 
 function scraper(metricsPort: number): Scraper {
-  const scrape = (): Promise<Map<string, number>> =>
-    new Promise((resolve, reject) => {
-      httpGet(`http://127.0.0.1:${metricsPort}/metrics`, (response) => {
-        let body = '';
-        response.setEncoding('utf8').on('data', (chunk: string) => {
-          body += chunk;
-        });
-        response.once('end', () => {
-          const samples = new Map<string, number>();
-          for (const line of body.split('\n')) {
-            if (line === '' || line.startsWith('#')) continue;
-            const split = line.lastIndexOf(' ');
-            samples.set(line.slice(0, split), Number(line.slice(split + 1)));
-          }
-          resolve(samples);
-        });
-      }).once('error', reject);
-    });
+  const scrape = (): Promise<Map<string, number>> => scrapeMetrics(metricsPort);
   const until = async (series: string, count: number): Promise<void> => {
     let last: number | undefined;
     const deadline = Date.now() + 10_000;

@@ -13,17 +13,17 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { startBlackHole } from '../helpers/black-hole.js';
-import { freePort } from '../helpers/ports.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
 import {
   closeBackend,
   connectClient,
-  makeCertificate,
   readAll,
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
-import { startUnhitch } from '../helpers/unhitch-process.js';
+} from '../kit/proxy-fixture.js';
+import { startUnhitch } from '../kit/unhitch-process.js';
 
 type Outcome =
   | { readonly kind: 'served'; readonly bytes: Buffer }
@@ -324,6 +324,7 @@ test('real binary: crashing then vanished backend cost no worker; reasons logged
     `--backend=[127.0.0.1]:${backend.port}`,
     '--workers=2',
     '--backend-connect-timeout=1',
+    '--log-level=debug', // a line per failure: below debug they are limited per reason
     cert.combinedPath,
   ]);
   t.after(() => unhitch.kill('SIGKILL'));

@@ -10,13 +10,8 @@ import { type AddressInfo, createServer, type Server, type Socket } from 'node:n
 import { test } from 'node:test';
 import { DEFAULT_CONFIG, type ProxyConfig } from '../../src/config/model.js';
 import { TlsProxy } from '../../src/proxy/proxy.js';
-import {
-  CapturedLog,
-  connectClient,
-  frontendOn,
-  localhostCertificate,
-  waitFor,
-} from '../helpers/proxy-fixture.js';
+import { localhostCertificate } from '../kit/pki.js';
+import { CapturedLog, connectClient, frontendOn, waitFor } from '../kit/proxy-fixture.js';
 
 /** An echo backend on `host` that tags every reply with its own address. */
 async function taggedEcho(host: string, port: number): Promise<Server> {

@@ -8,14 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { builtinBackend, type RunningBackend, startBackend } from '../../bench/lib/backends.js';
-import { makeSelfSignedCertificate } from '../../bench/lib/cert.js';
 import { HYBRID_AS_NAMED } from '../../bench/lib/groups.js';
 import { runMeasuredChild } from '../../bench/lib/measured-child.js';
-import { freePort, waitForPort } from '../../bench/lib/ports.js';
 import { startProcess, stopAll, untilReady } from '../../bench/lib/processes.js';
 import { REPO_ROOT, startProxy, UNHITCH_CLI } from '../../bench/lib/proxies.js';
 import { DEFAULT_CONFIG, type LoadConfig } from '../../bench/wt-load/config.js';
 import { runLoad } from '../../bench/wt-load/run.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort, waitForPort } from '../kit/ports.js';
 
 const workDirectory = mkdtempSync(join(tmpdir(), 'bench-smoke-'));
 after(async () => {
@@ -55,13 +55,13 @@ test('wt-load against bittorrent-tracker directly gets announces, offers and ans
 test('wt-load through unhitch (wss) gets responses without errors', {
   skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
 }, async () => {
-  const certificate = makeSelfSignedCertificate(workDirectory);
+  const certificate = makeCertificate('bench', ['localhost'], workDirectory);
   const backend = await startBackend(builtinBackend('bittorrent-tracker'));
   try {
     const proxy = await startProxy('unhitch', {
       frontendPort: await freePort(),
       backendPort: backend.port,
-      combinedPemPath: certificate.combinedPemPath,
+      combinedPemPath: certificate.combinedPath,
       workDirectory,
     });
     try {
@@ -81,7 +81,7 @@ test('wt-load through unhitch (wss) gets responses without errors', {
 test('latency client: round trips through unhitch to an echo backend, none lost', {
   skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
 }, async () => {
-  const certificate = makeSelfSignedCertificate(workDirectory);
+  const certificate = makeCertificate('bench', ['localhost'], workDirectory);
   const echoPort = await freePort();
   const echo = startProcess({
     name: 'tcp-echo',
@@ -93,7 +93,7 @@ test('latency client: round trips through unhitch to an echo backend, none lost'
     const proxy = await startProxy('unhitch', {
       frontendPort: await freePort(),
       backendPort: echoPort,
-      combinedPemPath: certificate.combinedPemPath,
+      combinedPemPath: certificate.combinedPath,
       workDirectory,
     });
     try {
@@ -155,7 +155,7 @@ test('wt-load open loop: announces leave at the offered rate, not at the backend
 test('handshake client open loop: full and resumed handshakes at the offered rate through unhitch', {
   skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
 }, async () => {
-  const certificate = makeSelfSignedCertificate(workDirectory);
+  const certificate = makeCertificate('bench', ['localhost'], workDirectory);
   const sinkPort = await freePort();
   const sink = startProcess({
     name: 'tcp-sink',
@@ -167,7 +167,7 @@ test('handshake client open loop: full and resumed handshakes at the offered rat
     const proxy = await startProxy('unhitch', {
       frontendPort: await freePort(),
       backendPort: sinkPort,
-      combinedPemPath: certificate.combinedPemPath,
+      combinedPemPath: certificate.combinedPath,
       workDirectory,
     });
     try {

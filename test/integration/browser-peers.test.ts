@@ -23,9 +23,9 @@ import {
   skipUnlessAvailable,
   toolMissing,
 } from '../helpers/loopback-namespace.js';
-import { makeCertificate } from '../helpers/proxy-fixture.js';
-import { ROOT, startSingleWorker } from '../helpers/unhitch-process.js';
 import { startRecordingTracker } from '../helpers/webtorrent.js';
+import { makeCertificate } from '../kit/pki.js';
+import { ROOT, startSingleWorker } from '../kit/unhitch-process.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FILE_BYTES = 2 * 1024 * 1024;

@@ -13,12 +13,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { churn, LEAK_SLACK, PLATEAU_RSS_SLACK_BYTES, warmUp } from '../../bench/lib/churn.js';
-import { sampleProcess } from '../../bench/lib/proc.js';
-import { eventually } from '../helpers/eventually.js';
-import { heapCensus } from '../helpers/heap-census.js';
-import { closeBackend, makeCertificate, startBackend, waitFor } from '../helpers/proxy-fixture.js';
-import { startSingleWorker } from '../helpers/unhitch-process.js';
+import { churn, LEAK_SLACK, PLATEAU_RSS_SLACK_BYTES, warmUp } from '../kit/churn.js';
+import { eventually } from '../kit/eventually.js';
+import { heapCensus } from '../kit/heap-census.js';
+import { makeCertificate } from '../kit/pki.js';
+import { sampleProcess } from '../kit/proc.js';
+import { closeBackend, startBackend, waitFor } from '../kit/proxy-fixture.js';
+import { startSingleWorker } from '../kit/unhitch-process.js';
 
 const CHURN_MS = 20_000;
 /**

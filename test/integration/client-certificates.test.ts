@@ -19,8 +19,8 @@ import {
   type ProxyConfig,
 } from '../../src/config/model.js';
 import { loadCertificates } from '../../src/tls/material.js';
-import { issue, makeCa, sClient } from '../helpers/pki.js';
-import { freePort } from '../helpers/ports.js';
+import { issue, makeCa, sClient } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
 import {
   closeBackend,
   connectClient,
@@ -28,8 +28,8 @@ import {
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
-import { startUnhitch } from '../helpers/unhitch-process.js';
+} from '../kit/proxy-fixture.js';
+import { startUnhitch } from '../kit/unhitch-process.js';
 
 const trusted = makeCa('client-ca');
 const untrusted = makeCa('other-ca');

@@ -18,7 +18,7 @@ import {
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
+} from '../kit/proxy-fixture.js';
 
 const WARN = 40;
 

@@ -10,14 +10,14 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { BackendConnector } from '../../src/proxy/backend.js';
 import { type ConnectionSettings, proxyConnection } from '../../src/proxy/connection.js';
 import { type ConnectionFailureReason, NOOP_OBSERVER } from '../../src/proxy/events.js';
+import { localhostCertificate } from '../kit/pki.js';
 import {
   CapturedLog,
   closeBackend,
   connectClient,
-  localhostCertificate,
   readAll,
   startBackend,
-} from '../helpers/proxy-fixture.js';
+} from '../kit/proxy-fixture.js';
 
 const BASE: ConnectionSettings = {
   proxyProtocol: 'off',

@@ -14,23 +14,20 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { type AddressInfo, createServer } from 'node:net';
+import { type AddressInfo, createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { freePort } from '../helpers/ports.js';
 import {
-  closeBackend,
-  connectClient,
-  makeCertificate,
-  startBackend,
-  waitFor,
-} from '../helpers/proxy-fixture.js';
-import {
-  startUnhitch,
-  type UnhitchLogLine,
-  type UnhitchProcess,
-} from '../helpers/unhitch-process.js';
+  assertServes,
+  exhaustDescriptors,
+  isWorkerReady,
+  startCluster,
+} from '../helpers/cluster.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { closeBackend, connectClient, startBackend, waitFor } from '../kit/proxy-fixture.js';
+import { startUnhitch, type UnhitchLogLine, type UnhitchProcess } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('cluster-failures', ['localhost']);
 
@@ -279,4 +276,43 @@ test('a certificate warning in the log carries its code (a key readable by other
   await unhitch.waitForLog((line) => line.msg === 'worker ready');
   unhitch.kill('SIGTERM');
   assert.equal(await unhitch.exited(), 0);
+});
+
+test('a fork that fails (the primary out of descriptors, EMFILE): retried with a doubling back-off, a queued client is reset not left hanging, new ones are refused, and the only worker comes back and serves', async (t) => {
+  const { unhitch, port } = await startCluster(t, { workers: 1 });
+  const primaryPid = unhitch.child.pid as number;
+  const [workerPid] = unhitch.workerPids();
+  assert.ok(workerPid);
+  const restoreDescriptors = await exhaustDescriptors(primaryPid);
+  t.after(restoreDescriptors);
+
+  process.kill(workerPid, 'SIGKILL');
+  const died = await unhitch.waitForLog((line) => line.msg === 'worker died; restarting');
+  // Arriving now, a client is queued on the slot's socket, which the primary still holds.
+  const queued = netConnect({ host: '127.0.0.1', port });
+  queued.on('error', () => {});
+  await once(queued, 'connect');
+  // Reset (ECONNRESET), so 'close' after an 'error': once() would reject on the error.
+  const queuedClosed = new Promise((resolve) => queued.once('close', resolve));
+
+  // Each retry fails for real and doubles the delay; from 1 s on, the socket goes.
+  const isSpawnFailure = (line: UnhitchLogLine) => line.code === 'UNHITCH_WORKER_SPAWN';
+  const failures = await unhitch.waitForLogs(isSpawnFailure, 3, 30_000);
+  const delays = [died, ...failures.slice(0, 3)].map((line) => line.restartInMs as number);
+  const first = delays[0] as number;
+  assert.deepEqual(delays, [first, first * 2, first * 4, first * 8], 'the delay doubles');
+  for (const failure of failures)
+    assert.match(JSON.stringify(failure.err), /EMFILE/, 'the fork failed with EMFILE');
+  await unhitch.waitForLog(
+    (line) => line.msg === 'worker keeps crashing: its listening sockets closed until it is back',
+  );
+  await queuedClosed;
+  const refused = netConnect({ host: '127.0.0.1', port });
+  const [refusal] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
+  assert.equal(refusal.code, 'ECONNREFUSED', 'refused at once while the slot is down');
+
+  await restoreDescriptors();
+  await unhitch.waitForLogs(isWorkerReady, 2, 60_000);
+  await assertServes(port);
+  assert.equal(unhitch.workerPids().length, 1);
 });

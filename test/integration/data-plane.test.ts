@@ -11,19 +11,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startBlackHole } from '../helpers/black-hole.js';
-import { freePort } from '../helpers/ports.js';
+import { type TcpSocketOptions, tcpSocketOptions } from '../helpers/tcp-options.js';
+import { announceOnce, startTracker } from '../helpers/webtorrent.js';
+import { localhostCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
 import {
   closeBackend,
   connectClient,
-  localhostCertificate,
   readAll,
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
-import { type TcpSocketOptions, tcpSocketOptions } from '../helpers/tcp-options.js';
-import { startSingleWorker } from '../helpers/unhitch-process.js';
-import { announceOnce, startTracker } from '../helpers/webtorrent.js';
+} from '../kit/proxy-fixture.js';
+import { startSingleWorker } from '../kit/unhitch-process.js';
 
 const MiB = 1024 * 1024;
 

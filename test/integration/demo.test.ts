@@ -10,10 +10,10 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { eventually } from '../helpers/eventually.js';
 import { npmCommand } from '../helpers/npm.js';
-import { freePortPair } from '../helpers/ports.js';
 import { announceOnce } from '../helpers/webtorrent.js';
+import { eventually } from '../kit/eventually.js';
+import { freePortPair } from '../kit/ports.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const DEMO = join(ROOT, 'dist/src/demo/start.js');

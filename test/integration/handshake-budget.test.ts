@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_TLS } from '../../src/config/model.js';
 import { captureClientHello } from '../helpers/client-hello.js';
-import { closeBackend, startBackend, startProxy, waitFor } from '../helpers/proxy-fixture.js';
+import { closeBackend, startBackend, startProxy, waitFor } from '../kit/proxy-fixture.js';
 
 const BUDGET_MS = 1_500;
 /** The hello is complete at this point of the budget; then the client stalls. */

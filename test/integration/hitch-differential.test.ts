@@ -34,8 +34,8 @@ import {
   type ServeOptions,
   verdictLine,
 } from '../helpers/hitch-differential.js';
-import { issue, makeCa } from '../helpers/pki.js';
-import { freePort } from '../helpers/ports.js';
+import { issue, makeCa } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
 
 const skip = hitchBinary() === undefined ? 'hitch is not installed (apt-get install hitch)' : false;
 const isRoot = process.getuid?.() === 0;

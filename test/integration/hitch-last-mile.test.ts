@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseHitchConfigText } from '../../src/config/load.js';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
-import { freePort } from '../helpers/ports.js';
-import { CLI, runToExit } from '../helpers/unhitch-process.js';
+import { freePort } from '../kit/ports.js';
+import { CLI, runToExit } from '../kit/unhitch-process.js';
 
 const isRoot = process.getuid?.() === 0;
 

@@ -21,15 +21,15 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect } from 'node:tls';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
-import { freePort } from '../helpers/ports.js';
-import { waitFor } from '../helpers/proxy-fixture.js';
+import { freePort } from '../kit/ports.js';
+import { waitFor } from '../kit/proxy-fixture.js';
 import {
   asNonRootWorkers,
   CLI,
   type RunResult,
   runToExit,
   startUnhitch,
-} from '../helpers/unhitch-process.js';
+} from '../kit/unhitch-process.js';
 
 /** Run the launcher to its exit, as `unhitch --daemon …; echo $?` would. */
 function launch(args: readonly string[], cwd: string): Promise<RunResult> {

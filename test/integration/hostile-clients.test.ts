@@ -11,19 +11,19 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
-import { sampleProcess } from '../../bench/lib/proc.js';
 import { CLIENT_ABRUPT_END_MESSAGE } from '../../src/proxy/connection.js';
 import { captureClientHello } from '../helpers/client-hello.js';
+import { makeCertificate } from '../kit/pki.js';
+import { sampleProcess } from '../kit/proc.js';
 import {
   closeBackend,
   connectClient,
   type LogLine,
-  makeCertificate,
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
-import { startSingleWorker } from '../helpers/unhitch-process.js';
+} from '../kit/proxy-fixture.js';
+import { startSingleWorker } from '../kit/unhitch-process.js';
 
 const HONEST_CLIENTS = 3;
 const HONEST_MIN_BYTES = 8 * 1024 * 1024;

@@ -10,15 +10,11 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import { WORKER_MAX_SEMI_SPACE_MIB } from '../../src/cluster/worker-heap.js';
-import { eventually } from '../helpers/eventually.js';
-import { heapCensus } from '../helpers/heap-census.js';
-import {
-  closeBackend,
-  connectClient,
-  makeCertificate,
-  startBackend,
-} from '../helpers/proxy-fixture.js';
-import { startSingleWorker } from '../helpers/unhitch-process.js';
+import { eventually } from '../kit/eventually.js';
+import { heapCensus } from '../kit/heap-census.js';
+import { makeCertificate } from '../kit/pki.js';
+import { closeBackend, connectClient, startBackend } from '../kit/proxy-fixture.js';
+import { startSingleWorker } from '../kit/unhitch-process.js';
 
 const IDLE_CONNECTIONS = 300;
 

@@ -14,7 +14,7 @@ import {
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
+} from '../kit/proxy-fixture.js';
 
 const HYBRID = 'X25519MLKEM768';
 const nodeMajor = Number(process.versions.node.split('.')[0]);

@@ -30,10 +30,10 @@ import {
   makeCa,
   sClient,
   startOcspResponder,
-} from '../helpers/pki.js';
-import { freePort } from '../helpers/ports.js';
-import { closeBackend, startBackend, waitFor } from '../helpers/proxy-fixture.js';
-import { startUnhitch } from '../helpers/unhitch-process.js';
+} from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { closeBackend, startBackend, waitFor } from '../kit/proxy-fixture.js';
+import { startUnhitch } from '../kit/unhitch-process.js';
 
 const ca = makeCa('ocsp-ca');
 

@@ -13,15 +13,11 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as tlsConnect } from 'node:tls';
-import { freePort } from '../helpers/ports.js';
 import { loopbackListenSockets } from '../helpers/proc-net.js';
-import {
-  closeBackend,
-  connectClient,
-  makeCertificate,
-  startBackend,
-} from '../helpers/proxy-fixture.js';
-import { CLI, runToExit, startUnhitch } from '../helpers/unhitch-process.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { closeBackend, connectClient, startBackend } from '../kit/proxy-fixture.js';
+import { CLI, runToExit, startUnhitch } from '../kit/unhitch-process.js';
 
 const isRoot = process.getuid?.() === 0;
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
-import { closeBackend, startBackend, startProxy, waitFor } from '../helpers/proxy-fixture.js';
+import { closeBackend, startBackend, startProxy, waitFor } from '../kit/proxy-fixture.js';
 
 test('openssl s_client -tls1_2: the R command is refused and nothing after it is relayed', async (t) => {
   const received: string[] = [];

@@ -23,14 +23,14 @@ import {
   skipUnlessAvailable,
   toolMissing,
 } from '../helpers/loopback-namespace.js';
-import { freePort } from '../helpers/ports.js';
-import { makeCertificate } from '../helpers/proxy-fixture.js';
-import { startUnhitch, type UnhitchProcess } from '../helpers/unhitch-process.js';
 import {
   type AnnounceResponse,
   announceOnce,
   startRecordingTracker,
 } from '../helpers/webtorrent.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { startUnhitch, type UnhitchProcess } from '../kit/unhitch-process.js';
 
 const NODES = ['127.0.0.2', '127.0.0.3'] as const;
 /** Clients connect from here; HAProxy connects to the nodes from HAPROXY_SOURCE. */

@@ -10,11 +10,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import TrackerServer from 'bittorrent-tracker/server';
-import { sampleProcess } from '../../bench/lib/proc.js';
-import { type LoopTotals, trackerLoop } from '../../bench/soak.js';
-import { freePort } from '../helpers/ports.js';
-import { makeCertificate } from '../helpers/proxy-fixture.js';
-import { startSingleWorker } from '../helpers/unhitch-process.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { sampleProcess } from '../kit/proc.js';
+import { type LoopTotals, trackerLoop } from '../kit/tracker-loop.js';
+import { startSingleWorker } from '../kit/unhitch-process.js';
 
 const WARMUP_MS = 5_000;
 const SOAK_MS = 30_000;

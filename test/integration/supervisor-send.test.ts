@@ -1,47 +1,15 @@
 import assert from 'node:assert/strict';
 import cluster, { type Worker } from 'node:cluster';
-import { readdirSync, readFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import test from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
-import type { ListenSockets } from '../../src/cluster/listen-sockets.js';
-import { Supervisor } from '../../src/cluster/supervisor.js';
+import { processEnded, supervisorInProcess } from '../helpers/cluster.js';
 
 const IDLE_WORKER = fileURLToPath(new URL('../fixtures/idle-worker.js', import.meta.url));
-
-/**
- * True once the process has died and waits to be reaped, with every thread gone: the last
- * thread out closed its descriptors, so its end of the channel is closed. (The main thread
- * alone turns Z first while node's other threads are still exiting.)
- */
-function isZombie(pid: number): boolean {
-  try {
-    // /proc/PID/stat: "pid (comm) STATE ..."; comm may hold spaces, STATE follows the last ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state === 'Z' && readdirSync(`/proc/${pid}/task`).length === 1;
-  } catch {
-    return true;
-  }
-}
 
 test('a drain order to a worker that has just died is logged, not thrown (SIGTERM during a reload)', async (t) => {
   cluster.setupPrimary({ exec: IDLE_WORKER });
 
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>);
-      done();
-    },
-  });
-  const supervisor = new Supervisor({
-    logger: pino(sink),
-    allowedCpus: [0],
-    ticketKey: () => Buffer.alloc(80),
-    sockets: {} as ListenSockets,
-  });
+  const { supervisor, lines } = supervisorInProcess();
 
   const worker: Worker = cluster.fork();
   await new Promise((resolve) => worker.once('online', resolve));
@@ -51,10 +19,10 @@ test('a drain order to a worker that has just died is logged, not thrown (SIGTER
   // Synchronously, so that this event loop has not read the channel's end yet: node still
   // calls the worker connected, as the primary did when SIGTERM came mid-reload.
   const deadline = Date.now() + 10_000;
-  while (!isZombie(pid) && Date.now() < deadline) {
+  while (!processEnded(pid) && Date.now() < deadline) {
     // spin: the point is not to yield to the event loop
   }
-  assert.ok(isZombie(pid), 'the worker died within 10 s');
+  assert.ok(processEnded(pid), 'the worker died within 10 s');
   assert.equal(worker.isConnected(), true, 'node has not noticed yet');
 
   const uncaught: Error[] = [];

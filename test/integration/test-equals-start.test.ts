@@ -13,8 +13,8 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { ROOT_WORKERS_WARNING } from '../../src/ops/preflight.js';
 import { configText, makeFixtures, SHAPE } from '../helpers/config-corpus.js';
-import { freePort } from '../helpers/ports.js';
-import { CLI } from '../helpers/unhitch-process.js';
+import { freePort } from '../kit/ports.js';
+import { CLI } from '../kit/unhitch-process.js';
 
 const CORPUS_SIZE = 200;
 const PARALLEL = 6;

@@ -11,18 +11,17 @@ import { type TestContext, test } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { DEFAULT_TLS } from '../../src/config/model.js';
 import { fragmentingSocket } from '../helpers/client-hello.js';
+import { announceOnce, startTracker } from '../helpers/webtorrent.js';
+import { localhostCertificate, makeCertificate } from '../kit/pki.js';
 import {
   closeBackend,
   connectClient,
   frontendOn,
-  localhostCertificate,
-  makeCertificate,
   readAll,
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
-import { announceOnce, startTracker } from '../helpers/webtorrent.js';
+} from '../kit/proxy-fixture.js';
 
 /** A backend that records everything each connection sends until EOF. */
 async function recordingBackend() {

@@ -18,18 +18,18 @@ import {
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { TESTSSL_BATCH_ARGS } from '../../bench/testssl.js';
-import { freePort } from '../helpers/ports.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
 import {
   closeBackend,
   connectClient,
   frontendOn,
-  makeCertificate,
   startBackend,
   startProxy,
   waitFor,
-} from '../helpers/proxy-fixture.js';
-import { asNonRootWorkers, CLI, runToExit, startUnhitch } from '../helpers/unhitch-process.js';
+} from '../kit/proxy-fixture.js';
+import { TESTSSL_BATCH_ARGS } from '../kit/testssl.js';
+import { asNonRootWorkers, CLI, runToExit, startUnhitch } from '../kit/unhitch-process.js';
 
 /** The protocol and cipher s_client negotiated, or undefined when the handshake failed. */
 async function sClient(port: number, options: readonly string[]): Promise<string | undefined> {

@@ -20,10 +20,10 @@ import {
   nonLoopbackInterfaces,
   runInLoopbackNamespace,
 } from '../helpers/loopback-namespace.js';
-import { makeCertificate } from '../helpers/proxy-fixture.js';
-import { startSingleWorker } from '../helpers/unhitch-process.js';
 import { startRecordingTracker } from '../helpers/webtorrent.js';
 import { destroyClient, trustCertificate, webTorrentClient } from '../helpers/webtorrent-node.js';
+import { makeCertificate } from '../kit/pki.js';
+import { startSingleWorker } from '../kit/unhitch-process.js';
 
 const FILE_BYTES = 5 * 1024 * 1024;
 const SEEDER = resolve(import.meta.dirname, '../fixtures/webtorrent-seeder.js');

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RETRY_MAX_MS, renewalTimeMs, retryDelayMs } from '../../src/acme/schedule.js';
 import { AcmeChallengeResponder } from '../../src/tls/acme-challenge.js';
-import { localhostCertificate } from '../helpers/proxy-fixture.js';
+import { localhostCertificate } from '../kit/pki.js';
 
 const DAY = 86_400_000;
 

@@ -3,9 +3,9 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
-import { processTree } from '../../bench/lib/proc.js';
 import { keepOnCpu } from '../../bench/lib/proxies.js';
 import { readAllowedCpus } from '../../src/cluster/affinity.js';
+import { processTree } from '../kit/proc.js';
 
 test('a proxy that pins itself off its CPU (as Hitch does) is moved back; one that stays is left alone', {
   skip: availableParallelism() < 2 ? 'needs two CPUs' : false,

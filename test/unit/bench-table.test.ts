@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { groupsChosen } from '../../bench/lib/groups.js';
-import { parseProcStat, parseVmRssKiB, processTree } from '../../bench/lib/proc.js';
 import { REFERENCE_NOTES } from '../../bench/lib/references.js';
 import { formatResultsSection, readSection, replaceSection } from '../../bench/lib/results-file.js';
 import { barChartsSvg } from '../../bench/lib/svg.js';
@@ -20,6 +19,7 @@ import {
   withRatios,
 } from '../../bench/lib/table.js';
 import { classifyRaw, rawAnswerTo, rawStringField } from '../../bench/wt-load/protocol.js';
+import { parseProcStat, parseVmRssKiB, processTree } from '../kit/proc.js';
 
 const rows: ResultRow[] = [
   {
@@ -185,7 +185,7 @@ test('repeated runs reduce to the median of each metric with errors summed', () 
 });
 
 test('/proc/stat busy time of one CPU excludes idle and iowait', async () => {
-  const { parseCpuBusyMicros, clockTicksPerSecond } = await import('../../bench/lib/proc.js');
+  const { parseCpuBusyMicros, clockTicksPerSecond } = await import('../kit/proc.js');
   const text = 'cpu  9 9 9 9 9 9 9 9\ncpu0 1 0 1 50 5 0 0 0\ncpu1 10 1 4 80 7 2 3 1 0 0\n';
   assert.equal(parseCpuBusyMicros(text, 1), (21 * 1_000_000) / clockTicksPerSecond());
   assert.equal(parseCpuBusyMicros(text, 7), null);

@@ -278,7 +278,7 @@ test('command-line errors', (t) => {
   err = expectError(
     ['-n', '0', 'c.pem'],
     'UNHITCH_CONFIG_INVALID_VALUE',
-    /^argument '-n 0': 0 is out of range \(expected an integer ≥ 1\)$/,
+    /^argument '-n 0': 0 is out of range \(expected an integer 1\.\.1024 /,
   );
   expectError(['--frontend=*:443', 'c.pem'], 'UNHITCH_CONFIG_INVALID_VALUE', /invalid address/);
   expectError(
@@ -431,4 +431,22 @@ test("syslog-facility takes Hitch's names (auth means authpriv, as there) and re
     'UNHITCH_CONFIG_INVALID_VALUE',
     /syslog facility/,
   );
+});
+
+test('workers: 1..1024 (Hitch takes any positive count; 100000 would fork until memory runs out)', (t) => {
+  const dir = withDir(t);
+  assert.equal(configOf(parseCommandLine(['--workers=1024', 'c.pem'])).workers, 1024);
+  expectError(
+    ['--workers=100000', 'c.pem'],
+    'UNHITCH_CONFIG_INVALID_VALUE',
+    /^argument '--workers 100000': 100000 is out of range \(expected an integer 1\.\.1024 \(each worker is a process of some 50 MB\)\)$/,
+  );
+  const file = join(dir, 'many.conf');
+  writeFileSync(file, 'pem-file = "c.pem"\nworkers = 100000\n');
+  const err = expectError(
+    ['--config', file],
+    'UNHITCH_CONFIG_INVALID_VALUE',
+    /many\.conf:2:\d+: .*100000 is out of range \(expected an integer 1\.\.1024/,
+  );
+  assert.equal(err.position?.line, 2);
 });

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ConfigError } from '../../src/config/errors.js';
 import { parseHitchConfigText } from '../../src/config/load.js';
 import { loadCertificates } from '../../src/tls/material.js';
-import { issue, makeCa } from '../helpers/pki.js';
+import { issue, makeCa } from '../kit/pki.js';
 
 const parse = (text: string) => parseHitchConfigText(text, 'test.conf').config;
 

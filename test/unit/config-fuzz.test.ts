@@ -14,8 +14,8 @@ import fc from 'fast-check';
 import { ConfigError } from '../../src/config/errors.js';
 import { parseHitchConfigText, parseTomlConfigText } from '../../src/config/load.js';
 import { OPTIONS } from '../../src/config/options/table.js';
-import { makeCertificate } from '../helpers/proxy-fixture.js';
-import { asNonRootWorkers } from '../helpers/unhitch-process.js';
+import { makeCertificate } from '../kit/pki.js';
+import { asNonRootWorkers } from '../kit/unhitch-process.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const CLI = resolve(ROOT, 'dist/src/cli.js');

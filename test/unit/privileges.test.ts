@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -121,6 +131,29 @@ test('pidfile remover leaves a successor pidfile alone', () => {
     writeFileSync(path, '999999\n');
     remove();
     assert.equal(readFileSync(path, 'utf8'), '999999\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('writePidfile replaces a symlink or hard link planted at its name; the victim is unchanged', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-pid-'));
+  try {
+    for (const plant of [symlinkSync, linkSync]) {
+      const victim = join(dir, 'victim');
+      writeFileSync(victim, 'root:x:0:0::/root:/bin/sh\n', { mode: 0o600 });
+      const path = join(dir, 'unhitch.pid');
+      plant(victim, path);
+      const remove = writePidfile(path);
+      assert.equal(readFileSync(victim, 'utf8'), 'root:x:0:0::/root:/bin/sh\n', plant.name);
+      assert.equal(lstatSync(path).isFile(), true, `${plant.name}: a file of its own`);
+      assert.equal(lstatSync(path).nlink, 1);
+      assert.equal(lstatSync(path).mode & 0o777, 0o644 & ~process.umask());
+      assert.equal(readFileSync(path, 'utf8'), `${process.pid}\n`);
+      remove();
+      assert.deepEqual(readdirSync(dir), ['victim'], 'no temporary file left, the pidfile gone');
+      rmSync(victim);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -5,7 +5,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import test from 'node:test';
 import { connect, createServer, type TLSSocket } from 'node:tls';
 import { readIntoSharedBuffer } from '../../src/proxy/shared-read-buffer.js';
-import { makeCertificate } from '../helpers/proxy-fixture.js';
+import { makeCertificate } from '../kit/pki.js';
 
 const PEM = readFileSync(makeCertificate('shared-read-buffer').combinedPath);
 

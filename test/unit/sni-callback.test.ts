@@ -14,7 +14,7 @@ import {
   frontendTlsPlan,
   serverOptions,
 } from '../../src/tls/contexts.js';
-import { makeCertificate } from '../helpers/proxy-fixture.js';
+import { makeCertificate } from '../kit/pki.js';
 
 const first = makeCertificate('sni-cb-first', ['first.example']);
 const second = makeCertificate('sni-cb-second', ['second.example']);

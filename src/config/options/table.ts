@@ -475,6 +475,13 @@ const ACME_CHALLENGES: readonly AcmeChallengeType[] = ['tls-alpn-01', 'http-01']
 const timeout = (item: ScalarItem, text: string) => parseSeconds(item, text, TIMEOUT_RANGE);
 /** Linux refuses a TCP_KEEPIDLE above this (and node then silently sends no keepalive). */
 const MAX_KEEPALIVE_SECONDS = 32_767;
+/**
+ * Hitch takes any positive count; each unhitch worker is a node process (some 50 MB), so
+ * a typo like 100000 would fork until memory runs out. Beyond the largest CPU counts
+ * servers have, more workers than CPUs only adds memory.
+ */
+const MAX_WORKERS = 1_024;
+const WORKERS_LIMIT_WHY = ' (each worker is a process of some 50 MB)';
 const GLOBAL_AND_FRONTEND: readonly OptionScope[] = ['global', 'frontend'];
 
 export const OPTIONS: readonly OptionSpec[] = Object.freeze([
@@ -809,11 +816,12 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       valueType: 'uint',
       short: 'n',
       hitchFlag: true,
-      summary: 'worker processes (≥ 1), or auto: one per CPU (Hitch 1.8)',
+      summary: `worker processes (1..${MAX_WORKERS}), or auto: one per CPU (Hitch 1.8)`,
       sample: '2',
     },
     // Hitch 1.8's `workers = auto`: the default here already, one worker per usable CPU.
-    (item, text) => (text === 'auto' ? undefined : parseUint(item, text, 1)),
+    (item, text) =>
+      text === 'auto' ? undefined : parseUint(item, text, 1, MAX_WORKERS, WORKERS_LIMIT_WHY),
     (ctx, value) => {
       ctx.draft.settings.workers = value;
     },

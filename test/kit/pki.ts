@@ -1,6 +1,7 @@
 /**
- * A throwaway PKI made with the `openssl` command line for the tests: CAs, server
- * certificates and client certificates issued by them, and `openssl s_client` runs.
+ * The one certificate maker of the tests and benches, a throwaway PKI made with the `openssl`
+ * command line: self-signed certificates (as the demo makes them), CAs, server and client
+ * certificates issued by them; and `openssl s_client` runs and an OCSP responder.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -10,6 +11,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type CertificateMaterial, loadPemFile } from '../../src/tls/material.js';
+import { makeSelfSigned } from '../../src/tls/selfsigned.js';
 
 const pkiDir = mkdtempSync(join(tmpdir(), 'unhitch-pki-'));
 process.once('exit', () => rmSync(pkiDir, { recursive: true, force: true }));
@@ -32,15 +35,59 @@ function openssl(args: readonly string[]): void {
   execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
+/** Key then certificate in one file, 0600 like makeSelfSigned's (unhitch, like Hitch, warns otherwise). */
 function combine(stem: string): Issued {
   const certPath = join(pkiDir, `${stem}.crt`);
   const keyPath = join(pkiDir, `${stem}.key`);
   const combinedPath = join(pkiDir, `${stem}.pem`);
-  execFileSync('sh', ['-c', `cat "${keyPath}" "${certPath}" > "${combinedPath}"`]);
+  writeFileSync(combinedPath, readFileSync(keyPath, 'utf8') + readFileSync(certPath, 'utf8'), {
+    mode: 0o600,
+  });
   return { certPath, keyPath, combinedPath };
 }
 
-export function makeCa(name: string): TestCa {
+export interface TestCertificate {
+  readonly material: CertificateMaterial;
+  readonly certPath: string;
+  readonly keyPath: string;
+  readonly combinedPath: string;
+  readonly cert: Buffer;
+}
+
+/**
+ * A self-signed certificate (ECDSA P-256) for the given names, loaded as the proxy would;
+ * written into `dir` (default: this process's throwaway directory).
+ */
+export function makeCertificate(
+  stem: string,
+  dnsNames: string[] = ['localhost'],
+  dir = join(pkiDir, 'self-signed'),
+): TestCertificate {
+  const made = makeSelfSigned({ dir, stem, commonName: dnsNames[0] ?? stem, dnsNames });
+  const material = loadPemFile(
+    { certPath: made.certPath, privateKeyPath: made.keyPath, ocspResponsePath: undefined },
+    undefined,
+    () => {},
+  );
+  return {
+    material,
+    certPath: made.certPath,
+    keyPath: made.keyPath,
+    combinedPath: made.combinedPath,
+    cert: made.cert,
+  };
+}
+
+let sharedCertificate: TestCertificate | undefined;
+export function localhostCertificate(): TestCertificate {
+  sharedCertificate ??= makeCertificate('localhost', ['localhost']);
+  return sharedCertificate;
+}
+
+/** Days a made CA or issued certificate is valid unless told otherwise. */
+const DEFAULT_DAYS = 2;
+
+export function makeCa(name: string, days = DEFAULT_DAYS): TestCa {
   openssl([
     'req',
     '-x509',
@@ -52,7 +99,7 @@ export function makeCa(name: string): TestCa {
     '-subj',
     `/CN=${name}`,
     '-days',
-    '2',
+    String(days),
     '-addext',
     'basicConstraints=critical,CA:TRUE',
     '-addext',
@@ -64,8 +111,11 @@ export function makeCa(name: string): TestCa {
 export interface IssueOptions {
   /** DNS names for a server certificate; none for a client certificate. */
   readonly dnsNames?: readonly string[];
+  /** IP addresses for a server certificate's subjectAltName, after the DNS names. */
+  readonly ipAddresses?: readonly string[];
   /** Extra x509 extension lines (e.g. authorityInfoAccess for OCSP). */
   readonly extensions?: readonly string[];
+  readonly days?: number;
 }
 
 let serial = 1;
@@ -75,11 +125,13 @@ export function issue(ca: TestCa, stem: string, options: IssueOptions = {}): Iss
   const csrPath = join(pkiDir, `${stem}.csr`);
   const extPath = join(pkiDir, `${stem}.ext`);
   const names = options.dnsNames ?? [];
+  const altNames = [
+    ...names.map((name) => `DNS:${name}`),
+    ...(options.ipAddresses ?? []).map((ip) => `IP:${ip}`),
+  ];
   const lines = [
     'basicConstraints=CA:FALSE',
-    names.length > 0
-      ? `subjectAltName=${names.map((name) => `DNS:${name}`).join(',')}`
-      : 'extendedKeyUsage=clientAuth',
+    altNames.length > 0 ? `subjectAltName=${altNames.join(',')}` : 'extendedKeyUsage=clientAuth',
     ...(options.extensions ?? []),
   ];
   writeFileSync(extPath, `${lines.join('\n')}\n`);
@@ -107,7 +159,7 @@ export function issue(ca: TestCa, stem: string, options: IssueOptions = {}): Iss
     '-out',
     join(pkiDir, `${stem}.crt`),
     '-days',
-    '2',
+    String(options.days ?? DEFAULT_DAYS),
     '-extfile',
     extPath,
   ]);

@@ -1,5 +1,8 @@
-/** Loopback ports for tests that start separate processes (which cannot share port 0). */
-import { createServer, type Server } from 'node:net';
+/**
+ * Loopback ports for tests and benches that start separate processes (which cannot share
+ * port 0), and a wait until something listens on one.
+ */
+import { createConnection, createServer, type Server } from 'node:net';
 
 /** A port that was free a moment ago on 127.0.0.1. */
 export function freePort(host = '127.0.0.1'): Promise<number> {
@@ -44,4 +47,30 @@ export async function freePortPair(host = '127.0.0.1'): Promise<number> {
     return port;
   }
   throw new Error('no free port pair');
+}
+
+function tryConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      // A port in the ephemeral range can be "connected" to itself (TCP simultaneous open)
+      // when nothing listens yet; that would hold the port the server is about to bind.
+      const selfConnected = socket.localPort === port;
+      socket.destroy();
+      resolve(!selfConnected);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Resolves once 127.0.0.1:port accepts TCP connections; rejects after timeoutMs. */
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await tryConnect(port)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw Object.assign(new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`), {
+    code: 'BENCH_PORT_TIMEOUT',
+  });
 }

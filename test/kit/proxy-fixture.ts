@@ -1,11 +1,9 @@
 /**
  * An in-process Proxy on 127.0.0.1:0 built straight from the config model (no parser),
- * with its log lines captured, plus certificates and plain TCP backends to put behind it.
+ * with its log lines captured, plus plain TCP backends to put behind it (certificates:
+ * pki.ts).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { pino } from 'pino';
@@ -18,9 +16,9 @@ import {
 } from '../../src/config/model.js';
 import type { ProxyObserver } from '../../src/proxy/events.js';
 import { TlsProxy } from '../../src/proxy/proxy.js';
-import { type CertificateMaterial, loadPemFile } from '../../src/tls/material.js';
-import { makeSelfSigned } from '../../src/tls/selfsigned.js';
+import type { CertificateMaterial } from '../../src/tls/material.js';
 import { eventually } from './eventually.js';
+import { localhostCertificate } from './pki.js';
 
 export interface LogLine {
   readonly level: number;
@@ -46,40 +44,6 @@ export class CapturedLog {
   withReason(reason: string): LogLine[] {
     return this.lines.filter((line) => line.reason === reason);
   }
-}
-
-export interface TestCertificate {
-  readonly material: CertificateMaterial;
-  readonly certPath: string;
-  readonly keyPath: string;
-  readonly combinedPath: string;
-  readonly cert: Buffer;
-}
-
-const certDir = mkdtempSync(join(tmpdir(), 'unhitch-certs-'));
-process.once('exit', () => rmSync(certDir, { recursive: true, force: true }));
-
-/** A self-signed certificate (ECDSA P-256) for the given names, loaded as the proxy would. */
-export function makeCertificate(stem: string, dnsNames: string[] = ['localhost']): TestCertificate {
-  const made = makeSelfSigned({ dir: certDir, stem, commonName: dnsNames[0] ?? stem, dnsNames });
-  const material = loadPemFile(
-    { certPath: made.certPath, privateKeyPath: made.keyPath, ocspResponsePath: undefined },
-    undefined,
-    () => {},
-  );
-  return {
-    material,
-    certPath: made.certPath,
-    keyPath: made.keyPath,
-    combinedPath: made.combinedPath,
-    cert: made.cert,
-  };
-}
-
-let sharedCertificate: TestCertificate | undefined;
-export function localhostCertificate(): TestCertificate {
-  sharedCertificate ??= makeCertificate('localhost', ['localhost']);
-  return sharedCertificate;
 }
 
 export function frontendOn(port = 0, tls: Partial<TlsSettings> = {}): FrontendConfig {
