@@ -11,7 +11,6 @@
  * a proxy-side failure log line. The unhitch child is stopped by PID on every exit path.
  */
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { makeSelfSigned } from '../src/tls/selfsigned.js';
 import {
@@ -27,11 +26,9 @@ import { closeBackend, startBackend } from '../test/kit/proxy-fixture.js';
 import { startSingleWorker, type UnhitchProcess } from '../test/kit/unhitch-process.js';
 import { type Flags, positiveFlag } from './lib/cli-args.js';
 import { runBench } from './lib/harness.js';
-import { REPO_ROOT } from './lib/proxies.js';
 import type { ResultsSection } from './lib/results-file.js';
 import { formatCount, formatMarkdownTable } from './lib/table.js';
 
-const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
 const FLAGS = ['connections', 'parallel', 'max-minutes', 'no-write'] as const;
 const PROGRESS_INTERVAL_MS = 10_000;
 const SETTLE_MAX_MS = 10_000;
@@ -257,7 +254,6 @@ runBench({
         stdout: table,
         verdict: failed.length === 0 ? 'churn: no leak' : `churn: FAILED: ${failed.join('; ')}`,
         results: resultsSection(settings, result, table),
-        writeFiles: () => console.log(`churn: wrote ${RESULTS_MD}`),
         exitStatus: failed.length === 0 ? 0 : 1,
       };
     } finally {

@@ -31,6 +31,7 @@ import {
   type RunningProxy,
   startProxy,
 } from './lib/proxies.js';
+import type { Reliability } from './lib/reliability.js';
 import { barChartsSvg } from './lib/svg.js';
 import {
   cpuPerResponseRatioLine,
@@ -43,8 +44,6 @@ import {
 import type { LoadResult } from './wt-load/run.js';
 
 const WT_LOAD = join(REPO_ROOT, 'dist', 'bench', 'wt-load', 'main.js');
-const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
-const CHART_SVG = join(REPO_ROOT, 'bench', 'results', 'compare.svg');
 const KNOWN_FLAGS = [
   'backends',
   'proxies',
@@ -249,7 +248,10 @@ async function runOne(
   }
 }
 
-function detailsTable(results: readonly { row: ResultRow; measurement: Measurement }[]): string {
+function detailsTable(
+  results: readonly { row: ResultRow; measurement: Measurement }[],
+  reliability: Reliability,
+): string {
   return formatMarkdownTable(
     [
       'Backend',
@@ -277,7 +279,7 @@ function detailsTable(results: readonly { row: ResultRow; measurement: Measureme
       m.proxyCpuMicros === null
         ? '–'
         : ((m.proxyCpuMicros / (m.load.measuredSeconds * 1e6)) * 100).toFixed(0),
-      m.otherLoadOnProxyCpuPercent === null ? '–' : m.otherLoadOnProxyCpuPercent.toFixed(0),
+      reliability.otherLoadCell(`${row.backend} × ${row.proxy}`, m.otherLoadOnProxyCpuPercent),
     ]),
   );
 }
@@ -326,11 +328,13 @@ runBench({
         }
       }
     }
-    const rows = withRatios(results.map((r) => r.row));
-    const rowsWithMeasurements = results.map((r, i) => ({ ...r, row: rows[i] as ResultRow }));
+    const details = detailsTable(results, bench.reliability);
+    // "vs no proxy" and the headline are ratios: none from an unreliable run.
+    const measuredRows = results.map((r) => r.row);
+    const rows = bench.reliability.unreliable ? measuredRows : withRatios(measuredRows);
     const table = formatResultTable(rows);
-    const headline = cpuPerResponseRatioLine(rows);
-    const details = detailsTable(rowsWithMeasurements);
+    const ratioLine = cpuPerResponseRatioLine(rows);
+    const [headline] = bench.reliability.ratioLines(ratioLine === null ? [] : [ratioLine]);
     return {
       stdout: `${table}\n\n${details}${headline ? `\n\n${headline}` : ''}`,
       results: {
@@ -347,9 +351,10 @@ runBench({
         ],
         references: true,
       },
-      writeFiles: () => {
-        writeFileSync(CHART_SVG, chartSvg(rows));
-        process.stderr.write(`wrote ${RESULTS_MD} and ${CHART_SVG}\n`);
+      writeFiles: (directory) => {
+        const path = join(directory, 'compare.svg');
+        writeFileSync(path, chartSvg(rows));
+        return [path];
       },
     };
   },

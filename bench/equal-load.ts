@@ -33,6 +33,7 @@ import {
   REPO_ROOT,
   type RunningProxy,
 } from './lib/proxies.js';
+import { UNRELIABLE_OTHER_LOAD_PERCENT } from './lib/reliability.js';
 import {
   equalLoadRatioLine,
   formatCount,
@@ -56,8 +57,6 @@ const UNIT: Record<Kind, string> = {
   'full-hybrid': 'full handshake',
   'resumed-hybrid': 'resumed handshake',
 };
-/** Above this share of the proxy CPU taken by other processes a row is flagged as noisy. */
-const NOISY_OTHER_LOAD_PERCENT = 10;
 /** References measured beside the proxies, not used to pick the offered rate. */
 const FLOORS: readonly ProxyName[] = ['node-tls', 'node-tls-bare'];
 
@@ -314,7 +313,6 @@ runBench({
 
     const rows: string[][] = [];
     const ratioLines: string[] = [];
-    let noisy = false;
     for (const kind of kinds) {
       const rates = offeredRates.get(kind);
       const columns: (number | 'max')[] = ['max', ...loads];
@@ -323,7 +321,6 @@ runBench({
           const list = runs.get(key(kind, name, column)) ?? [];
           if (list.length === 0) continue;
           const otherMax = Math.max(...list.map((run) => run.otherLoadOnProxyCpuPercent ?? 0));
-          if (otherMax > NOISY_OTHER_LOAD_PERCENT) noisy = true;
           const offered = column === 'max' ? null : rates?.get(column);
           rows.push([
             kind,
@@ -337,7 +334,7 @@ runBench({
             formatDecimal(median(list.map((run) => run.proxyBusyPercent)), 0),
             String(list.reduce((sum, run) => sum + run.missed, 0)),
             String(list.reduce((sum, run) => sum + run.errors, 0)),
-            `${formatDecimal(otherMax, 0)}${otherMax > NOISY_OTHER_LOAD_PERCENT ? ' NOISY' : ''}`,
+            bench.reliability.otherLoadCell(`${name} ${kind} ${column}`, otherMax),
             groupsChosen(list.map((run) => run.groups)) || '—',
           ]);
         }
@@ -389,11 +386,14 @@ runBench({
       rows,
     );
     const loadAverageAtEnd = loadAverage();
-    const noiseNote = noisy
-      ? `- NOISY: other processes took more than ${NOISY_OTHER_LOAD_PERCENT} % of the proxy CPU in some run (rows marked); read those figures as taken on a loaded machine.`
-      : `- Other processes took at most ${NOISY_OTHER_LOAD_PERCENT} % of the proxy CPU in every run.`;
+    const reliableRatioLines = bench.reliability.ratioLines(ratioLines);
+    const noiseNote = bench.reliability.unreliable
+      ? []
+      : [
+          `- Other processes took at most ${UNRELIABLE_OTHER_LOAD_PERCENT} % of the proxy CPU in every run.`,
+        ];
     return {
-      stdout: `${table}\n\n${ratioLines.join('\n')}`,
+      stdout: `${table}\n\n${reliableRatioLines.join('\n')}`,
       results: {
         heading: '## equal-load: proxy CPU per message and per handshake at the same offered rate',
         notes: [
@@ -401,12 +401,16 @@ runBench({
           `- Saturation rows: closed loop, each proxy at its own maximum (once). Equal-load rows: open loop at ${loads.join(' % and ')} % of the slowest proxy's maximum (node-tls and node-tls-bare, the node:tls floors, are measured at the same rates but do not set them) (announces/s for messages, over ${connections} connections; handshakes/s with at most ${concurrency} in flight per client worker × ${handshakeWorkers}), every proxy the same rate, ${repeat} round(s) with the proxies taking turns; median shown. Unit: a relayed response (announce reply, offer or answer) for messages, a handshake otherwise.`,
           `- Key exchange: \`full\` and \`resumed\` clients offer only ${groups} (what Hitch and HAProxy on OpenSSL 3.0 choose anyway), so every proxy does the same work; \`full-hybrid\`/\`resumed-hybrid\` clients offer ${HYBRID_OFFER} as browsers do, and unhitch (OpenSSL 3.5) then chooses the post-quantum hybrid. The last column names the group each proxy chose.`,
           `- Machine load average (1/5/15 min) at start: ${loadAverageAtStart}; at end: ${loadAverageAtEnd}.`,
-          noiseNote,
+          ...noiseNote,
         ],
         blocks: [
           table,
-          'The ratio lines below come from the equal-load rows at the highest load (not from a saturation run):',
-          ...ratioLines,
+          ...(reliableRatioLines.length > 0
+            ? [
+                'The ratio lines below come from the equal-load rows at the highest load (not from a saturation run):',
+                ...reliableRatioLines,
+              ]
+            : []),
         ],
         references: true,
       },

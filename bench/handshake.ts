@@ -155,7 +155,10 @@ runBench({
             : []),
           String(list.reduce((sum, run) => sum + run.failures, 0)),
           formatDecimal(median(list.map((run) => run.clientCpuMicrosPerHandshake))),
-          formatDecimal(Math.max(...list.map((run) => run.otherLoadOnProxyCpuPercent ?? 0)), 0),
+          bench.reliability.otherLoadCell(
+            `${name} ${mode}`,
+            Math.max(...list.map((run) => run.otherLoadOnProxyCpuPercent ?? 0)),
+          ),
           groupsChosen(list.map((run) => run.groups)) || '—',
         ]);
       }
@@ -176,18 +179,20 @@ runBench({
     );
     // Closed loop: each proxy at its own rate, so the ratio is labelled as such (equal-load.ts
     // has the ratio at the same offered rate).
-    const ratioLines = MODES.flatMap((mode) => {
-      const unhitch = medianCpu.get(`unhitch ${mode}`);
-      const ratio =
-        unhitch === undefined || unhitch === null
-          ? null
-          : ratioTo(unhitch, medianCpu.get(`hitch ${mode}`));
-      return ratio === null
-        ? []
-        : [
-            `saturation ratio unhitch/hitch cpu-per-${mode}-handshake: ${ratio.toFixed(2)} (closed loop, each proxy at its own rate; bench/equal-load gives the comparable ratio)`,
-          ];
-    });
+    const ratioLines = bench.reliability.ratioLines(
+      MODES.flatMap((mode) => {
+        const unhitch = medianCpu.get(`unhitch ${mode}`);
+        const ratio =
+          unhitch === undefined || unhitch === null
+            ? null
+            : ratioTo(unhitch, medianCpu.get(`hitch ${mode}`));
+        return ratio === null
+          ? []
+          : [
+              `saturation ratio unhitch/hitch cpu-per-${mode}-handshake: ${ratio.toFixed(2)} (closed loop, each proxy at its own rate; bench/equal-load gives the comparable ratio)`,
+            ];
+      }),
+    );
     return {
       stdout: `${table}\n${ratioLines.join('\n')}`,
       results: {

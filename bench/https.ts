@@ -93,21 +93,27 @@ runBench({
           );
           const { result, proxyCpuMicros: cpuMicros } = measured;
           if (name === 'none') baseline = result.requests.average;
+          const otherLoad = bench.reliability.otherLoadCell(
+            name,
+            measured.otherLoadOnProxyCpuPercent,
+          );
           rows.push([
             name,
             Math.round(result.requests.average).toLocaleString('en-US'),
-            baseline && name !== 'none'
-              ? `${((result.requests.average / baseline) * 100).toFixed(1)} %`
-              : name === 'none'
-                ? '100.0 %'
-                : '–',
+            bench.reliability.unreliable
+              ? '–'
+              : baseline && name !== 'none'
+                ? `${((result.requests.average / baseline) * 100).toFixed(1)} %`
+                : name === 'none'
+                  ? '100.0 %'
+                  : '–',
             formatDecimal(
               cpuMicros !== null && result.requests.total > 0
                 ? cpuMicros / result.requests.total
                 : null,
             ),
             String(result.errors + result.timeouts + result.non2xx),
-            formatDecimal(measured.otherLoadOnProxyCpuPercent, 0),
+            otherLoad,
           ]);
           process.stderr.write(`   ${rows[rows.length - 1]?.join(' | ')}\n`);
         } finally {
@@ -119,6 +125,8 @@ runBench({
       }
     }
     await backend.stop();
+    // "vs no proxy" is a ratio: none from an unreliable run (lib/reliability.ts).
+    if (bench.reliability.unreliable) for (const row of rows) row[2] = '–';
     const table = formatMarkdownTable(
       [
         'Proxy',

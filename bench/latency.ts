@@ -140,9 +140,9 @@ runBench({
         formatDecimal(added(name, (r) => r.p999Micros)),
         formatDecimal(med(name, (r) => r.proxyCpuMicrosPerRoundTrip)),
         String((runs.get(name) ?? []).reduce((sum, r) => sum + r.failures, 0)),
-        formatDecimal(
+        bench.reliability.otherLoadCell(
+          name,
           Math.max(...(runs.get(name) ?? []).map((r) => r.otherLoadOnProxyCpuPercent ?? 0)),
-          0,
         ),
       ]);
     const table = formatMarkdownTable(

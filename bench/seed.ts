@@ -51,8 +51,6 @@ function hardOpenFilesLimit(): number {
   }
 }
 
-/** Above this share of the proxy CPU taken by other processes a row is flagged as noisy. */
-const NOISY_OTHER_LOAD_PERCENT = 10;
 /** Descriptors kept back from the limit for everything but the connections. */
 const SPARE_FILES = 512;
 
@@ -160,7 +158,6 @@ runBench({
     const openFilesLimit = hardLimit;
     const rows: string[][] = [];
     const loadAverageAtStart = loadAverage();
-    let noisy = false;
     for (const spec of backends) {
       for (const workers of workerCounts) {
         for (const connections of connectionCounts) {
@@ -209,7 +206,6 @@ runBench({
               });
               const r = measured.result;
               const other = measured.otherLoadOnProxyCpuPercent;
-              if (other !== null && other > NOISY_OTHER_LOAD_PERCENT) noisy = true;
               rows.push([
                 spec.name,
                 name,
@@ -227,9 +223,10 @@ runBench({
                 String(r.errors - r.connectionErrors),
                 String(backendErrors.count()),
                 backendErrors.example() || '–',
-                other === null
-                  ? '–'
-                  : `${formatDecimal(other, 0)}${other > NOISY_OTHER_LOAD_PERCENT ? ' NOISY' : ''}`,
+                bench.reliability.otherLoadCell(
+                  `${spec.name} × ${name} × ${workers} × ${connections}`,
+                  other,
+                ),
               ]);
               process.stderr.write(`   ${rows.at(-1)?.join(' | ')}\n`);
             } catch (err) {
@@ -278,11 +275,6 @@ runBench({
           ...(provoking
             ? [
                 'A backend that accepts slowly (short listen backlog, stalling event loop) drops SYNs; a proxy connect then waits for the kernel to retransmit (1 s, 3 s, …). A proxy with a backend connect timeout shorter than that closes the client (counted as lost connections and backend-error log lines); one with a longer timeout (Hitch 1.7.2, whose timeout cannot be set) keeps the client waiting, which shows as fewer connections open.',
-              ]
-            : []),
-          ...(noisy
-            ? [
-                `NOISY: other processes took more than ${NOISY_OTHER_LOAD_PERCENT} % of the proxy CPU in some run (rows marked): figures taken on a loaded machine.`,
               ]
             : []),
           table,

@@ -1,7 +1,10 @@
 /**
  * Soak: a wt-load-like WebSocket loop (connect, announce with offers, read the answer,
  * close, again) against bittorrent-tracker behind the real unhitch binary, for minutes,
- * printing the worker's RSS and open fds every interval. A leak shows as a climbing row.
+ * printing the workers' RSS, V8 heap, RSS beyond the heap's high-water and open fds every
+ * interval. RSS climbs while V8's old generation grows to its first mark-compact (how long
+ * that takes depends on the rate); a native leak shows as a climbing "beyond heap" column
+ * (test/kit/worker-memory.ts).
  *
  *   node dist/bench/soak.js --minutes=10 [--interval=30] [--concurrency=16] [--workers=1]
  *
@@ -17,6 +20,7 @@ import { makeSelfSigned } from '../src/tls/selfsigned.js';
 import { freePort, waitForPort } from '../test/kit/ports.js';
 import { processTree, sampleProcess } from '../test/kit/proc.js';
 import { type LoopTotals, trackerLoop } from '../test/kit/tracker-loop.js';
+import { workersHeapCommittedBytes } from '../test/kit/worker-memory.js';
 import { parseFlags, positiveFlag } from './lib/cli-args.js';
 import {
   type BenchProcess,
@@ -50,18 +54,22 @@ async function main(argv: readonly string[]): Promise<void> {
   const trackerPort = await freePort();
   await new Promise<void>((done) => tracker.listen(trackerPort, '127.0.0.1', done));
   const port = await freePort();
+  const metricsPort = await freePort();
   let unhitch: BenchProcess | undefined;
   try {
     unhitch = startProcess({
       name: 'unhitch',
       command: process.execPath,
-      args: unhitchArgs({
-        frontendPort: port,
-        backendPort: trackerPort,
-        workers,
-        logLevel: 'warn',
-        pemPath: cert.combinedPath,
-      }),
+      args: [
+        ...unhitchArgs({
+          frontendPort: port,
+          backendPort: trackerPort,
+          workers,
+          logLevel: 'warn',
+          pemPath: cert.combinedPath,
+        }),
+        `--metrics=127.0.0.1:${metricsPort}`,
+      ],
       echoStderr: true,
     });
     await untilReady(unhitch, waitForPort(port, 15_000));
@@ -83,8 +91,11 @@ async function main(argv: readonly string[]): Promise<void> {
       `soak: ${minutes} min, ${concurrency} concurrent sessions, ${workers} worker(s), sample every ${intervalSec} s`,
     );
     console.log(runtimeLines().join('\n'));
-    console.log('| elapsed s | sessions | announces/s | errors | worker RSS MiB | worker fds |');
-    console.log('|---:|---:|---:|---:|---:|---:|');
+    console.log(
+      '| elapsed s | sessions | announces/s | errors | worker RSS MiB | V8 heap MiB | RSS beyond heap MiB | worker fds |',
+    );
+    console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+    let heapHighWater = 0;
     let lastAnnounces = 0;
     let lastAt = started;
     const rows: Array<{ rssBytes: number; fds: number }> = [];
@@ -94,12 +105,14 @@ async function main(argv: readonly string[]): Promise<void> {
       const samples = workerPids().map(sampleProcess);
       const rss = samples.reduce((sum, sample) => sum + sample.rssBytes, 0);
       const fds = samples.reduce((sum, sample) => sum + sample.fds, 0);
+      const heap = await workersHeapCommittedBytes(metricsPort);
+      heapHighWater = Math.max(heapHighWater, heap);
       rows.push({ rssBytes: rss, fds });
       const rate = ((totals.announces - lastAnnounces) * 1000) / Math.max(now - lastAt, 1);
       lastAnnounces = totals.announces;
       lastAt = now;
       console.log(
-        `| ${Math.round((now - started) / 1000)} | ${totals.sessions} | ${rate.toFixed(0)} | ${totals.errors} | ${(rss / MiB).toFixed(1)} | ${fds} |`,
+        `| ${Math.round((now - started) / 1000)} | ${totals.sessions} | ${rate.toFixed(0)} | ${totals.errors} | ${(rss / MiB).toFixed(1)} | ${(heap / MiB).toFixed(1)} | ${((rss - heapHighWater) / MiB).toFixed(1)} | ${fds} |`,
       );
     }
     await loop;

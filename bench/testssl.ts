@@ -1,7 +1,7 @@
 /**
  * testssl.sh against unhitch with its default TLS settings, on loopback: findings counted
- * by severity, the LOW-and-above ones listed, written to bench/RESULTS.md (section
- * "testssl") and bench/results/testssl.md. Exits 1 when a HIGH or CRITICAL finding is about
+ * by severity, the LOW-and-above ones listed, written to RESULTS.md (section "testssl") and
+ * results/testssl.md in the results directory (bench/out/; bench/ with --update-results). Exits 1 when a HIGH or CRITICAL finding is about
  * unhitch's TLS (not about the loopback test certificate or the backend's HTTP).
  *
  *   node dist/bench/testssl.js [--testssl=/usr/bin/testssl] [--no-write]
@@ -9,7 +9,7 @@
  * Needs testssl.sh (Debian package testssl.sh, binary `testssl`). Both children are stopped
  * by PID however this ends (the bench process harness).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { issue, makeCa } from '../test/kit/pki.js';
@@ -17,9 +17,8 @@ import { freePort, waitForPort } from '../test/kit/ports.js';
 import { TESTSSL_BATCH_ARGS } from '../test/kit/testssl.js';
 import { runBench } from './lib/harness.js';
 import { startProcess, stopProcess, untilReady } from './lib/processes.js';
-import { REPO_ROOT, unhitchArgs } from './lib/proxies.js';
+import { unhitchArgs } from './lib/proxies.js';
 
-const RESULTS_DIR = resolve(REPO_ROOT, 'bench/results');
 const TESTSSL_TIMEOUT_MS = 15 * 60_000;
 /** Long enough that scanners do not flag it as about to expire (they warn below 30 days). */
 const VALID_DAYS = 90;
@@ -206,9 +205,10 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import
             stdout: markdown,
             // Its own layout: the scan's meta line stands where other sections list the machine.
             results: markdown,
-            writeFiles: () => {
-              mkdirSync(RESULTS_DIR, { recursive: true });
-              writeFileSync(join(RESULTS_DIR, 'testssl.md'), `${markdown}\n`);
+            writeFiles: (directory) => {
+              const path = join(directory, 'testssl.md');
+              writeFileSync(path, `${markdown}\n`);
+              return [path];
             },
             exitStatus: severe.length > 0 ? 1 : 0,
           };

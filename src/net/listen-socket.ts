@@ -52,10 +52,15 @@ export async function resolveBindHost(host: string | undefined): Promise<string>
 }
 
 /**
- * Bind `host:port` (a numeric address) with SO_REUSEPORT. Port 0 picks a free port;
- * the returned port is the one bound. Throws UNHITCH_LISTEN with the errno name.
+ * Bind `host:port` (a numeric address) with SO_REUSEPORT (unless `reusePort` is false).
+ * Port 0 picks a free port; the returned port is the one bound. Throws UNHITCH_LISTEN
+ * with the errno name.
  */
-export function bindReusePort(host: string, port: number): { handle: ListenHandle; port: number } {
+export function bindReusePort(
+  host: string,
+  port: number,
+  reusePort = true,
+): { handle: ListenHandle; port: number } {
   const create = (net as unknown as { _createServerHandle?: CreateServerHandle })
     ._createServerHandle;
   if (typeof create !== 'function') {
@@ -65,7 +70,13 @@ export function bindReusePort(host: string, port: number): { handle: ListenHandl
     );
   }
   const family = isIP(host);
-  const result = create(host, port, family === 6 ? 6 : 4, undefined, UV_TCP_REUSEPORT);
+  const result = create(
+    host,
+    port,
+    family === 6 ? 6 : 4,
+    undefined,
+    reusePort ? UV_TCP_REUSEPORT : 0,
+  );
   const shown = family === 6 ? `[${host}]:${port}` : `${host}:${port}`;
   const bracketed = `[${host}]:${port}`;
   if (typeof result === 'number') {

@@ -13,6 +13,7 @@ import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { pino } from 'pino';
+import { acmeCertificateSource } from '../acme/store.js';
 import type { ProxyConfig } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
 import { TlsProxy } from '../proxy/proxy.js';
@@ -89,7 +90,10 @@ export async function preflight(
     identityWarnings.push(ROOT_WORKERS_WARNING);
   }
   const certificateWarnings: string[] = [];
-  const certificates = loadCertificates(config, (message) => certificateWarnings.push(message));
+  const warn = (message: string): void => {
+    certificateWarnings.push(message);
+  };
+  const certificates = loadCertificates(config, warn, acmeCertificateSource(config.acme, warn));
   // The workers' own construction: contexts per certificate, tls.Server per frontend.
   TlsProxy.check({
     config,

@@ -12,7 +12,6 @@ import { ConfigError } from '../config/errors.js';
 import type { ClientVerifyMode, PemFileConfig, ProxyConfig, TlsSettings } from '../config/model.js';
 import { pemPosition } from '../config/pem-positions.js';
 import { strerror } from '../net/strerror.js';
-import { acmePlaceholder, storedAcmeCertificate } from './acme-material.js';
 import {
   certificateChain,
   chainsToTrusted,
@@ -48,11 +47,18 @@ type ClientVerifyScope = Pick<TlsSettings, 'clientVerify' | 'clientVerifyCa'> & 
   readonly ocspVerifyStaple?: boolean;
 };
 
+/**
+ * The certificate an acme block adds (acme/store.ts owns it); `needed`: no other global
+ * certificate could serve, so a placeholder is asked for when nothing is stored yet.
+ */
+export type AcmeCertificateSource = (needed: boolean) => CertificateMaterial | undefined;
+
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]+?-----END \1-----\r?\n?/g;
 
 export function loadCertificates(
   config: ProxyConfig,
   warn: (message: string) => void = () => {},
+  acme?: AcmeCertificateSource,
 ): CertificateMaterial[] {
   const loaded: CertificateMaterial[] = [];
   const caBundles = new Map<string, Buffer>();
@@ -63,10 +69,9 @@ export function loadCertificates(
   // The ACME certificate is a global one, in front of the pem-files: Hitch's default (the
   // last pem-file) stays the default, and SNI finds the ACME names as it finds any other.
   if (config.acme !== undefined) {
-    const acme =
-      storedAcmeCertificate(config.acme, warn) ??
-      (globals.length === 0 ? acmePlaceholder(config.acme) : undefined);
-    if (acme !== undefined) loaded.push(acme);
+    if (acme === undefined) throw new Error('loadCertificates: an acme block needs its source');
+    const material = acme(globals.length === 0);
+    if (material !== undefined) loaded.push(material);
   }
   for (const pem of globals) {
     loaded.push(

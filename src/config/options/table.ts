@@ -34,6 +34,7 @@ import {
   parseBool,
   parseBracketAddress,
   parseClientVerify,
+  parseDnsName,
   parseHostPort,
   parseLogLevel,
   parsePort,
@@ -440,22 +441,6 @@ function acmeField(ctx: ApplyContext, entry: Entry): AcmeDraft {
       entry.position,
     );
   return ctx.acme;
-}
-
-/** RFC 1123 host names; no wildcard (neither tls-alpn-01 nor http-01 can prove one). */
-const DNS_NAME =
-  /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-
-function parseDnsName(item: ScalarItem, text: string): string {
-  const name = text.toLowerCase().replace(/\.$/, '');
-  if (name.startsWith('*.'))
-    invalid(
-      item,
-      `${JSON.stringify(text)}: a wildcard needs the dns-01 challenge, which unhitch does not answer`,
-      'a DNS name without *',
-    );
-  if (!DNS_NAME.test(name)) invalid(item, `invalid DNS name ${JSON.stringify(text)}`, 'a DNS name');
-  return name;
 }
 
 function parseUrl(item: ScalarItem, text: string, schemes: readonly string[]): string {

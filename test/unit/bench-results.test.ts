@@ -1,0 +1,84 @@
+/**
+ * Benches leave the tree alone (issue 23): where a run's results go, how a run on a loaded
+ * machine is marked and kept from writing a ratio, and that a runtime download is announced
+ * before it starts.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { dirname } from 'node:path';
+import { test } from 'node:test';
+import { resultsDestination } from '../../bench/lib/harness.js';
+import { REPO_ROOT } from '../../bench/lib/proxies.js';
+import { Reliability, UNRELIABLE_OTHER_LOAD_PERCENT } from '../../bench/lib/reliability.js';
+import { UWS_RUNTIME_NOTICE, uwsRuntime } from '../../bench/lib/runtimes.js';
+
+const flags = (...names: string[]): Map<string, string> =>
+  new Map(
+    names.map((name) => {
+      const [key = name, value = 'true'] = name.split('=');
+      return [key, value];
+    }),
+  );
+
+test('by default a bench writes into bench/out/, which git ignores; --update-results into bench/', () => {
+  const root = '/repo';
+  assert.deepEqual(resultsDestination(flags(), root), {
+    resultsMd: '/repo/bench/out/RESULTS.md',
+    filesDirectory: '/repo/bench/out/results',
+    tracked: false,
+  });
+  assert.deepEqual(resultsDestination(flags('out=/tmp/x'), root), {
+    resultsMd: '/tmp/x/RESULTS.md',
+    filesDirectory: '/tmp/x/results',
+    tracked: false,
+  });
+  assert.deepEqual(resultsDestination(flags('update-results'), root), {
+    resultsMd: '/repo/bench/RESULTS.md',
+    filesDirectory: '/repo/bench/results',
+    tracked: true,
+  });
+  assert.equal(resultsDestination(flags('no-write'), root), null);
+  assert.throws(() => resultsDestination(flags('no-write', 'update-results'), root), {
+    message: '--no-write and --update-results exclude each other',
+  });
+  // What the default writes is ignored by git, so `git status` stays clean after a bench.
+  for (const path of ['bench/out/RESULTS.md', 'bench/out/results/compare.svg']) {
+    execFileSync('git', ['check-ignore', '--quiet', '--no-index', path], { cwd: REPO_ROOT });
+  }
+});
+
+test('a run with more than 10 % other load on the proxy CPU is marked, summarised, and writes no ratio', () => {
+  const quiet = new Reliability();
+  assert.equal(quiet.otherLoadCell('unhitch', 3.2), '3');
+  assert.equal(quiet.otherLoadCell('hitch', UNRELIABLE_OTHER_LOAD_PERCENT), '10');
+  assert.equal(quiet.otherLoadCell('none', null), '–');
+  assert.equal(quiet.unreliable, false);
+  assert.deepEqual(quiet.ratioLines(['ratio unhitch/hitch cpu-per-response: 1.02']), [
+    'ratio unhitch/hitch cpu-per-response: 1.02',
+  ]);
+  assert.equal(quiet.summary(), null);
+
+  const loaded = new Reliability();
+  assert.equal(loaded.otherLoadCell('unhitch full', 4), '4');
+  assert.equal(loaded.otherLoadCell('hitch full', 37.4), '37 UNRELIABLE');
+  assert.equal(loaded.otherLoadCell('hitch full', 12), '12 UNRELIABLE');
+  assert.equal(loaded.unreliable, true);
+  assert.deepEqual(loaded.ratioLines(['ratio unhitch/hitch cpu-per-full-handshake: 0.91']), []);
+  assert.equal(
+    loaded.summary(),
+    'UNRELIABLE: other processes took more than 10 % of the proxy CPU in hitch full (37 %); those rows are marked and no ratio line is written. Rerun on a quiet machine.',
+  );
+});
+
+test('the uws backend says it may download Node 20 before provision-node runs', () => {
+  const events: string[] = [];
+  uwsRuntime(
+    (line) => events.push(`announce: ${line}`),
+    () => {
+      events.push('provision');
+      return dirname(process.execPath);
+    },
+  );
+  assert.deepEqual(events, [`announce: ${UWS_RUNTIME_NOTICE}`, 'provision']);
+  assert.match(UWS_RUNTIME_NOTICE, /downloads Node 20 from the npm registry/);
+});
