@@ -618,13 +618,20 @@ test('a client certificate from another CA: Hitch sends an alert, node can only 
 test('SIGHUP with a broken config: both keep serving the old one', { skip }, async (t) => {
   const dir = workDir(t);
   const { site } = pki();
+  // A backend that accepts: with a refused one, Hitch may close the client before the
+  // handshake's end, and "serves" would measure that race instead of the reload.
+  const backend = createServer((socket) => socket.on('error', () => undefined));
+  backend.listen(0, '127.0.0.1');
+  await once(backend, 'listening');
+  t.after(() => backend.close());
+  const backendPort = (backend.address() as { port: number }).port;
   const observed = await observe(
     {
       dir,
       config: (_impl, port) =>
         [
           `frontend = "[127.0.0.1]:${port}"`,
-          'backend = "[127.0.0.1]:9"',
+          `backend = "[127.0.0.1]:${backendPort}"`,
           `pem-file = "${site}"`,
           'user = "nobody"',
           '',
