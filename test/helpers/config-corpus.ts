@@ -65,7 +65,7 @@ export interface Shape {
   readonly ocspVerify: boolean;
   readonly pidfile: boolean;
   readonly logFile: boolean;
-  readonly alpn: 'none' | 'one' | 'two-with-v2';
+  readonly alpn: 'none' | 'one' | 'two-with-v2' | 'two-without-v2';
   readonly ticketKey: boolean;
   readonly faults: readonly Fault[];
 }
@@ -91,7 +91,6 @@ export const FAULTS = [
   'pidfile-dir-missing',
   'log-dir-missing',
   'log-under-a-file',
-  'two-alpn-without-proxy-v2',
   'bad-ticket-key',
   'syntax-error',
   'unknown-option',
@@ -123,7 +122,7 @@ export const SHAPE: fc.Arbitrary<Shape> = fc.record({
   ocspVerify: fc.boolean(),
   pidfile: fc.boolean(),
   logFile: fc.boolean(),
-  alpn: fc.constantFrom('none', 'one', 'two-with-v2'),
+  alpn: fc.constantFrom('none', 'one', 'two-with-v2', 'two-without-v2'),
   ticketKey: fc.boolean(),
   faults: fc.oneof(
     fc.constant([] as Fault[]),
@@ -222,7 +221,7 @@ export function corpusCase(
   if (has('log-dir-missing')) lines.push(`log-filename = "${join(runDir, 'new/dir/u.log')}"`);
   else if (has('log-under-a-file')) lines.push(`log-filename = "${fx.junk}/u.log"`);
   else if (shape.logFile) lines.push(`log-filename = "${join(runDir, 'u.log')}"`);
-  if (has('two-alpn-without-proxy-v2')) lines.push('alpn-protos = "h2,http/1.1"');
+  if (shape.alpn === 'two-without-v2') lines.push('alpn-protos = "h2,http/1.1"');
   else if (shape.alpn === 'one') lines.push('alpn-protos = "http/1.1"');
   else if (shape.alpn === 'two-with-v2')
     lines.push('alpn-protos = "h2,http/1.1"', 'write-proxy-v2 = on');

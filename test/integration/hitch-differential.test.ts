@@ -55,8 +55,6 @@ const DELIBERATE: Partial<Record<Fault, string>> = {
     "unhitch creates a log file's missing directories (mkdir -p); Hitch cannot open the file and exits 2",
   'log-under-a-file':
     'a log file that cannot be opened exits 1 like every other start-up failure (UNHITCH_LOG_FILE); Hitch exits 2',
-  'two-alpn-without-proxy-v2':
-    'unhitch refuses several alpn-protos without write-proxy-v2 (the backend could not learn the chosen protocol); Hitch 1.7.1 dropped that check',
 };
 
 /** Corpus cases run through both (sampled with a fixed seed; the whole corpus is 200). */
