@@ -11,16 +11,10 @@
  * afterwards (reload.ts); only that one read the configuration after the request, and
  * only its verdict answers it. `sequence` counts the verdicts of one primary.
  */
-import {
-  type FSWatcher,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  watch,
-  writeFileSync,
-} from 'node:fs';
+import { type FSWatcher, readFileSync, unlinkSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import { UnhitchError } from '../errors.js';
+import { writeFileNoFollow } from '../ops/privileges.js';
 
 export type ReloadOutcome = 'reloaded' | 'rejected' | 'failed';
 
@@ -71,9 +65,9 @@ export class ReloadStatusFile {
       ...report,
       begunAt: report.begunAt.toString(),
     };
-    const aside = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(aside, `${JSON.stringify(verdict)}\n`, { mode: 0o644 });
-    renameSync(aside, this.path);
+    // Written as root beside the pidfile, in a directory others may write to: never
+    // through a file or symlink planted at a predictable name.
+    writeFileNoFollow(this.path, `${JSON.stringify(verdict)}\n`, 0o644);
   }
 
   remove(): void {
