@@ -13,6 +13,7 @@ import { unsupportedSettings } from './config/unsupported.js';
 import { exitStatusFor, logCode } from './errors.js';
 import { createLogger } from './ops/log.js';
 import { preflight } from './ops/preflight.js';
+import { supportedNode } from './runtime.js';
 
 type RunAction = Extract<CliAction, { kind: 'run' }>;
 
@@ -170,12 +171,15 @@ async function reportStartupError(
   return exitStatusFor(err);
 }
 
-main(process.argv.slice(2)).then(
-  (status) => {
-    if (status !== 0) process.exitCode = status;
-  },
-  (err: unknown) => {
-    process.exitCode = exitStatusFor(err);
-    process.stderr.write(`unhitch: ${err instanceof Error ? err.message : String(err)}\n`);
-  },
-);
+// Run directly (`node dist/src/cli.js`, as README and the benches name it), this module
+// is an entry point too: its imports load on an old Node, but nothing runs there.
+if (supportedNode())
+  main(process.argv.slice(2)).then(
+    (status) => {
+      if (status !== 0) process.exitCode = status;
+    },
+    (err: unknown) => {
+      process.exitCode = exitStatusFor(err);
+      process.stderr.write(`unhitch: ${err instanceof Error ? err.message : String(err)}\n`);
+    },
+  );
