@@ -120,6 +120,27 @@ function readPid(pidfile: string): number {
   return pid;
 }
 
+/** The entry scripts an unhitch process runs (the launchers and npm's bin end in these). */
+const UNHITCH_ENTRY = /(^|\/)dist\/src\/(cli|bin)\.js$/;
+
+/**
+ * Why `pid` is not an unhitch process, or undefined when it is one (or the kernel does
+ * not say: no /proc). A pidfile outlives a primary killed with SIGKILL, and its pid can be
+ * reused by any process, which a SIGHUP from root would kill.
+ */
+function notUnhitch(pid: number): string | undefined {
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
+  } catch {
+    // No such process (signalling says so: ESRCH), or no /proc: nothing to check by.
+    return undefined;
+  }
+  if (argv.some((arg) => UNHITCH_ENTRY.test(arg))) return undefined;
+  const command = argv.filter((arg) => arg !== '').join(' ');
+  return command.length > 120 ? `${command.slice(0, 117)}...` : command;
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -149,6 +170,11 @@ export async function requestReload(
     throw requestError(`cannot watch ${dirname(statusPath)} for the verdict`, err);
   }
   try {
+    const foreign = notUnhitch(pid);
+    if (foreign !== undefined)
+      throw requestError(
+        `pid ${pid} from ${pidfile} is not unhitch (${foreign}): a stale pidfile? not signalled`,
+      );
     const askedAt = process.hrtime.bigint();
     try {
       process.kill(pid, 'SIGHUP');
