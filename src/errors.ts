@@ -60,6 +60,12 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_CONFIG_ALPN_UNSEEN: {
+    meaning:
+      '`alpn-protos` names several protocols but `write-proxy-v2` is off: the backend cannot learn which one the client chose (Hitch 1.7.1+ accepts this silently).',
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_CONFIG_LEGACY_PROTOCOL: {
     meaning: 'A TLS version older than 1.2 is enabled.',
     exitStatus: null,
