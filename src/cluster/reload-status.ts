@@ -121,7 +121,7 @@ function readPid(pidfile: string): number {
 }
 
 /** The entry scripts an unhitch process runs (the launchers and npm's bin end in these). */
-const UNHITCH_ENTRY = /(^|\/)dist\/src\/(cli|bin)\.js$/;
+const ENTRY_SCRIPT = /(^|\/)dist\/src\/(cli|bin)\.js$/;
 
 /**
  * Why `pid` is not an unhitch process, or undefined when it is one (or the kernel does
@@ -136,7 +136,7 @@ function notUnhitch(pid: number): string | undefined {
     // No such process (signalling says so: ESRCH), or no /proc: nothing to check by.
     return undefined;
   }
-  if (argv.some((arg) => UNHITCH_ENTRY.test(arg))) return undefined;
+  if (argv.some((arg) => ENTRY_SCRIPT.test(arg))) return undefined;
   const command = argv.filter((arg) => arg !== '').join(' ');
   return command.length > 120 ? `${command.slice(0, 117)}...` : command;
 }
