@@ -69,7 +69,7 @@ test('each entry point refuses an old Node with one line and status 1', { skip: 
     assert.equal(result.stdout, '', entry);
   }
   // The npm launcher finds no node beside it in bin/, so PATH's (the old one) runs it.
-  const launcher = spawnSync(join(ROOT, 'bin/unhitch'), ['--version'], {
+  const launcher = spawnSync(join(ROOT, 'packaging/npm/unhitch'), ['--version'], {
     encoding: 'utf8',
     env: { PATH: SYSTEM_PATH },
   });
