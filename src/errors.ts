@@ -60,6 +60,12 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_CONFIG_ALPN_UNSEEN: {
+    meaning:
+      '`alpn-protos` names several protocols but `write-proxy-v2` is off: the backend cannot learn which one the client chose (Hitch 1.7.1+ accepts this silently).',
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_CONFIG_LEGACY_PROTOCOL: {
     meaning: 'A TLS version older than 1.2 is enabled.',
     exitStatus: null,
@@ -392,6 +398,12 @@ export const CODES = {
   UNHITCH_SERVICES_DIED: {
     meaning:
       'The unprivileged services process (ACME orders and http-01, OCSP fetches) exited or could not start; it is restarted with a growing back-off, an ACME order under way is retried.',
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_SERVICES_REPORT_INVALID: {
+    meaning:
+      'The unprivileged services process sent the primary a report with a field of the wrong kind or size (a bug, or a compromised process): the report is refused and the services process killed and restarted.',
     exitStatus: null,
     level: 'error',
   },

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import type { LogFormat } from '../config/model.js';
 import { prettyLine, resolveLogFormat } from '../ops/log-format.js';
 
-/** Set in the daemon's environment; its presence tells cli.ts it is the daemon. */
+/** Set in the daemon's environment; its presence tells command.ts it is the daemon. */
 export const DAEMON_ENV = 'UNHITCH_DAEMON_REPORT_FD';
 /** The daemon's end of the report pipe (stdio index 3 of the spawn). */
 const REPORT_FD = 3;

@@ -26,6 +26,7 @@ import { Reloader } from './reload.js';
 import { ReloadStatusFile, reloadStatusPath } from './reload-status.js';
 import { type Cleanup, startServices } from './services.js';
 import { ServicesProcess } from './services-process.js';
+import { startFailureMessage } from './start-failure.js';
 import { Supervisor } from './supervisor.js';
 import { TicketKeyOwner } from './ticket-keys.js';
 
@@ -202,7 +203,7 @@ class Primary {
       for (const signal of this.stopSignals) process.off(signal, onStop);
       throw new UnhitchError(
         'UNHITCH_WORKERS_FAILED',
-        'workers failed to start; see the log above',
+        startFailureMessage(this.supervisor.firstStartError),
       );
     }
     if (started) {

@@ -36,6 +36,8 @@ export class ListenSocketError extends UnhitchError<'UNHITCH_LISTEN'> {
   constructor(
     message: string,
     readonly errno: string,
+    /** `[host]:port` as Hitch names it in "{bind-socket}: …" (undefined: not a bind). */
+    readonly address?: string,
   ) {
     super('UNHITCH_LISTEN', message);
     this.name = 'ListenSocketError';
@@ -76,9 +78,10 @@ export function bindReusePort(
     reusePort ? UV_TCP_REUSEPORT : 0,
   );
   const shown = family === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+  const bracketed = `[${host}]:${port}`;
   if (typeof result === 'number') {
     const errno = getSystemErrorName(result);
-    throw new ListenSocketError(`cannot bind ${shown}: ${errno}`, errno);
+    throw new ListenSocketError(`cannot bind ${shown}: ${errno}`, errno, bracketed);
   }
   // libuv defers EADDRINUSE from bind(2) to listen(2) ("delayed error") and reports
   // success here; listen(2) on the unbound socket would then pick a random port. So the
@@ -87,7 +90,7 @@ export function bindReusePort(
   const failed = result.getsockname(out);
   if (failed !== 0 || !out.port || (port !== 0 && out.port !== port)) {
     result.close();
-    throw new ListenSocketError(`cannot bind ${shown}: EADDRINUSE`, 'EADDRINUSE');
+    throw new ListenSocketError(`cannot bind ${shown}: EADDRINUSE`, 'EADDRINUSE', bracketed);
   }
   return { handle: result, port: out.port };
 }

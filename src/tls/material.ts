@@ -10,6 +10,8 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import type { ClientVerifyMode, PemFileConfig, ProxyConfig, TlsSettings } from '../config/model.js';
+import { pemPosition } from '../config/pem-positions.js';
+import { strerror } from '../net/strerror.js';
 import {
   certificateChain,
   chainsToTrusted,
@@ -120,8 +122,9 @@ export function loadPemFile(
   inherited: ClientVerifyScope = { clientVerify: 'none', clientVerifyCa: undefined },
   caBundles: Map<string, Buffer> = new Map(),
 ): CertificateMaterial {
-  const certText = readPem(pem.certPath);
-  const keyText = pem.privateKeyPath === undefined ? certText : readPem(pem.privateKeyPath);
+  const certText = readConfiguredPem(pem, pem.certPath);
+  const keyText =
+    pem.privateKeyPath === undefined ? certText : readConfiguredPem(pem, pem.privateKeyPath);
   const keyPath = pem.privateKeyPath ?? pem.certPath;
   warnIfReadableByOthers(keyPath, warn);
 
@@ -241,6 +244,23 @@ export function certificateNames(certificate: X509Certificate): string[] {
   }
   const cn = /(?:^|\n)CN=([^\n]+)/.exec(certificate.subject)?.[1];
   return cn ? [cn.toLowerCase()] : [];
+}
+
+/**
+ * A pem-file's certificate or key: one that cannot be read names the config file and line
+ * the pem-file came from, as Hitch's cfg_cert_vfy does.
+ */
+function readConfiguredPem(pem: PemFileConfig, path: string): string {
+  try {
+    return readFileSync(path).toString('latin1');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(
+      'UNHITCH_CONFIG_FILE',
+      `unable to read x509 certificate PEM file '${path}': ${strerror(code)} (${code})`,
+      pemPosition(pem),
+    );
+  }
 }
 
 function readPem(path: string): string {

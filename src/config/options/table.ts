@@ -14,6 +14,7 @@ import {
   type TlsProtocolName,
   type TlsSettings,
 } from '../model.js';
+import { notePemPosition } from '../pem-positions.js';
 import {
   type AcmeDraft,
   type ConfigDraft,
@@ -332,11 +333,12 @@ function applyFrontend(ctx: ApplyContext, entry: Entry): void {
   const frontend = newFrontendDraft(entry.position);
   frontend.address = spec.address;
   if (spec.certPath !== undefined) {
-    frontend.pemFiles.push({
-      certPath: spec.certPath,
-      privateKeyPath: undefined,
-      ocspResponsePath: undefined,
-    });
+    frontend.pemFiles.push(
+      notePemPosition(
+        { certPath: spec.certPath, privateKeyPath: undefined, ocspResponsePath: undefined },
+        entry.position,
+      ),
+    );
   }
   ctx.draft.frontends.push(frontend);
 }
@@ -354,19 +356,29 @@ function applyPemFile(ctx: ApplyContext, entry: Entry): void {
         'cert = "PATH" inside the block',
       );
     }
-    destination.push({
-      certPath: pem.certPath,
-      privateKeyPath: pem.privateKeyPath,
-      ocspResponsePath: pem.ocspResponsePath,
-      ...(pem.clientVerify === undefined ? {} : { clientVerify: pem.clientVerify }),
-      ...(pem.clientVerifyCa === undefined ? {} : { clientVerifyCa: pem.clientVerifyCa }),
-      ...(pem.ocspVerifyStaple === undefined ? {} : { ocspVerifyStaple: pem.ocspVerifyStaple }),
-    });
+    destination.push(
+      notePemPosition(
+        {
+          certPath: pem.certPath,
+          privateKeyPath: pem.privateKeyPath,
+          ocspResponsePath: pem.ocspResponsePath,
+          ...(pem.clientVerify === undefined ? {} : { clientVerify: pem.clientVerify }),
+          ...(pem.clientVerifyCa === undefined ? {} : { clientVerifyCa: pem.clientVerifyCa }),
+          ...(pem.ocspVerifyStaple === undefined ? {} : { ocspVerifyStaple: pem.ocspVerifyStaple }),
+        },
+        entry.position,
+      ),
+    );
     return;
   }
   const item = singleItem(entry);
   if (item.text === undefined) return; // Hitch ignores `pem-file = ""`
-  destination.push({ certPath: item.text, privateKeyPath: undefined, ocspResponsePath: undefined });
+  destination.push(
+    notePemPosition(
+      { certPath: item.text, privateKeyPath: undefined, ocspResponsePath: undefined },
+      entry.position,
+    ),
+  );
 }
 
 function pemField(ctx: ApplyContext, entry: Entry): PemDraft {
@@ -681,6 +693,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     {
       name: 'backend-connect-timeout',
       valueType: 'seconds',
+      hitchFlag: true,
       summary: 'seconds to wait for the backend connection',
       sample: '30',
     },
@@ -694,6 +707,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     {
       name: 'ssl-handshake-timeout',
       valueType: 'seconds',
+      hitchFlag: true,
       summary: 'seconds allowed for the TLS handshake (and a proxy-proxy PROXY header)',
       sample: '30',
     },
@@ -790,10 +804,12 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       valueType: 'uint',
       short: 'n',
       hitchFlag: true,
-      summary: `worker processes (1..${MAX_WORKERS})`,
+      summary: `worker processes (1..${MAX_WORKERS}), or auto: one per CPU (Hitch 1.8)`,
       sample: '2',
     },
-    (item, text) => parseUint(item, text, 1, MAX_WORKERS, WORKERS_LIMIT_WHY),
+    // Hitch 1.8's `workers = auto`: the default here already, one worker per usable CPU.
+    (item, text) =>
+      text === 'auto' ? undefined : parseUint(item, text, 1, MAX_WORKERS, WORKERS_LIMIT_WHY),
     (ctx, value) => {
       ctx.draft.settings.workers = value;
     },
