@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { FAILURE_LINES_PER_INTERVAL } from '../../src/ops/failure-log.js';
 import { readLogFile } from '../helpers/log-file.js';
-import { scrapeMetrics } from '../kit/scrape.js';
 import { eventually } from '../kit/eventually.js';
 import { makeCertificate } from '../kit/pki.js';
 import { freePort } from '../kit/ports.js';
+import { scrapeMetrics } from '../kit/scrape.js';
 import { startUnhitch, type UnhitchLogLine } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('log-limits', ['localhost']);
