@@ -4,7 +4,7 @@
  * the measured figures (test/unit/docs-bench.test.ts fails when one has). Each row names the RESULTS.md section it
  * comes from; a section or proxy that is missing gives "–" rather than an old figure.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { readSection } from '../../bench/lib/results-file.js';
 import { formatMarkdownTable, parseMarkdownTable } from '../../bench/lib/table.js';
@@ -352,6 +352,8 @@ export const COST_TABLE_PAGES: ReadonlyArray<{ path: string; view: 'full' | 'sho
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
   const results = readFileSync(RESULTS_PATH, 'utf8');
   for (const { path, view } of COST_TABLE_PAGES) {
+    // A bench's --update-results in a copy of the tree may carry README alone.
+    if (!existsSync(path)) continue;
     const before = readFileSync(path, 'utf8');
     const after = withCostTable(before, results, view);
     if (after !== before) writeFileSync(path, after);
