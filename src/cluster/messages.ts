@@ -72,6 +72,16 @@ export type ServicesOrder =
   /** Sent with a handle (bound by the primary, not listening): serve http-01 on it. */
   | { readonly type: 'unhitch:http-challenge-listen' }
   | { readonly type: 'unhitch:http-challenge-close' }
+  /** Sent with a handle (the metrics address, bound by the primary): serve metrics on it. */
+  | { readonly type: 'unhitch:metrics-listen' }
+  /** The exposition for the services process's 'unhitch:metrics-request' `id`. */
+  | {
+      readonly type: 'unhitch:metrics-answer';
+      readonly id: number;
+      readonly status: number;
+      readonly body: string;
+      readonly contentType: string;
+    }
   /** Keep ocsp-dir's responses fresh for these certificates (replaces any earlier order). */
   | { readonly type: 'unhitch:ocsp-start'; readonly order: OcspOrder }
   | { readonly type: 'unhitch:ocsp-stop' }
@@ -120,6 +130,10 @@ export type ServicesReport =
   | { readonly type: 'unhitch:services-start-failed'; readonly error: CrossedError }
   | { readonly type: 'unhitch:http-challenge-listening'; readonly port: number }
   | { readonly type: 'unhitch:http-challenge-failed'; readonly error: CrossedError }
+  /** A scraper asked for GET /metrics: the primary answers with 'unhitch:metrics-answer'. */
+  | { readonly type: 'unhitch:metrics-request'; readonly id: number }
+  /** Serving metrics on the socket 'unhitch:metrics-listen' carried. */
+  | { readonly type: 'unhitch:metrics-listening'; readonly port: number }
   /** A checked response for `source`, for the primary to write to ocsp-dir. */
   | {
       readonly type: 'unhitch:ocsp-response';
@@ -202,6 +216,10 @@ function isBytes(value: unknown, max: number): value is Buffer {
   return Buffer.isBuffer(value) && value.length <= max;
 }
 
+function isPort(value: unknown): boolean {
+  return Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0xffff;
+}
+
 function isId(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) > 0;
 }
@@ -227,9 +245,10 @@ const SERVICES_REPORT_FIELDS: { readonly [T in ServicesReport['type']]: (r: Fiel
   'unhitch:services-ready': (r) =>
     r.uid === undefined || (Number.isSafeInteger(r.uid) && (r.uid as number) >= 0),
   'unhitch:services-start-failed': (r) => isCrossedError(r.error),
-  'unhitch:http-challenge-listening': (r) =>
-    Number.isInteger(r.port) && (r.port as number) >= 0 && (r.port as number) <= 0xffff,
+  'unhitch:http-challenge-listening': (r) => isPort(r.port),
+  'unhitch:metrics-listening': (r) => isPort(r.port),
   'unhitch:http-challenge-failed': (r) => isCrossedError(r.error),
+  'unhitch:metrics-request': (r) => isId(r.id),
   'unhitch:ocsp-response': (r) =>
     isId(r.id) && isText(r.source, 4096) && isBytes(r.response, OCSP_RESPONSE_MAX_BYTES),
   'unhitch:acme-tls-alpn': (r) =>

@@ -27,6 +27,7 @@ import { AcmeOrderError, type ChallengeHooks, obtainCertificate } from '../acme/
 import { logCode } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
 import { createChildLogger, reopenLog } from '../ops/log.js';
+import { type MetricsAnswer, MetricsHttpServer } from '../ops/metrics-http.js';
 import { checkNotRootWorkers, dropPrivileges } from '../ops/privileges.js';
 import { loadCaStore, pinCaStore } from '../tls/ocsp.js';
 import {
@@ -47,6 +48,13 @@ type Order<T extends ServicesOrder['type']> = Extract<ServicesOrder, { type: T }
 
 /** How long a request to the primary may take before the caller gives up on it. */
 const PRIMARY_ANSWER_TIMEOUT_MS = 60_000;
+/** How long a scrape waits for the primary's exposition (its own gather gives up after 5 s). */
+const METRICS_ANSWER_TIMEOUT_MS = 15_000;
+const METRICS_UNANSWERED: MetricsAnswer = {
+  status: 500,
+  body: 'metrics aggregation failed\n',
+  contentType: 'text/plain',
+};
 
 interface Waiting {
   readonly resolve: () => void;
@@ -57,6 +65,9 @@ class NetServices {
   private logger: Logger | undefined;
   private http: HttpChallengeServer | undefined;
   private fetcher: OcspFetcher | undefined;
+  private metrics: MetricsHttpServer | undefined;
+  /** Scrapes waiting for the primary's exposition, by id (one per connection at most). */
+  private readonly scrapes = new Map<number, (answer: MetricsAnswer) => void>();
   private nextId = 1;
   /** Requests to the primary (staple written, tls-alpn-01 challenge up), by id. */
   private readonly waiting = new Map<number, Waiting>();
@@ -72,6 +83,12 @@ class NetServices {
         break;
       case 'unhitch:http-challenge-close':
         void this.closeHttp();
+        break;
+      case 'unhitch:metrics-listen':
+        if (handle) void this.listenMetrics(handle as ListenHandle);
+        break;
+      case 'unhitch:metrics-answer':
+        this.scrapes.get(order.id)?.(order);
         break;
       case 'unhitch:ocsp-start':
         this.startOcsp(order.order);
@@ -138,6 +155,35 @@ class NetServices {
     const server = this.http;
     this.http = undefined;
     await server?.stop();
+  }
+
+  private async listenMetrics(handle: ListenHandle): Promise<void> {
+    await this.metrics?.stop();
+    const server = new MetricsHttpServer(() => this.askMetrics());
+    this.metrics = server;
+    try {
+      const port = await server.listen(handle);
+      send({ type: 'unhitch:metrics-listening', port });
+    } catch (error) {
+      if (this.logger)
+        logCode(this.logger, 'UNHITCH_METRICS_ADDRESS', { err: error }, 'cannot serve metrics');
+    }
+  }
+
+  /** The primary's exposition text; a 500 answer when it does not come in time. */
+  private askMetrics(): Promise<MetricsAnswer> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      const settle = (answer: MetricsAnswer): void => {
+        clearTimeout(timer);
+        this.scrapes.delete(id);
+        resolve(answer);
+      };
+      const timer = setTimeout(() => settle(METRICS_UNANSWERED), METRICS_ANSWER_TIMEOUT_MS);
+      timer.unref();
+      this.scrapes.set(id, settle);
+      send({ type: 'unhitch:metrics-request', id });
+    });
   }
 
   private startOcsp(order: OcspOrder): void {

@@ -51,6 +51,17 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
   await primary.run();
 }
 
+/** How long the start waits for the services process to serve the metrics endpoint. */
+const METRICS_START_MS = 10_000;
+
+function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 class Primary {
   private readonly logger: Logger;
   private readonly onReady: (() => void) | undefined;
@@ -147,7 +158,13 @@ class Primary {
   async run(): Promise<void> {
     const config = this.config;
     this.certificatesInService = certificateExpiries(this.supervisor.current.certificates);
-    await startServices(config, this.logger, this.cleanups, () => this.certificatesInService);
+    const { metricsListening } = await startServices(
+      config,
+      this.logger,
+      this.cleanups,
+      () => this.certificatesInService,
+      this.services,
+    );
     // Last out: every worker has exited (or been killed) when cleanups run.
     this.cleanups.push(() => this.sockets.closeAll());
     this.supervisor.install((worker, code, signal) => this.workerExited(worker, code, signal));
@@ -156,6 +173,9 @@ class Primary {
     // Before ACME and OCSP (they wait for it to be ready); stopped after both.
     this.services.start();
     this.cleanups.push(() => this.services.stop());
+    // Metrics answer from the first worker on (scrapers and tests start with the workers);
+    // a services process that cannot start does not hold the proxy up beyond this.
+    if (metricsListening !== undefined) await withTimeout(metricsListening, METRICS_START_MS);
     this.ocsp.start(config, this.supervisor.current.certificates);
     this.cleanups.push(() => this.ocsp.stop());
 

@@ -1,6 +1,7 @@
 /**
  * What the primary starts besides workers: start-up warnings about identity and
- * unsupported settings, the pidfile and the metrics endpoint. Each started service adds
+ * unsupported settings, the pidfile and the metrics endpoint (bound here, served by the
+ * services process, answered from here: the primary never reads a scraper's bytes). Each started service adds
  * its cleanup to `cleanups` as soon as it runs, so a later failure still undoes it.
  */
 import type { Logger } from 'pino';
@@ -9,6 +10,7 @@ import { unsupportedSettings } from '../config/unsupported.js';
 import { logCode } from '../errors.js';
 import type { CertificateExpiry } from '../ops/metrics.js';
 import { checkIdentity, writePidfile } from '../ops/privileges.js';
+import type { ServicesProcess } from './services-process.js';
 
 export type Cleanup = () => void | Promise<void>;
 
@@ -17,8 +19,10 @@ export async function startServices(
   logger: Logger,
   cleanups: Cleanup[],
   /** The certificates in service now, read at each scrape (the expiry metric). */
-  certificates?: () => readonly CertificateExpiry[],
-): Promise<void> {
+  certificates: (() => readonly CertificateExpiry[]) | undefined,
+  /** Serves the metrics endpoint (unprivileged); this process gathers what it answers. */
+  services: ServicesProcess,
+): Promise<{ readonly metricsListening?: Promise<void> }> {
   for (const warning of checkIdentity(config, { isRoot: process.getuid?.() === 0 }).warnings) {
     logCode(logger, 'UNHITCH_IDENTITY_IGNORED', {}, warning);
   }
@@ -28,13 +32,28 @@ export async function startServices(
   if (config.pidfile !== undefined) cleanups.push(writePidfile(config.pidfile));
   if (config.metrics !== undefined) {
     // Imported only when asked for: prom-client is the slowest module to load.
-    const { startMetricsServer } = await import('../ops/metrics.js');
-    const server = await startMetricsServer({
-      address: config.metrics,
-      logger,
-      ...(certificates === undefined ? {} : { certificates }),
+    const { bindMetricsSocket, MetricsExposition } = await import('../ops/metrics.js');
+    const { handle, host, port } = await bindMetricsSocket(config.metrics);
+    cleanups.push(() => handle.close());
+    const exposition = new MetricsExposition(logger, certificates);
+    services.on('unhitch:metrics-request', ({ id }) => {
+      void exposition
+        .gather()
+        .then((answer) => services.send({ type: 'unhitch:metrics-answer', id, ...answer }));
     });
-    // startMetricsServer logs 'metrics endpoint listening' itself.
-    cleanups.push(() => server.close());
+    // Each (re)started services process: the socket again. While it restarts, the socket
+    // stays bound and listening here; connections wait in its backlog, unread.
+    services.onReady(() => services.send({ type: 'unhitch:metrics-listen' }, handle));
+    let announced = false;
+    const metricsListening = new Promise<void>((resolve) => {
+      services.on('unhitch:metrics-listening', () => {
+        // Once: a restarted services process serves the same socket again.
+        if (!announced) logger.info({ host, port }, 'metrics endpoint listening');
+        announced = true;
+        resolve();
+      });
+    });
+    return { metricsListening };
   }
+  return {};
 }

@@ -2,14 +2,15 @@
  * Prometheus metrics for a clustered proxy.
  *
  * Each worker owns a private `Registry` fed by a `ProxyObserver`; the primary (which never
- * serves traffic) answers `GET /metrics` by asking every worker for its registry over the
- * cluster IPC channel and summing them (prom-client's `AggregatorRegistry`). Counters and
+ * serves traffic) produces the answer to `GET /metrics` by asking every worker for its
+ * registry over the cluster IPC channel and summing them (prom-client's
+ * `AggregatorRegistry`). The HTTP request itself is read by the unprivileged services
+ * process (ops/metrics-http.ts), which asks the primary for that text. Counters and
  * histograms are summed per label set, so totals are exact across workers; per-process
  * series (CPU, event-loop delay) carry a `worker` label so they stay apart instead of being
  * averaged into meaningless numbers.
  */
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
   AggregatorRegistry,
   Counter,
@@ -22,6 +23,7 @@ import {
 import type { TcpAddress } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
 import { isLoopback, parseIp } from '../net/ip.js';
+import { bindReusePort, type ListenHandle, resolveBindHost } from '../net/listen-socket.js';
 import type {
   ConnectionFailureReason,
   ConnectionTotals,
@@ -30,6 +32,7 @@ import type {
 } from '../proxy/events.js';
 import { suppressedFailureLines } from './failure-log.js';
 import type { Logger } from './log.js';
+import { type MetricsAnswer, MetricsHttpServer } from './metrics-http.js';
 import { droppedSyslogLines } from './syslog.js';
 
 export const METRIC_PREFIX = 'unhitch_';
@@ -300,61 +303,51 @@ function certificateExpiryRegistry(
   return registry;
 }
 
-function respond(
-  response: ServerResponse,
-  status: number,
-  body: string,
-  contentType = 'text/plain',
-): void {
-  response.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store' });
-  response.end(body);
-}
-
-function handleRequest(
-  aggregator: AggregatorRegistry<PrometheusContentType>,
-  primaryRegistry: Registry<PrometheusContentType> | undefined,
-  logger: Logger,
-  request: IncomingMessage,
-  response: ServerResponse,
-): void {
-  const path = (request.url ?? '/').split('?')[0];
-  if (path !== '/metrics') {
-    respond(response, 404, 'not found\n');
-    return;
-  }
-  if (request.method !== 'GET' && request.method !== 'HEAD') {
-    response.setHeader('allow', 'GET, HEAD');
-    respond(response, 405, 'method not allowed\n');
-    return;
-  }
-  Promise.all([aggregator.clusterMetrics(), primaryRegistry?.metrics() ?? '']).then(
-    ([cluster, primary]) => respond(response, 200, `${cluster}${primary}`, aggregator.contentType),
-    (err: unknown) => {
-      // Usually a worker that died mid-scrape; the next scrape will not wait for it.
-      logger.warn({ err }, 'metrics aggregation failed');
-      respond(response, 500, 'metrics aggregation failed\n');
-    },
-  );
-}
-
-function listen(server: Server, port: number, host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      const bound = server.address();
-      if (bound && typeof bound === 'object') resolve(bound.port);
-      else reject(new Error('metrics server has no TCP address'));
-    });
-  });
-}
-
 /**
- * Call in the PRIMARY only (it aggregates over `cluster.workers`). Resolves once listening;
- * rejects with code `UNHITCH_METRICS_ADDRESS` for a non-loopback address.
+ * The primary's side of a scrape: every worker's registry summed over cluster IPC, then
+ * the primary's own registry (certificate expiry). Concurrent scrapes share one gather.
  */
-export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
-  const { address, logger } = options;
+export class MetricsExposition {
+  private readonly aggregator = new AggregatorRegistry<PrometheusContentType>();
+  private readonly primaryRegistry: Registry<PrometheusContentType> | undefined;
+  private gathering: Promise<MetricsAnswer> | undefined;
+
+  constructor(
+    private readonly logger: Logger,
+    certificates?: () => readonly CertificateExpiry[],
+  ) {
+    this.primaryRegistry =
+      certificates === undefined ? undefined : certificateExpiryRegistry(certificates);
+  }
+
+  /** The exposition now (200), or a 500 answer; never rejects. */
+  gather(): Promise<MetricsAnswer> {
+    if (this.gathering !== undefined) return this.gathering;
+    const gathering = Promise.all([
+      this.aggregator.clusterMetrics(),
+      this.primaryRegistry?.metrics() ?? '',
+    ]).then(
+      ([cluster, primary]) => ({
+        status: 200,
+        body: `${cluster}${primary}`,
+        contentType: this.aggregator.contentType,
+      }),
+      (err: unknown) => {
+        // Usually a worker that died mid-scrape; the next scrape will not wait for it.
+        this.logger.warn({ err }, 'metrics aggregation failed');
+        return { status: 500, body: 'metrics aggregation failed\n', contentType: 'text/plain' };
+      },
+    );
+    this.gathering = gathering;
+    void gathering.then(() => {
+      this.gathering = undefined;
+    });
+    return gathering;
+  }
+}
+
+/** Throws UNHITCH_METRICS_ADDRESS unless `address` is loopback; the host to bind, unbracketed. */
+export function metricsHost(address: TcpAddress): string {
   if (address.host === undefined || !isLoopbackHost(address.host)) {
     throw new MetricsError(
       'UNHITCH_METRICS_ADDRESS',
@@ -362,25 +355,41 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
         'the metrics endpoint is unauthenticated and only listens on 127.0.0.0/8, ::1 or localhost',
     );
   }
-  const aggregator = new AggregatorRegistry<PrometheusContentType>();
-  const primaryRegistry =
-    options.certificates === undefined
-      ? undefined
-      : certificateExpiryRegistry(options.certificates);
-  const server = createServer((request, response) =>
-    handleRequest(aggregator, primaryRegistry, logger, request, response),
-  );
-  const host = address.host.replace(/^\[(.*)\]$/, '$1');
-  const port = await listen(server, address.port, host);
+  return address.host.replace(/^\[(.*)\]$/, '$1');
+}
+
+/**
+ * Bind the metrics address (loopback only) without listening, for the services process
+ * to serve: the primary holds the socket, never reads from it.
+ */
+export async function bindMetricsSocket(
+  address: TcpAddress,
+): Promise<{ handle: ListenHandle; host: string; port: number }> {
+  const host = metricsHost(address);
+  try {
+    // No SO_REUSEPORT: one process serves this port, and no other may share it.
+    const { handle, port } = bindReusePort(await resolveBindHost(host), address.port, false);
+    return { handle, host, port };
+  } catch (error) {
+    throw new MetricsError(
+      'UNHITCH_METRICS_ADDRESS',
+      `cannot bind the metrics address ${host}:${address.port}: ${(error as Error).message}`,
+    );
+  }
+}
+
+/**
+ * The whole endpoint in one process (gather and serve): for a primary-side process that
+ * serves no other client (tests). unhitch splits it: the primary binds and gathers
+ * (bindMetricsSocket, MetricsExposition), the services process serves (MetricsHttpServer).
+ * Rejects with code `UNHITCH_METRICS_ADDRESS` for a non-loopback address.
+ */
+export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
+  const { address, logger } = options;
+  const host = metricsHost(address);
+  const exposition = new MetricsExposition(logger, options.certificates);
+  const server = new MetricsHttpServer(() => exposition.gather());
+  const port = await server.listen({ host, port: address.port });
   logger.info({ host, port }, 'metrics endpoint listening');
-  return {
-    port,
-    close() {
-      return new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        // Scrapers keep connections alive; don't let one hold up shutdown.
-        server.closeAllConnections();
-      });
-    },
-  };
+  return { port, close: () => server.stop() };
 }
