@@ -101,3 +101,24 @@ test('metrics: a silent connection is closed after seconds, not minutes', async 
     `closed after ${tookMs} ms (node's defaults held such a connection for a minute)`,
   );
 });
+
+test('metrics: while the services process restarts, a scrape waits and is answered by the new one', async (t) => {
+  const { unhitch, metricsPort } = await startWithMetrics(t);
+  const first = unhitch.lines.find((line) => line.msg === 'services process ready');
+  assert.ok(typeof first?.pid === 'number');
+  process.kill(first.pid, 'SIGKILL');
+  await unhitch.waitForLog((line) => line.msg === 'services process died; restarting', 10_000);
+  // Nothing serves the port now: the primary's copy keeps it bound and listening.
+  const client = await connected(metricsPort);
+  t.after(() => client.destroy());
+  const response = await scrape(client);
+  assert.match(response, /^HTTP\/1\.1 200/);
+  assert.match(response, /unhitch_connections_accepted_total/);
+  const ready = unhitch.lines.filter((line) => line.msg === 'services process ready');
+  assert.equal(ready.length, 2, 'answered by the restarted services process');
+  assert.equal(
+    unhitch.lines.filter((line) => line.msg === 'metrics endpoint listening').length,
+    1,
+    'announced once',
+  );
+});
