@@ -6,6 +6,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { DaemonReporter, isDaemonChild, launchDaemon } from './cluster/daemon.js';
 import { runPrimary } from './cluster/primary.js';
+import { reloadCommand } from './cluster/reload-status.js';
 import { type CliAction, parseCommandLine } from './config/load.js';
 import type { ProxyConfig } from './config/model.js';
 import { unsupportedSettings } from './config/unsupported.js';
@@ -32,6 +33,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       return action.status;
     case 'test':
       return await checkConfig(action);
+    case 'reload':
+      try {
+        return await reloadCommand(action.pidfile);
+      } catch (err) {
+        return await reportStartupError(err, undefined);
+      }
     case 'run':
       if (action.config.daemon && reporter === undefined) {
         return await launchDaemon(argv, daemonNotices(action.config, action.configPath));

@@ -60,6 +60,12 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_CONFIG_ALPN_UNSEEN: {
+    meaning:
+      '`alpn-protos` names several protocols but `write-proxy-v2` is off: the backend cannot learn which one the client chose (Hitch 1.7.1+ accepts this silently).',
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_CONFIG_LEGACY_PROTOCOL: {
     meaning: 'A TLS version older than 1.2 is enabled.',
     exitStatus: null,
@@ -308,6 +314,12 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_CLIENT_HELLO_TOO_LARGE: {
+    meaning:
+      'A ClientHello over 16 KiB (declared, or still incomplete past 17 KiB of records) where the ClientHello is read before TLS; refused with illegal_parameter.',
+    exitStatus: null,
+    level: 'info',
+  },
   // Operations of a running primary: logged, it keeps serving.
   UNHITCH_WORKER_DIED: {
     meaning: 'A worker exited unexpectedly; it is restarted with a growing back-off.',
@@ -370,6 +382,24 @@ export const CODES = {
       'A worker lost its primary (killed with SIGKILL or crashed): it accepts nothing new, lets open connections finish for at most drain-timeout, then exits.',
     exitStatus: null,
     level: 'warn',
+  },
+  UNHITCH_RELOAD_STATUS: {
+    meaning:
+      "The reload's verdict could not be written beside the pidfile, so `unhitch --reload` (the unit's ExecReload) will not learn it and times out.",
+    exitStatus: null,
+    level: 'error',
+  },
+  UNHITCH_RELOAD_REQUEST: {
+    meaning:
+      '`unhitch --reload`: no running unhitch to signal (pidfile missing or stale), or it gave no verdict (exited, or not within 60 s).',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
+  UNHITCH_SERVICES_DIED: {
+    meaning:
+      'The unprivileged services process (ACME orders and http-01, OCSP fetches) exited or could not start; it is restarted with a growing back-off, an ACME order under way is retried.',
+    exitStatus: null,
+    level: 'error',
   },
 } as const satisfies Record<`UNHITCH_${string}`, CodeSpec>;
 

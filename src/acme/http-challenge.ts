@@ -1,45 +1,72 @@
 /**
- * http-01 (RFC 8555 8.3): the primary answers GET /.well-known/acme-challenge/TOKEN on a
- * plain-HTTP port with the key authorization, for tokens of open challenges only; every
- * other request gets 404. The listener lives as long as the acme block asks for it.
+ * http-01 (RFC 8555 8.3): answers GET /.well-known/acme-challenge/TOKEN on a plain-HTTP
+ * port with the key authorization, for tokens of open challenges only; every other
+ * request gets 404. It runs in the unprivileged services process, on a socket the
+ * primary bound (port 80 needs root to bind, not to accept).
+ *
+ * The port is open to the whole internet while it exists, so it is held small: at most
+ * HTTP_CHALLENGE_MAX_CONNECTIONS connections at once (more are closed on accept), a few
+ * seconds to send a request, and an idle connection is closed after a few seconds. A CA
+ * validates with a handful of one-shot GETs, each answered in milliseconds.
  */
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import type { TcpAddress } from '../config/model.js';
+import type { ListenHandle } from '../net/listen-socket.js';
 
 const PREFIX = '/.well-known/acme-challenge/';
+
+/** Connections at once; enough for every validation vantage point of a CA, and retries. */
+export const HTTP_CHALLENGE_MAX_CONNECTIONS = 64;
+/** From accept to the end of the request head (node's headersTimeout). */
+export const HTTP_CHALLENGE_HEADERS_TIMEOUT_MS = 5_000;
+/** From accept to the end of the request (a GET has no body to wait for). */
+export const HTTP_CHALLENGE_REQUEST_TIMEOUT_MS = 5_000;
+/** An idle kept-alive connection, and a socket silent this long at any point. */
+export const HTTP_CHALLENGE_IDLE_TIMEOUT_MS = 5_000;
+/** How often node checks the two timeouts above (its default is every 30 s). */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+/** A challenge request's head is a few hundred bytes. */
+const MAX_HEADER_BYTES = 4_096;
 
 export class HttpChallengeServer {
   private readonly answers = new Map<string, string>();
   private readonly server: Server;
 
-  constructor(private readonly address: TcpAddress) {
-    this.server = createServer((request, response) => {
-      const path = (request.url ?? '').split('?')[0] ?? '';
-      const answer = path.startsWith(PREFIX)
-        ? this.answers.get(path.slice(PREFIX.length))
-        : undefined;
-      if ((request.method === 'GET' || request.method === 'HEAD') && answer !== undefined) {
-        response.writeHead(200, { 'content-type': 'application/octet-stream' });
-        response.end(answer);
-        return;
-      }
-      response.writeHead(404, { 'content-type': 'text/plain' });
-      response.end('not found\n');
-    });
-    // Validation requests are one-shot; idle keep-alive sockets must not hold a stop up.
-    this.server.keepAliveTimeout = 1_000;
+  constructor() {
+    this.server = createServer(
+      {
+        headersTimeout: HTTP_CHALLENGE_HEADERS_TIMEOUT_MS,
+        requestTimeout: HTTP_CHALLENGE_REQUEST_TIMEOUT_MS,
+        keepAliveTimeout: HTTP_CHALLENGE_IDLE_TIMEOUT_MS,
+        connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+        maxHeaderSize: MAX_HEADER_BYTES,
+      },
+      (request, response) => {
+        const path = (request.url ?? '').split('?')[0] ?? '';
+        const answer = path.startsWith(PREFIX)
+          ? this.answers.get(path.slice(PREFIX.length))
+          : undefined;
+        if ((request.method === 'GET' || request.method === 'HEAD') && answer !== undefined) {
+          response.writeHead(200, { 'content-type': 'application/octet-stream' });
+          response.end(answer);
+          return;
+        }
+        response.writeHead(404, { 'content-type': 'text/plain' });
+        response.end('not found\n');
+      },
+    );
+    this.server.maxConnections = HTTP_CHALLENGE_MAX_CONNECTIONS;
+    // A socket that sends nothing at all is closed too (the head timeout only runs
+    // once node's parser has a request to time).
+    this.server.setTimeout(HTTP_CHALLENGE_IDLE_TIMEOUT_MS, (socket) => socket.destroy());
   }
 
-  async listen(): Promise<number> {
-    this.server.listen({
-      host: this.address.host ?? '::',
-      port: this.address.port,
-      ipv6Only: false,
-    });
+  /** Serve on `handle` (bound elsewhere); resolves with the port. */
+  async listen(handle: ListenHandle): Promise<number> {
+    this.server.listen(handle);
     await once(this.server, 'listening');
     const bound = this.server.address();
-    return bound !== null && typeof bound === 'object' ? bound.port : this.address.port;
+    return bound !== null && typeof bound === 'object' ? bound.port : 0;
   }
 
   open(token: string, keyAuthorization: string): void {
@@ -51,6 +78,7 @@ export class HttpChallengeServer {
   }
 
   async stop(): Promise<void> {
+    if (!this.server.listening) return;
     const closed = once(this.server, 'close');
     this.server.close();
     this.server.closeAllConnections();

@@ -3,8 +3,13 @@
  * of its lifetime (jittered), retry failures with a doubling back-off, store it with
  * pem-file permissions and hand it to the workers as a certificate reload (a new
  * generation; open connections stay on the old one). tls-alpn-01 challenges are put up
- * in every serving worker (acknowledged before the CA is asked to look), http-01 on the
- * primary's own plain-HTTP listener.
+ * in every serving worker (acknowledged before the CA is asked to look), http-01 on a
+ * plain-HTTP port the primary binds and the services process serves.
+ *
+ * The order itself (the CA's HTTPS API, JOSE, the http-01 listener) runs in the
+ * unprivileged services process (cluster/net-services.ts): the primary sends it the
+ * account key and gets back the key and chain, which the store checks before it
+ * replaces the last good certificate. No byte from the CA or a validator reaches root.
  *
  * Failures are loud and safe: a failed order is one UNHITCH_ACME_FAILED line with the
  * reason and the next attempt, and the last good certificate keeps serving.
@@ -12,13 +17,14 @@
 import type { Worker } from 'node:cluster';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
-import { HttpChallengeServer } from '../acme/http-challenge.js';
-import { AcmeOrderError, type ChallengeHooks, obtainCertificate } from '../acme/issuer.js';
+import { AcmeOrderError, type ObtainedCertificate } from '../acme/issuer.js';
 import { MAX_TIMER_MS, renewalTimeMs, retryDelayMs } from '../acme/schedule.js';
 import { AcmeStore, AcmeStoreError } from '../acme/store.js';
 import type { AcmeConfig } from '../config/model.js';
 import { logCode } from '../errors.js';
-import { storedAcmeCertificate } from '../tls/acme-material.js';
+import { bindReusePort, type ListenHandle, resolveBindHost } from '../net/listen-socket.js';
+import { reviveError, type ServicesReport } from './messages.js';
+import type { ServicesProcess } from './services-process.js';
 import type { Supervisor } from './supervisor.js';
 
 /**
@@ -27,12 +33,26 @@ import type { Supervisor } from './supervisor.js';
  * costs a failed validation, which CAs count against rate limits.
  */
 const CHALLENGE_CONFIRM_MS = 30_000;
+/**
+ * Backstop for an order the services process neither finishes nor fails (its own
+ * requests time out after 30 s each, its polling after about a minute).
+ */
+const ORDER_TIMEOUT_MS = 15 * 60_000;
+/** An order due while the services process (re)starts waits this long for it. */
+const SERVICES_READY_WAIT_MS = 30_000;
 
 export interface AcmeManagerOptions {
   readonly logger: Logger;
   readonly supervisor: Supervisor;
+  /** Where orders run and http-01 is served (as the configured user). */
+  readonly services: ServicesProcess;
   /** Start a certificate reload (a new generation with freshly loaded certificates). */
   readonly reloadCertificates: () => Promise<void>;
+}
+
+interface PendingOrder {
+  readonly resolve: (obtained: Pick<ObtainedCertificate, 'key' | 'chain'>) => void;
+  readonly reject: (error: Error) => void;
 }
 
 interface PendingConfirmation {
@@ -48,13 +68,38 @@ export class AcmeManager {
   private failures = 0;
   private ordering = false;
   private stopped = false;
-  private http: HttpChallengeServer | undefined;
+  /** The http-01 port, bound here (it may be privileged), served by the services process. */
+  private http: { readonly key: string; readonly handle: ListenHandle } | undefined;
   private nextChallengeId = 1;
+  private nextOrderId = 1;
+  private readonly orders = new Map<number, PendingOrder>();
   private readonly confirmations = new Map<number, PendingConfirmation>();
   /** tls-alpn-01 challenges open now, for workers that start while they are (reload, restart). */
   private readonly openChallenges = new Map<string, { cert: Buffer; key: Buffer }>();
   constructor(private readonly options: AcmeManagerOptions) {
     this.logger = options.logger.child({ component: 'acme' });
+    const { services } = options;
+    services.on('unhitch:acme-order-done', (report) => this.orderSettled(report));
+    services.on('unhitch:acme-order-failed', (report) => this.orderSettled(report));
+    services.on('unhitch:acme-tls-alpn', (report) => this.tlsAlpnRequested(report));
+    services.on('unhitch:http-challenge-listening', ({ port }) =>
+      this.logger.info({ port }, 'http-01 challenge listener up'),
+    );
+    services.on('unhitch:http-challenge-failed', ({ error }) =>
+      logCode(
+        this.logger,
+        'UNHITCH_ACME_FAILED',
+        { err: reviveError(error) },
+        'cannot serve http-01 challenges; orders will fail until a reload fixes http-listen',
+      ),
+    );
+    // A restarted services process: the port again; an order it ran is lost.
+    services.onReady(() => this.sendHttpSocket());
+    services.onExit(() => {
+      for (const order of this.orders.values())
+        order.reject(new Error('the services process exited during the order'));
+      this.orders.clear();
+    });
   }
 
   /** After the first generation listens (tls-alpn-01 needs the frontends up). */
@@ -89,28 +134,7 @@ export class AcmeManager {
     if (this.stopped) return;
     const previous = this.config;
     this.config = config;
-    if (
-      JSON.stringify(previous?.httpListen) !== JSON.stringify(config?.httpListen) ||
-      config?.challenge !== 'http-01'
-    ) {
-      await this.http?.stop();
-      this.http = undefined;
-    }
-    if (config?.challenge === 'http-01' && this.http === undefined && config.httpListen) {
-      const server = new HttpChallengeServer(config.httpListen);
-      try {
-        const port = await server.listen();
-        this.http = server;
-        this.logger.info({ port }, 'http-01 challenge listener up');
-      } catch (error) {
-        logCode(
-          this.logger,
-          'UNHITCH_ACME_FAILED',
-          { err: error },
-          'cannot listen for http-01 challenges; orders will fail until a reload fixes http-listen',
-        );
-      }
-    }
+    await this.configureHttp(config);
     if (JSON.stringify(previous) === JSON.stringify(config)) return;
     this.failures = 0;
     this.clearTimer();
@@ -121,13 +145,49 @@ export class AcmeManager {
     this.stopped = true;
     this.clearTimer();
     for (const pending of this.confirmations.values()) pending.done();
-    await this.http?.stop();
+    this.closeHttp();
+  }
+
+  /** Bind (or keep, or close) the http-01 port as the acme block now asks. */
+  private async configureHttp(config: AcmeConfig | undefined): Promise<void> {
+    const wanted =
+      config?.challenge === 'http-01' && config.httpListen !== undefined
+        ? config.httpListen
+        : undefined;
+    const key = JSON.stringify(wanted);
+    if (this.http?.key === key) return;
+    this.closeHttp();
+    if (wanted === undefined) return;
+    try {
+      // No SO_REUSEPORT: one process serves this port, and no other may share it.
+      const { handle } = bindReusePort(await resolveBindHost(wanted.host), wanted.port, false);
+      this.http = { key, handle };
+      this.sendHttpSocket();
+    } catch (error) {
+      logCode(
+        this.logger,
+        'UNHITCH_ACME_FAILED',
+        { err: error },
+        'cannot listen for http-01 challenges; orders will fail until a reload fixes http-listen',
+      );
+    }
+  }
+
+  private sendHttpSocket(): void {
+    if (this.http !== undefined)
+      this.options.services.send({ type: 'unhitch:http-challenge-listen' }, this.http.handle);
+  }
+
+  private closeHttp(): void {
+    if (this.http === undefined) return;
+    this.options.services.send({ type: 'unhitch:http-challenge-close' });
+    this.http.handle.close();
     this.http = undefined;
   }
 
   /** When the stored certificate is due, or now when there is none that covers every name. */
   private scheduleFromStore(config: AcmeConfig): void {
-    const stored = storedAcmeCertificate(config, (message) =>
+    const stored = new AcmeStore(config).stored((message) =>
       logCode(this.logger, 'UNHITCH_CERTIFICATE_WARNING', {}, message),
     );
     const covers =
@@ -189,15 +249,16 @@ export class AcmeManager {
   private async orderFor(config: AcmeConfig): Promise<void> {
     const store = new AcmeStore(config);
     try {
-      const obtained = await obtainCertificate(config, store.accountKey(), this.hooks());
+      const obtained = await this.orderInServices(config, store.accountKey());
       store.saveCertificate(obtained.key, obtained.chain);
+      const validity = storedValidity(obtained.chain);
       if (this.stopped || this.config !== config) return;
       this.failures = 0;
-      const renewAtMs = renewalTimeMs(obtained, Math.random());
+      const renewAtMs = renewalTimeMs(validity, Math.random());
       this.logger.info(
         {
           domains: config.domains,
-          notAfter: new Date(obtained.notAfterMs).toISOString(),
+          notAfter: new Date(validity.notAfterMs).toISOString(),
           renewAt: new Date(renewAtMs).toISOString(),
           path: store.certificatePath,
         },
@@ -232,16 +293,63 @@ export class AcmeManager {
     }
   }
 
-  private hooks(): ChallengeHooks {
-    return {
-      openTlsAlpn: (name, cert, key) => this.broadcastChallenge(name, cert, key),
-      closeTlsAlpn: (name) => this.broadcastChallenge(name, undefined, undefined),
-      openHttp: (token, keyAuthorization) => {
-        if (this.http === undefined) throw new Error('no http-01 listener');
-        this.http.open(token, keyAuthorization);
-      },
-      closeHttp: (token) => this.http?.close(token),
+  /** The order, run by the services process; rejects as the order failed there. */
+  private orderInServices(
+    config: AcmeConfig,
+    accountKey: Buffer,
+  ): Promise<Pick<ObtainedCertificate, 'key' | 'chain'>> {
+    const id = this.nextOrderId++;
+    const ready = this.options.services.whenReady(SERVICES_READY_WAIT_MS);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.orders.delete(id);
+        reject(new AcmeOrderError('the order did not finish in 15 minutes', 'order_failed'));
+      }, ORDER_TIMEOUT_MS);
+      timer.unref();
+      const settle =
+        <T>(then: (value: T) => void) =>
+        (value: T) => {
+          clearTimeout(timer);
+          this.orders.delete(id);
+          then(value);
+        };
+      this.orders.set(id, { resolve: settle(resolve), reject: settle(reject) });
+      void ready.then((isReady) => {
+        const order = { type: 'unhitch:acme-order', id, acme: config, accountKey } as const;
+        if (!isReady || !this.options.services.send(order))
+          this.orders.get(id)?.reject(new Error('the services process is not running'));
+      });
+    });
+  }
+
+  private orderSettled(
+    report: Extract<
+      ServicesReport,
+      { type: 'unhitch:acme-order-done' | 'unhitch:acme-order-failed' }
+    >,
+  ): void {
+    const pending = this.orders.get(report.id);
+    if (pending === undefined) return;
+    if (report.type === 'unhitch:acme-order-done') {
+      pending.resolve({ key: report.key, chain: report.chain });
+      return;
+    }
+    const error = new AcmeOrderError(report.error.message, report.reason);
+    error.stack = reviveError(report.error).stack;
+    pending.reject(error);
+  }
+
+  /** The services process asks for a tls-alpn-01 challenge in the workers; it waits for the answer. */
+  private tlsAlpnRequested(
+    report: Extract<ServicesReport, { type: 'unhitch:acme-tls-alpn' }>,
+  ): void {
+    const answer = (error: string | undefined): void => {
+      this.options.services.send({ type: 'unhitch:acme-tls-alpn-done', id: report.id, error });
     };
+    this.broadcastChallenge(report.name, report.cert, report.key).then(
+      () => answer(undefined),
+      (error: Error) => answer(error.message),
+    );
   }
 
   /**

@@ -2,13 +2,12 @@
  * Hitch's `--dbg-listen=FILE`: once the workers listen, and again after every reload,
  * the file lists each listening socket as `ip:port`, one a line, in frontend order. Its
  * own tooling (and scripts written for it) read it to find a port chosen by the kernel
- * (`:0`) or to wait for a reload to take effect.
+ * (`:0`) or to wait for a reload to take effect, often by line number.
  *
- * Hitch 1.7 writes IPv4 sockets only (`0.0.0.0:443` for `[*]:443`) and the configured
- * port, not the bound one. Here every line is a real bound address: IPv4 as Hitch writes
- * it, IPv6 bracketed (`[::1]:443`, usable as curl's and s_client's address); a wildcard
- * socket, which node binds dual-stack, is written as `0.0.0.0:port` (first, as Hitch)
- * then `[::]:port`.
+ * As Hitch's listen_endpoint_print: IPv4 sockets only (`AF_INET`), every other family
+ * skipped, so the Nth line is the Nth IPv4 listener; a wildcard frontend (`[*]:443`, one
+ * dual-stack socket here) is its IPv4 side, `0.0.0.0:443`. One deliberate difference:
+ * the port is the bound one, where Hitch 1.7 writes the configured `:0`.
  */
 import { randomBytes } from 'node:crypto';
 import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -17,22 +16,15 @@ import type { Logger } from 'pino';
 import type { TcpAddress } from '../config/model.js';
 import { logCode } from '../errors.js';
 
-/** Lines for one set of listening addresses (deduplicated, first seen first). */
+/** Lines for one set of listening addresses (IPv4 only, deduplicated, first seen first). */
 export function listenLines(addresses: readonly TcpAddress[]): string[] {
   const lines: string[] = [];
-  const add = (line: string): void => {
-    if (!lines.includes(line)) lines.push(line);
-  };
   for (const address of addresses) {
     const host = address.host ?? '::';
-    if (host === '::') {
-      add(`0.0.0.0:${address.port}`);
-      add(`[::]:${address.port}`);
-    } else if (host.includes(':')) {
-      add(`[${host}]:${address.port}`);
-    } else {
-      add(`${host}:${address.port}`);
-    }
+    // AF_INET6 sockets are not listed (Hitch skips every family but AF_INET).
+    if (host !== '::' && host.includes(':')) continue;
+    const line = `${host === '::' ? '0.0.0.0' : host}:${address.port}`;
+    if (!lines.includes(line)) lines.push(line);
   }
   return lines;
 }

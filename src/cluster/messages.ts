@@ -3,7 +3,8 @@
  * certificates) cross as bytes. Other libraries (prom-client's aggregator) share the
  * channel: receivers ignore messages that are not theirs.
  */
-import type { ProxyConfig, TcpAddress } from '../config/model.js';
+import type { AcmeFailureReason } from '../acme/issuer.js';
+import type { AcmeConfig, ProxyConfig, TcpAddress } from '../config/model.js';
 import type { Identity } from '../ops/privileges.js';
 import type { CertificateMaterial } from '../tls/material.js';
 
@@ -55,6 +56,97 @@ export type WorkerMessage =
       readonly accepted: boolean;
     };
 
+/**
+ * Primary → services process (cluster/net-services.ts): the network-facing duties that
+ * must not run as root. Every order is idempotent state the primary resends to a
+ * restarted services process, or a request with an id that the answer carries back.
+ */
+export type ServicesOrder =
+  | {
+      readonly type: 'unhitch:services-start';
+      readonly config: ProxyConfig;
+      /** The identity to switch to before anything touches the network (undefined: keep ours). */
+      readonly identity: Identity | undefined;
+    }
+  /** Sent with a handle (bound by the primary, not listening): serve http-01 on it. */
+  | { readonly type: 'unhitch:http-challenge-listen' }
+  | { readonly type: 'unhitch:http-challenge-close' }
+  /** Keep ocsp-dir's responses fresh for these certificates (replaces any earlier order). */
+  | { readonly type: 'unhitch:ocsp-start'; readonly order: OcspOrder }
+  | { readonly type: 'unhitch:ocsp-stop' }
+  /** The primary wrote (error undefined) or could not write a response to ocsp-dir. */
+  | { readonly type: 'unhitch:ocsp-saved'; readonly id: number; readonly error: string | undefined }
+  | {
+      readonly type: 'unhitch:acme-order';
+      readonly id: number;
+      readonly acme: AcmeConfig;
+      readonly accountKey: Buffer;
+    }
+  /** The workers have the tls-alpn-01 challenge up (or down); error: they refused it. */
+  | {
+      readonly type: 'unhitch:acme-tls-alpn-done';
+      readonly id: number;
+      readonly error: string | undefined;
+    }
+  /** The primary reopened the rotated log file and handed it to our user: reopen it too. */
+  | { readonly type: 'unhitch:reopen-log' }
+  /** Exit now (the primary stops). */
+  | { readonly type: 'unhitch:services-stop' };
+
+export interface OcspOrder {
+  readonly connectTimeoutMs: number;
+  readonly responseTimeoutMs: number;
+  readonly refreshIntervalMs: number;
+  readonly certificates: readonly OcspCertificate[];
+}
+
+/** What fetching needs of a certificate: no private key crosses to the services process. */
+export interface OcspCertificate {
+  readonly source: string;
+  /** PEM chain, leaf first. */
+  readonly cert: Buffer;
+  readonly ocspVerifyStaple: boolean;
+  /** The response cached in ocsp-dir, as bytes (read by the primary, parsed over there). */
+  readonly cached: Buffer | undefined;
+}
+
+/** Services process → primary. */
+export type ServicesReport =
+  /** The module has loaded and listens for orders. */
+  | { readonly type: 'unhitch:services-hello' }
+  /** Switched to its identity (`uid`, the effective one): orders may come. */
+  | { readonly type: 'unhitch:services-ready'; readonly uid: number | undefined }
+  | { readonly type: 'unhitch:services-start-failed'; readonly error: CrossedError }
+  | { readonly type: 'unhitch:http-challenge-listening'; readonly port: number }
+  | { readonly type: 'unhitch:http-challenge-failed'; readonly error: CrossedError }
+  /** A checked response for `source`, for the primary to write to ocsp-dir. */
+  | {
+      readonly type: 'unhitch:ocsp-response';
+      readonly id: number;
+      readonly source: string;
+      readonly response: Buffer;
+    }
+  /** Put a tls-alpn-01 challenge up in every worker (cert and key) or take it down. */
+  | {
+      readonly type: 'unhitch:acme-tls-alpn';
+      readonly id: number;
+      readonly name: string;
+      readonly cert: Buffer | undefined;
+      readonly key: Buffer | undefined;
+    }
+  | {
+      readonly type: 'unhitch:acme-order-done';
+      readonly id: number;
+      readonly key: Buffer;
+      readonly chain: Buffer;
+    }
+  | {
+      readonly type: 'unhitch:acme-order-failed';
+      readonly id: number;
+      readonly error: CrossedError;
+      readonly reason: AcmeFailureReason;
+    };
+
 /** An Error as it crosses the IPC channel: enough to log it again, stack included. */
 export interface CrossedError {
   readonly name: string;
@@ -78,6 +170,14 @@ export function reviveError(crossed: CrossedError): Error {
 }
 
 export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
+  return isTagged(value) && value.type.startsWith('unhitch:');
+}
+
+export function isServicesOrder(value: unknown): value is ServicesOrder {
+  return isTagged(value) && value.type.startsWith('unhitch:');
+}
+
+export function isServicesReport(value: unknown): value is ServicesReport {
   return isTagged(value) && value.type.startsWith('unhitch:');
 }
 

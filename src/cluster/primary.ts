@@ -8,6 +8,7 @@
 import type { Worker } from 'node:cluster';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
+import { acmeCertificateSource } from '../acme/store.js';
 import type { ProxyConfig } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
 import { followLogFile, reopenLog } from '../ops/log.js';
@@ -21,7 +22,10 @@ import { dispatchWorkerMessages } from './dispatch.js';
 import { ListenSockets } from './listen-sockets.js';
 import { OcspService } from './ocsp-service.js';
 import { Reloader } from './reload.js';
+import { ReloadStatusFile, reloadStatusPath } from './reload-status.js';
 import { type Cleanup, startServices } from './services.js';
+import { ServicesProcess } from './services-process.js';
+import { startFailureMessage } from './start-failure.js';
 import { Supervisor } from './supervisor.js';
 import { TicketKeyOwner } from './ticket-keys.js';
 
@@ -56,6 +60,8 @@ class Primary {
   private readonly tickets: TicketKeyOwner;
   private readonly reloader: Reloader;
   private readonly ocsp: OcspService;
+  /** ACME orders and http-01, OCSP fetches: the network duties, as the configured user. */
+  private readonly services: ServicesProcess;
   private readonly acme: AcmeManager;
   /** What the expiry metric reports: the serving generation's certificates. */
   private certificatesInService: readonly CertificateExpiry[] = [];
@@ -72,11 +78,11 @@ class Primary {
     this.onReady = options.onReady;
     this.stopSignals = options.stopSignals ?? ['SIGTERM', 'SIGINT'];
     this.config = options.config;
+    const warn = (message: string): void =>
+      logCode(this.logger, 'UNHITCH_CERTIFICATE_WARNING', {}, message);
     const certificates =
       options.certificates ??
-      loadCertificates(options.config, (message) =>
-        logCode(this.logger, 'UNHITCH_CERTIFICATE_WARNING', {}, message),
-      );
+      loadCertificates(options.config, warn, acmeCertificateSource(options.config.acme, warn));
     this.allowedCpus = readAllowedCpus('self');
     this.supervisor = new Supervisor({
       logger: this.logger,
@@ -92,7 +98,17 @@ class Primary {
       // and a worker still starting must not keep the key its start order carried.
       broadcast: (key) => this.supervisor.broadcast({ type: 'unhitch:ticket-key', key }),
     });
-    this.ocsp = new OcspService(this.logger);
+    this.services = new ServicesProcess({
+      logger: this.logger,
+      config: () => this.supervisor.current.config,
+    });
+    this.ocsp = new OcspService(this.logger, this.services);
+    // Beside the pidfile, where `unhitch --reload --pidfile=…` looks for it.
+    const status =
+      options.config.pidfile === undefined
+        ? undefined
+        : new ReloadStatusFile(reloadStatusPath(options.config.pidfile));
+    if (status !== undefined) this.cleanups.push(() => status.remove());
     this.reloader = new Reloader({
       argv: options.argv,
       logger: this.logger,
@@ -101,14 +117,28 @@ class Primary {
       sockets: this.sockets,
       isStopping: () => this.stopping,
       onReloaded: (config, certificates) => {
+        this.services.reconfigure(config);
         this.ocsp.start(config, certificates);
         this.certificatesInService = certificateExpiries(certificates);
         void this.acme.configure(config.acme);
+      },
+      onVerdict: (report) => {
+        try {
+          status?.publish(report);
+        } catch (error) {
+          logCode(
+            this.logger,
+            'UNHITCH_RELOAD_STATUS',
+            { err: error },
+            'reload verdict not written',
+          );
+        }
       },
     });
     this.acme = new AcmeManager({
       logger: this.logger,
       supervisor: this.supervisor,
+      services: this.services,
       reloadCertificates: () => this.reloader.reload('certificates'),
     });
   }
@@ -122,15 +152,22 @@ class Primary {
     this.supervisor.install((worker, code, signal) => this.workerExited(worker, code, signal));
     this.cleanups.push(this.dispatchWorkerMessages());
     this.tickets.schedule(config);
+    // Before ACME and OCSP (they wait for it to be ready); stopped after both.
+    this.services.start();
+    this.cleanups.push(() => this.services.stop());
     this.ocsp.start(config, this.supervisor.current.certificates);
     this.cleanups.push(() => this.ocsp.stop());
 
     // A rotated log file is reopened here first (as root), handed to the workers' user,
-    // and then reopened by every worker, a draining generation's too.
+    // and then reopened by every worker, a draining generation's too, and the services
+    // process (the same user).
     followLogFile(this.logger, {
       ownerUid:
         process.getuid?.() === 0 ? resolveIdentity(config.user, config.group)?.uid : undefined,
-      reopened: () => this.supervisor.broadcast({ type: 'unhitch:reopen-log' }),
+      reopened: () => {
+        this.supervisor.broadcast({ type: 'unhitch:reopen-log' });
+        this.services.send({ type: 'unhitch:reopen-log' });
+      },
     });
     const finished = new Promise<void>((resolve) => {
       this.done = resolve;
@@ -165,7 +202,7 @@ class Primary {
       for (const signal of this.stopSignals) process.off(signal, onStop);
       throw new UnhitchError(
         'UNHITCH_WORKERS_FAILED',
-        'workers failed to start; see the log above',
+        startFailureMessage(this.supervisor.firstStartError),
       );
     }
     if (started) {

@@ -16,6 +16,7 @@ import { preflight } from '../ops/preflight.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { announceListening } from './dbg-listen.js';
 import type { ListenSockets } from './listen-sockets.js';
+import type { ReloadReport } from './reload-status.js';
 import type { Generation, Supervisor } from './supervisor.js';
 import type { TicketKeyOwner } from './ticket-keys.js';
 
@@ -33,6 +34,8 @@ export interface ReloaderOptions {
   readonly isStopping: () => boolean;
   /** The new generation serves: services that follow the certificates (OCSP) switch to it. */
   readonly onReloaded?: (config: ProxyConfig, certificates: readonly CertificateMaterial[]) => void;
+  /** The verdict of each configuration reload (SIGHUP), for `unhitch --reload` (reload-status.ts). */
+  readonly onVerdict?: (report: ReloadReport) => void;
 }
 
 export class Reloader {
@@ -91,6 +94,10 @@ export class Reloader {
 
   private async reloadOnce(kind: ReloadKind): Promise<void> {
     const { supervisor } = this.options;
+    const begunAt = process.hrtime.bigint();
+    const verdict = (report: Omit<ReloadReport, 'begunAt'>): void => {
+      if (kind === 'config') this.options.onVerdict?.({ begunAt, ...report });
+    };
     let config: ProxyConfig;
     let certificates: CertificateMaterial[];
     try {
@@ -123,6 +130,13 @@ export class Reloader {
         { err: error },
         'reload rejected; the running configuration stays',
       );
+      const code = (error as { code?: unknown } | null)?.code;
+      verdict({
+        outcome: 'rejected',
+        message: `reload rejected, the running configuration stays: ${error instanceof Error ? error.message : String(error)}`,
+        code: typeof code === 'string' ? code : 'UNHITCH_RELOAD_REJECTED',
+        generation: supervisor.current.id,
+      });
       return;
     }
     // The running generation stays current until the new one listens: a worker of it
@@ -142,6 +156,13 @@ export class Reloader {
       );
       supervisor.killAll(next);
       this.keepSocketsOf(supervisor.current.config);
+      verdict({
+        outcome: 'failed',
+        message:
+          'reload failed: new workers did not start; the running configuration stays (see the log)',
+        code: 'UNHITCH_RELOAD_FAILED',
+        generation: supervisor.current.id,
+      });
       return;
     }
     const previous = supervisor.current;
@@ -157,6 +178,11 @@ export class Reloader {
       kind === 'config' ? 'reloaded' : 'certificates reloaded',
     );
     announceListening(next, this.logger);
+    verdict({
+      outcome: 'reloaded',
+      message: `reloaded (generation ${next.id})`,
+      generation: next.id,
+    });
   }
 
   private keepSocketsOf(config: ProxyConfig): void {

@@ -71,6 +71,8 @@ export class Supervisor {
   private readonly pendingRestarts = new Set<NodeJS.Timeout>();
   private nextGeneration = 1;
   private halted = false;
+  /** Why the first worker that could not start did not (the start's stderr line says it). */
+  firstStartError: unknown;
   /** The generation that serves, whose crashed workers are restarted. */
   current!: Generation;
 
@@ -214,6 +216,7 @@ export class Supervisor {
     void meta.pinned
       .then(() => this.sendStart(worker, meta.generation, meta.index))
       .catch((error: unknown) => {
+        this.firstStartError ??= error;
         logCode(
           this.logger,
           'UNHITCH_WORKER_START',
@@ -247,10 +250,12 @@ export class Supervisor {
   workerStartFailed(worker: Worker, error: CrossedError): void {
     const meta = this.meta.get(worker);
     if (meta?.settle === undefined) return;
+    const revived = reviveError(error);
+    this.firstStartError ??= revived;
     logCode(
       this.logger,
       'UNHITCH_WORKER_START',
-      { worker: meta.index, err: reviveError(error) },
+      { worker: meta.index, err: revived },
       'worker could not start',
     );
     this.settle(meta, false);

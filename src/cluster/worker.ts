@@ -8,7 +8,7 @@ import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { logCode } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
-import { createLogger, reopenLog } from '../ops/log.js';
+import { createChildLogger, reopenLog } from '../ops/log.js';
 import { checkNotRootWorkers, dropPrivileges } from '../ops/privileges.js';
 import { NOOP_OBSERVER, type ProxyObserver } from '../proxy/events.js';
 import { TlsProxy } from '../proxy/proxy.js';
@@ -122,21 +122,11 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
   const { config } = message;
   // Resolved by the primary: no account lookup (getent) in the worker.
   const logIdentity = process.getuid?.() === 0 ? message.identity : undefined;
-  const logger = createLogger({
-    level: config.logLevel,
-    quiet: config.quiet,
-    filename: config.logFilename,
-    bindings: { role: 'worker', worker: message.workerIndex, generation: message.generation },
-    // logger(1) runs as the identity this worker is about to drop to.
-    ...(config.syslog
-      ? {
-          syslog: { facility: config.syslogFacility, uid: logIdentity?.uid, gid: logIdentity?.gid },
-        }
-      : {}),
-    // A daemon's stdout is /dev/null: without a file or syslog, nothing is written.
-    console: !config.daemon,
-    followsPrimary: true,
-  });
+  const logger = createChildLogger(
+    config,
+    { role: 'worker', worker: message.workerIndex, generation: message.generation },
+    logIdentity,
+  );
   workerLogger = logger;
   // Without a metrics endpoint nobody reads them: no per-connection histogram work, no
   // collectors (GC observer, event-loop delay timer) running in the worker, and

@@ -21,6 +21,8 @@ export interface CommandLine {
   /** Option flags in command-line order, then positional PEM files as pem-file entries. */
   readonly entries: readonly Entry[];
   readonly test: boolean;
+  /** `--reload`: signal the running unhitch (its --pidfile) and wait for the verdict. */
+  readonly reload: boolean;
   readonly version: boolean;
   readonly help: boolean;
   /** argv text per entry column (argv index + 1), e.g. "-n 0", for error messages. */
@@ -37,6 +39,7 @@ function parseArgsOptions(): ParseOptions {
   const options: ParseOptions = {
     config: { type: 'string', multiple: true },
     test: { type: 'boolean', short: 't' },
+    reload: { type: 'boolean' },
     version: { type: 'boolean', short: 'V' },
     help: { type: 'boolean', short: 'h' },
   };
@@ -126,6 +129,7 @@ export function parseArgv(argv: readonly string[]): CommandLine {
   const acmeEntries: Entry[] = [];
   const labels = new Map<number, string>();
   let test = false;
+  let reload = false;
   let version = false;
   let help = false;
   for (const token of tokens) {
@@ -148,6 +152,9 @@ export function parseArgv(argv: readonly string[]): CommandLine {
         continue;
       case 'test':
         test = true;
+        continue;
+      case 'reload':
+        reload = true;
         continue;
       case 'version':
         version = true;
@@ -187,7 +194,15 @@ export function parseArgv(argv: readonly string[]): CommandLine {
       value: { kind: 'block', entries: acmeEntries, position: first.position },
     });
   }
-  return { configFiles, entries: [...entries, ...pemEntries], test, version, help, labels };
+  return {
+    configFiles,
+    entries: [...entries, ...pemEntries],
+    test,
+    reload,
+    version,
+    help,
+    labels,
+  };
 }
 
 /**

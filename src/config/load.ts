@@ -7,7 +7,12 @@
  * added last. Certificates, users and groups are NOT checked here.
  */
 import { readFileSync } from 'node:fs';
-import { COMMAND_LINE_SOURCE, parseArgv, relabelCommandLineError } from './args.js';
+import {
+  COMMAND_LINE_SOURCE,
+  type CommandLine,
+  parseArgv,
+  relabelCommandLineError,
+} from './args.js';
 import { ConfigError, type SourcePosition } from './errors.js';
 import { hitchEntries, parseHitchText } from './hitch/parse.js';
 import type { ProxyConfig } from './model.js';
@@ -31,6 +36,8 @@ export type CliAction =
   | ConfigAction<'run'>
   | ConfigAction<'test'>
   | { readonly kind: 'version'; readonly text: string }
+  /** `--reload`: the running primary is found by its pidfile. */
+  | { readonly kind: 'reload'; readonly pidfile: string }
   /** `status`: 0 for --help; 1 without any argument, as Hitch exits then. */
   | { readonly kind: 'help'; readonly text: string; readonly status: 0 | 1 };
 
@@ -75,6 +82,25 @@ export function configFileEntries(path: string, position: SourcePosition): Entry
   return isTomlPath(path) ? tomlEntries(text, path) : hitchEntries(text, path);
 }
 
+/**
+ * `--reload`'s pidfile from the --pidfile flag alone when given: a reload is asked for
+ * because the file changed, and it may now be one the running unhitch will reject.
+ * Undefined: it is in the --config file(s).
+ */
+function reloadPidfile(commandLine: CommandLine): string | undefined {
+  const flag = commandLine.entries.findLast((entry) => entry.name === 'pidfile');
+  const pidfile = flag?.value.kind === 'scalar' ? flag.value.items[0]?.text : undefined;
+  if (pidfile === undefined && commandLine.configFiles.length === 0) missingPidfile();
+  return pidfile;
+}
+
+function missingPidfile(): never {
+  throw new ConfigError(
+    'UNHITCH_CONFIG_MISSING',
+    "--reload needs the running unhitch's pidfile (--pidfile=FILE, or pidfile in --config)",
+  );
+}
+
 /** argv without the node/script prefix. Throws ConfigError. */
 export function parseCommandLine(argv: readonly string[]): CliAction {
   // Hitch prints its usage when run without arguments.
@@ -82,6 +108,10 @@ export function parseCommandLine(argv: readonly string[]): CliAction {
   const commandLine = parseArgv(argv);
   if (commandLine.help) return { kind: 'help', text: helpText(), status: 0 };
   if (commandLine.version) return { kind: 'version', text: versionText() };
+  if (commandLine.reload) {
+    const pidfile = reloadPidfile(commandLine);
+    if (pidfile !== undefined) return { kind: 'reload', pidfile };
+  }
   const lastConfig = commandLine.configFiles[commandLine.configFiles.length - 1];
   const draft = newDraft(lastConfig?.path ?? COMMAND_LINE_SOURCE);
   let config: ProxyConfig;
@@ -95,6 +125,7 @@ export function parseCommandLine(argv: readonly string[]): CliAction {
     throw relabelCommandLineError(err, commandLine.labels);
   }
   const result = { config, warnings: draft.warnings, configPath: lastConfig?.path };
+  if (commandLine.reload) return { kind: 'reload', pidfile: config.pidfile ?? missingPidfile() };
   return commandLine.test ? { kind: 'test', ...result } : { kind: 'run', ...result };
 }
 

@@ -36,6 +36,8 @@ export class ListenSocketError extends UnhitchError<'UNHITCH_LISTEN'> {
   constructor(
     message: string,
     readonly errno: string,
+    /** `[host]:port` as Hitch names it in "{bind-socket}: …" (undefined: not a bind). */
+    readonly address?: string,
   ) {
     super('UNHITCH_LISTEN', message);
     this.name = 'ListenSocketError';
@@ -50,10 +52,15 @@ export async function resolveBindHost(host: string | undefined): Promise<string>
 }
 
 /**
- * Bind `host:port` (a numeric address) with SO_REUSEPORT. Port 0 picks a free port;
- * the returned port is the one bound. Throws UNHITCH_LISTEN with the errno name.
+ * Bind `host:port` (a numeric address) with SO_REUSEPORT (unless `reusePort` is false).
+ * Port 0 picks a free port; the returned port is the one bound. Throws UNHITCH_LISTEN
+ * with the errno name.
  */
-export function bindReusePort(host: string, port: number): { handle: ListenHandle; port: number } {
+export function bindReusePort(
+  host: string,
+  port: number,
+  reusePort = true,
+): { handle: ListenHandle; port: number } {
   const create = (net as unknown as { _createServerHandle?: CreateServerHandle })
     ._createServerHandle;
   if (typeof create !== 'function') {
@@ -63,11 +70,18 @@ export function bindReusePort(host: string, port: number): { handle: ListenHandl
     );
   }
   const family = isIP(host);
-  const result = create(host, port, family === 6 ? 6 : 4, undefined, UV_TCP_REUSEPORT);
+  const result = create(
+    host,
+    port,
+    family === 6 ? 6 : 4,
+    undefined,
+    reusePort ? UV_TCP_REUSEPORT : 0,
+  );
   const shown = family === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+  const bracketed = `[${host}]:${port}`;
   if (typeof result === 'number') {
     const errno = getSystemErrorName(result);
-    throw new ListenSocketError(`cannot bind ${shown}: ${errno}`, errno);
+    throw new ListenSocketError(`cannot bind ${shown}: ${errno}`, errno, bracketed);
   }
   // libuv defers EADDRINUSE from bind(2) to listen(2) ("delayed error") and reports
   // success here; listen(2) on the unbound socket would then pick a random port. So the
@@ -76,7 +90,7 @@ export function bindReusePort(host: string, port: number): { handle: ListenHandl
   const failed = result.getsockname(out);
   if (failed !== 0 || !out.port || (port !== 0 && out.port !== port)) {
     result.close();
-    throw new ListenSocketError(`cannot bind ${shown}: EADDRINUSE`, 'EADDRINUSE');
+    throw new ListenSocketError(`cannot bind ${shown}: EADDRINUSE`, 'EADDRINUSE', bracketed);
   }
   return { handle: result, port: out.port };
 }

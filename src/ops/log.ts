@@ -219,6 +219,40 @@ export function followLogFile(
   file.reopened = options.reopened;
 }
 
+/** The log settings of the config (a subset of ProxyConfig). */
+export interface LogSettings {
+  readonly logLevel: LogLevelName;
+  readonly quiet: boolean;
+  readonly logFilename: string | undefined;
+  readonly syslog: boolean;
+  readonly syslogFacility: SyslogFacility;
+  readonly daemon: boolean;
+}
+
+/**
+ * The logger of a child of the primary (a worker, the services process), made while it
+ * is still root: `identity` is what it is about to drop to, and logger(1) runs as that.
+ * It follows the primary's log rotation.
+ */
+export function createChildLogger(
+  config: LogSettings,
+  bindings: Record<string, unknown>,
+  identity: { readonly uid: number; readonly gid: number } | undefined,
+): Logger {
+  return createLogger({
+    level: config.logLevel,
+    quiet: config.quiet,
+    filename: config.logFilename,
+    bindings,
+    ...(config.syslog
+      ? { syslog: { facility: config.syslogFacility, uid: identity?.uid, gid: identity?.gid } }
+      : {}),
+    // A daemon's stdout is /dev/null: without a file or syslog, nothing is written.
+    console: !config.daemon,
+    followsPrimary: true,
+  });
+}
+
 /**
  * Reopen the log file by its name (after logrotate moved it). A no-op without a file.
  * A failure keeps the file held; it is logged once, until a reopen succeeds again.

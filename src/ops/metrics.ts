@@ -44,6 +44,7 @@ export const CONNECTION_FAILURE_REASONS = [
   'not_tls',
   'sni_nomatch',
   'acme_challenge_refused',
+  'client_hello_too_large',
   'client_cert_missing',
   'client_cert_rejected',
   'proxy_header_invalid',

@@ -10,6 +10,7 @@ export type ConnectionFailureReason =
   | 'not_tls' // plaintext (e.g. HTTP) sent to the TLS port
   | 'sni_nomatch' // sni-nomatch-abort and no certificate for the name
   | 'acme_challenge_refused' // acme-tls/1 offered for a name with no open ACME challenge
+  | 'client_hello_too_large' // a peeked ClientHello over 16 KiB (illegal_parameter sent)
   | 'client_cert_missing' // client-verify = required and the client sent no certificate
   | 'client_cert_rejected' // a client certificate that does not verify against client-verify-ca
   | 'proxy_header_invalid' // proxy-proxy: malformed or missing PROXY header

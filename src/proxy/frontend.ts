@@ -15,15 +15,16 @@ import {
 import type { TcpAddress } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
-import { type AcmeChallengeResponder, offersAcmeTls } from '../tls/acme-challenge.js';
-import {
-  ClientHelloReader,
-  NO_APPLICATION_PROTOCOL_ALERT,
-  UNRECOGNIZED_NAME_ALERT,
-} from '../tls/client-hello.js';
+import type { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import type { FrontendTlsPlan, TlsServerPlan } from '../tls/contexts.js';
 import type { ConnectionFailureReason } from './events.js';
-import { type ProxyEndpoints, ProxyHeaderReader } from './proxy-protocol.js';
+import {
+  type PreTlsHandlers,
+  type PreTlsOptions,
+  PreTlsReader,
+  preTlsReaderOf,
+} from './pre-tls-reader.js';
+import type { ProxyEndpoints } from './proxy-protocol.js';
 
 export interface AcceptedSocket {
   /** Monotonic ms (performance.now) at TCP accept: handshake latency starts here. */
@@ -71,10 +72,6 @@ export interface FrontendOptions {
   readonly acmeChallenges?: AcmeChallengeResponder | undefined;
 }
 
-const MAX_PROXY_HEADER_BYTES = 536; // v2 header with generous TLVs; v1 is ≤ 107
-/** After the unrecognized_name alert, how long a client that does not close is waited for. */
-const ALERT_LINGER_MS = 2_000;
-
 export function clientErrorReason(
   error: NodeJS.ErrnoException,
   socket?: TLSSocket,
@@ -109,15 +106,10 @@ export class Frontend {
   private readonly challengeServer: TlsServer | undefined;
   private readonly listener: Server;
   private readonly accepted = new WeakMap<Socket, AcceptedSocket>();
-  /**
-   * Sockets whose bytes were read before TLS: the ssl-handshake-timeout timer started at
-   * accept keeps running through the handshake (node's own would start again from zero).
-   */
-  private readonly budgets = new WeakMap<Socket, NodeJS.Timeout>();
-  /** Handshakes that budget ended: node's own report of the destroyed socket is no news. */
-  private readonly outOfBudget = new WeakSet<Socket>();
   /** Bumped by stopAccepting(): a listen() still fetching its socket then gives up. */
   private stopEpoch = 0;
+  /** What is read before TLS, the same for every socket of this frontend. */
+  private readonly preTlsOptions: PreTlsOptions;
 
   constructor(
     readonly options: FrontendOptions,
@@ -129,6 +121,12 @@ export class Frontend {
       noDelay: true,
       keepAlive: options.keepaliveSec > 0,
       keepAliveInitialDelay: options.keepaliveSec * 1000,
+    };
+    this.preTlsOptions = {
+      proxyHeader: options.proxyProxy,
+      route: options.tls.route,
+      acmeChallenges: options.acmeChallenges,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
     };
     this.tlsServers = options.tls.servers.map((plan) => this.createTlsServer(plan, acceptOptions));
     const first = this.tlsServers[0];
@@ -265,9 +263,7 @@ export class Frontend {
    * had already run out (and the timeout was reported), so nothing more is to be said.
    */
   private endBudget(raw: Socket): boolean {
-    clearTimeout(this.budgets.get(raw));
-    this.budgets.delete(raw);
-    return this.outOfBudget.has(raw);
+    return preTlsReaderOf(raw)?.handshakeEnded() ?? false;
   }
 
   private noteAccepted(raw: Socket, accepted: AcceptedSocket): void {
@@ -276,207 +272,45 @@ export class Frontend {
   }
 
   /**
-   * Before TLS starts: the PROXY header under proxy-proxy, then (when certificates differ
-   * in client-certificate policy, or sni-nomatch-abort is on) the ClientHello's SNI name,
-   * which picks the tls.Server or refuses the name with Hitch's alert. The bytes read are
-   * handed back to the socket, so OpenSSL sees the stream from its first byte.
-   *
-   * The socket is reported accepted at once, so drain and destroy reach it while its
-   * header is on the way, and a client that leaves early is reported when it leaves.
+   * Before TLS starts (pre-tls-reader.ts): the PROXY header under proxy-proxy, then the
+   * ClientHello when it picks the tls.Server or is refused. The socket is reported
+   * accepted at once, so drain and destroy reach it while its header is on the way, and a
+   * client that leaves early is reported when it leaves.
    */
   private readBeforeTls(raw: Socket): void {
-    const acceptedAt = performance.now();
-    const route = this.options.tls.route;
-    // Read now: once the socket has closed node no longer knows the peer.
-    const socketSide = socketEndpoints(raw);
-    let header = this.options.proxyProxy
-      ? new ProxyHeaderReader(MAX_PROXY_HEADER_BYTES)
-      : undefined;
-    this.noteAccepted(raw, { acceptedAt, endpoints: socketSide });
-    let receivedBytes = 0;
-    // Every byte from the first on, for OpenSSL; joined once, when TLS starts.
-    const helloChunks: Buffer[] = [];
-    const helloReader = new ClientHelloReader();
-    let tlsStarted = false;
-    // One ssl-handshake-timeout from accept to the handshake's end, whoever reads the bytes.
-    const timer = setTimeout(() => {
-      if (tlsStarted) {
-        if (raw.destroyed) return; // closed in the handshake without a report (drain)
-        this.outOfBudget.add(raw);
-        // As node reports its own handshake timeout.
-        const error = Object.assign(new Error('TLS handshake timeout'), {
-          code: 'ERR_TLS_HANDSHAKE_TIMEOUT',
-        });
-        this.handlers.onHandshakeSettled(raw);
-        this.handlers.onClientError(
-          'handshake_timeout',
-          error,
-          this.accepted.get(raw)?.endpoints ?? socketSide,
-        );
-        raw.destroy();
-        return;
-      }
-      const inHeader = header !== undefined;
-      const error = inHeader
-        ? new UnhitchError(
-            'UNHITCH_PROXY_HEADER_TIMEOUT',
-            `no complete PROXY header in time (${receivedBytes} bytes)`,
-          )
-        : new UnhitchError('UNHITCH_CLIENT_HELLO_TIMEOUT', 'no ClientHello in time');
-      fail(inHeader ? 'proxy_header_timeout' : 'handshake_timeout', error);
-      raw.destroy();
-    }, this.options.handshakeTimeoutMs);
-    /** `settle` false: the socket stays open a while (an alert lingers); its close settles it. */
-    const fail = (reason: ConnectionFailureReason, error: Error, settle = true): void => {
-      cleanup();
-      if (settle) this.handlers.onHandshakeSettled(raw);
-      this.handlers.onClientError(reason, error, this.accepted.get(raw)?.endpoints ?? socketSide);
-    };
-    const onError = (error: Error): void => {
-      // A reset before the PROXY header is whole is what a load balancer's TCP health
-      // check does (HAProxy closes its checks with RST): the same stable reason as a FIN
-      // there, not a warning.
-      if (header !== undefined) {
-        const message = `client reset after ${receivedBytes} bytes of an incomplete PROXY header`;
-        fail(
-          'proxy_header_incomplete',
-          new UnhitchError('UNHITCH_PROXY_HEADER_INCOMPLETE', message, { cause: error }),
-        );
-      } else fail('client_reset', error);
-      raw.destroy();
-    };
-    // FIN before TLS could start (allowHalfOpen is off: node closes our side too).
-    const onEnd = (): void => {
-      if (header !== undefined) {
-        const message = `client closed after ${receivedBytes} bytes of an incomplete PROXY header`;
-        fail(
-          'proxy_header_incomplete',
-          new UnhitchError('UNHITCH_PROXY_HEADER_INCOMPLETE', message),
-        );
-      } else {
-        // As node reports a FIN during the handshake proper ('socket hang up').
-        const error = Object.assign(
-          new Error('client closed before its ClientHello was complete'),
-          {
-            code: 'ECONNRESET',
-          },
-        );
-        fail('client_reset', error);
-      }
-      raw.destroy();
-    };
-    // Destroyed from our side (drain, shutdown) while waiting: nothing to report.
-    const onClose = (): void => {
-      cleanup();
-      this.handlers.onHandshakeSettled(raw);
-    };
-    const acme = this.options.acmeChallenges;
-    /** Whether the ClientHello must be read: to route by SNI, or to spot acme-tls/1. */
-    const peeks = route !== undefined || acme !== undefined;
-    const startTls = (serverIndex: number, bytes: Buffer): void => {
-      cleanup(true);
-      raw.pause();
-      if (bytes.length > 0) raw.unshift(bytes);
-      (this.tlsServers[serverIndex] ?? this.tlsServers[0])?.emit('connection', raw);
-    };
-    /** Write a fatal alert, close, and do not wait long for a client that stays. */
-    const refuse = (alert: Buffer): void => {
-      raw.end(alert);
-      const linger = setTimeout(() => raw.destroy(), ALERT_LINGER_MS);
-      linger.unref();
-      raw.once('close', () => clearTimeout(linger));
-    };
-    const onData = (chunk: Buffer): void => {
-      receivedBytes += chunk.length;
-      let bytes = chunk;
-      if (header !== undefined) {
-        let parsed: ReturnType<ProxyHeaderReader['push']>;
-        try {
-          parsed = header.push(chunk);
-        } catch (error) {
-          fail('proxy_header_invalid', error as Error);
-          raw.destroy();
-          return;
-        }
-        if (parsed === undefined) return;
-        header = undefined;
-        // LOCAL / UNKNOWN headers (health checks) carry no addresses: use the socket's.
-        this.accepted.set(raw, {
-          acceptedAt,
-          endpoints: parsed.endpoints ?? socketSide,
-          proxyHeader: parsed.header,
-        });
-        bytes = parsed.rest;
-        if (!peeks) {
-          startTls(0, bytes);
-          return;
-        }
-      }
-      if (!peeks) return; // unreachable: no header and nothing to peek for means no reader
-      if (bytes.length === 0) return;
-      helloChunks.push(bytes);
-      const peek = helloReader.push(bytes);
-      if (peek.kind === 'incomplete') return;
-      const hello = helloChunks.length === 1 ? bytes : Buffer.concat(helloChunks);
-      // Not a ClientHello: OpenSSL sees it on the default server and says what it is.
-      if (peek.kind === 'not-client-hello') {
-        startTls(0, hello);
-        return;
-      }
-      if (acme !== undefined && offersAcmeTls(peek.alpn)) {
-        if (acme.answers(peek.servername)) {
-          cleanup(true);
-          raw.pause();
-          raw.unshift(hello);
-          this.challengeServer?.emit('connection', raw);
-          return;
-        }
-        // No open challenge for this name (or a name the acme block does not list): no
-        // certificate is made up for it; the client hears no_application_protocol.
-        const error = new UnhitchError(
-          'UNHITCH_ACME_CHALLENGE_REFUSED',
-          `acme-tls/1 for "${peek.servername ?? ''}", which has no open ACME challenge`,
-        );
-        fail('acme_challenge_refused', error, false);
-        refuse(NO_APPLICATION_PROTOCOL_ALERT);
-        return;
-      }
-      let serverIndex: number | undefined;
-      try {
-        serverIndex = route === undefined ? 0 : route(peek.servername);
-      } catch {
-        serverIndex = 0; // a lookup failure keeps the default certificate, as the SNICallback does
-      }
-      if (serverIndex !== undefined) {
-        startTls(serverIndex, hello);
-        return;
-      }
-      // sni-nomatch-abort: Hitch's servername callback fails with unrecognized_name (112).
-      const error = new UnhitchError(
-        'UNHITCH_SNI_NOMATCH',
-        `no certificate for SNI name "${peek.servername ?? ''}"`,
-      );
-      fail('sni_nomatch', error, false);
-      // The client closes on the alert; one that does not is not kept waiting for.
-      refuse(UNRECOGNIZED_NAME_ALERT);
-    };
-    /** Stop reading before TLS; `tlsFollows` keeps the budget running through the handshake. */
-    const cleanup = (tlsFollows = false): void => {
-      if (tlsFollows) {
-        tlsStarted = true;
-        this.budgets.set(raw, timer);
-      } else clearTimeout(timer);
-      raw.removeListener('data', onData);
-      raw.removeListener('error', onError);
-      raw.removeListener('end', onEnd);
-      raw.removeListener('close', onClose);
-      raw.on('error', () => {}); // late errors of a socket we gave up on are not news
-    };
-    raw.on('data', onData);
-    raw.on('error', onError);
-    raw.once('end', onEnd);
-    raw.once('close', onClose);
+    this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints: socketEndpoints(raw) });
+    new PreTlsReader(raw, this.preTlsOptions, this.preTlsHandlers);
   }
+
+  /** One object for every socket read before TLS: each call names its socket. */
+  private readonly preTlsHandlers: PreTlsHandlers = {
+    proxyHeaderRead: (raw, endpoints, header) => {
+      const accepted = this.accepted.get(raw);
+      if (accepted === undefined) return;
+      // LOCAL / UNKNOWN headers (health checks) carry no addresses: use the socket's.
+      this.accepted.set(raw, {
+        acceptedAt: accepted.acceptedAt,
+        endpoints: endpoints ?? accepted.endpoints,
+        proxyHeader: header,
+      });
+    },
+    handOver: (raw, target) => {
+      const server =
+        target === 'acme-challenge'
+          ? this.challengeServer
+          : (this.tlsServers[target] ?? this.tlsServers[0]);
+      server?.emit('connection', raw);
+    },
+    failed: (raw, reason, error, settled) => {
+      if (settled) this.handlers.onHandshakeSettled(raw);
+      this.handlers.onClientError(reason, error, this.accepted.get(raw)?.endpoints);
+    },
+    closed: (raw) => this.handlers.onHandshakeSettled(raw),
+    outOfBudget: (raw, error) => {
+      this.handlers.onHandshakeSettled(raw);
+      this.handlers.onClientError('handshake_timeout', error, this.accepted.get(raw)?.endpoints);
+    },
+  };
 
   async listen(): Promise<void> {
     const { address, backlog, acquireSocket } = this.options;

@@ -4,9 +4,9 @@
  * Encoding follows Hitch's write_proxy_v1 / write_proxy_v2: the v2 header is
  * signature, ver_cmd 0x21 (v2|PROXY), fam 0x11 (INET|STREAM) or 0x21 (INET6|STREAM),
  * big-endian length, address block (src addr, dst addr, src port, dst port), then TLVs
- * in Hitch's order: PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_SSL (client flags,
- * verify, sub-TLVs PP2_SUBTYPE_SSL_VERSION then PP2_SUBTYPE_SSL_CIPHER), then Hitch 1.8's
- * client certificate (PEM) in the custom TLV 0xE0.
+ * in Hitch's order: PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, the client certificate (PEM,
+ * proxy-client-cert) in the custom TLV 0xE0, then PP2_TYPE_SSL (client flags, verify,
+ * sub-TLVs PP2_SUBTYPE_SSL_VERSION then PP2_SUBTYPE_SSL_CIPHER).
  *
  * Parsing is our own rather than proxy-protocol-js: that library parses only complete
  * buffers and treats everything after the address block (TLVs and payload alike) as
@@ -181,6 +181,18 @@ function encodeSslTlv(tls: NonNullable<ProxyTlvs['tls']>): Buffer {
   );
 }
 
+/**
+ * TLV 0xE0 as Hitch writes it: PEM_write_bio_X509_AUX, i.e. the PEM label "TRUSTED
+ * CERTIFICATE" around i2d_X509_AUX. A certificate read off the wire has no aux (trust)
+ * data, and i2d_X509_AUX writes the aux block only when present, so the body is the
+ * certificate's DER, base64 in 64-column lines exactly as the plain PEM has it.
+ */
+function trustedCertificatePem(pem: string): string {
+  return pem
+    .replace('-----BEGIN CERTIFICATE-----', '-----BEGIN TRUSTED CERTIFICATE-----')
+    .replace('-----END CERTIFICATE-----', '-----END TRUSTED CERTIFICATE-----');
+}
+
 export function encodeProxyV2Tlvs(tlvs: ProxyTlvs | undefined): Buffer {
   if (tlvs === undefined) return Buffer.alloc(0);
   const parts: Buffer[] = [];
@@ -188,10 +200,13 @@ export function encodeProxyV2Tlvs(tlvs: ProxyTlvs | undefined): Buffer {
   if (tlvs.authority) {
     parts.push(encodeTlv(PP2_TYPE_AUTHORITY, Buffer.from(tlvs.authority, 'utf8')));
   }
-  if (tlvs.tls) parts.push(encodeSslTlv(tlvs.tls));
+  // Hitch's order (hitch.c, and its bytes in hitch-differential.test.ts): the client
+  // certificate before the SSL TLV.
   if (tlvs.clientCertificatePem) {
-    parts.push(encodeTlv(PP2_TYPE_CLIENT_CERT, Buffer.from(tlvs.clientCertificatePem, 'latin1')));
+    const pem = trustedCertificatePem(tlvs.clientCertificatePem);
+    parts.push(encodeTlv(PP2_TYPE_CLIENT_CERT, Buffer.from(pem, 'latin1')));
   }
+  if (tlvs.tls) parts.push(encodeSslTlv(tlvs.tls));
   return Buffer.concat(parts);
 }
 

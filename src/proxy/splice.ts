@@ -305,10 +305,22 @@ export abstract class Splice implements ForwardedSink {
     this.fail('backend_error', error);
   }
 
+  /**
+   * A failure ends the pair. A client whose stream from the backend is cut short gets a
+   * TCP reset: neither close_notify nor a FIN, which would tell it the stream ended whole.
+   * Cut short: this process still holds backend bytes for it (its write buffer, or the
+   * backend's reads paused for it), or the backend had begun to answer and broke off
+   * without its FIN (a reset mid-stream: the backend's own unsent bytes are lost). A
+   * client owed nothing (no answer begun, or the answer ended) gets a plain close.
+   */
   private fail(reason: ConnectionFailureReason, error: Error | undefined): void {
     this.failure ??= { reason, error };
-    this.client.destroy();
-    this.backend.destroy();
+    const { client, backend } = this;
+    const held = (this.flags & CLIENT_BACKED_UP) !== 0 || client.writableLength > 0;
+    const cut = backend.bytesRead > 0 && !backend.readableEnded;
+    if (held || cut) abort(client);
+    else client.destroy();
+    backend.destroy();
   }
 
   /**
@@ -382,6 +394,21 @@ function backendClose(this: Socket): void {
 
 function judgedQuiet(splice: Splice): void {
   splice.judged(false);
+}
+
+/**
+ * Close with a TCP reset (SO_LINGER 0) through the TCP socket under a TLS one: what the
+ * kernel held for the peer is dropped, and the peer reads ECONNRESET, not an end.
+ */
+function abort(socket: Socket): void {
+  if (socket.destroyed) return;
+  const tcp = (socket as Socket & { _parent?: Socket | null })._parent ?? socket;
+  try {
+    tcp.resetAndDestroy();
+  } catch {
+    // Not over TCP (a unix socket has no reset): closed as usual below.
+  }
+  socket.destroy();
 }
 
 function finishedBothWays(socket: Socket): boolean {

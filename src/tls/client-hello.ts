@@ -9,7 +9,8 @@
  * hand the socket to the tls.Server whose policy belongs to that certificate.
  *
  * Only the record and handshake framing needed to reach the server_name extension is
- * parsed (RFC 8446 4.1.2, RFC 6066 3); a ClientHello may span several records.
+ * parsed (RFC 8446 4.1.2, RFC 6066 3); a ClientHello may span several records, and is
+ * accepted up to CLIENT_HELLO_MAX_BYTES.
  */
 
 const CONTENT_TYPE_HANDSHAKE = 0x16;
@@ -22,11 +23,23 @@ const RECORD_HEADER_BYTES = 5;
 const MAX_RECORD_PAYLOAD_BYTES = 16_384;
 
 /**
- * Peeking gives up (and lets OpenSSL judge the bytes) past this many buffered bytes. Above
- * OpenSSL's own bound (CLIENT_HELLO_MAX_LENGTH, 131396 bytes of message, plus record
- * headers): a hello OpenSSL accepts is always read here, so routing never misses one.
+ * The largest ClientHello a peeking frontend accepts (the handshake message, its 4-byte
+ * header included); a larger one is refused (`too-large`) as soon as its header says so.
+ * 16 KiB, the largest record's plaintext (RFC 8446 5.1): browsers
+ * send about 1.8-2 KiB with a post-quantum key share (X25519MLKEM768's share is 1,216
+ * bytes), and a client offering three hybrid shares, ECH and a session ticket stays
+ * under 6 KiB, so the cap leaves a margin of 3-8x. OpenSSL alone would take a hello of
+ * up to 131,396 bytes (CLIENT_HELLO_MAX_LENGTH) in records as small as 1 byte, which a
+ * peek must not buffer: held in 1-byte records that is 786 KB of wire bytes per client.
  */
-export const CLIENT_HELLO_PEEK_LIMIT_BYTES = 132 * 1024;
+export const CLIENT_HELLO_MAX_BYTES = 16 * 1024;
+
+/**
+ * The most bytes the peek holds for one connection before its ClientHello is complete:
+ * the largest hello plus the record headers of up to 204 records. A client that cuts a
+ * hello into smaller records than that is refused (`too-large`) once past it.
+ */
+export const CLIENT_HELLO_MAX_HELD_BYTES = CLIENT_HELLO_MAX_BYTES + 1024;
 
 export type ClientHelloPeek =
   /** More bytes are needed. */
@@ -40,11 +53,17 @@ export type ClientHelloPeek =
       readonly servername: string | undefined;
       readonly alpn: readonly string[];
     }
-  /** Not a TLS ClientHello (plain HTTP, SSLv2, garbage, too large): OpenSSL decides. */
-  | { readonly kind: 'not-client-hello' };
+  /** Not a TLS ClientHello (plain HTTP, SSLv2, garbage): OpenSSL decides. */
+  | { readonly kind: 'not-client-hello' }
+  /**
+   * A ClientHello over CLIENT_HELLO_MAX_BYTES: `declaredBytes` when its header says so,
+   * undefined when its records (tiny ones) ran past the cap first.
+   */
+  | { readonly kind: 'too-large'; readonly declaredBytes: number | undefined };
 
 const INCOMPLETE: ClientHelloPeek = Object.freeze({ kind: 'incomplete' });
 const NOT_CLIENT_HELLO: ClientHelloPeek = Object.freeze({ kind: 'not-client-hello' });
+const EMPTY = Buffer.alloc(0);
 
 /**
  * The fatal `unrecognized_name` alert (112) exactly as OpenSSL writes it when a
@@ -59,79 +78,142 @@ export const NO_APPLICATION_PROTOCOL_ALERT: Buffer = Buffer.from([
   0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x78,
 ]);
 
+/**
+ * The fatal `illegal_parameter` alert (47): what OpenSSL sends for a handshake message
+ * over its size limit (SSL_R_EXCESSIVE_MESSAGE_SIZE), sent here for one over ours.
+ */
+export const ILLEGAL_PARAMETER_ALERT: Buffer = Buffer.from([
+  0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x2f,
+]);
+
 /** Look at what the client sent so far (everything from its first byte). */
 export function peekClientHello(data: Buffer): ClientHelloPeek {
   return new ClientHelloReader().push(data);
 }
 
 /**
- * The same, fed as bytes arrive: each byte is looked at once, however the client cuts its
- * records (a hello in thousands of 1-byte records must not cost thousands of re-parses).
+ * The same, fed as bytes arrive. Memory: one buffer holding the bytes received and
+ * nothing per record (a hello in thousands of 1-byte records once cost a Buffer view per
+ * record, about 100 bytes each); each byte is looked at once, however the client cuts its
+ * records. `received()` gives the bytes back, for OpenSSL to read from the first.
  */
 export class ClientHelloReader {
-  /** Bytes of the record stream not yet taken apart (a partial record header). */
-  #pending: Buffer = Buffer.alloc(0);
+  /** The bytes received, `[0, #length)`; the socket's own chunk while only one came. */
+  #buffer: Buffer = EMPTY;
+  #length = 0;
+  /** Whether #buffer is ours (a copy) or the first chunk itself. */
+  #owned = false;
+  /** How far into #buffer the records have been taken apart. */
+  #offset = 0;
   /** Payload bytes still due from the record being read. */
   #recordLeft = 0;
-  /** Payloads of the handshake records so far, in order. */
-  readonly #payloads: Buffer[] = [];
+  /** Handshake payload bytes so far (all records). */
   #payloadBytes = 0;
+  /** The handshake header (type, 24-bit length), gathered across records. */
+  readonly #head = Buffer.alloc(4);
   /** The ClientHello's length with its 4-byte header, once those 4 bytes are in. */
   #messageBytes: number | undefined;
-  #received = 0;
   #result: ClientHelloPeek = INCOMPLETE;
 
   push(chunk: Buffer): ClientHelloPeek {
     if (this.#result.kind !== 'incomplete') return this.#result;
-    this.#received += chunk.length;
-    if (this.#received > CLIENT_HELLO_PEEK_LIMIT_BYTES) return this.#settle(NOT_CLIENT_HELLO);
-    let data = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
-    this.#pending = Buffer.alloc(0);
-    while (data.length > 0) {
+    this.#append(chunk);
+    const result = this.#walk();
+    if (result.kind !== 'incomplete') return this.#settle(result);
+    if (this.#length > CLIENT_HELLO_MAX_HELD_BYTES)
+      return this.#settle({ kind: 'too-large', declaredBytes: undefined });
+    if (!this.#owned) this.#own(this.#length);
+    return INCOMPLETE;
+  }
+
+  /** Every byte pushed so far (until the result was known), in order. */
+  received(): Buffer {
+    return this.#buffer.subarray(0, this.#length);
+  }
+
+  #append(chunk: Buffer): void {
+    if (this.#length === 0) {
+      // Most hellos arrive whole in one chunk: looked at where it lies, copied only if
+      // more must be waited for (the socket's chunk is not ours to grow).
+      this.#buffer = chunk;
+      this.#length = chunk.length;
+      this.#owned = false;
+      return;
+    }
+    const needed = this.#length + chunk.length;
+    if (needed > this.#buffer.length) this.#own(needed);
+    chunk.copy(this.#buffer, this.#length);
+    this.#length = needed;
+  }
+
+  /** Copy into a buffer of our own with room for `needed` bytes (doubling, to the cap). */
+  #own(needed: number): void {
+    const capacity = Math.max(
+      needed,
+      Math.min(CLIENT_HELLO_MAX_HELD_BYTES, Math.max(1024, 2 * this.#buffer.length)),
+    );
+    const grown = Buffer.allocUnsafe(capacity);
+    this.#buffer.copy(grown, 0, 0, this.#length);
+    this.#buffer = grown;
+    this.#owned = true;
+  }
+
+  /** Takes apart the records received since the last call. */
+  #walk(): ClientHelloPeek {
+    const data = this.#buffer;
+    while (this.#offset < this.#length) {
+      const at = this.#offset;
       if (this.#recordLeft === 0) {
         // Judge the bytes already there first: plaintext or an SSLv2 hello is known at once.
-        if (data[0] !== CONTENT_TYPE_HANDSHAKE) return this.#settle(NOT_CLIENT_HELLO);
-        if (data.length >= 2 && data[1] !== 0x03) return this.#settle(NOT_CLIENT_HELLO);
-        if (data.length < RECORD_HEADER_BYTES) {
-          this.#pending = Buffer.from(data); // a copy: the socket's chunk is not ours to keep
-          return INCOMPLETE;
-        }
-        const recordLength = data.readUInt16BE(3);
-        if (recordLength === 0 || recordLength > MAX_RECORD_PAYLOAD_BYTES)
-          return this.#settle(NOT_CLIENT_HELLO);
+        if (data[at] !== CONTENT_TYPE_HANDSHAKE) return NOT_CLIENT_HELLO;
+        if (this.#length - at >= 2 && data[at + 1] !== 0x03) return NOT_CLIENT_HELLO;
+        if (this.#length - at < RECORD_HEADER_BYTES) return INCOMPLETE;
+        const recordLength = data.readUInt16BE(at + 3);
+        if (recordLength === 0 || recordLength > MAX_RECORD_PAYLOAD_BYTES) return NOT_CLIENT_HELLO;
         this.#recordLeft = recordLength;
-        data = data.subarray(RECORD_HEADER_BYTES);
+        this.#offset = at + RECORD_HEADER_BYTES;
         continue;
       }
-      const taken = data.subarray(0, Math.min(this.#recordLeft, data.length));
-      this.#recordLeft -= taken.length;
-      data = data.subarray(taken.length);
-      const result = this.#payload(taken);
-      if (result.kind !== 'incomplete') return this.#settle(result);
+      const taken = Math.min(this.#recordLeft, this.#length - at);
+      for (let index = 0; this.#payloadBytes + index < 4 && index < taken; index++)
+        this.#head[this.#payloadBytes + index] = data[at + index] as number;
+      this.#recordLeft -= taken;
+      this.#offset = at + taken;
+      this.#payloadBytes += taken;
+      if (this.#head[0] !== HANDSHAKE_CLIENT_HELLO) return NOT_CLIENT_HELLO;
+      if (this.#messageBytes === undefined && this.#payloadBytes >= 4) {
+        this.#messageBytes = 4 + this.#head.readUIntBE(1, 3);
+        // Refused from its header on: nothing of an oversized hello is kept waiting for.
+        if (this.#messageBytes > CLIENT_HELLO_MAX_BYTES)
+          return { kind: 'too-large', declaredBytes: this.#messageBytes };
+      }
+      if (this.#messageBytes !== undefined && this.#payloadBytes >= this.#messageBytes)
+        return parseClientHelloBody(this.#message(this.#messageBytes).subarray(4));
     }
     return INCOMPLETE;
   }
 
-  #payload(bytes: Buffer): ClientHelloPeek {
-    this.#payloads.push(bytes);
-    this.#payloadBytes += bytes.length;
-    const first = this.#payloads[0] as Buffer;
-    if (first[0] !== HANDSHAKE_CLIENT_HELLO) return NOT_CLIENT_HELLO;
-    if (this.#messageBytes === undefined) {
-      if (this.#payloadBytes < 4) return INCOMPLETE;
-      const header = first.length >= 4 ? first : Buffer.concat(this.#payloads, 4);
-      this.#messageBytes = 4 + header.readUIntBE(1, 3);
+  /** The handshake message's `bytes`, its records' payloads joined (a view for one record). */
+  #message(bytes: number): Buffer {
+    const data = this.#buffer;
+    const firstRecord = data.readUInt16BE(3);
+    if (firstRecord >= bytes)
+      return data.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + bytes);
+    const message = Buffer.allocUnsafe(bytes);
+    let written = 0;
+    for (let at = 0; written < bytes; ) {
+      const recordLength = data.readUInt16BE(at + 3);
+      const start = at + RECORD_HEADER_BYTES;
+      const part = Math.min(recordLength, bytes - written);
+      data.copy(message, written, start, start + part);
+      written += part;
+      at = start + recordLength;
     }
-    if (this.#payloadBytes < this.#messageBytes) return INCOMPLETE;
-    const joined =
-      this.#payloads.length === 1 ? first : Buffer.concat(this.#payloads, this.#payloadBytes);
-    return parseClientHelloBody(joined.subarray(4, this.#messageBytes));
+    return message;
   }
 
   #settle(result: ClientHelloPeek): ClientHelloPeek {
     this.#result = result;
-    this.#payloads.length = 0;
-    this.#pending = Buffer.alloc(0);
     return result;
   }
 }

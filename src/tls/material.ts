@@ -10,7 +10,8 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import type { ClientVerifyMode, PemFileConfig, ProxyConfig, TlsSettings } from '../config/model.js';
-import { acmePlaceholder, storedAcmeCertificate } from './acme-material.js';
+import { pemPosition } from '../config/pem-positions.js';
+import { strerror } from '../net/strerror.js';
 import {
   certificateChain,
   chainsToTrusted,
@@ -46,11 +47,18 @@ type ClientVerifyScope = Pick<TlsSettings, 'clientVerify' | 'clientVerifyCa'> & 
   readonly ocspVerifyStaple?: boolean;
 };
 
+/**
+ * The certificate an acme block adds (acme/store.ts owns it); `needed`: no other global
+ * certificate could serve, so a placeholder is asked for when nothing is stored yet.
+ */
+export type AcmeCertificateSource = (needed: boolean) => CertificateMaterial | undefined;
+
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]+?-----END \1-----\r?\n?/g;
 
 export function loadCertificates(
   config: ProxyConfig,
   warn: (message: string) => void = () => {},
+  acme?: AcmeCertificateSource,
 ): CertificateMaterial[] {
   const loaded: CertificateMaterial[] = [];
   const caBundles = new Map<string, Buffer>();
@@ -61,10 +69,9 @@ export function loadCertificates(
   // The ACME certificate is a global one, in front of the pem-files: Hitch's default (the
   // last pem-file) stays the default, and SNI finds the ACME names as it finds any other.
   if (config.acme !== undefined) {
-    const acme =
-      storedAcmeCertificate(config.acme, warn) ??
-      (globals.length === 0 ? acmePlaceholder(config.acme) : undefined);
-    if (acme !== undefined) loaded.push(acme);
+    if (acme === undefined) throw new Error('loadCertificates: an acme block needs its source');
+    const material = acme(globals.length === 0);
+    if (material !== undefined) loaded.push(material);
   }
   for (const pem of globals) {
     loaded.push(
@@ -115,8 +122,9 @@ export function loadPemFile(
   inherited: ClientVerifyScope = { clientVerify: 'none', clientVerifyCa: undefined },
   caBundles: Map<string, Buffer> = new Map(),
 ): CertificateMaterial {
-  const certText = readPem(pem.certPath);
-  const keyText = pem.privateKeyPath === undefined ? certText : readPem(pem.privateKeyPath);
+  const certText = readConfiguredPem(pem, pem.certPath);
+  const keyText =
+    pem.privateKeyPath === undefined ? certText : readConfiguredPem(pem, pem.privateKeyPath);
   const keyPath = pem.privateKeyPath ?? pem.certPath;
   warnIfReadableByOthers(keyPath, warn);
 
@@ -236,6 +244,23 @@ export function certificateNames(certificate: X509Certificate): string[] {
   }
   const cn = /(?:^|\n)CN=([^\n]+)/.exec(certificate.subject)?.[1];
   return cn ? [cn.toLowerCase()] : [];
+}
+
+/**
+ * A pem-file's certificate or key: one that cannot be read names the config file and line
+ * the pem-file came from, as Hitch's cfg_cert_vfy does.
+ */
+function readConfiguredPem(pem: PemFileConfig, path: string): string {
+  try {
+    return readFileSync(path).toString('latin1');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(
+      'UNHITCH_CONFIG_FILE',
+      `unable to read x509 certificate PEM file '${path}': ${strerror(code)} (${code})`,
+      pemPosition(pem),
+    );
+  }
 }
 
 function readPem(path: string): string {

@@ -3,8 +3,9 @@
  * responder in its AIA extension, fetch the response over HTTP, check it (ocsp.ts), write
  * it atomically to ocsp-dir/<md5 of the pem-file path>, and fetch again 10 minutes before
  * its nextUpdate (or every ocsp-refresh-interval when it has none). Workers staple what
- * they find in the directory (staples.ts). Runs in the primary only: one fetch per
- * certificate however many workers there are.
+ * they find in the directory (staples.ts). One fetcher for all workers: it runs in the
+ * unprivileged services process (cluster/net-services.ts), which reads and writes the
+ * cache through the root primary (`OcspCache`); `ocspDirCache` is the directory itself.
  */
 import type { X509Certificate } from 'node:crypto';
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -24,8 +25,19 @@ import {
   REFRESH_BEFORE_NEXT_UPDATE_MS,
 } from './ocsp.js';
 
+/** Where checked responses are kept: ocsp-dir, directly or through the primary. */
+export interface OcspCache {
+  /** The cached response for the certificate from pem-file `source`, if any. */
+  read(source: string): Buffer | undefined;
+  /** Keep a checked response; rejects when it cannot be kept. */
+  write(source: string, response: Buffer): Promise<void>;
+}
+
+/** What fetching needs of a certificate (its private key is none of it). */
+export type OcspSubject = Pick<CertificateMaterial, 'source' | 'cert' | 'ocspVerifyStaple'>;
+
 export interface OcspFetcherOptions {
-  readonly dir: string;
+  readonly cache: OcspCache;
   readonly connectTimeoutMs: number;
   readonly responseTimeoutMs: number;
   /** Refresh period for a response without nextUpdate (ocsp-refresh-interval). */
@@ -47,14 +59,15 @@ export interface OcspFetcherEvents {
 /** Hitch's defaults: retry after 60 s (300 s when the responder cannot be reached). */
 export const OCSP_RETRY_BASE_MS = 60_000;
 export const OCSP_RETRY_MAX_MS = 3_600_000;
+/** OCSP responses are a few KiB; a responder sending more is not one. */
+export const OCSP_RESPONSE_MAX_BYTES = 1024 * 1024;
 
 interface Target {
-  readonly material: CertificateMaterial;
+  readonly material: OcspSubject;
   readonly leaf: X509Certificate;
   readonly issuer: X509Certificate;
   readonly chain: readonly X509Certificate[];
   readonly url: string;
-  readonly cachePath: string;
   failures: number;
   timer: NodeJS.Timeout | undefined;
 }
@@ -64,7 +77,7 @@ export class OcspFetcher {
   private stopped = false;
 
   constructor(
-    certificates: readonly CertificateMaterial[],
+    certificates: readonly OcspSubject[],
     private readonly options: OcspFetcherOptions,
   ) {
     const seen = new Set<string>();
@@ -85,7 +98,6 @@ export class OcspFetcher {
         issuer,
         chain,
         url,
-        cachePath: join(options.dir, ocspCacheFileName(material.source)),
         failures: 0,
         timer: undefined,
       });
@@ -107,7 +119,8 @@ export class OcspFetcher {
 
   private cachedResponse(target: Target): CheckedOcspResponse | undefined {
     try {
-      return this.check(target, readFileSync(target.cachePath));
+      const cached = this.options.cache.read(target.material.source);
+      return cached === undefined ? undefined : this.check(target, cached);
     } catch {
       return undefined; // none yet, or stale/invalid: fetch
     }
@@ -141,7 +154,7 @@ export class OcspFetcher {
     try {
       const response = await this.post(target.url, ocspRequest(target.leaf, target.issuer));
       const checked = this.check(target, response);
-      this.persist(target, response);
+      await this.options.cache.write(target.material.source, response);
       target.failures = 0;
       const next = this.nextFetchDelay(checked);
       this.options.events.fetched(target.material.source, target.url, checked, next);
@@ -160,26 +173,6 @@ export class OcspFetcher {
         retry,
       );
       this.schedule(target, retry);
-    }
-  }
-
-  /** Write-then-rename, so a worker never reads half a response. */
-  private persist(target: Target, response: Buffer): void {
-    const temporary = `${target.cachePath}.${process.pid}.tmp`;
-    try {
-      // World-readable: a response is public (any client gets it stapled), and the
-      // primary may write as root while workers read as `user`.
-      writeFileSync(temporary, response, { mode: 0o644 });
-      renameSync(temporary, target.cachePath);
-    } catch (error) {
-      try {
-        unlinkSync(temporary);
-      } catch {
-        // nothing was written
-      }
-      throw new OcspError(
-        `cannot write ${target.cachePath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      );
     }
   }
 
@@ -209,8 +202,8 @@ export class OcspFetcher {
           let size = 0;
           res.on('data', (chunk: Buffer) => {
             size += chunk.length;
-            // OCSP responses are a few KiB; a responder sending more is not one.
-            if (size > 1024 * 1024) fail(new OcspError('OCSP response larger than 1 MiB'));
+            if (size > OCSP_RESPONSE_MAX_BYTES)
+              fail(new OcspError('OCSP response larger than 1 MiB'));
             else chunks.push(chunk);
           });
           res.on('end', () => {
@@ -238,5 +231,41 @@ export class OcspFetcher {
       });
       req.end(body);
     });
+  }
+}
+
+/** ocsp-dir itself, read and written by this process. */
+export function ocspDirCache(dir: string): OcspCache {
+  return {
+    read: (source) => {
+      try {
+        return readFileSync(join(dir, ocspCacheFileName(source)));
+      } catch {
+        return undefined;
+      }
+    },
+    write: async (source, response) => writeOcspResponse(dir, source, response),
+  };
+}
+
+/** Write-then-rename to Hitch's cache name, so a worker never reads half a response. */
+export function writeOcspResponse(dir: string, source: string, response: Buffer): void {
+  const path = join(dir, ocspCacheFileName(source));
+  const temporary = `${path}.${process.pid}.tmp`;
+  try {
+    // World-readable: a response is public (any client gets it stapled), and the
+    // primary writes as root while workers read as `user`. `wx`: a file (or symlink)
+    // left at the temporary name is never written through.
+    writeFileSync(temporary, response, { mode: 0o644, flag: 'wx' });
+    renameSync(temporary, path);
+  } catch (error) {
+    try {
+      unlinkSync(temporary);
+    } catch {
+      // nothing was written
+    }
+    throw new OcspError(
+      `cannot write ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
   }
 }

@@ -94,7 +94,11 @@ export class StapleStore {
       this.watcher.on('error', () => this.close());
     } catch {
       // No directory (yet): nothing cached to staple; the fetcher logs why.
+      return;
     }
+    // A response written between the constructor's read and the watch would wait for
+    // the next refresh (up to an hour): read again now that no change can be missed.
+    for (const entry of this.byCacheName.values()) this.loadCached(entry);
   }
 
   get stapleable(): number {
@@ -124,6 +128,8 @@ export class StapleStore {
     } catch {
       return false;
     }
+    // The same bytes again (a second fs event for one rename, the re-read after watch()).
+    if (entry.staple?.response.equals(response)) return true;
     return this.use(entry, response, path);
   }
 

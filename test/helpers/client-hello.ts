@@ -88,6 +88,31 @@ export function inRecords(message: Buffer, size: number): Buffer {
  * turn of the event loop: with TCP_NODELAY, each its own TCP segment.
  */
 export function fragmentingSocket(raw: Socket, size: number): Duplex {
+  return firstFlightSocket(raw, async (flight) => {
+    const records = inRecords(flight.subarray(5), size);
+    const recordBytes = 5 + size;
+    for (let at = 0; at < records.length; at += recordBytes) {
+      raw.write(records.subarray(at, at + recordBytes));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  });
+}
+
+/**
+ * A stream for `tls.connect({ socket })` over `raw` that sends the first `firstBytes` of
+ * the client's ClientHello at once and the rest when `release` resolves: a client caught
+ * mid-hello by whatever the test does in between.
+ */
+export function heldHelloSocket(raw: Socket, firstBytes: number, release: Promise<void>): Duplex {
+  return firstFlightSocket(raw, async (flight) => {
+    raw.write(flight.subarray(0, firstBytes));
+    await release;
+    raw.write(flight.subarray(firstBytes));
+  });
+}
+
+/** A Duplex over `raw` whose first write (the ClientHello) goes out as `sendFirst` says. */
+function firstFlightSocket(raw: Socket, sendFirst: (flight: Buffer) => Promise<void>): Duplex {
   let first = true;
   const stream = new Duplex({
     write(chunk: Buffer, _encoding, callback) {
@@ -96,19 +121,7 @@ export function fragmentingSocket(raw: Socket, size: number): Duplex {
         return;
       }
       first = false;
-      const records = inRecords(chunk.subarray(5), size);
-      const recordBytes = 5 + size;
-      let at = 0;
-      const next = (): void => {
-        if (at >= records.length) {
-          callback();
-          return;
-        }
-        raw.write(records.subarray(at, at + recordBytes));
-        at += recordBytes;
-        setImmediate(next);
-      };
-      next();
+      sendFirst(chunk).then(() => callback(), callback);
     },
     read() {},
     final(callback) {

@@ -12,8 +12,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { DEFAULT_TLS } from '../../src/config/model.js';
 import { UNRECOGNIZED_NAME_ALERT } from '../../src/tls/client-hello.js';
 import { startBlackHole } from '../helpers/black-hole.js';
-import { captureClientHello } from '../helpers/client-hello.js';
-import { scrapeMetrics } from '../kit/scrape.js';
+import { captureClientHello, heldHelloSocket } from '../helpers/client-hello.js';
+import { eventually } from '../kit/eventually.js';
 import { makeCertificate } from '../kit/pki.js';
 import { freePort } from '../kit/ports.js';
 import {
@@ -25,7 +25,8 @@ import {
   startProxy,
   waitFor,
 } from '../kit/proxy-fixture.js';
-import { startUnhitch } from '../kit/unhitch-process.js';
+import { scrapeMetrics } from '../kit/scrape.js';
+import { startUnhitch, type UnhitchProcess } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('gauge', ['localhost']);
 
@@ -73,7 +74,7 @@ async function startWithMetrics(
   t: TestContext,
   backendPort: number,
   extra: readonly string[],
-): Promise<{ port: number; metrics: Scraper }> {
+): Promise<{ port: number; metrics: Scraper; unhitch: UnhitchProcess }> {
   const port = await freePort();
   const metricsPort = await freePort();
   const unhitch = startUnhitch([
@@ -88,7 +89,7 @@ async function startWithMetrics(
   await unhitch.waitForLog((line) => line.msg === 'worker ready');
   const metrics = scraper(metricsPort);
   await metrics.active(0);
-  return { port, metrics };
+  return { port, metrics, unhitch };
 }
 
 /** Sends `bytes` and a FIN on plain TCP, reading whatever comes back. */
@@ -109,10 +110,12 @@ test('gauge: TLS-phase failures and a black-holed backend each leave it at 0', {
 }, async (t) => {
   const hole = await startBlackHole();
   t.after(() => hole.close());
+  // The timeouts are windows in which a scrape must see the connection counted: 2.5 s, so
+  // a loaded machine's slow scrape (through the primary) does not miss them.
   const { port, metrics } = await startWithMetrics(t, hole.port, [
     '--sni-nomatch-abort',
-    '--ssl-handshake-timeout=0.5',
-    '--backend-connect-timeout=0.5',
+    '--ssl-handshake-timeout=2.5',
+    '--backend-connect-timeout=2.5',
   ]);
 
   // not_tls: an HTTP request on the TLS port.
@@ -124,8 +127,9 @@ test('gauge: TLS-phase failures and a black-holed backend each leave it at 0', {
     connectClient(port, {
       minVersion: 'TLSv1.1',
       maxVersion: 'TLSv1.1',
-      ciphers: 'DEFAULT:@SECLEVEL=0',
+      ciphers: 'DEFAULT@SECLEVEL=0',
     }),
+    { code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' },
   );
   await assertGaugeAfter(metrics, 'handshake_error');
 
@@ -165,7 +169,7 @@ test('gauge: proxy-proxy failures, a live pair, a reset pair and a refused backe
   });
   const { port, metrics } = await startWithMetrics(t, backend.port, [
     '--proxy-proxy',
-    '--ssl-handshake-timeout=0.5',
+    '--ssl-handshake-timeout=2.5',
   ]);
 
   await sendAndEnd(port, 'GET / HTTP/1.1\r\n\r\n');
@@ -323,4 +327,82 @@ test('gauge: a client that stays open after the sni-nomatch-abort alert counts u
   assert.equal(proxy.proxy.activeConnections, 1, 'gauge while the refused socket lingers');
   client.end();
   await waitFor(() => proxy.proxy.activeConnections === 0, 5_000, 'gauge back to 0');
+});
+
+/**
+ * A client caught by SIGTERM in the middle of its ClientHello (sni-nomatch-abort: the
+ * worker is reading the hello itself): `release` sends the rest.
+ */
+async function midHelloClient(port: number) {
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const raw = await rawConnect(port);
+  const client = tlsConnect({
+    socket: heldHelloSocket(raw, 20, released),
+    servername: 'localhost',
+    rejectUnauthorized: false,
+  });
+  client.on('error', () => {});
+  return { raw, client, release };
+}
+
+/**
+ * An echo backend, the binary with sni-nomatch-abort and `extra`, a client caught
+ * mid-hello (the gauge counts it), then SIGTERM: resolves once the worker is draining.
+ */
+async function drainMidHello(t: TestContext, extra: readonly string[]) {
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const { port, metrics, unhitch } = await startWithMetrics(t, backend.port, [
+    '--sni-nomatch-abort',
+    ...extra,
+  ]);
+  const client = await midHelloClient(port);
+  await metrics.active(1); // accepted, its hello half read
+  await drainStarted(unhitch, port);
+  return { ...client, unhitch };
+}
+
+/** After SIGTERM: resolves once the worker no longer accepts (it is draining). */
+async function drainStarted(unhitch: UnhitchProcess, port: number): Promise<void> {
+  unhitch.kill('SIGTERM');
+  await unhitch.waitForLog((line) => line.msg === 'draining');
+  await eventually(
+    () =>
+      connectClient(port).then(
+        (socket) => void socket.destroy(),
+        () => true,
+      ),
+    10_000,
+    'new connections refused',
+  );
+}
+
+test('drain (SIGTERM) during the ClientHello peek: the client that finishes its hello is served, then exit 0', {
+  timeout: 60_000,
+}, async (t) => {
+  const { client, release, unhitch } = await drainMidHello(t, ['--drain-timeout=30']);
+  release();
+  await once(client, 'secureConnect');
+  const echo = readAll(client);
+  client.end('served during the drain');
+  assert.equal((await echo).toString(), 'served during the drain');
+  assert.equal(await unhitch.exited(), 0);
+});
+
+test('drain (SIGTERM) during the ClientHello peek: a client that never finishes is closed at drain-timeout', {
+  timeout: 60_000,
+}, async (t) => {
+  const stoppedAt = performance.now();
+  const { raw, unhitch } = await drainMidHello(t, [
+    '--drain-timeout=1',
+    '--ssl-handshake-timeout=60',
+  ]);
+  if (!raw.destroyed) await once(raw, 'close');
+  // By the drain's 1 s deadline (late on a loaded machine), not the 60 s handshake timeout.
+  const closedAfterMs = performance.now() - stoppedAt;
+  assert.ok(closedAfterMs < 30_000, `closed ${Math.round(closedAfterMs)} ms after SIGTERM`);
+  assert.equal(await unhitch.exited(), 0);
 });

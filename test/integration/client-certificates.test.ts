@@ -304,14 +304,19 @@ test('PROXY v2 with client certificates: client bits, verify, PEM TLV 0xE0; prox
   const withCertificate = tlvs(
     await headerOf(proxy.port, ['-servername', 'default.example.com', ...withCert(goodClient)]),
   );
+  // Hitch's order: authority, client certificate, SSL.
   assert.deepEqual(
     withCertificate.map(([type]) => type),
-    [0x02, 0x20, 0xe0],
+    [0x02, 0xe0, 0x20],
   );
-  const ssl = withCertificate[1]?.[1] as Buffer;
+  const ssl = withCertificate[2]?.[1] as Buffer;
   assert.equal(ssl[0], 0x07, 'PP2_CLIENT_SSL | CERT_CONN | CERT_SESS');
   assert.equal(ssl.readUInt32BE(1), 0, 'verify 0: presented and verified');
-  assert.equal(withCertificate[2]?.[1].toString('latin1'), clientPem);
+  // Hitch's PEM_write_bio_X509_AUX: the same base64, labelled TRUSTED CERTIFICATE.
+  assert.equal(
+    withCertificate[1]?.[1].toString('latin1'),
+    clientPem.replaceAll(' CERTIFICATE-----', ' TRUSTED CERTIFICATE-----'),
+  );
 
   const without = tlvs(await headerOf(proxy.port, ['-servername', 'default.example.com']));
   assert.deepEqual(

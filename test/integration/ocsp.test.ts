@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadPemFile } from '../../src/tls/material.js';
 import { ocspCacheFileName } from '../../src/tls/ocsp.js';
-import { OcspFetcher } from '../../src/tls/ocsp-fetcher.js';
+import { OcspFetcher, ocspDirCache } from '../../src/tls/ocsp-fetcher.js';
 import {
   answerOcspRequest,
   indexLine,
@@ -289,7 +289,7 @@ test('a dead responder is retried with growing back-off and a log line each time
   );
   const retries: number[] = [];
   const fetcher = new OcspFetcher([material], {
-    dir,
+    cache: ocspDirCache(dir),
     connectTimeoutMs: 1_000,
     responseTimeoutMs: 1_000,
     refreshIntervalMs: 60_000,

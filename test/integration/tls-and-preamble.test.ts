@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
-import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { DEFAULT_TLS } from '../../src/config/model.js';
 import { fragmentingSocket } from '../helpers/client-hello.js';
 import { announceOnce, startTracker } from '../helpers/webtorrent.js';
@@ -203,15 +203,22 @@ test('forwarded-for: bittorrent-tracker (trustProxy) sees the real client in eve
   const announce = (peer: string, forged: string): string =>
     `GET /announce?info_hash=${'i'.repeat(20)}&peer_id=${peer.repeat(20)}&port=6881&left=0&event=started HTTP/1.1\r\n` +
     `Host: tracker\r\nX-Forwarded-For: ${forged}\r\n\r\n`;
-  const client = await connectClient(proxy.port);
+  // The client comes from 127.0.0.5 and unhitch reaches the tracker from 127.0.0.1: the
+  // tracker can name 127.0.0.5 only from the header unhitch wrote.
+  const clientAddress = '127.0.0.5';
+  const client = await connectClient(proxy.port, {
+    localAddress: clientAddress,
+  } as ConnectionOptions);
   client.write(announce('a', '6.6.6.6') + announce('b', '7.7.7.7'));
   await waitFor(() => seen.length === 2, 5_000, 'two announces');
   client.destroy();
   // And a WebSocket announce: the upgrade request is rewritten, its frames pass untouched.
-  const response = await announceOnce(`wss://127.0.0.1:${proxy.port}`);
+  const response = await announceOnce(`wss://127.0.0.1:${proxy.port}`, {
+    localAddress: clientAddress,
+  });
   assert.equal(response['failure reason'], undefined);
   await waitFor(() => seen.length === 3, 5_000, 'the WebSocket announce');
-  assert.deepEqual(seen, ['127.0.0.1', '127.0.0.1', '127.0.0.1']);
+  assert.deepEqual(seen, [clientAddress, clientAddress, clientAddress]);
 });
 
 /** forwarded-for on, a recording backend, and one client connected. */
@@ -353,13 +360,16 @@ test('TLS 1.1 and 1.0 are refused by default; TLS 1.2 and 1.3 are accepted', asy
   t.after(() => proxy.close());
 
   for (const version of ['TLSv1', 'TLSv1.1'] as const) {
+    // SECLEVEL 0: this client can offer TLS 1.0/1.1, so the refusal is the server's alert
+    // (protocol_version), not the client's "no protocols available".
     await assert.rejects(
       connectClient(proxy.port, {
         minVersion: version,
         maxVersion: version,
-        ciphers: 'DEFAULT:@SECLEVEL=0',
+        ciphers: 'DEFAULT@SECLEVEL=0',
       }),
-      `${version} must be refused`,
+      { code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' },
+      `${version} must be refused by the server`,
     );
   }
   for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
@@ -421,8 +431,9 @@ test('openssl s_client: TLS 1.3 handshake and data reach the backend; -tls1_1 fa
   await waitFor(() => backend.received.length === 1, 5_000, `backend connection (${ok.output})`);
   assert.equal((await backend.received[0])?.toString(), 'hello from openssl\n');
 
-  const old = await run(['-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0'], '');
+  const old = await run(['-tls1_1', '-cipher', 'DEFAULT@SECLEVEL=0'], '');
   assert.notEqual(old.code, 0, old.output);
+  assert.match(old.output, /alert protocol version/, 'refused by the server, not the client');
   assert.equal(backend.received.length, 1, 'no backend connection for the refused handshake');
 });
 

@@ -4,6 +4,8 @@ import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'node:test';
 import { connect } from 'node:tls';
 import {
+  CLIENT_HELLO_MAX_BYTES,
+  CLIENT_HELLO_MAX_HELD_BYTES,
   type ClientHelloPeek,
   ClientHelloReader,
   peekClientHello,
@@ -110,14 +112,64 @@ test('plaintext HTTP, SSLv2-style hellos, alerts and corrupt lengths are not Cli
   assert.equal(peekClientHello(corrupt).kind, 'not-client-hello');
 });
 
-test('a ClientHello over 64 KiB (OpenSSL takes up to 128 KiB) is still read, not handed on unrouted', () => {
-  const message = syntheticClientHello('big.example', 60_000, 60_000);
-  assert.ok(message.length > 64 * 1024);
-  assert.deepEqual(peekClientHello(inRecords(message, 16_384)), {
-    kind: 'client-hello',
-    servername: 'big.example',
-    alpn: [],
+test('a ClientHello up to 16 KiB is read in any records; a larger one is refused from its header on', () => {
+  // The largest accepted: 16,384 bytes of message, in one record and in 100-byte records.
+  const overhead = syntheticClientHello('big.example', 0).length;
+  const largest = syntheticClientHello('big.example', CLIENT_HELLO_MAX_BYTES - overhead);
+  assert.equal(largest.length, CLIENT_HELLO_MAX_BYTES);
+  for (const size of [16_384, 100]) {
+    assert.deepEqual(peekClientHello(inRecords(largest, size)), {
+      kind: 'client-hello',
+      servername: 'big.example',
+      alpn: [],
+    });
+  }
+  // One byte more is refused once the 4-byte handshake header is in: nothing of it is waited for.
+  const over = inRecords(
+    syntheticClientHello('big.example', CLIENT_HELLO_MAX_BYTES - overhead + 1),
+    1,
+  );
+  const reader = new ClientHelloReader();
+  let result: ClientHelloPeek = { kind: 'incomplete' };
+  let fed = 0;
+  while (result.kind === 'incomplete' && fed < over.length) {
+    result = reader.push(over.subarray(fed, fed + 1));
+    fed += 1;
+  }
+  assert.deepEqual(result, { kind: 'too-large', declaredBytes: CLIENT_HELLO_MAX_BYTES + 1 });
+  assert.equal(fed, 4 * 6, 'refused after four 1-byte records');
+  // Near OpenSSL's own bound (131,396 bytes), which alone would take it: refused just the same.
+  const huge = syntheticClientHello('big.example', 65_000, 65_000);
+  assert.deepEqual(peekClientHello(inRecords(huge, 16_384)), {
+    kind: 'too-large',
+    declaredBytes: huge.length,
   });
+});
+
+test('the peek holds at most the bytes received, up to its cap: tiny records past it are refused', () => {
+  // 10,000 bytes of hello in 1-byte records is 60,000 bytes on the wire.
+  const stream = inRecords(syntheticClientHello('slow.example', 10_000), 1);
+  const reader = new ClientHelloReader();
+  let result: ClientHelloPeek = { kind: 'incomplete' };
+  let fed = 0;
+  while (result.kind === 'incomplete' && fed < stream.length) {
+    const chunk = stream.subarray(fed, fed + 7);
+    result = reader.push(chunk);
+    fed += chunk.length;
+    assert.equal(reader.received().length, fed, 'exactly the bytes received');
+    assert.ok(reader.received().equals(stream.subarray(0, fed)));
+  }
+  assert.deepEqual(result, { kind: 'too-large', declaredBytes: undefined });
+  assert.ok(fed > CLIENT_HELLO_MAX_HELD_BYTES && fed <= CLIENT_HELLO_MAX_HELD_BYTES + 7, `${fed}`);
+});
+
+test('the bytes after a complete ClientHello stay with it, for OpenSSL', () => {
+  const hello = inRecords(syntheticClientHello('after.example', 300), 50);
+  const after = Buffer.from('bytes after the hello');
+  const reader = new ClientHelloReader();
+  assert.equal(reader.push(hello.subarray(0, 100)).kind, 'incomplete');
+  assert.equal(reader.push(Buffer.concat([hello.subarray(100), after])).kind, 'client-hello');
+  assert.ok(reader.received().equals(Buffer.concat([hello, after])));
 });
 
 test('fed in any cuts, the reader says what one look at the whole says', () => {
@@ -138,9 +190,10 @@ test('fed in any cuts, the reader says what one look at the whole says', () => {
 });
 
 test('a ClientHello in 1-byte records, fed byte by byte, costs linear work', () => {
-  // 120 KiB of 1-byte records, 20,000 of them: joining every record again on each byte
-  // (as before) took minutes; once each, milliseconds. The bound is far from both.
-  const stream = inRecords(syntheticClientHello('slow.example', 20_000), 1);
+  // 15 KiB of 1-byte records, 2,500 of them: joining every record again on each byte
+  // took seconds; once each, milliseconds. The bound is far from both.
+  const stream = inRecords(syntheticClientHello('slow.example', 2_400), 1);
+  assert.ok(stream.length < CLIENT_HELLO_MAX_HELD_BYTES);
   const reader = new ClientHelloReader();
   const started = performance.now();
   let result: ClientHelloPeek = { kind: 'incomplete' };

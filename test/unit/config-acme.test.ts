@@ -167,3 +167,29 @@ test('acme retry: at least 1 s, at most the longest duration any option takes', 
   const config = parseHitchConfigText('acme = { domain = "a.example" retry = 1 }\n', 'a.conf');
   assert.equal(config.config.acme?.retrySec, 1);
 });
+
+test('acme domain: an IP literal (v4 or v6) is refused, in the file with its position and as a flag', () => {
+  for (const [text, column] of [
+    ['127.0.0.1', 12],
+    ['10.1', 12],
+    ['::1', 12],
+    ['[::1]', 12],
+    ['2001:db8::7', 12],
+  ] as const) {
+    const err = expectError(
+      () => parseHitchConfigText(`acme = {\n  domain = "${text}"\n}\n`, 'a.conf'),
+      'UNHITCH_CONFIG_INVALID_VALUE',
+      /is an IP address, not a DNS name/,
+    );
+    assert.deepEqual(err.position, { file: 'a.conf', line: 2, column });
+  }
+  const flag = expectError(
+    () => parseCommandLine(['--acme-domain=127.0.0.1', 'c.pem']),
+    'UNHITCH_CONFIG_INVALID_VALUE',
+    /"127\.0\.0\.1" is an IP address/,
+  );
+  assert.match(flag.message, /--acme-domain/);
+  // A name that merely starts with digits stays a name.
+  const config = parseHitchConfigText('acme = { domain = "1.example" }\n', 'a.conf');
+  assert.deepEqual(config.config.acme?.domains, ['1.example']);
+});

@@ -383,6 +383,17 @@ test('log-level: Hitch numbers and pino names', () => {
   assert.equal(parse(`${PEM}log-level = trace\n`).config.logLevel, 'trace');
 });
 
+test('several alpn-protos without write-proxy-v2: accepted as Hitch 1.7.2 accepts it, with one warning naming the line', () => {
+  const { config, warnings } = parse(`${PEM}alpn-protos = "h2,http/1.1"\n`);
+  assert.deepEqual(config.alpnProtos, ['h2', 'http/1.1']);
+  const alpn = warnings.filter((w) => w.code === 'UNHITCH_CONFIG_ALPN_UNSEEN');
+  assert.equal(alpn.length, 1);
+  assert.match(alpn[0]?.message ?? '', /:2:1: alpn-protos names more than one protocol/);
+  // With write-proxy-v2 the backend learns the protocol: no warning.
+  const v2 = parse(`${PEM}alpn-protos = "h2,http/1.1"\nwrite-proxy-v2 = on\n`);
+  assert.equal(v2.warnings.filter((w) => w.code === 'UNHITCH_CONFIG_ALPN_UNSEEN').length, 0);
+});
+
 test('proxy modes map to the model', () => {
   assert.equal(parse(`${PEM}write-proxy-v1 = on\n`).config.proxyProtocol, 'v1');
   assert.equal(parse(`${PEM}write-proxy-v2 = on\n`).config.proxyProtocol, 'v2');
@@ -514,13 +525,6 @@ const MALFORMED: ReadonlyArray<readonly [string, string, string, number, number]
     'write-ip = on\nwrite-proxy-v2 = on\npem-file = "c.pem"\n',
     'UNHITCH_CONFIG_CONFLICT',
     2,
-    1,
-  ],
-  [
-    'multi ALPN without proxy v2',
-    'alpn-protos = "h2,http/1.1"\npem-file = "c.pem"\n',
-    'UNHITCH_CONFIG_CONFLICT',
-    1,
     1,
   ],
   ['frontend without any certificate', 'frontend = "[*]:443"\n', 'UNHITCH_CONFIG_MISSING', 1, 1],

@@ -7,16 +7,17 @@ import { test } from 'node:test';
 import { generationAddresses, listenLines } from '../../src/cluster/dbg-listen.js';
 import { syslogLine, syslogSeverity } from '../../src/ops/syslog.js';
 
-test('dbg-listen: IPv4 as Hitch writes it, IPv6 bracketed, a dual-stack wildcard as 0.0.0.0 then [::]', () => {
+test('dbg-listen: AF_INET listeners only, in frontend order, as Hitch listen_endpoint_print writes them; a dual-stack wildcard as 0.0.0.0', () => {
   assert.deepEqual(
     listenLines([
+      { kind: 'tcp', host: '::1', port: 8442 },
       { kind: 'tcp', host: '127.0.0.1', port: 8443 },
-      { kind: 'tcp', host: '::1', port: 8444 },
+      { kind: 'tcp', host: '::ffff:7f00:1', port: 8445 },
       { kind: 'tcp', host: '::', port: 443 },
       { kind: 'tcp', host: undefined, port: 80 },
       { kind: 'tcp', host: '127.0.0.1', port: 8443 },
     ]),
-    ['127.0.0.1:8443', '[::1]:8444', '0.0.0.0:443', '[::]:443', '0.0.0.0:80', '[::]:80'],
+    ['127.0.0.1:8443', '0.0.0.0:443', '0.0.0.0:80'],
   );
 });
 

@@ -1,4 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -9,6 +14,7 @@ import {
   ProxyHeaderError,
   ProxyHeaderReader,
 } from '../../src/proxy/proxy-protocol.js';
+import { makeSelfSigned } from '../../src/tls/selfsigned.js';
 
 /** Hex written in readable groups; spaces are ignored. */
 function hex(groups: string): Buffer {
@@ -141,17 +147,26 @@ test('v2 SSL TLV: verify is 1 unless a client certificate was presented and veri
   );
 });
 
-test('v2 client certificate TLV: type 0xE0, the PEM text, after the SSL TLV', () => {
-  const pem = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+test('v2 client certificate TLV: type 0xE0, before the SSL TLV as Hitch orders them, the PEM as PEM_write_bio_X509_AUX writes it (openssl x509 -trustout), byte for byte', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-trustout-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { certPath } = makeSelfSigned({ dir, stem: 'client' });
+  const pem = new X509Certificate(readFileSync(certPath)).toString();
+  // PEM_write_bio_X509_AUX of a certificate without trust settings, as Hitch writes it.
+  const trusted = execFileSync('openssl', ['x509', '-in', certPath, '-trustout'], {
+    encoding: 'latin1',
+  });
+  assert.match(trusted, /^-----BEGIN TRUSTED CERTIFICATE-----\n/);
   const header = encodeProxyV2(V4, {
     tls: { version: 'TLSv1.3', cipher: 'X' },
     clientCertificatePem: pem,
   });
-  const sslEnd = 28 + 3 + 0x13;
-  assert.equal(header[sslEnd], 0xe0);
-  assert.equal(header.readUInt16BE(sslEnd + 1), pem.length);
-  assert.equal(header.subarray(sslEnd + 3).toString('latin1'), pem);
-  assert.equal(header.readUInt16BE(14), 12 + 3 + 0x13 + 3 + pem.length);
+  assert.equal(header[28], 0xe0);
+  assert.equal(header.readUInt16BE(29), trusted.length);
+  assert.equal(trusted.length, pem.length + 16, 'TRUSTED twice: 16 bytes more');
+  assert.equal(header.subarray(31, 31 + trusted.length).toString('latin1'), trusted);
+  assert.equal(header[31 + trusted.length], 0x20, 'then the SSL TLV');
+  assert.equal(header.readUInt16BE(14), 12 + 3 + trusted.length + 3 + 0x13);
 });
 
 test('v2 IPv6 with ALPN only', () => {

@@ -14,6 +14,7 @@ import {
   type ProxyProtocolMode,
   type TcpAddress,
 } from '../model.js';
+import { notePemPosition, pemPosition } from '../pem-positions.js';
 import { type AcmeDraft, type ConfigDraft, formatPosition, newFrontendDraft } from './draft.js';
 import type { Entry } from './entry.js';
 import {
@@ -97,12 +98,14 @@ export function finalizeDraft(draft: ConfigDraft): ProxyConfig {
     ? (PROXY_MODE_FOR[lastMode[0]] ?? 'off')
     : 'off';
   const settings = { ...draft.settings };
-  if (settings.alpnProtos.length > 1 && proxyProtocol !== 'v2') {
-    throw new ConfigError(
-      'UNHITCH_CONFIG_CONFLICT',
-      'alpn-protos names more than one protocol but write-proxy-v2 is off, so the backend could not learn which was chosen',
-      draft.alpnPosition,
-      'a single ALPN protocol, or write-proxy-v2 = on',
+  // Hitch 1.7.1 dropped its refusal of this (1.7.2 starts silently); a drop-in accepts the
+  // file, and says once what the operator gives up.
+  if (settings.alpnProtos.length > 1 && proxyProtocol !== 'v2' && draft.alpnPosition) {
+    warnOnce(
+      draft,
+      'alpn-without-proxy-v2',
+      'UNHITCH_CONFIG_ALPN_UNSEEN',
+      `${formatPosition(draft.alpnPosition)}: alpn-protos names more than one protocol but write-proxy-v2 is off, so the backend cannot learn which one was chosen`,
     );
   }
   // Not stud's "daemon implies syslog and quiet": Hitch 1.7 sends nothing to syslog
@@ -225,5 +228,7 @@ function refuseRedundantFrontends(
 }
 
 function freezeAll(pems: readonly PemFileConfig[]): readonly PemFileConfig[] {
-  return Object.freeze(pems.map((pem) => Object.freeze({ ...pem })));
+  return Object.freeze(
+    pems.map((pem) => notePemPosition(Object.freeze({ ...pem }), pemPosition(pem))),
+  );
 }

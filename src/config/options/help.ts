@@ -11,6 +11,11 @@ export const COMMAND_FLAGS: ReadonlyArray<{ readonly label: string; readonly mea
     meaning: 'load a hitch.conf (or *.toml) file; flags override it',
   },
   { label: '-t, --test', meaning: 'check the configuration and certificates, then exit' },
+  {
+    label: '    --reload',
+    meaning:
+      'SIGHUP the unhitch named by --pidfile (or the pidfile of --config), wait for its verdict: exit 0 once the new configuration serves, 1 with the reason',
+  },
   { label: '-V, --version', meaning: 'print the version and exit' },
   { label: '-h, --help', meaning: 'print this help and exit' },
 ];

@@ -13,6 +13,7 @@ import {
   type TlsProtocolName,
   type TlsSettings,
 } from '../model.js';
+import { notePemPosition } from '../pem-positions.js';
 import {
   type AcmeDraft,
   type ConfigDraft,
@@ -33,6 +34,7 @@ import {
   parseBool,
   parseBracketAddress,
   parseClientVerify,
+  parseDnsName,
   parseHostPort,
   parseLogLevel,
   parsePort,
@@ -329,11 +331,12 @@ function applyFrontend(ctx: ApplyContext, entry: Entry): void {
   const frontend = newFrontendDraft(entry.position);
   frontend.address = spec.address;
   if (spec.certPath !== undefined) {
-    frontend.pemFiles.push({
-      certPath: spec.certPath,
-      privateKeyPath: undefined,
-      ocspResponsePath: undefined,
-    });
+    frontend.pemFiles.push(
+      notePemPosition(
+        { certPath: spec.certPath, privateKeyPath: undefined, ocspResponsePath: undefined },
+        entry.position,
+      ),
+    );
   }
   ctx.draft.frontends.push(frontend);
 }
@@ -351,19 +354,29 @@ function applyPemFile(ctx: ApplyContext, entry: Entry): void {
         'cert = "PATH" inside the block',
       );
     }
-    destination.push({
-      certPath: pem.certPath,
-      privateKeyPath: pem.privateKeyPath,
-      ocspResponsePath: pem.ocspResponsePath,
-      ...(pem.clientVerify === undefined ? {} : { clientVerify: pem.clientVerify }),
-      ...(pem.clientVerifyCa === undefined ? {} : { clientVerifyCa: pem.clientVerifyCa }),
-      ...(pem.ocspVerifyStaple === undefined ? {} : { ocspVerifyStaple: pem.ocspVerifyStaple }),
-    });
+    destination.push(
+      notePemPosition(
+        {
+          certPath: pem.certPath,
+          privateKeyPath: pem.privateKeyPath,
+          ocspResponsePath: pem.ocspResponsePath,
+          ...(pem.clientVerify === undefined ? {} : { clientVerify: pem.clientVerify }),
+          ...(pem.clientVerifyCa === undefined ? {} : { clientVerifyCa: pem.clientVerifyCa }),
+          ...(pem.ocspVerifyStaple === undefined ? {} : { ocspVerifyStaple: pem.ocspVerifyStaple }),
+        },
+        entry.position,
+      ),
+    );
     return;
   }
   const item = singleItem(entry);
   if (item.text === undefined) return; // Hitch ignores `pem-file = ""`
-  destination.push({ certPath: item.text, privateKeyPath: undefined, ocspResponsePath: undefined });
+  destination.push(
+    notePemPosition(
+      { certPath: item.text, privateKeyPath: undefined, ocspResponsePath: undefined },
+      entry.position,
+    ),
+  );
 }
 
 function pemField(ctx: ApplyContext, entry: Entry): PemDraft {
@@ -428,22 +441,6 @@ function acmeField(ctx: ApplyContext, entry: Entry): AcmeDraft {
       entry.position,
     );
   return ctx.acme;
-}
-
-/** RFC 1123 host names; no wildcard (neither tls-alpn-01 nor http-01 can prove one). */
-const DNS_NAME =
-  /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-
-function parseDnsName(item: ScalarItem, text: string): string {
-  const name = text.toLowerCase().replace(/\.$/, '');
-  if (name.startsWith('*.'))
-    invalid(
-      item,
-      `${JSON.stringify(text)}: a wildcard needs the dns-01 challenge, which unhitch does not answer`,
-      'a DNS name without *',
-    );
-  if (!DNS_NAME.test(name)) invalid(item, `invalid DNS name ${JSON.stringify(text)}`, 'a DNS name');
-  return name;
 }
 
 function parseUrl(item: ScalarItem, text: string, schemes: readonly string[]): string {
@@ -693,6 +690,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     {
       name: 'backend-connect-timeout',
       valueType: 'seconds',
+      hitchFlag: true,
       summary: 'seconds to wait for the backend connection',
       sample: '30',
     },
@@ -706,6 +704,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     {
       name: 'ssl-handshake-timeout',
       valueType: 'seconds',
+      hitchFlag: true,
       summary: 'seconds allowed for the TLS handshake (and a proxy-proxy PROXY header)',
       sample: '30',
     },
@@ -802,10 +801,12 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       valueType: 'uint',
       short: 'n',
       hitchFlag: true,
-      summary: `worker processes (1..${MAX_WORKERS})`,
+      summary: `worker processes (1..${MAX_WORKERS}), or auto: one per CPU (Hitch 1.8)`,
       sample: '2',
     },
-    (item, text) => parseUint(item, text, 1, MAX_WORKERS, WORKERS_LIMIT_WHY),
+    // Hitch 1.8's `workers = auto`: the default here already, one worker per usable CPU.
+    (item, text) =>
+      text === 'auto' ? undefined : parseUint(item, text, 1, MAX_WORKERS, WORKERS_LIMIT_WHY),
     (ctx, value) => {
       ctx.draft.settings.workers = value;
     },

@@ -266,3 +266,33 @@ export function parseAddressList(items: readonly ScalarItem[]): string[] {
   }
   return addresses;
 }
+
+/** RFC 1123 host names; no wildcard (neither tls-alpn-01 nor http-01 can prove one). */
+const DNS_NAME =
+  /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/**
+ * An all-digit last label is no host name (RFC 3696 2: top-level domains are never
+ * numeric) but what inet_aton reads as an address: 127.0.0.1, and also 127.1 or 2130706433.
+ */
+const NUMERIC_LAST_LABEL = /(?:^|\.)[0-9]+$/;
+
+/** dns-name: a DNS name an ACME certificate is ordered for. */
+export function parseDnsName(item: ScalarItem, text: string): string {
+  const name = text.toLowerCase().replace(/\.$/, '');
+  if (name.startsWith('*.'))
+    invalid(
+      item,
+      `${JSON.stringify(text)}: a wildcard needs the dns-01 challenge, which unhitch does not answer`,
+      'a DNS name without *',
+    );
+  const bare = name.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(bare) !== 0 || NUMERIC_LAST_LABEL.test(name))
+    invalid(
+      item,
+      `${JSON.stringify(text)} is an IP address, not a DNS name: ACME IP identifiers (RFC 8738) are not ordered`,
+      'a DNS name such as "tracker.example.com"',
+    );
+  if (!DNS_NAME.test(name)) invalid(item, `invalid DNS name ${JSON.stringify(text)}`, 'a DNS name');
+  return name;
+}

@@ -1,0 +1,214 @@
+/**
+ * The Debian package as an operator meets it: `npm run package:deb` builds it, `apt-get
+ * install ./….deb` installs it, and with the system's PATH only (the distribution's old
+ * node first, if any) `unhitch --version` and `unhitch --test` on the shipped config work,
+ * the installed unit verifies, and the unit's own ExecStart line starts a daemon that
+ * carries a wss:// round trip to a WebSocket backend (and its ExecReload line reloads);
+ * then `apt-get purge` leaves nothing behind. Installs on this machine and always purges.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { after, test } from 'node:test';
+import { WebSocket, WebSocketServer } from 'ws';
+import { eventually } from '../kit/eventually.js';
+import { freePort } from '../kit/ports.js';
+
+const ROOT = resolve(import.meta.dirname, '../../..');
+const UNIT = '/lib/systemd/system/unhitch.service';
+const CONFIG = '/etc/unhitch/unhitch.conf';
+const SNAKEOIL = '/etc/unhitch/unhitch-snakeoil.pem';
+/** What an operator's shell or systemd has: no provisioned node in front. */
+const SYSTEM_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+
+function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv = SYSTEM_ENV) {
+  return spawnSync(command, args, { encoding: 'utf8', timeout: 300_000, env, cwd: ROOT });
+}
+
+function installedState(): string {
+  return run('dpkg-query', ['-W', `-f=\${db:Status-Abbrev}`, 'unhitch']).stdout.trim();
+}
+
+function skipReason(): string | false {
+  if (process.getuid?.() !== 0) return 'needs root: installs and purges a package';
+  if (run('sh', ['-c', 'command -v dpkg-deb && command -v apt-get']).status !== 0)
+    return 'no dpkg-deb or apt-get: not a Debian system';
+  const major = Number(process.versions.node.split('.')[0]);
+  // The package carries the Node 24 of .ci/provision-node whatever runs the suite: the
+  // Node 24 run covers it, and another line would only build and test the same package.
+  if (major !== 24) return `the package carries Node 24; this is the Node ${major} run`;
+  if (!existsSync(join(ROOT, 'docs/man/unhitch.8')))
+    return 'docs/man not generated yet (`npm run docs:reference`): the build needs the man pages';
+  const state = installedState();
+  if (state !== '' && !state.startsWith('un') && !state.startsWith('pn'))
+    return `unhitch is already installed here (${state}); the test would purge it`;
+  return false;
+}
+
+const skip = skipReason();
+let debPath: string | undefined;
+let listed: string[] = [];
+
+after(() => {
+  if (skip) return;
+  // Whatever happened above, the machine keeps no unhitch.
+  run('apt-get', ['purge', '-y', '-q', 'unhitch'], {
+    ...SYSTEM_ENV,
+    DEBIAN_FRONTEND: 'noninteractive',
+  });
+  assert.equal(run('dpkg', ['-s', 'unhitch']).status, 1, 'unhitch is still installed');
+});
+
+/** `Key=` values of the installed unit, split into words (no quoting in our unit). */
+function unitCommand(key: string): string[] {
+  const line = readFileSync(UNIT, 'utf8')
+    .split('\n')
+    .find((candidate) => candidate.startsWith(`${key}=`));
+  assert.ok(line, `${key} in ${UNIT}`);
+  return line.slice(key.length + 1).split(/\s+/);
+}
+
+/** Running: a zombie the daemon's reaper has not collected yet counts as gone. */
+function isAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+test('npm run package:deb builds unhitch_<version>_<arch>.deb and prints its path last', {
+  skip,
+  timeout: 300_000,
+}, () => {
+  const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
+  const arch = run('dpkg', ['--print-architecture']).stdout.trim();
+  // dist/ is what this test runs from, just built: the script skips its own tsc run.
+  const built = run('bash', ['packaging/build-deb.sh'], { ...process.env, UNHITCH_DEB_BUILT: '1' });
+  assert.equal(built.status, 0, built.stderr);
+  const last = built.stdout.trim().split('\n').at(-1) ?? '';
+  assert.match(last, new RegExp(`/unhitch_${version.replaceAll('.', '\\.')}_${arch}\\.deb$`));
+  assert.ok(existsSync(last));
+  debPath = last;
+  const contents = run('dpkg-deb', ['-c', last]).stdout;
+  assert.match(contents, / \.\/usr\/lib\/unhitch\/node\/bin\/node\n/);
+  assert.doesNotMatch(
+    contents,
+    /node_modules\/(typescript|@biomejs|ws|webtorrent)\//,
+    'no devDependency',
+  );
+  assert.doesNotMatch(contents, /dist\/(test|bench)\/|dist\/src\/demo\//, 'compiled code only');
+});
+
+test('apt-get install: the launcher, the shipped config and the unit work with the system PATH', {
+  skip,
+  timeout: 120_000,
+}, () => {
+  assert.ok(debPath, 'the package was built');
+  const installed = run('apt-get', ['install', '-y', '-q', debPath], {
+    ...SYSTEM_ENV,
+    DEBIAN_FRONTEND: 'noninteractive',
+  });
+  assert.equal(installed.status, 0, installed.stderr);
+  listed = run('dpkg', ['-L', 'unhitch']).stdout.trim().split('\n');
+
+  const version = run('unhitch', ['--version']);
+  assert.equal(version.status, 0, version.stderr);
+  assert.match(version.stdout, /^unhitch \d+\.\d+\.\d+ \(hitch-compatible/);
+  const checked = run('unhitch', ['--test', `--config=${CONFIG}`]);
+  assert.equal(checked.status, 0, checked.stderr);
+  assert.match(checked.stderr, /unhitch configuration looks ok/);
+
+  // The certificate made at installation: root's, readable by the _unhitch group only.
+  const group = run('getent', ['group', '_unhitch']).stdout.split(':');
+  assert.ok(run('getent', ['passwd', '_unhitch']).status === 0, 'the _unhitch user exists');
+  const pem = statSync(SNAKEOIL);
+  assert.equal(pem.mode & 0o777, 0o640);
+  assert.equal(pem.uid, 0);
+  assert.equal(pem.gid, Number(group[2]));
+
+  if (run('sh', ['-c', 'command -v systemd-analyze']).status === 0) {
+    const verified = run('systemd-analyze', ['verify', UNIT], {
+      ...SYSTEM_ENV,
+      SYSTEMD_LOG_COLOR: '0',
+    });
+    assert.equal(verified.stderr, '');
+    assert.equal(verified.status, 0);
+  }
+});
+
+test("the unit's ExecStart serves wss:// through to a WebSocket backend; its ExecReload reloads", {
+  skip,
+  timeout: 120_000,
+}, async (t) => {
+  assert.ok(listed.length > 0, 'the package is installed');
+  const backend = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await once(backend, 'listening');
+  t.after(() => backend.close());
+  backend.on('connection', (socket) => socket.on('message', (data) => socket.send(`echo ${data}`)));
+  const backendPort = (backend.address() as AddressInfo).port;
+  const port = await freePort();
+  // What an operator does: edit the conffile (the frontend and the backend).
+  const shipped = readFileSync(CONFIG, 'utf8');
+  const edited = shipped
+    .replace(/^frontend = .*$/m, `frontend = "[127.0.0.1]:${port}"`)
+    .replace(/^backend = .*$/m, `backend = "[127.0.0.1]:${backendPort}"`);
+  assert.notEqual(edited, shipped);
+  writeFileSync(CONFIG, edited);
+  // systemd makes RuntimeDirectory= before ExecStart; here the test does.
+  mkdirSync('/run/unhitch', { recursive: true });
+
+  const [command = '', ...args] = unitCommand('ExecStart');
+  const started = run(command, args);
+  assert.equal(started.status, 0, started.stderr);
+  const [pidfile] = unitCommand('PIDFile');
+  const pid = Number(readFileSync(pidfile ?? '', 'utf8').trim());
+  assert.ok(isAlive(pid), 'the daemon runs');
+  t.after(() => {
+    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  });
+
+  const client = new WebSocket(`wss://127.0.0.1:${port}/`, { rejectUnauthorized: false });
+  await once(client, 'open');
+  client.send('hello');
+  const [reply] = (await once(client, 'message')) as [Buffer];
+  assert.equal(reply.toString(), 'echo hello');
+  client.close();
+  await once(client, 'close');
+
+  const [reloadCommand = '', ...reloadArgs] = unitCommand('ExecReload');
+  const reloaded = run(reloadCommand, reloadArgs);
+  assert.equal(reloaded.status, 0, reloaded.stderr);
+  assert.match(reloaded.stdout, /reloaded \(generation 2\)/);
+
+  process.kill(pid, 'SIGTERM');
+  await eventually(() => (isAlive(pid) ? undefined : true), 60_000, 'the daemon to stop');
+  assert.equal(existsSync(pidfile ?? ''), false, 'the pidfile goes with it');
+});
+
+test('apt-get purge leaves nothing: files, config, certificate, _unhitch', {
+  skip,
+  timeout: 120_000,
+}, () => {
+  assert.ok(listed.length > 0, 'the package is installed');
+  const purged = run('apt-get', ['purge', '-y', '-q', 'unhitch'], {
+    ...SYSTEM_ENV,
+    DEBIAN_FRONTEND: 'noninteractive',
+  });
+  assert.equal(purged.status, 0, purged.stderr);
+  const ours = listed.filter((path) => path.includes('unhitch'));
+  assert.ok(ours.length > 100, 'dpkg -L listed the package');
+  assert.deepEqual(
+    ours.filter((path) => existsSync(path)),
+    [],
+    'left after purge',
+  );
+  for (const path of ['/etc/unhitch', '/run/unhitch', '/var/lib/unhitch', '/var/log/unhitch'])
+    assert.equal(existsSync(path), false, path);
+  assert.equal(run('getent', ['passwd', '_unhitch']).status, 2, 'the _unhitch user is gone');
+  assert.equal(run('getent', ['group', '_unhitch']).status, 2, 'the _unhitch group is gone');
+  assert.equal(run('dpkg', ['-s', 'unhitch']).status, 1);
+});
