@@ -401,6 +401,12 @@ export const CODES = {
     exitStatus: null,
     level: 'error',
   },
+  UNHITCH_SERVICES_REPORT_INVALID: {
+    meaning:
+      'The unprivileged services process sent the primary a report with a field of the wrong kind or size (a bug, or a compromised process): the report is refused and the services process killed and restarted.',
+    exitStatus: null,
+    level: 'error',
+  },
 } as const satisfies Record<`UNHITCH_${string}`, CodeSpec>;
 
 export type UnhitchCode = keyof typeof CODES;

@@ -5,7 +5,7 @@
  *
  * No imports, on purpose: an entry module imports only this file, so the check runs
  * before the rest of the program is even linked (entry modules: src/bin.ts,
- * src/demo/bin.ts).
+ * src/cli.ts, src/demo/bin.ts).
  */
 
 /** package.json `engines.node` says the same (a unit test keeps them equal). */

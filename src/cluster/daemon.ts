@@ -18,7 +18,7 @@ import { Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
-/** Set in the daemon's environment; its presence tells cli.ts it is the daemon. */
+/** Set in the daemon's environment; its presence tells command.ts it is the daemon. */
 export const DAEMON_ENV = 'UNHITCH_DAEMON_REPORT_FD';
 /** The daemon's end of the report pipe (stdio index 3 of the spawn). */
 const REPORT_FD = 3;

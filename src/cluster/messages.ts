@@ -7,6 +7,7 @@ import type { AcmeFailureReason } from '../acme/issuer.js';
 import type { AcmeConfig, ProxyConfig, TcpAddress } from '../config/model.js';
 import type { Identity } from '../ops/privileges.js';
 import type { CertificateMaterial } from '../tls/material.js';
+import { OCSP_RESPONSE_MAX_BYTES } from '../tls/ocsp-fetcher.js';
 
 export type PrimaryMessage =
   | {
@@ -179,6 +180,86 @@ export function isServicesOrder(value: unknown): value is ServicesOrder {
 
 export function isServicesReport(value: unknown): value is ServicesReport {
   return isTagged(value) && value.type.startsWith('unhitch:');
+}
+
+/** The largest key or certificate chain an ACME order may hand back. */
+export const SERVICES_REPORT_MAX_PEM_BYTES = 1024 * 1024;
+/** The longest text field (a message, a stack, a path) the primary accepts from it. */
+const SERVICES_REPORT_MAX_TEXT = 64 * 1024;
+const ACME_FAILURE_REASONS: ReadonlySet<string> = new Set<AcmeFailureReason>([
+  'ca_unreachable',
+  'challenge_failed',
+  'order_failed',
+]);
+
+type Fields = Record<string, unknown>;
+
+function isText(value: unknown, max = SERVICES_REPORT_MAX_TEXT): value is string {
+  return typeof value === 'string' && value.length <= max;
+}
+
+function isBytes(value: unknown, max: number): value is Buffer {
+  return Buffer.isBuffer(value) && value.length <= max;
+}
+
+function isId(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) > 0;
+}
+
+function isCrossedError(value: unknown): value is CrossedError {
+  if (typeof value !== 'object' || value === null) return false;
+  const { name, message, code, stack } = value as Fields;
+  return (
+    isText(name, 256) &&
+    isText(message) &&
+    (code === undefined || isText(code, 256)) &&
+    (stack === undefined || isText(stack))
+  );
+}
+
+/**
+ * The services process runs as `user` and talks to the network: the root primary takes
+ * nothing from it on trust. Each report's fields, by type: kinds, sizes, ranges. A
+ * report that fails here is refused whole (services-process.ts), never half-handled.
+ */
+const SERVICES_REPORT_FIELDS: { readonly [T in ServicesReport['type']]: (r: Fields) => boolean } = {
+  'unhitch:services-hello': () => true,
+  'unhitch:services-ready': (r) =>
+    r.uid === undefined || (Number.isSafeInteger(r.uid) && (r.uid as number) >= 0),
+  'unhitch:services-start-failed': (r) => isCrossedError(r.error),
+  'unhitch:http-challenge-listening': (r) =>
+    Number.isInteger(r.port) && (r.port as number) >= 0 && (r.port as number) <= 0xffff,
+  'unhitch:http-challenge-failed': (r) => isCrossedError(r.error),
+  'unhitch:ocsp-response': (r) =>
+    isId(r.id) && isText(r.source, 4096) && isBytes(r.response, OCSP_RESPONSE_MAX_BYTES),
+  'unhitch:acme-tls-alpn': (r) =>
+    isId(r.id) &&
+    isText(r.name, 253) &&
+    ((r.cert === undefined && r.key === undefined) ||
+      (isBytes(r.cert, SERVICES_REPORT_MAX_PEM_BYTES) &&
+        isBytes(r.key, SERVICES_REPORT_MAX_PEM_BYTES))),
+  'unhitch:acme-order-done': (r) =>
+    isId(r.id) &&
+    isBytes(r.key, SERVICES_REPORT_MAX_PEM_BYTES) &&
+    isBytes(r.chain, SERVICES_REPORT_MAX_PEM_BYTES),
+  'unhitch:acme-order-failed': (r) =>
+    isId(r.id) &&
+    isCrossedError(r.error) &&
+    typeof r.reason === 'string' &&
+    ACME_FAILURE_REASONS.has(r.reason),
+};
+
+/**
+ * Why a message from the services process is not a well-formed report, or undefined
+ * when it is one. Messages without the `unhitch:` tag are not ours (undefined too).
+ */
+export function servicesReportProblem(value: unknown): string | undefined {
+  if (!isServicesReport(value)) return undefined;
+  const check = (SERVICES_REPORT_FIELDS as Record<string, ((r: Fields) => boolean) | undefined>)[
+    value.type
+  ];
+  if (check === undefined) return `unknown report type ${JSON.stringify(value.type.slice(0, 64))}`;
+  return check(value as unknown as Fields) ? undefined : `malformed ${value.type} report`;
 }
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {

@@ -11,16 +11,10 @@
  * afterwards (reload.ts); only that one read the configuration after the request, and
  * only its verdict answers it. `sequence` counts the verdicts of one primary.
  */
-import {
-  type FSWatcher,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  watch,
-  writeFileSync,
-} from 'node:fs';
+import { type FSWatcher, readFileSync, unlinkSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import { UnhitchError } from '../errors.js';
+import { writeFileNoFollow } from '../ops/privileges.js';
 
 export type ReloadOutcome = 'reloaded' | 'rejected' | 'failed';
 
@@ -71,9 +65,9 @@ export class ReloadStatusFile {
       ...report,
       begunAt: report.begunAt.toString(),
     };
-    const aside = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(aside, `${JSON.stringify(verdict)}\n`, { mode: 0o644 });
-    renameSync(aside, this.path);
+    // Written as root beside the pidfile, in a directory others may write to: never
+    // through a file or symlink planted at a predictable name.
+    writeFileNoFollow(this.path, `${JSON.stringify(verdict)}\n`, 0o644);
   }
 
   remove(): void {
@@ -126,6 +120,27 @@ function readPid(pidfile: string): number {
   return pid;
 }
 
+/** The entry scripts an unhitch process runs (the launchers and npm's bin end in these). */
+const ENTRY_SCRIPT = /(^|\/)dist\/src\/(cli|bin)\.js$/;
+
+/**
+ * Why `pid` is not an unhitch process, or undefined when it is one (or the kernel does
+ * not say: no /proc). A pidfile outlives a primary killed with SIGKILL, and its pid can be
+ * reused by any process, which a SIGHUP from root would kill.
+ */
+function notUnhitch(pid: number): string | undefined {
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
+  } catch {
+    // No such process (signalling says so: ESRCH), or no /proc: nothing to check by.
+    return undefined;
+  }
+  if (argv.some((arg) => ENTRY_SCRIPT.test(arg))) return undefined;
+  const command = argv.filter((arg) => arg !== '').join(' ');
+  return command.length > 120 ? `${command.slice(0, 117)}...` : command;
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -155,6 +170,11 @@ export async function requestReload(
     throw requestError(`cannot watch ${dirname(statusPath)} for the verdict`, err);
   }
   try {
+    const foreign = notUnhitch(pid);
+    if (foreign !== undefined)
+      throw requestError(
+        `pid ${pid} from ${pidfile} is not unhitch (${foreign}): a stale pidfile? not signalled`,
+      );
     const askedAt = process.hrtime.bigint();
     try {
       process.kill(pid, 'SIGHUP');

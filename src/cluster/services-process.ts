@@ -12,7 +12,12 @@ import type { ProxyConfig } from '../config/model.js';
 import { logCode } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
 import { type Identity, resolveIdentity } from '../ops/privileges.js';
-import { isServicesReport, type ServicesOrder, type ServicesReport } from './messages.js';
+import {
+  isServicesReport,
+  type ServicesOrder,
+  type ServicesReport,
+  servicesReportProblem,
+} from './messages.js';
 import { workerExecArgv } from './worker-heap.js';
 
 const ENTRY = fileURLToPath(new URL('./net-services.js', import.meta.url));
@@ -31,6 +36,8 @@ export interface ServicesProcessOptions {
   readonly logger: Logger;
   /** The configuration in service now: logging settings and the identity to switch to. */
   readonly config: () => ProxyConfig;
+  /** The module to fork (tests: a stand-in); net-services.js otherwise. */
+  readonly entry?: string;
 }
 
 export class ServicesProcess {
@@ -93,14 +100,19 @@ export class ServicesProcess {
   start(): void {
     if (this.stopping || this.child !== undefined) return;
     this.startedAt = Date.now();
-    const child = fork(ENTRY, [], {
+    const child = fork(this.options.entry ?? ENTRY, [], {
       execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS),
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     this.child = child;
     child.on('message', (value: unknown) => {
-      if (isServicesReport(value)) this.dispatch(value);
+      if (!isServicesReport(value)) return;
+      // Root takes nothing from the unprivileged side on trust: a malformed report is
+      // refused whole and its sender replaced, never half-handled.
+      const problem = servicesReportProblem(value);
+      if (problem === undefined) this.dispatch(value);
+      else this.refuse(child, problem);
     });
     let gone = false;
     const exited = (code: number | null, signal: string | null, error?: Error): void => {
@@ -144,6 +156,16 @@ export class ServicesProcess {
     const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
     await exited;
     clearTimeout(timer);
+  }
+
+  private refuse(child: ChildProcess, problem: string): void {
+    logCode(
+      this.logger,
+      'UNHITCH_SERVICES_REPORT_INVALID',
+      { servicesPid: child.pid, problem },
+      'services process sent a malformed report; killing it',
+    );
+    child.kill('SIGKILL');
   }
 
   private dispatch(report: ServicesReport): void {

@@ -242,8 +242,13 @@ export function writePidfile(path: string): () => void {
   };
 }
 
-/** `content` in a fresh file beside `path`, then renamed onto it (atomic for readers too). */
-function writeFileNoFollow(path: string, content: string, mode: number): void {
+/**
+ * `content` in a fresh file beside `path`, then renamed onto it (atomic for readers too).
+ * Root's way to write into a directory others may write to: the temporary name is
+ * unpredictable and opened O_EXCL | O_NOFOLLOW, so no planted file or symlink is written
+ * through, and one planted at `path` is replaced, not followed.
+ */
+export function writeFileNoFollow(path: string, content: string, mode: number): void {
   const temporary = join(
     dirname(path),
     `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}`,

@@ -151,3 +151,25 @@ test('--reload with no unhitch behind the pidfile exits 1 and says why', async (
   assert.equal(none.status, 1);
   assert.match(none.stderr, /--reload needs .*pidfile.* \[UNHITCH_CONFIG_MISSING\]/);
 });
+
+test('--reload does not signal a live process that is not unhitch (a stale pidfile)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-verdict-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // The pid a primary killed with SIGKILL left behind, now another program's: SIGHUP's
+  // default action would end it.
+  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => other.kill('SIGKILL'));
+  await once(other, 'spawn');
+  const pidfile = join(dir, 'unhitch.pid');
+  writeFileSync(pidfile, `${other.pid}\n`);
+  const foreign = await reloadCommand([`--pidfile=${pidfile}`]);
+  assert.equal(foreign.status, 1);
+  assert.match(
+    foreign.stderr,
+    new RegExp(
+      `pid ${other.pid} from .*unhitch\\.pid is not unhitch \\(sleep 60\\).* \\[UNHITCH_RELOAD_REQUEST\\]\\n$`,
+    ),
+  );
+  assert.equal(other.exitCode, null, 'still running');
+  assert.equal(other.signalCode, null, 'not signalled');
+});

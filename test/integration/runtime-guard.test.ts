@@ -62,14 +62,14 @@ function npmUnder(node: string, args: readonly string[], cwd: string) {
 }
 
 test('each entry point refuses an old Node with one line and status 1', { skip: skipOld }, () => {
-  for (const entry of ['dist/src/bin.js', 'dist/src/demo/bin.js']) {
+  for (const entry of ['dist/src/bin.js', 'dist/src/cli.js', 'dist/src/demo/bin.js']) {
     const result = spawnSync(OLD_NODE, [join(ROOT, entry), '--version'], { encoding: 'utf8' });
     assert.equal(result.status, 1, entry);
     assert.equal(result.stderr, refusal, entry);
     assert.equal(result.stdout, '', entry);
   }
   // The npm launcher finds no node beside it in bin/, so PATH's (the old one) runs it.
-  const launcher = spawnSync(join(ROOT, 'bin/unhitch'), ['--version'], {
+  const launcher = spawnSync(join(ROOT, 'packaging/npm/unhitch'), ['--version'], {
     encoding: 'utf8',
     env: { PATH: SYSTEM_PATH },
   });
