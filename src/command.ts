@@ -41,7 +41,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
     case 'run':
       if (action.config.daemon && reporter === undefined) {
-        return await launchDaemon(argv, daemonNotices(action.config, action.configPath));
+        return await launchDaemon(
+          argv,
+          daemonNotices(action.config, action.configPath),
+          action.config.logFormat,
+        );
       }
       try {
         await run(action, argv, reporter);
@@ -107,6 +111,7 @@ async function run(
     level: config.logLevel,
     quiet: config.quiet,
     filename: config.logFilename,
+    format: config.logFormat,
     bindings: { role: 'primary' },
     ...(config.syslog ? { syslog: { facility: config.syslogFacility } } : {}),
     console: reporter === undefined,

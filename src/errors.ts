@@ -2,8 +2,8 @@
  * THE registry of unhitch's error and warning codes. Every code a user can meet (in a
  * log line, on stderr, in an exit status) is defined here once, with what it means, the
  * exit status when it stops unhitch, and the level it is logged at. Error classes take
- * their codes from here, the CLI its exit status, and README's table is generated from
- * it (`npm run docs:codes`; a unit test fails when the two disagree).
+ * their codes from here, the CLI its exit status, and docs/errors.md's table is generated
+ * from it (`npm run docs:codes`; a unit test fails when the two disagree).
  */
 
 export type CodeLogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug';
@@ -460,7 +460,7 @@ export function logCode(
 /** The part of pino's Logger that logCode needs (src/ops imports stay out of this file). */
 export type CodeLogger = Record<CodeLogLevel, (fields: object, message: string) => void>;
 
-/** README's table: one row per code, in registry order. */
+/** docs/errors.md's table: one row per code, in registry order. */
 export function codesMarkdownTable(): string {
   const rows = Object.entries(CODES).map(
     ([code, spec]: [string, CodeSpec]) =>

@@ -1,10 +1,10 @@
 /**
- * `npm run docs:bench`: writes README's "What the proxy costs" table from bench/RESULTS.md
- * between the markers, so the README cannot drift from the measured figures
- * (test/unit/docs-bench.test.ts fails when it has). Each row names the RESULTS.md section it
+ * `npm run docs:bench`: writes the "What the proxy costs" tables from bench/RESULTS.md between
+ * the markers (README a short one, docs/benchmarks.md every row), so neither can drift from
+ * the measured figures (test/unit/docs-bench.test.ts fails when one has). Each row names the RESULTS.md section it
  * comes from; a section or proxy that is missing gives "–" rather than an old figure.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { readSection } from '../../bench/lib/results-file.js';
 import { formatMarkdownTable, parseMarkdownTable } from '../../bench/lib/table.js';
@@ -60,7 +60,7 @@ function loaded(results: string, section: string): boolean {
 
 /** The row label, marked when its section's figures were taken on a loaded machine. */
 function labelled(results: string, section: string, label: string): string {
-  return loaded(results, section) ? `${label} — loaded machine, noisy` : label;
+  return loaded(results, section) ? `${label}${NOISY_SUFFIX}` : label;
 }
 
 function numberOf(cell: string | undefined): number | null {
@@ -114,8 +114,40 @@ function topLoad(rows: readonly Row[], kind: string): string | null {
   return best?.text ?? null;
 }
 
-/** The cost table from RESULTS.md's sections. */
-export function costTable(results: string): string {
+/**
+ * README's short table: the rows a reader compares proxies on (equal load, memory, the
+ * tails under load), relabelled briefly; each keeps the load it was measured at.
+ */
+const SHORT_ROWS: ReadonlyArray<{
+  readonly long: RegExp;
+  readonly short: (match: RegExpExecArray) => string;
+}> = [
+  {
+    long: /^CPU per relayed WebTorrent response at equal load \((\d+ % = [\d,.]+(?: announces)?\/s)/,
+    short: (m) => `CPU per relayed message, equal load (${m[1]})`,
+  },
+  {
+    long: /^CPU per full TLS 1\.3 handshake at equal load, X25519 for every proxy \((\d+ % = [\d,.]+(?: announces)?\/s)/,
+    short: (m) => `CPU per full TLS 1.3 handshake, equal load (${m[1]})`,
+  },
+  {
+    long: /^CPU per resumed TLS 1\.3 handshake at equal load, X25519 for every proxy \((\d+ % = [\d,.]+(?: announces)?\/s)/,
+    short: (m) => `CPU per resumed TLS 1.3 handshake, equal load (${m[1]})`,
+  },
+  {
+    long: /^Round-trip time (p99(?:\.9)?) under load, whole \(`latency-under-load`: (\d+) connections[^;]*; direct to the backend: ([^)]+)\)/,
+    short: (m) => `Round trip ${m[1]} under load, ${m[2]} connections (direct: ${m[3]})`,
+  },
+  {
+    long: /^Memory per idle TLS \+ WebSocket connection/,
+    short: () => 'Memory per idle TLS + WebSocket connection',
+  },
+];
+const SHORT_COLUMNS: readonly Proxy[] = ['unhitch', 'hitch', 'haproxy'];
+const NOISY_SUFFIX = ' — loaded machine, noisy';
+
+/** The cost table from RESULTS.md's sections; `short`: README's few rows and columns. */
+export function costTable(results: string, view: 'full' | 'short' = 'full'): string {
   const lines: (CostLine | null)[] = [];
   const equal = tableRows(results, 'equal-load', ['Kind', 'Offered load', 'Proxy CPU µs/unit']);
   const equalKinds = [
@@ -261,44 +293,70 @@ export function costTable(results: string): string {
       1,
     ),
   );
-  const rows = lines
-    .filter((line): line is CostLine => line !== null)
-    .map((line) => {
-      const unhitch = line.values.unhitch ?? null;
-      const hitch = line.values.hitch ?? null;
-      const ratio =
-        unhitch !== null && hitch !== null && hitch > 0 ? (unhitch / hitch).toFixed(2) : '–';
-      return [
-        line.label,
-        ...COLUMNS.map(([proxy]) =>
-          formatValue(line.values[proxy] ?? null, line.unit, line.decimals),
-        ),
-        ratio,
-      ];
-    });
+  const present = lines.filter((line): line is CostLine => line !== null);
+  const shown = view === 'full' ? present : present.flatMap(shortLine);
+  const columns =
+    view === 'full' ? COLUMNS : COLUMNS.filter(([proxy]) => SHORT_COLUMNS.includes(proxy));
+  const rows = shown.map((line) => {
+    const unhitch = line.values.unhitch ?? null;
+    const hitch = line.values.hitch ?? null;
+    const ratio =
+      unhitch !== null && hitch !== null && hitch > 0 ? (unhitch / hitch).toFixed(2) : '–';
+    return [
+      line.label,
+      ...columns.map(([proxy]) =>
+        formatValue(line.values[proxy] ?? null, line.unit, line.decimals),
+      ),
+      ratio,
+    ];
+  });
   return formatMarkdownTable(
-    ['Cost', ...COLUMNS.map(([, title]) => title), 'unhitch / Hitch'],
+    ['Cost', ...columns.map(([, title]) => title), 'unhitch / Hitch'],
     rows,
   );
 }
 
-/** README text with the table between the markers replaced by RESULTS.md's figures. */
-export function withCostTable(readme: string, results: string): string {
-  const begin = readme.indexOf(BEGIN_MARKER);
-  const end = readme.indexOf(END_MARKER);
-  if (begin < 0 || end < begin) throw new Error(`README.md lacks ${BEGIN_MARKER} … ${END_MARKER}`);
-  return `${readme.slice(0, begin + BEGIN_MARKER.length)}\n${costTable(results)}\n${readme.slice(end)}`;
+/** The line under its short label, or nothing when README's table leaves it out. */
+function shortLine(line: CostLine): CostLine[] {
+  const noisy = line.label.endsWith(NOISY_SUFFIX);
+  for (const { long, short } of SHORT_ROWS) {
+    const match = long.exec(line.label);
+    if (match) return [{ ...line, label: `${short(match)}${noisy ? NOISY_SUFFIX : ''}` }];
+  }
+  return [];
 }
 
-// dist/docs/generate/cost-table.js → README.md and bench/RESULTS.md at the repository root.
+/** `text` with the table between the markers replaced by RESULTS.md's figures. */
+export function withCostTable(
+  text: string,
+  results: string,
+  view: 'full' | 'short' = 'short',
+): string {
+  const begin = text.indexOf(BEGIN_MARKER);
+  const end = text.indexOf(END_MARKER);
+  if (begin < 0 || end < begin) throw new Error(`the page lacks ${BEGIN_MARKER} … ${END_MARKER}`);
+  return `${text.slice(0, begin + BEGIN_MARKER.length)}\n${costTable(results, view)}\n${text.slice(end)}`;
+}
+
+// dist/docs/generate/cost-table.js → README.md, docs/ and bench/RESULTS.md at the repository root.
 export const README_PATH = resolve(import.meta.dirname, '../../../README.md');
+export const BENCHMARKS_PATH = resolve(import.meta.dirname, '../../../docs/benchmarks.md');
 export const RESULTS_PATH = resolve(import.meta.dirname, '../../../bench/RESULTS.md');
 
+/** Where the tables go: README the short one, docs/benchmarks.md every row. */
+export const COST_TABLE_PAGES: ReadonlyArray<{ path: string; view: 'full' | 'short' }> = [
+  { path: README_PATH, view: 'short' },
+  { path: BENCHMARKS_PATH, view: 'full' },
+];
+
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
-  const before = readFileSync(README_PATH, 'utf8');
-  const after = withCostTable(before, readFileSync(RESULTS_PATH, 'utf8'));
-  if (after !== before) writeFileSync(README_PATH, after);
-  process.stdout.write(
-    after === before ? 'README.md: cost table up to date\n' : 'README.md: cost table rewritten\n',
-  );
+  const results = readFileSync(RESULTS_PATH, 'utf8');
+  for (const { path, view } of COST_TABLE_PAGES) {
+    // A bench's --update-results in a copy of the tree may carry README alone.
+    if (!existsSync(path)) continue;
+    const before = readFileSync(path, 'utf8');
+    const after = withCostTable(before, results, view);
+    if (after !== before) writeFileSync(path, after);
+    process.stdout.write(`${path}: cost table ${after === before ? 'up to date' : 'rewritten'}\n`);
+  }
 }

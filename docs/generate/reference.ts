@@ -45,10 +45,7 @@ const code = (text: string): string => `\`${text}\``;
 
 function markdownEntry(reference: OptionReference): string {
   const { spec } = reference;
-  const flag =
-    reference.flag === undefined
-      ? 'none'
-      : `${code(reference.flag)}${spec.cli?.hitch ? '' : ' (unhitch adds this flag)'}`;
+  const flag = reference.flag === undefined ? 'none' : code(reference.flag);
   const repeat = spec.repeatable ? ' (repeatable)' : '';
   return [
     `### ${spec.name}`,
@@ -93,7 +90,9 @@ SIGHUP for every new connection; one that "needs a restart" keeps its start-time
 config the start would refuse is refused by the reload too, and the running one stays
 (see [operations.md](operations.md#reload-sighup)).
 
-The **Hitch** line says whether an option is Hitch's or unhitch's own, and how unhitch's
+The **Hitch** line says which Hitch release an option comes from (1.7, 1.8) or that it is
+unhitch's own; options Hitch 1.7 takes only as flags (\`pidfile\`, \`dbg-listen\`, \`client\`,
+\`enable-tcp-fastopen\`) unhitch also takes in the config file. It also says how unhitch's
 behaviour differs from Hitch's where it does ([operations.md](operations.md#differences-from-hitch)
 has the whole list).
 `;

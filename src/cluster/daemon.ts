@@ -13,10 +13,13 @@
  * the directory it was started in; the pidfile, the dbg-listen file and every path read
  * on a reload (SIGHUP) resolve from "/".
  */
+
 import { spawn } from 'node:child_process';
 import { Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import type { LogFormat } from '../config/model.js';
+import { prettyLine, resolveLogFormat } from '../ops/log-format.js';
 
 /** Set in the daemon's environment; its presence tells command.ts it is the daemon. */
 export const DAEMON_ENV = 'UNHITCH_DAEMON_REPORT_FD';
@@ -41,7 +44,13 @@ export function isDaemonChild(): boolean {
 export async function launchDaemon(
   argv: readonly string[],
   notices: readonly string[],
+  format: LogFormat = 'auto',
 ): Promise<number> {
+  // The relayed lines are the daemon's JSON log lines: readable ones for a terminal.
+  const relay = (text: string): string =>
+    resolveLogFormat(format, process.stderr.isTTY === true) === 'pretty'
+      ? prettyLine(text)
+      : `${text}\n`;
   for (const notice of notices) process.stderr.write(`${notice}\n`);
   const child = spawn(process.execPath, [...process.execArgv, CLI_ENTRY, ...argv], {
     detached: true,
@@ -69,7 +78,7 @@ export async function launchDaemon(
       for (const line of lines) {
         const report = parseReport(line);
         if (report === undefined) continue;
-        if (report.type === 'log') process.stderr.write(`${report.text}\n`);
+        if (report.type === 'log') process.stderr.write(relay(report.text));
         else if (report.type === 'failed') {
           process.stderr.write(`${report.text}\n`);
           settle(1);

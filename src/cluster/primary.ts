@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { acmeCertificateSource } from '../acme/store.js';
 import type { ProxyConfig } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
+import { announceFrontends } from '../ops/frontend-summary.js';
 import { followLogFile, reopenLog } from '../ops/log.js';
 import type { CertificateExpiry } from '../ops/metrics.js';
 import { resolveIdentity } from '../ops/privileges.js';
@@ -208,6 +209,7 @@ class Primary {
     if (started) {
       // Before onReady: a daemon's launcher exits on it, and a script then reads the file.
       announceListening(this.supervisor.current, this.logger);
+      announceFrontends(this.supervisor.current, this.logger);
       this.onReady?.();
       // The frontends answer tls-alpn-01 challenges, so orders start once they listen.
       this.cleanups.push(() => this.acme.stop());

@@ -116,6 +116,9 @@ export type SyslogFacility = (typeof SYSLOG_FACILITIES)[number];
 
 export type LogLevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/** How log lines look: `auto` = one readable line each on a terminal, JSON anywhere else. */
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
 export interface ProxyConfig {
   /** Where the config came from, for messages ("hitch-compat.conf", "<command line>"). */
   readonly source: string;
@@ -201,6 +204,8 @@ export interface ProxyConfig {
   readonly logFilename: string | undefined;
   readonly syslog: boolean;
   readonly syslogFacility: SyslogFacility;
+  /** unhitch extension: readable lines or JSON (auto: readable on a terminal). */
+  readonly logFormat: LogFormat;
   /** unhitch extension: loopback Prometheus endpoint, e.g. 127.0.0.1:9100. */
   readonly metrics: TcpAddress | undefined;
 
@@ -281,6 +286,7 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   logFilename: undefined,
   syslog: false,
   syslogFacility: 'daemon',
+  logFormat: 'auto',
   metrics: undefined,
   acme: undefined,
 }) as ProxyConfig;

@@ -117,6 +117,7 @@ async function runProxy(combinedPemPath: string, interrupts: Interrupts): Promis
   const logger = createLogger({
     level: action.config.logLevel,
     quiet: action.config.quiet,
+    format: action.config.logFormat,
     bindings: { role: 'primary' },
   });
   // The URL is printed once the workers listen: a client that uses it at once gets in.
@@ -126,10 +127,13 @@ async function runProxy(combinedPemPath: string, interrupts: Interrupts): Promis
     logger,
     stopSignals: ['SIGTERM'],
     onReady: () => {
-      process.stdout.write(
-        `unhitch demo: wss://127.0.0.1:${FRONTEND_PORT} -> ws://127.0.0.1:${TRACKER_PORT} (bittorrent-tracker); Ctrl-C stops\n`,
-      );
-      interrupts.primaryListening();
+      // Last, after the start-up lines still buffered: what a person needs to go on.
+      logger.flush(() => {
+        process.stdout.write(
+          `\nunhitch demo: wss://127.0.0.1:${FRONTEND_PORT} -> ws://127.0.0.1:${TRACKER_PORT} (bittorrent-tracker)\nCtrl-C stops it.\n`,
+        );
+        interrupts.primaryListening();
+      });
     },
   });
 }

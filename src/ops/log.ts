@@ -33,8 +33,9 @@ import {
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { type DestinationStream, type Logger, pino, type StreamEntry } from 'pino';
-import type { LogLevelName, SyslogFacility } from '../config/model.js';
+import type { LogFormat, LogLevelName, SyslogFacility } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
+import { consoleDestination, fileDestination } from './log-format.js';
 import { createSyslogStream } from './syslog.js';
 
 export type { Logger } from 'pino';
@@ -56,6 +57,8 @@ export interface LogOptions {
   readonly console?: boolean;
   /** More destinations (the daemon's startup relay to its launcher). */
   readonly extraStreams?: readonly Writable[];
+  /** stdout and the log file: JSON, readable lines, or auto (readable on a terminal). */
+  readonly format?: LogFormat | undefined;
   /**
    * A worker: the primary reopens first and orders the reopen; our own check reopens
    * only a name that stayed moved for WORKER_OWN_REOPEN_CHECKS checks.
@@ -162,9 +165,9 @@ export function createLogger(options: LogOptions): Logger {
   let file: ReopenableLogFile | undefined;
   if (options.filename !== undefined) {
     file = new ReopenableLogFile(options.filename);
-    streams.push({ level: 'trace', stream: file });
+    streams.push({ level: 'trace', stream: fileDestination(file, options.format ?? 'auto') });
   } else if (options.console !== false) {
-    streams.push({ level: 'trace', stream: pino.destination({ dest: 1, sync: false }) });
+    streams.push({ level: 'trace', stream: consoleDestination(options.format ?? 'auto') });
   }
   if (options.syslog !== undefined) {
     const stream = createSyslogStream({
@@ -227,6 +230,7 @@ export interface LogSettings {
   readonly syslog: boolean;
   readonly syslogFacility: SyslogFacility;
   readonly daemon: boolean;
+  readonly logFormat: LogFormat;
 }
 
 /**
@@ -243,6 +247,7 @@ export function createChildLogger(
     level: config.logLevel,
     quiet: config.quiet,
     filename: config.logFilename,
+    format: config.logFormat,
     bindings,
     ...(config.syslog
       ? { syslog: { facility: config.syslogFacility, uid: identity?.uid, gid: identity?.gid } }

@@ -1,18 +1,20 @@
-/** README's cost table is generated from bench/RESULTS.md (docs/generate/cost-table.ts). */
+/** The cost tables (README, docs/benchmarks.md) are generated from bench/RESULTS.md (docs/generate/cost-table.ts). */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import {
+  COST_TABLE_PAGES,
   costTable,
-  README_PATH,
   RESULTS_PATH,
   withCostTable,
 } from '../../docs/generate/cost-table.js';
 
-test('README.md holds the cost table generated from bench/RESULTS.md (npm run docs:bench)', () => {
-  const readme = readFileSync(README_PATH, 'utf8');
+test('README.md and docs/benchmarks.md hold the cost tables generated from bench/RESULTS.md (npm run docs:bench)', () => {
   const results = readFileSync(RESULTS_PATH, 'utf8');
-  assert.equal(readme, withCostTable(readme, results), 'run `npm run docs:bench`');
+  for (const { path, view } of COST_TABLE_PAGES) {
+    const page = readFileSync(path, 'utf8');
+    assert.equal(page, withCostTable(page, results, view), `${path}: run \`npm run docs:bench\``);
+  }
 });
 
 test('the cost table takes each figure from its section, ratio to Hitch included', () => {
@@ -68,4 +70,41 @@ test('the cost table takes each figure from its section, ratio to Hitch included
   assert.deepEqual(memory?.slice(2, 5), ['–', '–', '18.5 KiB']);
   assert.equal(memory?.[7], '–');
   assert.throws(() => withCostTable('no markers', results), /lacks/);
+});
+
+test("README's short table keeps the equal-load, memory and under-load rows, three proxies, each load named", () => {
+  const results = readFileSync(RESULTS_PATH, 'utf8');
+  const short = costTable(results, 'short');
+  const [header, , ...rows] = short.split('\n');
+  assert.deepEqual(
+    header
+      ?.split('|')
+      .map((cell) => cell.trim())
+      .filter(Boolean),
+    ['Cost', 'unhitch', 'Hitch', 'HAProxy', 'unhitch / Hitch'],
+  );
+  const labels = rows.map((row) => row.split('|')[1]?.trim() ?? '');
+  assert.ok(
+    labels.some((label) => /^CPU per relayed message, equal load \(\d+ % = /.test(label)),
+    short,
+  );
+  assert.ok(
+    labels.some((label) => /^CPU per full TLS 1\.3 handshake, equal load/.test(label)),
+    short,
+  );
+  assert.ok(
+    labels.some((label) => /^Memory per idle/.test(label)),
+    short,
+  );
+  assert.ok(
+    labels.some((label) => /^Round trip p99\.9 under load/.test(label)),
+    short,
+  );
+  assert.ok(!labels.some((label) => /saturation|idle connection \(/.test(label)), short);
+  // The short table is a subset of the full one's figures, not other numbers.
+  const full = costTable(results, 'full');
+  for (const row of rows) {
+    const unhitch = row.split('|')[2]?.trim() ?? '';
+    assert.ok(full.includes(unhitch), `${unhitch} is in the full table`);
+  }
 });

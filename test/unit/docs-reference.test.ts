@@ -12,7 +12,7 @@ import { referenceFiles } from '../../docs/generate/reference.js';
 import { hitchEntries } from '../../src/config/hitch/parse.js';
 import { OPTION_DEFAULTS } from '../../src/config/options/defaults.js';
 import type { Entry } from '../../src/config/options/entry.js';
-import { helpText } from '../../src/config/options/help.js';
+import { COMMAND_FLAGS, helpText } from '../../src/config/options/help.js';
 import { HITCH_DIFFERENCES } from '../../src/config/options/hitch-differences.js';
 import { optionReferences } from '../../src/config/options/reference.js';
 import { RELOAD_EFFECTS } from '../../src/config/options/reload.js';
@@ -82,8 +82,10 @@ test("each option's hitch.conf and TOML examples parse to the same assignment", 
 
 // --- Docs name only options that exist ----------------------------------------------------
 
-/** Flags of the command itself, besides the options'. */
-const COMMAND_FLAGS = ['--config', '--test', '-t', '--version', '-V', '--help', '-h'];
+/** Flags of the command itself (--config, --test, --reload …), from --help's own list. */
+const COMMAND_FLAG_NAMES = COMMAND_FLAGS.flatMap(({ label }) =>
+  [...label.matchAll(/--?[a-zA-Z][\w-]*/g)].map((match) => match[0]),
+);
 /**
  * Other programs' flags the docs name in inline code, each with its program. A doc naming a
  * new one adds it here, so a misspelt unhitch flag cannot hide among them.
@@ -100,7 +102,7 @@ const FOREIGN_FLAGS = new Set([
 ]);
 
 function knownFlags(): Set<string> {
-  const flags = new Set(COMMAND_FLAGS);
+  const flags = new Set(COMMAND_FLAG_NAMES);
   for (const spec of OPTIONS) {
     if (!spec.cli) continue;
     flags.add(`--${spec.cli.long}`);

@@ -1,13 +1,13 @@
 /**
  * The code registry is the only source of UNHITCH_* codes: every code written anywhere
- * in src/ is registered, every registered code is used, and README's table is the one
+ * in src/ is registered, every registered code is used, and docs/errors.md's table is the one
  * generated from the registry.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { README_PATH, withCodesTable } from '../../docs/generate/codes-table.js';
+import { ERRORS_PATH, withCodesTable } from '../../docs/generate/codes-table.js';
 import { ConfigError } from '../../src/config/errors.js';
 import {
   CODES,
@@ -55,10 +55,10 @@ test('every registered code is used somewhere in src/', () => {
   assert.deepEqual(unused, [], 'registered but never made or logged');
 });
 
-test('README.md holds the table generated from the registry (npm run docs:codes)', () => {
-  const readme = readFileSync(README_PATH, 'utf8');
-  assert.equal(readme, withCodesTable(readme), 'run `npm run docs:codes`');
-  for (const code of Object.keys(CODES)) assert.ok(readme.includes(`| \`${code}\` |`), code);
+test('docs/errors.md holds the table generated from the registry (npm run docs:codes)', () => {
+  const page = readFileSync(ERRORS_PATH, 'utf8');
+  assert.equal(page, withCodesTable(page), 'run `npm run docs:codes`');
+  for (const code of Object.keys(CODES)) assert.ok(page.includes(`| \`${code}\` |`), code);
 });
 
 test('exit status comes from the registry; error classes carry registered codes', () => {

@@ -1,5 +1,5 @@
 /**
- * The wt-load configuration the READMEs point at exists and is a valid load.toml: every
+ * The wt-load configuration the docs point at exists and is a valid load.toml: every
  * `--config=` of wt-load and `--wt-load-config=` they show names a file that parses.
  */
 import assert from 'node:assert/strict';
@@ -14,7 +14,7 @@ import {
 } from '../../bench/wt-load/config.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
-const DOCS = ['README.md', 'bench/README.md'];
+const DOCS = ['README.md', 'docs/benchmarks.md', 'bench/README.md'];
 const REFERENCE = /(?:wt-load\/main\.js --config=|--wt-load-config=)([^\s`]+)/g;
 
 function referencedConfigs(): Map<string, string> {

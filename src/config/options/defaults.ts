@@ -75,6 +75,7 @@ export const OPTION_DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   retry: `${DEFAULT_ACME.retrySec}`,
   'ssl-engine': UNSET,
   'syslog-facility': DEFAULT_CONFIG.syslogFacility,
+  'log-format': DEFAULT_CONFIG.logFormat,
   'proxy-tlv': onOff(DEFAULT_CONFIG.proxyTlv),
   'proxy-authority': onOff(DEFAULT_CONFIG.proxyAuthority),
   'proxy-client-cert': onOff(DEFAULT_CONFIG.proxyClientCert),

@@ -5,7 +5,8 @@
  * print them, docs/operations.md explains the larger ones.
  */
 export const HITCH_DIFFERENCES: Readonly<Record<string, string>> = Object.freeze({
-  workers: "Hitch's default is 1 worker",
+  workers:
+    "Hitch's default is 1 worker, and Hitch takes any count (each unhitch worker is a node process of some 50 MB)",
   'prefer-server-ciphers': "Hitch's default is off (scanners rate a client-chosen order HIGH)",
   'ecdh-curve': "Hitch's default is P-256 only; unhitch offers the post-quantum hybrid first",
   'tls-protos':

@@ -63,6 +63,7 @@ export const PROVENANCE: Readonly<Record<string, HitchVersion>> = Object.freeze(
   'log-level': V17,
   'log-filename': V17,
   'pin-workers': OWN,
+  'log-format': OWN,
   'drain-timeout': OWN,
   'reload-drain-timeout': OWN,
   'ticket-key-file': OWN,

@@ -5,6 +5,7 @@
  */
 import { optionDefault } from './defaults.js';
 import { hitchDifference } from './hitch-differences.js';
+import { PROVENANCE, SCOPE_PROVENANCE, VALUE_PROVENANCE } from './provenance.js';
 import { type ReloadEffect, reloadEffect } from './reload.js';
 import { OPTIONS, type OptionScope, type OptionSpec } from './table.js';
 
@@ -26,6 +27,7 @@ const METAVAR: Partial<Record<OptionSpec['valueType'], string>> = {
   'dns-name': 'NAME',
   'acme-challenge': 'tls-alpn-01|http-01',
   'client-verify': 'none|optional|required',
+  'log-format': 'auto|json|pretty',
 };
 
 /** The block an option is written in, for the scopes it may not appear at the top level. */
@@ -47,8 +49,10 @@ export interface OptionReference {
   readonly flag: string | undefined;
   readonly defaultText: string;
   readonly reload: ReloadEffect;
-  /** "Hitch" or "unhitch only" (provenance.ts will say which Hitch version). */
+  /** "Hitch 1.7", "Hitch 1.8" or "unhitch only" (provenance.ts). */
   readonly origin: string;
+  /** Values and places of a Hitch option that came with a later release. */
+  readonly later: readonly string[];
   /** How it differs from Hitch's, when it does. */
   readonly difference: string | undefined;
   /** The table's one sentence, with why node cannot carry it out when it cannot. */
@@ -114,10 +118,24 @@ export function optionReference(spec: OptionSpec): OptionReference {
     flag: flagLabel(spec),
     defaultText,
     reload,
-    origin: spec.extension ? 'unhitch only' : 'Hitch',
+    origin: originOf(spec.name),
+    later: [
+      ...VALUE_PROVENANCE.filter((entry) => entry.option === spec.name).map(
+        (entry) => `${spec.name} = ${entry.value} since Hitch ${entry.since}`,
+      ),
+      ...SCOPE_PROVENANCE.filter((entry) => entry.option === spec.name).map(
+        (entry) => `in a ${entry.scope} block since Hitch ${entry.since}`,
+      ),
+    ],
     difference: hitchDifference(spec.name),
     meaning: meaningOf(spec),
   };
+}
+
+function originOf(name: string): string {
+  const version = Object.hasOwn(PROVENANCE, name) ? PROVENANCE[name] : undefined;
+  if (version === undefined) throw new Error(`option '${name}' lacks an entry in provenance.ts`);
+  return version === 'unhitch' ? 'unhitch only' : `Hitch ${version}`;
 }
 
 /** Every option, in the table's order. */
@@ -139,7 +157,8 @@ export function reloadText(effect: ReloadEffect): string {
 /** The Hitch column: where the option comes from and how it differs. */
 export function hitchText(reference: OptionReference): string {
   if (reference.origin === 'unhitch only') return 'unhitch only';
+  const later = reference.later.length > 0 ? ` (${reference.later.join('; ')})` : '';
   return reference.difference === undefined
-    ? "Hitch's option, same behaviour"
-    : `Hitch's option; unhitch differs: ${reference.difference}`;
+    ? `${reference.origin}${later}, same behaviour`
+    : `${reference.origin}${later}; unhitch differs: ${reference.difference}`;
 }

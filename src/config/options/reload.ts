@@ -81,6 +81,7 @@ export const RELOAD_EFFECTS: Readonly<Record<string, ReloadEffect>> = Object.fre
     note: 'the new workers write to it; the primary keeps its file (reopened by name on every SIGHUP, for logrotate)',
   },
   'syslog-facility': PRIMARY_LOGGER,
+  'log-format': PRIMARY_LOGGER,
   // unhitch's own.
   'pin-workers': YES,
   'drain-timeout': YES,

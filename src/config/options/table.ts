@@ -10,6 +10,7 @@ import {
   type AcmeChallengeType,
   DEFAULT_CONFIG,
   DEFAULT_TLS,
+  type LogFormat,
   type TlsProtocolName,
   type TlsSettings,
 } from '../model.js';
@@ -68,6 +69,7 @@ export type OptionValueType =
   | 'client-verify'
   | 'acme'
   | 'acme-challenge'
+  | 'log-format'
   | 'url'
   | 'dns-name';
 
@@ -456,6 +458,7 @@ function parseUrl(item: ScalarItem, text: string, schemes: readonly string[]): s
 }
 
 const ACME_CHALLENGES: readonly AcmeChallengeType[] = ['tls-alpn-01', 'http-01'];
+const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
 
 const timeout = (item: ScalarItem, text: string) => parseSeconds(item, text, TIMEOUT_RANGE);
 /** Linux refuses a TCP_KEEPIDLE above this (and node then silently sends no keepalive). */
@@ -1204,6 +1207,25 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   ),
 
   // --- Recognised, not implemented (one warning each) ---
+  scalar(
+    {
+      name: 'log-format',
+      valueType: 'log-format',
+      extension: true,
+      summary:
+        'log lines as JSON, as one readable line each (pretty), or auto: pretty on a terminal',
+      sample: 'json',
+    },
+    (item, text) => {
+      const format = LOG_FORMATS.find((name) => name === text.toLowerCase());
+      if (format === undefined)
+        invalid(item, `invalid log format ${JSON.stringify(text)}`, LOG_FORMATS.join(', '));
+      return format;
+    },
+    (ctx, format) => {
+      ctx.draft.settings.logFormat = format ?? DEFAULT_CONFIG.logFormat;
+    },
+  ),
   unimplemented(
     {
       name: 'ssl-engine',
