@@ -94,7 +94,8 @@ export class AcmeStore {
     } catch (error) {
       // Nothing stored yet is the normal first start; anything else (unreadable, corrupt)
       // is said, and the certificate is obtained again.
-      if (!/cannot read: ENOENT/.test((error as Error).message))
+      // (The message is Hitch's for a pem-file, "... No such file or directory (ENOENT)".)
+      if (!/\bENOENT\b/.test((error as Error).message))
         warn(`acme: ${(error as Error).message}; a new certificate will be obtained`);
       return undefined;
     }

@@ -67,6 +67,8 @@ export class Supervisor {
   private readonly greeted = new WeakSet<Worker>();
   /** Slot index → the delay its last restart used. */
   private readonly restartDelays = new Map<number, number>();
+  /** Restarts waiting out their delay: cancelled on halt, or a stopping primary would wait too. */
+  private readonly pendingRestarts = new Set<NodeJS.Timeout>();
   private nextGeneration = 1;
   private halted = false;
   /** Why the first worker that could not start did not (the start's stderr line says it). */
@@ -97,6 +99,10 @@ export class Supervisor {
   /** No more start orders or restarts: the primary is stopping. */
   halt(): void {
     this.halted = true;
+    // A slot in back-off (up to RESTART_DELAY_MAX_MS) would keep the stopped primary's
+    // event loop alive until its restart time, for a restart that no longer happens.
+    for (const timer of this.pendingRestarts) clearTimeout(timer);
+    this.pendingRestarts.clear();
   }
 
   newGeneration(config: ProxyConfig, certificates: readonly CertificateMaterial[]): Generation {
@@ -436,10 +442,12 @@ export class Supervisor {
         'worker keeps crashing: its listening sockets closed until it is back',
       );
     }
-    setTimeout(() => {
+    const timer = setTimeout(() => {
+      this.pendingRestarts.delete(timer);
       if (this.halted || generation !== this.current || generation.workers.has(index)) return;
       void this.forkWorker(generation, index);
     }, delay);
+    this.pendingRestarts.add(timer);
     return delay;
   }
 }

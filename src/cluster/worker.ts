@@ -263,7 +263,9 @@ send({ type: 'unhitch:hello' });
 // worker that lingered, and no new worker could take its place. A worker not told to
 // start yet holds no connection and exits at once.
 process.on('disconnect', () => {
-  const graceMs = drainTimeoutMs ?? 0;
+  // Already draining (an old generation after a reload, or a SIGTERM) with a sooner
+  // deadline: that one holds, and the line says so.
+  const graceMs = Math.max(0, Math.min(drainTimeoutMs ?? 0, drainDeadline - Date.now()));
   if (workerLogger !== undefined)
     logCode(
       workerLogger,

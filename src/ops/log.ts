@@ -21,6 +21,7 @@
  * fails keeps the file held, is logged once (UNHITCH_LOG_REOPEN) and retried at each check.
  */
 import {
+  closeSync,
   fchmodSync,
   fchownSync,
   fstatSync,
@@ -125,7 +126,13 @@ class ReopenableLogFile implements DestinationStream {
   /** Throws (keeping the file held) when the name cannot be opened. */
   reopen(): void {
     const descriptor = openLogFile(this.path);
-    if (this.ownerUid !== undefined) handOver(descriptor, this.path, this.ownerUid);
+    try {
+      if (this.ownerUid !== undefined) handOver(descriptor, this.path, this.ownerUid);
+    } catch (error) {
+      // Retried at each check: a descriptor kept per failure would leak one a minute.
+      closeSync(descriptor);
+      throw error;
+    }
     const previous = this.current;
     this.current = pino.destination({ dest: descriptor, sync: false });
     this.identity = descriptorIdentity(descriptor);

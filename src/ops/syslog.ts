@@ -111,24 +111,29 @@ export function createSyslogStream(options: SyslogOptions): Writable {
   let dropped = 0;
   /** The pipe whose 'drain' ends the current episode of drops. */
   let awaitedPipe: Writable | undefined;
+  const recovered = (): void => {
+    awaitedPipe = undefined;
+    const count = dropped;
+    dropped = 0;
+    options.onRecovered?.(count);
+  };
   const drop = (pipe: Writable): void => {
     dropped += 1;
     droppedTotal += 1;
     if (awaitedPipe === pipe) return;
     awaitedPipe = pipe;
     // Past the high-water mark every write returned false, so 'drain' comes when the
-    // backlog is out (or never, if logger dies: then the next child's pipe is awaited).
+    // backlog is out (never if logger dies: see write()).
     pipe.once('drain', () => {
-      if (awaitedPipe !== pipe) return;
-      awaitedPipe = undefined;
-      const count = dropped;
-      dropped = 0;
-      options.onRecovered?.(count);
+      if (awaitedPipe === pipe) recovered();
     });
   };
   return new Writable({
     write(chunk: Buffer, _encoding, callback) {
       const pipe = start()?.stdin;
+      // The pipe awaited was a logger(1) that died (its 'drain' never comes): a new one
+      // takes lines now, so the count is said now.
+      if (pipe && awaitedPipe !== undefined && awaitedPipe !== pipe) recovered();
       if (pipe) {
         for (const line of chunk.toString('utf8').split('\n')) {
           const formatted = line.length > 0 ? syslogLine(line) : undefined;

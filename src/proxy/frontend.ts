@@ -233,6 +233,7 @@ export class Frontend {
    */
   private createChallengeServer(responder: AcmeChallengeResponder): TlsServer {
     const server = createTlsServer({
+      ...this.options.tls.context,
       ...responder.serverOptions(this.options.handshakeTimeoutMs),
       allowHalfOpen: false,
     });

@@ -221,6 +221,11 @@ export interface FrontendTlsPlan {
    * sni-nomatch-abort refuses the name. Absent when every handshake goes to servers[0].
    */
   readonly route: ((servername: string | undefined) => number | undefined) | undefined;
+  /**
+   * What every server of the frontend shares (protocol range, ciphers, ecdh-curve,
+   * renegotiation refused), for a server built elsewhere: the ACME challenge server.
+   */
+  readonly context: TlsOptions;
 }
 
 export interface TlsServerPlan {
@@ -278,7 +283,9 @@ export function frontendTlsPlan(
   };
   const defaultServer = serverFor(selector.defaultCertificate);
   for (const material of selector.certificates) serverFor(material);
-  if (servers.length === 1 && !policy.sniNomatchAbort) return { servers, route: undefined };
+  const context = contextOptions(policy);
+  if (servers.length === 1 && !policy.sniNomatchAbort)
+    return { servers, route: undefined, context };
   const route = (servername: string | undefined): number | undefined => {
     // Hitch's sni_switch_ctx: no SNI, or no match without sni-nomatch-abort, keeps the
     // default certificate (and so its policy).
@@ -313,5 +320,5 @@ export function frontendTlsPlan(
     };
     return { ...server, options: { ...server.options, SNICallback } };
   });
-  return { servers: guarded, route };
+  return { servers: guarded, route, context };
 }

@@ -316,3 +316,27 @@ test('a fork that fails (the primary out of descriptors, EMFILE): retried with a
   await assertServes(port);
   assert.equal(unhitch.workerPids().length, 1);
 });
+
+test('SIGTERM while a slot waits out its restart back-off: the primary exits at once, not when the restart was due', async (t) => {
+  const { unhitch } = await startCluster(t, { workers: 1 });
+  const [workerPid] = unhitch.workerPids();
+  assert.ok(workerPid);
+  const restoreDescriptors = await exhaustDescriptors(unhitch.child.pid as number);
+  t.after(restoreDescriptors);
+  process.kill(workerPid, 'SIGKILL');
+  // The fork keeps failing: wait for a restart due seconds from now.
+  const backOff = await unhitch.waitForLog(
+    (line) => line.code === 'UNHITCH_WORKER_SPAWN' && Number(line.restartInMs) >= 3_200,
+    30_000,
+  );
+  const restartDueAt = Date.now() + Number(backOff.restartInMs);
+  await restoreDescriptors();
+  unhitch.kill('SIGTERM');
+  assert.equal(await unhitch.exited(), 0);
+  const exitedAt = Date.now();
+  assert.ok(
+    exitedAt < restartDueAt,
+    `exited ${exitedAt - restartDueAt} ms after the restart was due: its timer held the primary`,
+  );
+  assert.ok(unhitch.lines.some((line) => line.msg === 'stopped'));
+});

@@ -137,6 +137,44 @@ test('kill -9 of the primary: open streams keep flowing until drain-timeout, not
   assert.equal(closedByDrain.length, 1, 'the open connection was closed by the drain');
 });
 
+test('kill -9 of the primary during a reload drain: each worker says UNHITCH_PRIMARY_GONE once, with the grace it really has', async (t) => {
+  const reloadDrainMs = 3_000;
+  const drainTimeoutMs = 60_000;
+  const { unhitch, port } = await startCluster(t, {
+    workers: 1,
+    args: [
+      `--drain-timeout=${drainTimeoutMs / 1000}`,
+      `--reload-drain-timeout=${reloadDrainMs / 1000}`,
+    ],
+  });
+  const [oldWorker] = unhitch.workerPids();
+  assert.ok(oldWorker);
+  const client = await connectClient(port);
+  client.on('error', () => {});
+  t.after(() => client.destroy());
+  assert.equal(await echo(client, 'before'), 'before');
+  unhitch.kill('SIGHUP');
+  await unhitch.waitForLog((line) => line.msg === 'reloaded', 30_000);
+  const workers = unhitch.workerPids();
+  assert.equal(workers.length, 2, 'the old worker drains beside the new one');
+  t.after(() => {
+    for (const pid of workers) if (!processEnded(pid)) process.kill(pid, 'SIGKILL');
+  });
+
+  unhitch.kill('SIGKILL');
+  // Every holder of the output pipe gone: every worker line has been read.
+  await unhitch.exited();
+  const gone = unhitch.lines.filter((line) => line.code === 'UNHITCH_PRIMARY_GONE');
+  assert.deepEqual(gone.map((line) => line.pid).sort(), [...workers].sort(), 'one line per worker');
+  const byPid = new Map(gone.map((line) => [line.pid, line]));
+  // The old generation keeps its reload deadline, the sooner one; the new one has drain-timeout.
+  const oldGrace = Number(byPid.get(oldWorker)?.graceMs);
+  assert.ok(oldGrace > 0 && oldGrace <= reloadDrainMs, `old worker says graceMs ${oldGrace}`);
+  const [newWorker] = workers.filter((pid) => pid !== oldWorker);
+  assert.equal(byPid.get(newWorker)?.graceMs, drainTimeoutMs);
+  assert.ok(workers.every(processEnded));
+});
+
 test('SIGHUP: new certificate for new connections, an open WebSocket keeps working', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-reload-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -5,12 +5,18 @@
  * so the cross-version proof is a client that offers nothing else and still connects.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import { DEFAULT_CONFIG } from '../../src/config/model.js';
+import { TlsProxy } from '../../src/proxy/proxy.js';
+import { ACME_TLS_ALPN, AcmeChallengeResponder } from '../../src/tls/acme-challenge.js';
+import { localhostCertificate, makeCertificate } from '../kit/pki.js';
 import {
+  CapturedLog,
   closeBackend,
   connectClient,
+  frontendOn,
   startBackend,
   startProxy,
   waitFor,
@@ -72,4 +78,41 @@ test('ecdh-curve = "X25519": a client offering only X25519MLKEM768 is refused', 
     5_000,
     'the refusal in the log',
   );
+});
+
+test('ecdh-curve holds for ACME tls-alpn-01 handshakes too (the challenge server)', async (t) => {
+  const backend = await startBackend((socket) => socket.resume());
+  t.after(() => closeBackend(backend));
+  const challenge = makeCertificate('key-exchange-acme', ['localhost']);
+  const responder = new AcmeChallengeResponder(['localhost']);
+  assert.ok(responder.open('localhost', challenge.cert, readFileSync(challenge.keyPath)));
+  const log = new CapturedLog();
+  const proxy = await TlsProxy.start({
+    config: {
+      ...DEFAULT_CONFIG,
+      source: '<test>',
+      frontends: [frontendOn()],
+      backend: { kind: 'tcp', host: '127.0.0.1', port: backend.port },
+      ecdhCurve: 'P-384',
+    },
+    certificates: [localhostCertificate().material],
+    logger: log.logger,
+    acmeChallenges: responder,
+  });
+  t.after(() => proxy.destroy());
+  const port = proxy.addresses()[0]?.port ?? 0;
+
+  // X25519 first on offer: a server that ignored ecdh-curve would take it.
+  const offer = 'X25519:P-384';
+  const validation = await connectClient(port, {
+    ALPNProtocols: [ACME_TLS_ALPN],
+    ecdhCurve: offer,
+  });
+  t.after(() => validation.destroy());
+  assert.equal(validation.alpnProtocol, ACME_TLS_ALPN, 'answered by the challenge server');
+  assert.equal(groupOf(validation), 'secp384r1');
+  // Control: an ordinary handshake on the same frontend.
+  const ordinary = await connectClient(port, { ecdhCurve: offer });
+  t.after(() => ordinary.destroy());
+  assert.equal(groupOf(ordinary), 'secp384r1');
 });

@@ -12,12 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { FAILURE_LINES_PER_INTERVAL } from '../../src/ops/failure-log.js';
+import { processEnded } from '../helpers/cluster.js';
 import { readLogFile } from '../helpers/log-file.js';
 import { eventually } from '../kit/eventually.js';
 import { makeCertificate } from '../kit/pki.js';
 import { freePort } from '../kit/ports.js';
 import { scrapeMetrics } from '../kit/scrape.js';
-import { startUnhitch, type UnhitchLogLine } from '../kit/unhitch-process.js';
+import { descendants, startUnhitch, type UnhitchLogLine } from '../kit/unhitch-process.js';
 
 const cert = makeCertificate('log-limits', ['localhost']);
 const logModuleUrl = new URL('../../src/ops/log.js', import.meta.url).href;
@@ -139,16 +140,11 @@ function hungSyslog(t: TestContext, socketPath: string) {
   };
 }
 
-test('syslog = on and a socket that stops reading: memory bounded, drops counted in the metric, one line when it reads again', async (t) => {
-  const dir = tempDir(t);
-  const socketPath = join(dir, 'log.sock');
-  const syslog = hungSyslog(t, socketPath);
-  await eventually(
-    () => (syslog.received().startsWith('ready') ? true : undefined),
-    10_000,
-    'listener',
-  );
-  // A process that logs 50,000 lines of ~500 bytes (25 MB) while syslog reads nothing.
+/**
+ * A process that logs 50,000 lines of ~500 bytes (25 MB) to syslog at `socketPath`, then
+ * reports its heap growth and metrics on stdout; on SIGUSR2 it logs one more line.
+ */
+async function flood(t: TestContext, socketPath: string) {
   const script = `
     const { createLogger } = await import(${JSON.stringify(logModuleUrl)});
     const { createWorkerMetrics } = await import(${JSON.stringify(metricsModuleUrl)});
@@ -168,6 +164,7 @@ test('syslog = on and a socket that stops reading: memory bounded, drops counted
     globalThis.gc();
     const growth = process.memoryUsage().heapUsed - before;
     const text = await metrics.registry.metrics();
+    process.on('SIGUSR2', () => logger.info('one more line'));
     console.log(JSON.stringify({ growth, metrics: text }));
     setInterval(() => {}, 1_000);
   `;
@@ -186,19 +183,60 @@ test('syslog = on and a socket that stops reading: memory bounded, drops counted
   const dropped = Number(
     /unhitch_log_lines_dropped_total\{cause="syslog_backlog"\} (\d+)/.exec(metrics)?.[1],
   );
+  return { flooder, growth, dropped };
+}
+
+/** A hung syslog socket, and a process that flooded it (flood()). */
+async function floodHungSyslog(t: TestContext) {
+  const socketPath = join(tempDir(t), 'log.sock');
+  const syslog = hungSyslog(t, socketPath);
+  await eventually(
+    () => (syslog.received().startsWith('ready') ? true : undefined),
+    10_000,
+    'listener',
+  );
+  return { syslog, ...(await flood(t, socketPath)) };
+}
+
+const DROPPED_LINE = /syslog: (\d+) lines dropped while the syslog socket was not reading/;
+
+test('syslog = on and a socket that stops reading: memory bounded, drops counted in the metric, one line when it reads again', async (t) => {
+  const { syslog, growth, dropped } = await floodHungSyslog(t);
   t.diagnostic(`heap growth ${(growth / 1e6).toFixed(1)} MB, ${dropped} lines dropped`);
   assert.ok(growth < 8e6, `heap grew ${growth} bytes while syslog did not read`);
   assert.ok(dropped > 40_000, `${dropped} lines dropped`);
 
   syslog.startReading();
   const recovered = await eventually(
-    () =>
-      /syslog: (\d+) lines dropped while the syslog socket was not reading/.exec(
-        syslog.received(),
-      ) ?? undefined,
+    () => DROPPED_LINE.exec(syslog.received()) ?? undefined,
     30_000,
     'the line saying how many were dropped',
   );
   assert.equal(Number(recovered[1]), dropped);
   assert.match(syslog.received(), /UNHITCH_SYSLOG_DROPPED/);
+});
+
+test('syslog: logger(1) killed while lines were being dropped: its successor says how many were lost', async (t) => {
+  const { syslog, flooder, dropped } = await floodHungSyslog(t);
+  assert.ok(dropped > 40_000, `${dropped} lines dropped`);
+  const loggers = descendants(flooder.pid as number).filter(
+    (pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'logger',
+  );
+  assert.equal(loggers.length, 1, 'one logger(1) child');
+  const [logger] = loggers as [number];
+  process.kill(logger, 'SIGKILL');
+  await eventually(() => (processEnded(logger) ? true : undefined), 10_000, 'logger gone');
+  // Its backlog is gone with it: no 'drain' will ever say the count.
+  syslog.startReading();
+  // One more line per poll: the first may still reach the dead logger's pipe (dropped).
+  const recovered = await eventually(
+    () => {
+      flooder.kill('SIGUSR2');
+      return DROPPED_LINE.exec(syslog.received()) ?? undefined;
+    },
+    30_000,
+    'the line saying how many were dropped',
+  );
+  assert.ok(Number(recovered[1]) >= dropped, `said ${recovered[1]}, ${dropped} dropped before`);
+  assert.match(syslog.received(), /one more line/);
 });

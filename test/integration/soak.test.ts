@@ -24,9 +24,10 @@ import { waitFor } from '../kit/proxy-fixture.js';
 import { type LoopTotals, trackerLoop } from '../kit/tracker-loop.js';
 import { startSingleWorker } from '../kit/unhitch-process.js';
 import {
-  rssBeyondHeap,
+  FLAT_NATIVE_BYTES,
+  nativePeaksByThirds,
   sampleWorkerMemory,
-  type WorkerMemorySample,
+  type WorkedSample,
 } from '../kit/worker-memory.js';
 
 /** Sessions before the first sample counts, then the soak's own; windows are its thirds. */
@@ -43,7 +44,6 @@ const CONCURRENCY = 12;
  * became resident over the next seconds, which showed as ±8 MiB of "native" swing.
  */
 const TEST_YOUNG_GENERATION = '--max-semi-space-size=4';
-const FLAT_NATIVE_BYTES = 10 * 1024 * 1024;
 const FD_SLACK = 4;
 const MiB = 1024 * 1024;
 /** Objects that exist once per proxied connection and never in an idle worker. */
@@ -75,14 +75,14 @@ test('soak: 2,400 WebSocket announce sessions through the binary, no native memo
   const done = (): boolean => totals.sessions >= target || Date.now() - started > SOAK_DEADLINE_MS;
   const loop = trackerLoop(`wss://localhost:${port}/`, CONCURRENCY, done, totals);
   // Each sample with the sessions done when it was taken: the windows are counted in work.
-  const samples: Array<WorkerMemorySample & { sessions: number }> = [];
+  const samples: WorkedSample[] = [];
   while (!done()) {
     await new Promise((resolve) => setTimeout(resolve, SAMPLE_EVERY_MS));
     const sessions = totals.sessions;
     if (sessions < WARMUP_SESSIONS) continue;
     samples.push({
       ...(await sampleWorkerMemory(workerPid, metricsPort, Date.now() - started)),
-      sessions,
+      done: sessions,
     });
   }
   await loop;
@@ -102,19 +102,11 @@ test('soak: 2,400 WebSocket announce sessions through the binary, no native memo
     leftCounts = await census.count(workerPid, PER_CONNECTION_OBJECTS);
   }
 
-  const native = rssBeyondHeap(samples).map((sample, i) => ({
-    ...sample,
-    sessions: samples[i]?.sessions ?? 0,
-  }));
-  const third = SOAK_SESSIONS / 3;
-  const maxNative = (from: number, to: number): number =>
-    Math.max(
-      ...native
-        .filter((s) => s.sessions >= WARMUP_SESSIONS + from && s.sessions < WARMUP_SESSIONS + to)
-        .map((s) => s.bytes),
-    );
-  const firstMax = maxNative(0, third);
-  const lastMax = maxNative(2 * third, Number.POSITIVE_INFINITY);
+  const {
+    native,
+    first: firstMax,
+    last: lastMax,
+  } = nativePeaksByThirds(samples, WARMUP_SESSIONS, SOAK_SESSIONS);
   const mib = (bytes: number): string => (bytes / MiB).toFixed(0);
   const elapsedS = ((Date.now() - started) / 1000).toFixed(0);
   t.diagnostic(

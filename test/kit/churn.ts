@@ -103,17 +103,6 @@ export function warmUp(port: number, parallel: number): Promise<ChurnCounts> {
   );
 }
 
-/**
- * How much higher a worker's RSS may peak late in a churn than early in it, once V8's heap
- * has reached its working size. The old generation still grows its limit in steps while
- * the live heap stays the same (measured steps up to ~12 MiB on Node 24, with 16 and 4 MiB
- * semi-spaces, on a machine loaded enough that the first old-generation peak fell inside the
- * measured window); a native leak of several KiB per connection over thousands of
- * connections goes past it. Leaks of JS objects, whatever their size, are caught exactly by
- * the churn test's heap census, not by this.
- */
-export const PLATEAU_RSS_SLACK_BYTES = 20 * 1024 * 1024;
-
 /** How far above its baseline a worker may be after churn and still count as leak-free. */
 export const LEAK_SLACK = Object.freeze({ fds: 4, rssBytes: 30 * 1024 * 1024 });
 

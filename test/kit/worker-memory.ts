@@ -58,3 +58,35 @@ export function rssBeyondHeap(
     return { atMs: sample.atMs, bytes: sample.rssBytes - heapHighWater };
   });
 }
+
+/**
+ * How much higher native memory (RSS beyond the heap's high-water) may peak in the last
+ * third of a run than in its first: a few KiB kept per connection over thousands of
+ * connections goes past it; malloc's and OpenSSL's caches settling do not.
+ */
+export const FLAT_NATIVE_BYTES = 10 * 1024 * 1024;
+
+/** A sample with the units of work (sessions, connections) done when it was taken. */
+export type WorkedSample = WorkerMemorySample & { readonly done: number };
+
+/**
+ * Native memory per sample, and its peaks over the first and last thirds of the `total`
+ * units of work that follow the first `warmup`: windows counted in work, not seconds, so
+ * a loaded machine judges the same work, only slower. -Infinity: no sample in that third.
+ */
+export function nativePeaksByThirds(
+  samples: readonly WorkedSample[],
+  warmup: number,
+  total: number,
+): { native: Array<{ atMs: number; bytes: number; done: number }>; first: number; last: number } {
+  const native = rssBeyondHeap(samples).map((sample, i) => ({
+    ...sample,
+    done: samples[i]?.done ?? 0,
+  }));
+  const third = total / 3;
+  const peak = (from: number, to: number): number =>
+    Math.max(
+      ...native.filter((s) => s.done >= warmup + from && s.done < warmup + to).map((s) => s.bytes),
+    );
+  return { native, first: peak(0, third), last: peak(2 * third, Number.POSITIVE_INFINITY) };
+}
