@@ -121,7 +121,8 @@ export const CODES = {
     level: 'error',
   },
   UNHITCH_METRICS_ADDRESS: {
-    meaning: 'The metrics endpoint address is not loopback or cannot be bound.',
+    meaning:
+      'The metrics endpoint address is not loopback or cannot be bound (or served, by the services process).',
     exitStatus: EXIT_STARTUP,
     level: 'error',
   },
@@ -397,7 +398,7 @@ export const CODES = {
   },
   UNHITCH_SERVICES_DIED: {
     meaning:
-      'The unprivileged services process (ACME orders and http-01, OCSP fetches) exited or could not start; it is restarted with a growing back-off, an ACME order under way is retried.',
+      'The unprivileged services process (ACME orders and http-01, OCSP fetches, the metrics endpoint) exited or could not start; it is restarted with a growing back-off, an ACME order under way is retried.',
     exitStatus: null,
     level: 'error',
   },
