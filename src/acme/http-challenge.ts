@@ -9,8 +9,8 @@
  * seconds to send a request, and an idle connection is closed after a few seconds. A CA
  * validates with a handful of one-shot GETs, each answered in milliseconds.
  */
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createBoundedHttpServer, listenBounded, stopBounded } from '../net/bounded-http.js';
 import type { ListenHandle } from '../net/listen-socket.js';
 
 const PREFIX = '/.well-known/acme-challenge/';
@@ -23,8 +23,6 @@ export const HTTP_CHALLENGE_HEADERS_TIMEOUT_MS = 5_000;
 export const HTTP_CHALLENGE_REQUEST_TIMEOUT_MS = 5_000;
 /** An idle kept-alive connection, and a socket silent this long at any point. */
 export const HTTP_CHALLENGE_IDLE_TIMEOUT_MS = 5_000;
-/** How often node checks the two timeouts above (its default is every 30 s). */
-const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
 /** A challenge request's head is a few hundred bytes. */
 const MAX_HEADER_BYTES = 4_096;
 
@@ -33,13 +31,13 @@ export class HttpChallengeServer {
   private readonly server: Server;
 
   constructor() {
-    this.server = createServer(
+    this.server = createBoundedHttpServer(
       {
-        headersTimeout: HTTP_CHALLENGE_HEADERS_TIMEOUT_MS,
-        requestTimeout: HTTP_CHALLENGE_REQUEST_TIMEOUT_MS,
-        keepAliveTimeout: HTTP_CHALLENGE_IDLE_TIMEOUT_MS,
-        connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
-        maxHeaderSize: MAX_HEADER_BYTES,
+        maxConnections: HTTP_CHALLENGE_MAX_CONNECTIONS,
+        headersTimeoutMs: HTTP_CHALLENGE_HEADERS_TIMEOUT_MS,
+        requestTimeoutMs: HTTP_CHALLENGE_REQUEST_TIMEOUT_MS,
+        idleTimeoutMs: HTTP_CHALLENGE_IDLE_TIMEOUT_MS,
+        maxHeaderBytes: MAX_HEADER_BYTES,
       },
       (request, response) => {
         const path = (request.url ?? '').split('?')[0] ?? '';
@@ -55,18 +53,11 @@ export class HttpChallengeServer {
         response.end('not found\n');
       },
     );
-    this.server.maxConnections = HTTP_CHALLENGE_MAX_CONNECTIONS;
-    // A socket that sends nothing at all is closed too (the head timeout only runs
-    // once node's parser has a request to time).
-    this.server.setTimeout(HTTP_CHALLENGE_IDLE_TIMEOUT_MS, (socket) => socket.destroy());
   }
 
   /** Serve on `handle` (bound elsewhere); resolves with the port. */
-  async listen(handle: ListenHandle): Promise<number> {
-    this.server.listen(handle);
-    await once(this.server, 'listening');
-    const bound = this.server.address();
-    return bound !== null && typeof bound === 'object' ? bound.port : 0;
+  listen(handle: ListenHandle): Promise<number> {
+    return listenBounded(this.server, handle);
   }
 
   open(token: string, keyAuthorization: string): void {
@@ -77,11 +68,7 @@ export class HttpChallengeServer {
     this.answers.delete(token);
   }
 
-  async stop(): Promise<void> {
-    if (!this.server.listening) return;
-    const closed = once(this.server, 'close');
-    this.server.close();
-    this.server.closeAllConnections();
-    await closed;
+  stop(): Promise<void> {
+    return stopBounded(this.server);
   }
 }

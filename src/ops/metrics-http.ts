@@ -10,8 +10,8 @@
  * a request head, and an idle connection (kept alive or silent from the start) is closed
  * after a few seconds. A scrape is one GET every few seconds.
  */
-import { once } from 'node:events';
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
+import { createBoundedHttpServer, listenBounded, stopBounded } from '../net/bounded-http.js';
 import type { ListenHandle } from '../net/listen-socket.js';
 
 /** Connections at once: a Prometheus or two, a curl, with room for retries. */
@@ -22,8 +22,6 @@ export const METRICS_HEADERS_TIMEOUT_MS = 5_000;
 export const METRICS_REQUEST_TIMEOUT_MS = 10_000;
 /** An idle kept-alive connection, and a socket silent this long at any point. */
 export const METRICS_IDLE_TIMEOUT_MS = 5_000;
-/** How often node checks the timeouts above (its default is every 30 s). */
-const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
 /** A scrape's request head is a few hundred bytes. */
 const MAX_HEADER_BYTES = 8_192;
 
@@ -49,13 +47,13 @@ export class MetricsHttpServer {
 
   /** `ask`: the exposition now; it never rejects (a failure is a 500 answer). */
   constructor(ask: () => Promise<MetricsAnswer>) {
-    this.server = createServer(
+    this.server = createBoundedHttpServer(
       {
-        headersTimeout: METRICS_HEADERS_TIMEOUT_MS,
-        requestTimeout: METRICS_REQUEST_TIMEOUT_MS,
-        keepAliveTimeout: METRICS_IDLE_TIMEOUT_MS,
-        connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
-        maxHeaderSize: MAX_HEADER_BYTES,
+        maxConnections: METRICS_MAX_CONNECTIONS,
+        headersTimeoutMs: METRICS_HEADERS_TIMEOUT_MS,
+        requestTimeoutMs: METRICS_REQUEST_TIMEOUT_MS,
+        idleTimeoutMs: METRICS_IDLE_TIMEOUT_MS,
+        maxHeaderBytes: MAX_HEADER_BYTES,
       },
       (request, response) => {
         const path = (request.url ?? '/').split('?')[0];
@@ -73,30 +71,14 @@ export class MetricsHttpServer {
         );
       },
     );
-    this.server.maxConnections = METRICS_MAX_CONNECTIONS;
-    // A socket that sends nothing at all is closed too (the head timeout only runs once
-    // node's parser has a request to time).
-    this.server.setTimeout(METRICS_IDLE_TIMEOUT_MS, (socket) => socket.destroy());
   }
 
   /** Serve on `handle` (bound elsewhere), or bind `host:port` here; resolves with the port. */
-  async listen(
-    where: ListenHandle | { readonly host: string; readonly port: number },
-  ): Promise<number> {
-    const listening = once(this.server, 'listening');
-    if ('getsockname' in where) this.server.listen(where);
-    else this.server.listen(where.port, where.host);
-    await listening;
-    const bound = this.server.address();
-    return bound !== null && typeof bound === 'object' ? bound.port : 0;
+  listen(where: ListenHandle | { readonly host: string; readonly port: number }): Promise<number> {
+    return listenBounded(this.server, where);
   }
 
-  async stop(): Promise<void> {
-    if (!this.server.listening) return;
-    const closed = once(this.server, 'close');
-    this.server.close();
-    // Scrapers keep connections alive; don't let one hold up shutdown.
-    this.server.closeAllConnections();
-    await closed;
+  stop(): Promise<void> {
+    return stopBounded(this.server);
   }
 }
