@@ -234,6 +234,19 @@ async function resettingBackend(streamBytes: number) {
   return { backend, stream, nextReset };
 }
 
+/**
+ * Node 22 reads a peer's TCP reset that follows buffered data as an end of stream, on both
+ * sides of the proxy: its TLS client reports 'end' where Node 24's raises ECONNRESET (the
+ * same Node 24 server, resetting the same way, was told apart by a Node 24 client and not
+ * by a Node 22 one), and a proxy running on Node 22 never sees the backend's reset as an
+ * error (no backend_error line). So a backend reset mid-stream reaches the client as a
+ * reset only on Node 24 (docs/operations.md says so); on Node 22 these tests are skipped.
+ */
+const RESET_SEEN_AS_RESET: string | false =
+  Number(process.versions.node.split('.')[0]) >= 24
+    ? false
+    : 'Node 22 reads a TCP reset after buffered data as an end of stream (Node 24 does not)';
+
 /** How a client that reads only after the backend's reset sees the end, and what it got. */
 async function readAfterReset(
   port: number,
@@ -256,6 +269,7 @@ async function readAfterReset(
 
 test('backend crash (RST) mid-stream with bytes still held: the client sees a reset, backend_error logged', {
   timeout: 60_000,
+  skip: RESET_SEEN_AS_RESET,
 }, async (t) => {
   const { backend, stream, nextReset } = await resettingBackend(32 * 1024 * 1024);
   t.after(() => closeBackend(backend));
@@ -428,6 +442,7 @@ test('real binary: crashing then vanished backend cost no worker; reasons logged
 
 test('backend RST while the proxy still has its bytes unread is reported as a failure, not a clean end', {
   timeout: 30_000,
+  skip: RESET_SEEN_AS_RESET,
 }, async (t) => {
   const stream = randomBytes(32 * 1024 * 1024);
   let reset: () => void = () => {};

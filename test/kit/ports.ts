@@ -4,8 +4,27 @@
  */
 import { createConnection, createServer, type Server } from 'node:net';
 
+const handedOut = new Set<number>();
+
 /** A port that was free a moment ago on 127.0.0.1. */
-export function freePort(host = '127.0.0.1'): Promise<number> {
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  // Drawn below the ephemeral range: a port listen(0) hands out is one the kernel may give
+  // the next outgoing connection (the services process asking the ACME CA, a worker's
+  // backend connection) before the test binds it, and the start then fails EADDRINUSE.
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PAIR_RANGE.low + Math.floor(Math.random() * (PAIR_RANGE.high - PAIR_RANGE.low));
+    // Two calls before either port is bound must not get the same one.
+    if (handedOut.has(port)) continue;
+    const held = await holdPort(port, host);
+    if (held === undefined) continue;
+    await new Promise((resolve) => held.close(resolve));
+    handedOut.add(port);
+    return port;
+  }
+  return kernelChosenPort(host);
+}
+
+function kernelChosenPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -19,7 +38,6 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-/** Below Linux's ephemeral range (32768–60999): no outgoing connection takes these ports. */
 const PAIR_RANGE = { low: 20_000, high: 32_000 } as const;
 
 function holdPort(port: number, host: string): Promise<Server | undefined> {

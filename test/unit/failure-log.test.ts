@@ -5,9 +5,18 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
-import { test } from 'node:test';
+import { afterEach, beforeEach, test } from 'node:test';
 import { pino } from 'pino';
 import { briefError, RateLimitedFailureLog } from '../../src/ops/failure-log.js';
+
+// The limiter's timers are unref'd (no process stays up for a summary line), so while a
+// test waits for one, something must hold the event loop open: Node 22's runner cancels a
+// test whose loop has emptied ("Promise resolution is still pending…").
+let keepAlive: NodeJS.Timeout | undefined;
+beforeEach(() => {
+  keepAlive = setInterval(() => {}, 60_000);
+});
+afterEach(() => clearInterval(keepAlive));
 
 interface Line {
   readonly level: number;
