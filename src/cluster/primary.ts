@@ -12,7 +12,7 @@ import { acmeCertificateSource } from '../acme/store.js';
 import type { ProxyConfig } from '../config/model.js';
 import { logCode, UnhitchError } from '../errors.js';
 import { announceFrontends } from '../ops/frontend-summary.js';
-import { followLogFile, reopenLog } from '../ops/log.js';
+import { flushLogSync, followLogFile, reopenLog } from '../ops/log.js';
 import type { CertificateExpiry } from '../ops/metrics.js';
 import { resolveIdentity } from '../ops/privileges.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
@@ -230,6 +230,8 @@ class Primary {
       // Before onReady: a daemon's launcher exits on it, and a script then reads the file.
       announceListening(this.supervisor.current, this.logger);
       announceFrontends(this.supervisor.current, this.logger);
+      // What onReady prints (the demo's URL and how to stop it) comes after these lines.
+      flushLogSync(this.logger);
       this.onReady?.();
       // The frontends answer tls-alpn-01 challenges, so orders start once they listen.
       this.cleanups.push(() => this.acme.stop());

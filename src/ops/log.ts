@@ -312,3 +312,18 @@ function openLogFile(filename: string): number {
     );
   }
 }
+
+/**
+ * Write out what `logger` holds (pino writes asynchronously), so a line printed next (the
+ * demo's URL) comes after it. A stream that cannot flush now is left to flush on its own.
+ */
+export function flushLogSync(logger: Logger): void {
+  const stream = (logger as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[
+    pino.symbols.streamSym
+  ];
+  try {
+    stream?.flushSync?.();
+  } catch {
+    // Not open yet, or busy: the lines still come, only perhaps after the next print.
+  }
+}
