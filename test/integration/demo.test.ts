@@ -96,6 +96,14 @@ test('npm start: demo tracker answers announces over wss through unhitch', async
   assert.ok(response, `no announce response through the demo:\n${watched.output()}`);
   assert.equal(response.action, 'announce');
   assert.equal(typeof response.interval, 'number');
+  // The URL and how to stop it are the start's last lines: the primary's start-up lines
+  // (written asynchronously by pino) are out before them.
+  const output = watched.output();
+  const stopLine = output.indexOf('Ctrl-C stops it.');
+  for (const line of ['"msg":"listening"', '"msg":"frontend"']) {
+    const at = output.indexOf(line);
+    assert.ok(at !== -1 && at < stopLine, `${line} before the URL lines:\n${output}`);
+  }
 
   demo.kill('SIGINT');
   assert.equal(await watched.ended(20_000), 0, watched.output());
