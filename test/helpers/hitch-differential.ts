@@ -53,11 +53,11 @@ export async function runBoth(
 /**
  * The first stderr line that carries a verdict: Hitch's and unhitch's progress chatter
  * ("Trying to initialize…", "{core} Note…", warnings) skipped, a log line's timestamp
- * and pid stripped. '' when there is none (Hitch then wrote the reason to its log file).
+ * and pid stripped (Hitch pads the pid to five columns: `[ 1471]`). '' when there is none (Hitch then wrote the reason to its log file).
  */
 export function verdictLine(stderr: string): string {
   for (const raw of stderr.split('\n')) {
-    const line = raw.replace(/^\d{8}T\d{6}\.\d+ \[\d+\] /, '').trim();
+    const line = raw.replace(/^\d{8}T\d{6}\.\d+ \[ *\d+\] /, '').trim();
     if (line === '' || /^Trying to initialize SSL contexts/.test(line)) continue;
     if (/^\{core\} (Note|Using DH|DH init|ECDH Init|hitch \S+ starting|Loading)/.test(line))
       continue;

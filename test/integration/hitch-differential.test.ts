@@ -73,6 +73,13 @@ function workDir(t: { after: (fn: () => void) => void }): string {
   return dir;
 }
 
+test('verdictLine strips a log prefix whatever the pid width (CI ran Hitch as pid 1471: "[ 1471]")', () => {
+  for (const pid of ['[ 1471]', '[16799]', '[    7]']) {
+    const stderr = `20261205T194835.261940 ${pid} {core} Note: no DH parameters found in /x.pem\nhitch configuration looks ok.\n`;
+    assert.equal(meaningOf(verdictLine(stderr)), 'ok', pid);
+  }
+});
+
 test('--test over the generated corpus: the same exit status and the same meaning of the first stderr line as hitch --test', {
   skip,
   timeout: 240_000,
