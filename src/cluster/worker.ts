@@ -87,6 +87,8 @@ function reportFirstAccept(observer: ProxyObserver, logger: Logger): ProxyObserv
     connectionFailed: (reason) => observer.connectionFailed(reason),
     connectionClosed: (totals) => observer.connectionClosed(totals),
     clientLeftAbruptly: () => observer.clientLeftAbruptly(),
+    acceptPaused: (reason) => observer.acceptPaused(reason),
+    acceptResumed: (reason, pausedMs) => observer.acceptResumed(reason, pausedMs),
   };
 }
 

@@ -96,6 +96,12 @@ export const RELOAD_EFFECTS: Readonly<Record<string, ReloadEffect>> = Object.fre
   'ticket-rotation': YES,
   'forwarded-for': YES,
   'backend-source-addresses': YES,
+  'request-head-timeout': YES,
+  'idle-timeout': {
+    applies: 'yes',
+    note: "the new generation's connections; an old generation's keep the value they started with",
+  },
+  'max-handshakes': YES,
   metrics: { applies: 'no', note: 'the endpoint is opened once at start' },
   acme: { applies: 'yes', note: 'a changed block starts a new order' },
   directory: YES,
