@@ -322,8 +322,9 @@ export abstract class Splice implements ForwardedSink {
 
   /**
    * Closed like a backend that closes: close_notify + FIN to the client, FIN to the
-   * backend, each socket destroyed once its FIN is out. Nothing is in flight (no byte
-   * moved for a whole timeout), so neither side is reset.
+   * backend, each socket destroyed once its FIN is out. A side that still holds bytes for
+   * its peer (a client that read nothing for a whole timeout) would never get its FIN
+   * out: that stream is cut, so it is reset, as any failure that loses bytes is.
    */
   private closeIdle(idleTimeoutMs: number): void {
     this.failure = {
@@ -333,8 +334,11 @@ export abstract class Splice implements ForwardedSink {
         `no byte either way for ${idleTimeoutMs / 1000} s (idle-timeout)`,
       ),
     };
-    this.client.destroySoon();
-    this.backend.destroySoon();
+    const { client, backend } = this;
+    if ((this.flags & CLIENT_BACKED_UP) !== 0 || client.writableLength > 0) abort(client);
+    else client.destroySoon();
+    if (backend.writableLength > 0) backend.destroy();
+    else backend.destroySoon();
   }
 
   // ForwardedSink: the filter's decisions (forwarded-for).

@@ -163,3 +163,26 @@ test('idle-timeout off (the default): a quiet connection stays open', {
   assert.ok(!client.destroyed && !client.readableEnded);
   client.destroy();
 });
+
+test('idle-timeout: a client that reads nothing while bytes wait for it is cut too (reset: its stream is incomplete)', {
+  timeout: 30_000,
+}, async (t) => {
+  const backend = await echoBackend();
+  t.after(() => closeBackend(backend));
+  const proxy = await startProxy(backend.port, { idleTimeoutMs: IDLE_MS });
+  t.after(() => proxy.close());
+  const client = await connectClient(proxy.port, from('127.0.0.6'));
+  client.on('error', () => {});
+  t.after(() => client.destroy());
+  client.pause();
+  await waitFor(() => backend.accepted.length === 1, WAIT_MS, 'the backend connection');
+  // More than every buffer on the way holds: the proxy stops reading the backend, and
+  // then nothing moves either way.
+  backend.accepted[0]?.write(Buffer.alloc(32 * 1024 * 1024));
+  await waitFor(
+    () => proxy.log.withReason('idle_timeout').length === 1,
+    WAIT_MS,
+    'idle_timeout line',
+  );
+  await waitFor(() => proxy.proxy.activeConnections === 0, WAIT_MS, 'the pair gone');
+});
