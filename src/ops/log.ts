@@ -177,7 +177,7 @@ export function createLogger(options: LogOptions): Logger {
           logger,
           'UNHITCH_SYSLOG_DROPPED',
           { dropped },
-          `syslog: ${dropped} lines dropped while the syslog socket was not reading`,
+          `syslog: ${dropped} lines dropped while syslog took none (its socket not reading, or logger(1) not starting)`,
         ),
     });
     streams.push({ level: 'trace', stream });
