@@ -107,6 +107,7 @@ async function run(
     isRoot: process.getuid?.() === 0,
     mode: 'start',
   });
+  const loaded = checked.config;
   const logger = createLogger({
     level: config.logLevel,
     quiet: config.quiet,
@@ -126,7 +127,7 @@ async function run(
   if (reporter !== undefined) process.chdir('/');
   await runPrimary({
     argv,
-    config,
+    config: loaded,
     logger,
     certificates: checked.certificates,
     onReady: () => reporter?.ready(),

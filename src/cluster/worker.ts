@@ -85,6 +85,7 @@ function reportFirstAccept(observer: ProxyObserver, logger: Logger): ProxyObserv
     handshakeCompleted: (info) => observer.handshakeCompleted(info),
     backendConnected: (durationMs) => observer.backendConnected(durationMs),
     connectionFailed: (reason) => observer.connectionFailed(reason),
+    connectionRefused: (reason) => observer.connectionRefused(reason),
     connectionClosed: (totals) => observer.connectionClosed(totals),
     clientLeftAbruptly: () => observer.clientLeftAbruptly(),
   };
@@ -166,6 +167,7 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
       observer,
       ticketKey: message.ticketKey,
       listenSocket,
+      onBan: (client, untilMs) => send({ type: 'unhitch:ban', ban: { client, untilMs } }),
     });
   } catch (error) {
     logCode(logger, 'UNHITCH_WORKER_START', { err: error }, 'worker failed to start');
@@ -245,6 +247,9 @@ process.on('message', (value: unknown, handle: unknown) => {
       break;
     case 'unhitch:reopen-log':
       if (workerLogger) reopenLog(workerLogger);
+      break;
+    case 'unhitch:bans':
+      for (const ban of value.bans) proxy?.ban(ban.client, ban.untilMs);
       break;
     case 'unhitch:acme-challenge':
       send({

@@ -14,6 +14,7 @@ import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { pino } from 'pino';
 import { acmeCertificateSource } from '../acme/store.js';
+import { readDenyFile } from '../config/deny-file.js';
 import type { ProxyConfig } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
 import { TlsProxy } from '../proxy/proxy.js';
@@ -64,6 +65,8 @@ export const TEST_DIFFERS_FROM_START = ['root-workers', 'address-in-use'] as con
 export const ROOT_WORKERS_WARNING = `a start with this configuration would refuse: ${ROOT_WORKERS_MESSAGE} Set "user" in the config or --user (e.g. --user=nobody)`;
 
 export interface PreflightResult {
+  /** The config given, with what its files hold that the workers need (the deny list). */
+  readonly config: ProxyConfig;
   readonly certificates: CertificateMaterial[];
   /** About the certificates (e.g. a key readable by others). */
   readonly certificateWarnings: string[];
@@ -94,9 +97,10 @@ export async function preflight(
     certificateWarnings.push(message);
   };
   const certificates = loadCertificates(config, warn, acmeCertificateSource(config.acme, warn));
+  const loaded = withDenyList(config);
   // The workers' own construction: contexts per certificate, tls.Server per frontend.
   TlsProxy.check({
-    config,
+    config: loaded,
     certificates,
     logger: pino({ level: 'silent' }),
     ticketKey: generateTicketKey(),
@@ -119,7 +123,13 @@ export async function preflight(
       checkWritable(config.logFilename, 'UNHITCH_LOG_FILE', 'log file', { createParents: true });
     if (config.ticketKeyFile !== undefined) checkTicketKeyFile(config.ticketKeyFile);
   }
-  return { certificates, certificateWarnings, identityWarnings };
+  return { config: loaded, certificates, certificateWarnings, identityWarnings };
+}
+
+/** deny-file's ranges (config/deny-file.ts), read again on every start, --test and reload. */
+function withDenyList(config: ProxyConfig): ProxyConfig {
+  if (config.denyFile === undefined) return config;
+  return Object.freeze({ ...config, denyList: Object.freeze(readDenyFile(config.denyFile)) });
 }
 
 /** A host name that does not resolve fails the bind; say so before it. */
