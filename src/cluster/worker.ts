@@ -250,6 +250,7 @@ process.on('message', (value: unknown, handle: unknown) => {
       break;
     case 'unhitch:bans':
       for (const ban of value.bans) proxy?.ban(ban.client, ban.untilMs);
+      workerLogger?.debug({ bans: value.bans.length }, 'bans received');
       break;
     case 'unhitch:acme-challenge':
       send({
