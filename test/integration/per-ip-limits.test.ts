@@ -279,6 +279,14 @@ test('proxy-proxy: the client is the address the PROXY header names, not the loa
   const other = await behindBalancer('192.0.2.7');
   assert.notEqual(other, 'closed', 'same balancer, another client');
   (other as Socket).destroy();
+  (first as Socket).destroy();
+  // A connection refused once its header was read is no longer counted as opening.
+  await eventually(
+    async () =>
+      (await scrapeMetrics(metricsPort)).get('unhitch_active_connections') === 0 ? true : undefined,
+    10_000,
+    'no connection left open',
+  );
   const metrics = await scrapeMetrics(metricsPort);
   assert.equal(metrics.get('unhitch_connections_refused_total{reason="denied"}'), 1);
   assert.equal(
