@@ -99,15 +99,13 @@ async function run(
   const { warnings } = action;
   // Hitch opens its log file before it chdirs to "/"; the workers, forked after that
   // chdir, open it again themselves, so they get the name resolved from where it started.
-  const config =
+  const checked = await preflight(
     reporter !== undefined && action.config.logFilename !== undefined
       ? { ...action.config, logFilename: resolve(action.config.logFilename) }
-      : action.config;
-  const checked = await preflight(config, {
-    isRoot: process.getuid?.() === 0,
-    mode: 'start',
-  });
-  const loaded = checked.config;
+      : action.config,
+    { isRoot: process.getuid?.() === 0, mode: 'start' },
+  );
+  const config = checked.config;
   const logger = createLogger({
     level: config.logLevel,
     quiet: config.quiet,
@@ -127,7 +125,7 @@ async function run(
   if (reporter !== undefined) process.chdir('/');
   await runPrimary({
     argv,
-    config: loaded,
+    config,
     logger,
     certificates: checked.certificates,
     onReady: () => reporter?.ready(),

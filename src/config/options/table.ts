@@ -620,6 +620,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   define(
     {
       name: 'tls-protos',
+      hitchFlag: true,
       valueType: 'tls-protos',
       scopes: GLOBAL_AND_FRONTEND,
       summary: 'enabled protocols: SSLv3 TLSv1.0 TLSv1.1 TLSv1.2 TLSv1.3',
@@ -774,6 +775,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   scalar(
     {
       name: 'recv-bufsize',
+      hitchFlag: true,
       valueType: 'uint',
       summary: 'socket receive buffer bytes (0 = OS default)',
       sample: '65536',
@@ -786,6 +788,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   scalar(
     {
       name: 'send-bufsize',
+      hitchFlag: true,
       valueType: 'uint',
       summary: 'socket send buffer bytes (0 = OS default)',
       sample: '65536',
