@@ -19,6 +19,8 @@ export type PrimaryMessage =
       readonly ticketKey: Buffer;
       /** Resolved by the primary (no account lookup in the worker); undefined = keep ours. */
       readonly identity: Identity | undefined;
+      /** deny-repeat-offenders: bans in force, to hold from the first accept. */
+      readonly bans: readonly ClientBan[];
     }
   /**
    * Sent with a handle: the worker's copy of its listening socket for frontend `frontend`
@@ -43,7 +45,8 @@ export type PrimaryMessage =
   | { readonly type: 'unhitch:reopen-log' }
   /**
    * deny-repeat-offenders: refuse these clients at accept until their time (Date.now()
-   * ms). Sent to every worker when one bans a client, and to each new worker once it listens.
+   * ms). Sent to every worker when one bans a client (a new worker has the earlier ones in
+   * its start order).
    */
   | { readonly type: 'unhitch:bans'; readonly bans: readonly ClientBan[] };
 

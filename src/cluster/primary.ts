@@ -104,6 +104,7 @@ class Primary {
       allowedCpus: this.allowedCpus,
       ticketKey: () => this.tickets.current,
       sockets: this.sockets,
+      bans: () => this.bans.live(),
     });
     this.supervisor.current = this.supervisor.newGeneration(options.config, certificates);
     this.tickets = new TicketKeyOwner({
@@ -253,8 +254,6 @@ class Primary {
       'unhitch:listening': (worker, message) => {
         supervisor.workerListening(worker, message.addresses);
         acme.workerListening(worker);
-        const bans = this.bans.live();
-        if (bans.length > 0) supervisor.send(worker, { type: 'unhitch:bans', bans });
       },
       'unhitch:ban': (_worker, message) => {
         this.bans.add(message.ban);

@@ -51,6 +51,8 @@ export interface ProxyStartOptions {
    * `ban()` on every worker.
    */
   readonly onBan?: (client: string, untilMs: number) => void;
+  /** Bans decided before this process started, in force from its first accept. */
+  readonly bans?: ReadonlyArray<{ readonly client: string; readonly untilMs: number }>;
 }
 
 export interface DrainResult {
@@ -195,6 +197,7 @@ export class TlsProxy {
       options.backendLookup ?? systemLookup,
       options.onBan,
     );
+    for (const ban of options.bans ?? []) proxy.ban(ban.client, ban.untilMs);
     // OCSP staples are loaded (and their files watched) only by a proxy that serves;
     // a bad or missing staple is logged, never fatal, so check() has nothing to learn.
     if (serving) proxy.staples = proxy.stapleStore(options.certificates);

@@ -19,10 +19,11 @@ import { FAILURE_LINES_PER_INTERVAL } from '../../src/ops/failure-log.js';
 import { captureClientHello } from '../helpers/client-hello.js';
 import { echo, type RunningCluster, startCluster } from '../helpers/cluster.js';
 import { eventually } from '../kit/eventually.js';
+import { makeCertificate } from '../kit/pki.js';
 import { freePort } from '../kit/ports.js';
 import { connectClient } from '../kit/proxy-fixture.js';
 import { scrapeMetrics } from '../kit/scrape.js';
-import type { UnhitchLogLine } from '../kit/unhitch-process.js';
+import { asNonRootWorkers, CLI, runToExit, type UnhitchLogLine } from '../kit/unhitch-process.js';
 
 const ATTACKER = '127.0.0.2';
 const BYSTANDER = '127.0.0.3';
@@ -295,7 +296,7 @@ test('proxy-proxy: the client is the address the PROXY header names, not the loa
   );
 });
 
-test('deny-repeat-offenders: plaintext three times from 127.0.0.2 bans it in every worker; 127.0.0.3 is served', async (t) => {
+test('deny-repeat-offenders: plaintext from 127.0.0.2 bans it in every worker and in the workers of a reload; 127.0.0.3 is served', async (t) => {
   const { port, metricsPort, unhitch } = await withMetrics(t, {
     workers: 2,
     args: ['--deny-repeat-offenders=3/60s:10m'],
@@ -326,13 +327,28 @@ test('deny-repeat-offenders: plaintext three times from 127.0.0.2 bans it in eve
   const banned = unhitch.lines.find((line) => line.code === 'UNHITCH_CLIENT_BANNED');
   assert.equal(banned?.client, ATTACKER);
   // Each worker heard of it from the primary.
-  const received = await unhitch.waitForLogs((line) => line.msg === 'bans received', 2);
-  assert.deepEqual(new Set(received.map((line) => line.pid)), new Set(workers));
+  await eventually(
+    () => {
+      const heard = new Set(
+        unhitch.lines.filter((line) => line.msg === 'bans received').map((line) => line.pid),
+      );
+      return workers.every((pid) => heard.has(pid)) ? true : undefined;
+    },
+    10_000,
+    'every worker received the ban',
+  );
   const before = (await refusedCount(metricsPort, 'repeat_offender')) ?? 0;
   const outcomes = await Promise.all(Array.from({ length: 8 }, () => attempt(port, ATTACKER)));
   assert.deepEqual(new Set(outcomes), new Set(['closed']), 'refused whichever worker took it');
   (await openEcho(port, BYSTANDER)).destroy();
   assert.equal(await refusedCount(metricsPort, 'repeat_offender'), before + 8);
+
+  // A reload's new workers hold the ban from their first accept (it is in their start order).
+  unhitch.kill('SIGHUP');
+  await unhitch.waitForLog((line) => line.msg === 'reloaded', 20_000, 'reloaded');
+  const after = await Promise.all(Array.from({ length: 8 }, () => attempt(port, ATTACKER)));
+  assert.deepEqual(new Set(after), new Set(['closed']), 'the new generation refuses it too');
+  (await openEcho(port, BYSTANDER)).destroy();
 });
 
 test('refusal lines are limited per reason at log-level info; the counter counts every one', async (t) => {
@@ -350,4 +366,31 @@ test('refusal lines are limited per reason at log-level info; the counter counts
   (await openEcho(port, BYSTANDER)).destroy();
   const lines = unhitch.lines.filter(refusalLines('denied'));
   assert.equal(lines.length, FAILURE_LINES_PER_INTERVAL);
+});
+
+test('--test and a start refuse a bad deny file at its line and column; a good one passes --test', async (t) => {
+  const dir = tempDir(t);
+  const deny = join(dir, 'deny.txt');
+  const cert = makeCertificate('limits-test', ['localhost']);
+  const args = (extra: string) => [
+    CLI,
+    '--frontend=[127.0.0.1]:1',
+    '--backend=[127.0.0.1]:9',
+    `--deny-file=${deny}`,
+    ...asNonRootWorkers([]),
+    extra,
+    cert.combinedPath,
+  ];
+  writeFileSync(deny, '# ok\n192.0.2.1\n2001:db8::/32 # a comment\n');
+  const good = await runToExit(process.execPath, args('--test'));
+  assert.equal(good.status, 0, good.stderr);
+  writeFileSync(deny, '192.0.2.1\n  2001:db8::/32 10.0.0.1\n');
+  const expected = `${deny}:2:17: unexpected "10.0.0.1" after "2001:db8::/32"`;
+  const test = await runToExit(process.execPath, args('--test'));
+  assert.equal(test.status, 1);
+  assert.ok(test.stderr.includes(expected), test.stderr);
+  assert.match(test.stderr, /\[UNHITCH_CONFIG_INVALID_VALUE\]/);
+  const start = await runToExit(process.execPath, args('--log-level=info'), { timeoutMs: 20_000 });
+  assert.equal(start.status, 1);
+  assert.ok(`${start.stdout}${start.stderr}`.includes(expected), start.stderr);
 });
