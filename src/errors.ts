@@ -321,6 +321,18 @@ export const CODES = {
     exitStatus: null,
     level: 'info',
   },
+  UNHITCH_CONNECTION_REFUSED: {
+    meaning:
+      'A connection closed at accept, before any TLS work, by a per-client limit; the reason says which (per_ip_max_connections, per_ip_rate, denied, repeat_offender). Rate-limited per reason; the metric unhitch_connections_refused_total counts every one.',
+    exitStatus: null,
+    level: 'info',
+  },
+  UNHITCH_CLIENT_BANNED: {
+    meaning:
+      'deny-repeat-offenders: a client failed handshakes (or sent non-TLS bytes) too often within the window; every worker refuses it at accept until the ban ends.',
+    exitStatus: null,
+    level: 'warn',
+  },
   UNHITCH_FORWARDED_REQUEST_TIMEOUT: {
     meaning:
       'forwarded-for: a request head not complete within request-head-timeout (a client that sends nothing, or trickles its head, after the handshake); the client gets 408 and the connection closes.',
