@@ -343,7 +343,12 @@ export class TlsProxy {
     return store;
   }
 
-  /** max-handshakes and idle-timeout, when set: nothing runs for them otherwise. */
+  /**
+   * max-handshakes and idle-timeout, when set: nothing runs for them otherwise. The
+   * handshake limit pauses by closing this process's copy of each listening socket: only
+   * with `listenSocket` (a cluster worker, whose primary holds the sockets) do clients
+   * then wait in the backlog; a proxy that bound its own address closes its port.
+   */
   private startLimits(): void {
     const { maxHandshakes, idleTimeoutMs } = this.config;
     if (maxHandshakes > 0) {
