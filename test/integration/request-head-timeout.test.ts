@@ -7,9 +7,12 @@
  * request_head_timeout. Clients come from several loopback addresses.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
+import { WebSocket, WebSocketServer } from 'ws';
 import { type ConnectionFailureReason, NOOP_OBSERVER } from '../../src/proxy/events.js';
 import {
   closeBackend,
@@ -188,4 +191,35 @@ test('request-head-timeout: bounds the head only (a slow answer is fine), and ea
   client.write('GET /second HTTP/1.1\r\n');
   assert.match(await answer, /HTTP\/1\.1 408 /);
   assert.equal(backend.heads.length, 1, 'the stalled head never reached the backend');
+});
+
+test('request-head-timeout: a WebSocket (the tracker case) is past its head once upgraded: quiet longer than the deadline, it still relays', {
+  timeout: 30_000,
+}, async (t) => {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const forwardedFor: string[] = [];
+  server.on('connection', (socket, request) => {
+    forwardedFor.push(String(request.headers['x-forwarded-for']));
+    socket.on('message', (data) => socket.send(data));
+  });
+  const proxy = await startProxy((server.address() as AddressInfo).port, {
+    forwardedFor: true,
+    requestHeadTimeoutMs: HEAD_TIMEOUT_MS,
+  });
+  t.after(() => proxy.close());
+
+  const client = new WebSocket(`wss://localhost:${proxy.port}/announce`, {
+    rejectUnauthorized: false,
+    localAddress: '127.0.0.7',
+  });
+  t.after(() => client.terminate());
+  await once(client, 'open');
+  assert.deepEqual(forwardedFor, ['127.0.0.7']);
+  await sleep(HEAD_TIMEOUT_MS * 1.5);
+  client.send('announce');
+  const [reply] = await once(client, 'message');
+  assert.equal(String(reply), 'announce');
+  assert.deepEqual(proxy.log.withReason('request_head_timeout'), []);
 });
