@@ -8,7 +8,7 @@
  * announce, divided by N: a fixed amount of work, unlike the rate-based handshake runs whose
  * µs swing with the offered load (node pays per wake-up what a saturated loop amortises).
  *   node dist/bench/reconnect-storm.js [--proxies=unhitch,hitch,haproxy,node-tls,node-tls-bare]
- *     [--connections=1020,4096,max] [--repeat=5] [--clients=1] [--parallel=0] [--warmup=200]
+ *     [--connections=1020,4096,max] [--repeat=5] [--clients=1] [--parallel=256] [--warmup=200]
  *     [--timeout=60] [--groups=X25519] [--quick] [--no-write | --update-results | --out=DIR]
  * `max`: what the proxy's open-files limit allows (two descriptors per proxied connection).
  * The clients drop (not the proxy): every proxy sees the same thing and none needs a way to
@@ -39,6 +39,7 @@ import {
 import { UNRELIABLE_OTHER_LOAD_PERCENT } from './lib/reliability.js';
 import { formatResultsSection } from './lib/results-file.js';
 import type { ConnectResult, ReconnectMode } from './lib/storm-client.js';
+import { BOTTLENECK_BUSY_PERCENT, bottleneck, rotated, stormSizes } from './lib/storm-plan.js';
 import { formatCount, formatDecimal, formatMarkdownTable, median, ratioTo } from './lib/table.js';
 
 const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'storm-client.js');
@@ -50,8 +51,14 @@ const MODES: readonly ReconnectMode[] = ['full', 'resumed'];
 const SETTLED_SLACK = 16;
 const SETTLE_TIMEOUT_MS = 30_000;
 const SETTLE_POLL_MS = 50;
-/** A side is the bottleneck when its CPU was busy at least this share of the storm. */
-const BOTTLENECK_BUSY_PERCENT = 85;
+/**
+ * Reconnects in flight at most, by default. All at once (--parallel=0) from one client
+ * process measured the client's own queue and the kernel's SYN retransmit timers instead of
+ * the proxy: at 9,488 the accept queues overflowed (somaxconn 4,096, Hitch's backlog 100),
+ * dropped SYNs came back after 1, 3, 7… s and a quarter of the clients hit the 60 s timeout,
+ * for every proxy. A bounded queue keeps the proxy fed without that, and the work is the same.
+ */
+const DEFAULT_PARALLEL = 256;
 
 /** One storm: one proxy, one size, one mode, one round. */
 export interface StormRun {
@@ -66,35 +73,6 @@ export interface StormRun {
   readonly proxyBusyPercent: number | null;
   readonly loadBusyPercent: number | null;
   readonly otherLoadOnProxyCpuPercent: number | null;
-}
-
-/** The sizes asked for (`max` → maxConnections), each at most maxConnections, deduplicated. */
-export function stormSizes(requested: readonly string[], maxConnections: number): number[] {
-  const sizes = requested.map((text) => {
-    if (text === 'max') return maxConnections;
-    const value = Number(text);
-    if (!(Number.isInteger(value) && value > 0)) {
-      throw Object.assign(new Error(`--connections: ${text} is not a count or max`), {
-        code: 'BENCH_BAD_ARGUMENT',
-      });
-    }
-    return Math.min(value, maxConnections);
-  });
-  return [...new Set(sizes)].sort((a, b) => a - b);
-}
-
-/** `list` rotated left by `by`: round r starts with another proxy, so none always goes first. */
-export function rotated<T>(list: readonly T[], by: number): T[] {
-  if (list.length === 0) return [];
-  const shift = ((by % list.length) + list.length) % list.length;
-  return [...list.slice(shift), ...list.slice(0, shift)];
-}
-
-/** Which side held the storm back: the proxy's CPU, the load CPU (clients, backend), or neither. */
-export function bottleneck(proxyBusy: number | null, loadBusy: number | null): string {
-  if (proxyBusy !== null && proxyBusy >= BOTTLENECK_BUSY_PERCENT) return 'proxy';
-  if (loadBusy !== null && loadBusy >= BOTTLENECK_BUSY_PERCENT) return 'client side';
-  return 'neither (waits)';
 }
 
 /** Open descriptors of the proxy's whole process tree. */
@@ -287,7 +265,7 @@ runBench({
     const startedAt = performance.now();
     const repeat = flags.has('repeat') ? bench.repeat : quick ? 1 : 5;
     const clientCount = Math.floor(positiveFlag(flags, 'clients', 1));
-    const parallel = Math.max(0, Math.floor(numberFlag(flags, 'parallel', 0)));
+    const parallel = Math.max(0, Math.floor(numberFlag(flags, 'parallel', DEFAULT_PARALLEL)));
     const timeoutSeconds = positiveFlag(flags, 'timeout', 60);
     const groups = flags.get('groups') ?? 'X25519';
     const openFilesLimit = hardOpenFilesLimit();
@@ -508,7 +486,7 @@ runBench({
       `- Layout: proxy on CPU ${proxyCpu}; ${clientCount} storm client process(es) (raw TLS + WebSocket, one socket per client, shared TLS context) and the uws tracker stand-in on CPU ${loadCpu}; bare node:tls answers the announce itself. Key exchange offered: ${groups} (what Hitch and HAProxy on OpenSSL 3.0 choose anyway).`,
       `- Sizes: ${sizes.map(formatCount).join(', ')} connections. ${maxExplained}.`,
       `- Each turn: a fresh proxy; warm-up (${warmup} clients connect with a full handshake, drop, reconnect resumed, drop); then the full storm (no client offers a ticket), all drop, then the resumed storm (each offers the ticket its last connection got). Before each storm the clients drop at once (they close; the proxy does not drop them: that is the same for every proxy, and none needs a way to drop all its connections) and the storm starts once the proxy's descriptors are back to idle.`,
-      `- A client is back when its announce is answered: TCP connect, TLS 1.3 handshake, WebSocket upgrade, one announce and its answer. ${parallel > 0 ? `At most ${parallel} reconnects in flight.` : 'All reconnect at once (no cap).'} Proxy CPU: user+system of the proxy's process tree from the first reconnect to the last answered announce, ÷ N. Resumed: share of the clients back whose handshake isSessionReused() confirmed. A client not back within ${timeoutSeconds} s is an error.`,
+      `- A client is back when its announce is answered: TCP connect, TLS 1.3 handshake, WebSocket upgrade, one announce and its answer. ${parallel > 0 ? `All reconnect at once through a queue of at most ${parallel} in flight (from one client process, an uncapped storm measures the client's queue and SYN retransmits: --parallel=0).` : 'All reconnect at once (no cap: --parallel=0).'} Proxy CPU: user+system of the proxy's process tree from the first reconnect to the last answered announce, ÷ N. Resumed: share of the clients back whose handshake isSessionReused() confirmed. A client not back within ${timeoutSeconds} s is an error.`,
       `- Bottleneck: the proxy when its CPU was busy ≥ ${BOTTLENECK_BUSY_PERCENT} % of the storm; the client side when the load CPU (clients and tracker) was; neither: both waited (the SYN backlog, retransmits). µs per reconnect is a fixed amount of work either way.`,
       `- ${repeat} round(s), the proxies taking turns in an order rotated each round; median shown, with min–max over the rounds.`,
       `- Machine load average (1/5/15 min) at start: ${loadAverageAtStart}; at end: ${loadAverage()}. Whole run: ${formatDecimal(elapsedSeconds, 0)} s.`,

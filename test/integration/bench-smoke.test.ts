@@ -304,3 +304,41 @@ test('equal-load: a saturation row, then the proxy at the offered share of it; X
     lines.join('\n'),
   );
 });
+
+test('reconnect-storm --quick: every client back through unhitch and bare node:tls, the resumed storm all resumed', {
+  skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
+  timeout: 60_000,
+}, async () => {
+  const lines: string[] = [];
+  const run = startProcess({
+    name: 'reconnect-storm',
+    command: process.execPath,
+    args: [
+      join(REPO_ROOT, 'dist', 'bench', 'reconnect-storm.js'),
+      '--quick',
+      '--proxies=unhitch,node-tls-bare',
+      // A client not back in 10 s is an error: a quick storm of 200 takes about a second.
+      '--timeout=10',
+      '--no-write',
+    ],
+    onStdoutLine: (line) => lines.push(line),
+  });
+  assert.equal(await run.exited, 0, run.stderrTail());
+  const output = lines.join('\n');
+  // It says what N_max came to and why.
+  assert.match(output, /^N_max = [\d,]+: the proxy's open-files limit is [\d,]+/m, output);
+  for (const mode of ['full', 'resumed']) {
+    for (const proxy of ['unhitch', 'node-tls-bare']) {
+      const cells = lines
+        .find((line) => new RegExp(`^\\| 200 +\\| ${mode} +\\| ${proxy} +\\|`).test(line))
+        ?.split('|')
+        .map((cell) => cell.trim());
+      assert.ok(cells, `no ${mode} row for ${proxy}:\n${output}`);
+      // Connections, reconnect, proxy, µs/reconnect, min–max, wall, min–max, resumed, back / N, errors
+      assert.ok(Number(cells[4]) > 0, cells.join('|'));
+      assert.equal(cells[8], mode === 'resumed' ? '100.0 %' : '0.0 %', cells.join('|'));
+      assert.equal(cells[9], '200 / 200', cells.join('|'));
+      assert.equal(cells[10], '0', cells.join('|'));
+    }
+  }
+});
