@@ -9,7 +9,9 @@
  * µs swing with the offered load (node pays per wake-up what a saturated loop amortises).
  *   node dist/bench/reconnect-storm.js [--proxies=unhitch,hitch,haproxy,node-tls,node-tls-bare]
  *     [--connections=1020,4096,max] [--repeat=5] [--clients=1] [--parallel=256] [--warmup=200]
- *     [--timeout=60] [--groups=X25519] [--quick] [--no-write | --update-results | --out=DIR]
+ *     [--timeout=60] [--budget-minutes=15] [--groups=X25519] [--quick]
+ *     [--no-write | --update-results | --out=DIR]
+ * A round that would end past --budget-minutes is not started (the section says how many ran).
  * `max`: what the proxy's open-files limit allows (two descriptors per proxied connection).
  * The clients drop (not the proxy): every proxy sees the same thing and none needs a way to
  * drop all of its connections (a restart would add its start-up; a backend kill does not
@@ -253,6 +255,7 @@ runBench({
     'parallel',
     'warmup',
     'timeout',
+    'budget-minutes',
     'groups',
     'quick',
     'no-write',
@@ -371,7 +374,18 @@ runBench({
     };
 
     const needsBackend = runnable.some((name) => name !== 'node-tls-bare');
+    const budgetMs = positiveFlag(flags, 'budget-minutes', 15) * 60_000;
+    let rounds = 0;
     for (let round = 0; round < repeat; round++) {
+      // A slow or loaded machine runs fewer rounds rather than past the budget (said below).
+      const elapsedMs = performance.now() - startedAt;
+      if (round > 0 && elapsedMs + elapsedMs / round > budgetMs) {
+        process.stderr.write(
+          `reconnect-storm: stopping after ${round} round(s): another would end past the budget\n`,
+        );
+        break;
+      }
+      rounds++;
       for (const size of sizes) {
         process.stderr.write(`-- round ${round + 1}/${repeat}, ${formatCount(size)} connections\n`);
         // A fresh tracker per round and size: no swarm or TIME_WAIT carried from the last.
@@ -488,7 +502,7 @@ runBench({
       `- Each turn: a fresh proxy; warm-up (${warmup} clients connect with a full handshake, drop, reconnect resumed, drop); then the full storm (no client offers a ticket), all drop, then the resumed storm (each offers the ticket its last connection got). Before each storm the clients drop at once (they close; the proxy does not drop them: that is the same for every proxy, and none needs a way to drop all its connections) and the storm starts once the proxy's descriptors are back to idle.`,
       `- A client is back when its announce is answered: TCP connect, TLS 1.3 handshake, WebSocket upgrade, one announce and its answer. ${parallel > 0 ? `All reconnect at once through a queue of at most ${parallel} in flight (from one client process, an uncapped storm measures the client's queue and SYN retransmits: --parallel=0).` : 'All reconnect at once (no cap: --parallel=0).'} Proxy CPU: user+system of the proxy's process tree from the first reconnect to the last answered announce, ÷ N. Resumed: share of the clients back whose handshake isSessionReused() confirmed. A client not back within ${timeoutSeconds} s is an error.`,
       `- Bottleneck: the proxy when its CPU was busy ≥ ${BOTTLENECK_BUSY_PERCENT} % of the storm; the client side when the load CPU (clients and tracker) was; neither: both waited (the SYN backlog, retransmits). µs per reconnect is a fixed amount of work either way.`,
-      `- ${repeat} round(s), the proxies taking turns in an order rotated each round; median shown, with min–max over the rounds.`,
+      `- ${rounds} round(s)${rounds < repeat ? ` of the ${repeat} asked: another would have ended past the ${budgetMs / 60_000} min budget (--budget-minutes)` : ''}, the proxies taking turns in an order rotated each round; median shown, with min–max over the rounds.`,
       `- Machine load average (1/5/15 min) at start: ${loadAverageAtStart}; at end: ${loadAverage()}. Whole run: ${formatDecimal(elapsedSeconds, 0)} s.`,
       ...noiseNote,
       ...(unreliable === null ? [] : [`- ${unreliable}`]),
@@ -504,7 +518,13 @@ runBench({
       ...(ratioLines.length > 0 ? ['', ...ratioLines] : []),
     ].join('\n');
     return {
-      stdout: [maxExplained, '', ...tables.flatMap((block) => [block, '']), ...ratioLines]
+      stdout: [
+        maxExplained,
+        `Rounds: ${rounds} of ${repeat}.`,
+        '',
+        ...tables.flatMap((block) => [block, '']),
+        ...ratioLines,
+      ]
         .join('\n')
         .trimEnd(),
       results: section,
