@@ -34,9 +34,9 @@ import { type BenchProcess, startProcess, untilReady } from './lib/processes.js'
 import {
   measureInTurns,
   type ProxyName,
-  proxyUnavailableReason,
   REPO_ROOT,
   type RunningProxy,
+  runnableTerminators,
 } from './lib/proxies.js';
 import { UNRELIABLE_OTHER_LOAD_PERCENT } from './lib/reliability.js';
 import { formatResultsSection } from './lib/results-file.js';
@@ -283,14 +283,11 @@ runBench({
     process.stderr.write(`${maxExplained}\nsizes: ${sizes.map(formatCount).join(', ')}\n`);
     const loadAverageAtStart = loadAverage();
     const certificate = bench.certificate();
-    const runnable = bench.proxies.filter((name) => {
-      const reason = proxyUnavailableReason(name, 'terminate');
-      if (name === 'none' || reason) {
-        skipped.push(`${name}: ${reason ?? 'a reconnect storm needs a TLS proxy'}`);
-        return false;
-      }
-      return true;
-    });
+    const runnable = runnableTerminators(
+      bench.proxies,
+      skipped,
+      'a reconnect storm needs a TLS proxy',
+    );
     const runs = new Map<string, StormRun[]>();
     const key = (name: ProxyName, size: number, mode: ReconnectMode): string =>
       `${name} ${size} ${mode}`;
