@@ -105,7 +105,11 @@ async function settled(rootPid: number | null, idleDescriptors: number): Promise
 class StormClients {
   private readonly waiting = new Map<BenchProcess, (event: Record<string, unknown>) => void>();
 
-  private constructor(private readonly processes: BenchProcess[]) {}
+  private constructor(
+    private readonly processes: BenchProcess[],
+    /** A client bounds each command by --timeout; past this it is stuck. */
+    private readonly answerWithinMs: number,
+  ) {}
 
   static async start(options: {
     readonly count: number;
@@ -157,16 +161,31 @@ class StormClients {
       readies.push(untilReady(child, ready));
     }
     await Promise.all(readies);
-    const clients = new StormClients(processes);
+    const clients = new StormClients(processes, options.timeoutSeconds * 1000 + 30_000);
     for (const child of processes) {
       events.set(child, (event) => clients.waiting.get(child)?.(event));
     }
     return clients;
   }
 
-  /** Sends `command` to every client; resolves with each one's answer. */
+  /**
+   * Sends `command` to every client; resolves with each one's answer, or rejects when a
+   * client exits or has not answered within the clients' own bound and a margin.
+   */
   private command(command: string): Promise<Record<string, unknown>[]> {
-    return Promise.all(
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            Object.assign(new Error(`storm client did not answer '${command}' in time`), {
+              code: 'BENCH_CLIENT_STUCK',
+            }),
+          ),
+        this.answerWithinMs,
+      );
+    });
+    const answers = Promise.all(
       this.processes.map((child) =>
         untilReady(
           child,
@@ -180,6 +199,7 @@ class StormClients {
         ),
       ),
     );
+    return Promise.race([answers, stuck]).finally(() => clearTimeout(timer));
   }
 
   /** Every client reconnects its first `count` slots (all by default) at once. */
@@ -304,6 +324,8 @@ runBench({
       const measured = await measureWindow(pid, bench.proxyCpuIndex, () => clients.connect(mode));
       const windowMicros = (performance.now() - windowStart) * 1000;
       const loadAfter = loadCpuIndex === null ? null : cpuBusyMicros(loadCpuIndex);
+      // Busy counters are sampled a little apart from the window's clock: keep them ≤ 100 %.
+      const busy = (micros: number): number => Math.min(100, (micros / windowMicros) * 100);
       const r = measured.result;
       return {
         connections: size,
@@ -314,12 +336,9 @@ runBench({
         errors: r.errors,
         errorReasons: r.errorReasons,
         clientCpuMicros: r.clientCpuMicros,
-        proxyBusyPercent:
-          measured.proxyCpuMicros === null ? null : (measured.proxyCpuMicros / windowMicros) * 100,
+        proxyBusyPercent: measured.proxyCpuMicros === null ? null : busy(measured.proxyCpuMicros),
         loadBusyPercent:
-          loadBefore === null || loadAfter === null
-            ? null
-            : ((loadAfter - loadBefore) / windowMicros) * 100,
+          loadBefore === null || loadAfter === null ? null : busy(loadAfter - loadBefore),
         otherLoadOnProxyCpuPercent: measured.otherLoadOnProxyCpuPercent,
       };
     };
@@ -497,7 +516,7 @@ runBench({
       `- Layout: proxy on CPU ${proxyCpu}; ${clientCount} storm client process(es) (raw TLS + WebSocket, one socket per client, shared TLS context) and the uws tracker stand-in on CPU ${loadCpu}; bare node:tls answers the announce itself. Key exchange offered: ${groups} (what Hitch and HAProxy on OpenSSL 3.0 choose anyway).`,
       `- Sizes: ${sizes.map(formatCount).join(', ')} connections. ${maxExplained}.`,
       `- Each turn: a fresh proxy; warm-up (${warmup} clients connect with a full handshake, drop, reconnect resumed, drop); then the full storm (no client offers a ticket), all drop, then the resumed storm (each offers the ticket its last connection got). Before each storm the clients drop at once (they close; the proxy does not drop them: that is the same for every proxy, and none needs a way to drop all its connections) and the storm starts once the proxy's descriptors are back to idle.`,
-      `- A client is back when its announce is answered: TCP connect, TLS 1.3 handshake, WebSocket upgrade, one announce and its answer. ${parallel > 0 ? `All reconnect at once through a queue of at most ${parallel} in flight (from one client process, an uncapped storm measures the client's queue and SYN retransmits: --parallel=0).` : 'All reconnect at once (no cap: --parallel=0).'} Proxy CPU: user+system of the proxy's process tree from the first reconnect to the last answered announce, ÷ N. Resumed: share of the clients back whose handshake isSessionReused() confirmed. A client not back within ${timeoutSeconds} s is an error.`,
+      `- A client is back when its announce is answered: TCP connect, TLS 1.3 handshake, WebSocket upgrade, one announce and its answer. ${parallel > 0 ? `All reconnect at once through a queue of at most ${parallel} in flight (from one client process, an uncapped storm measures the client's queue and SYN retransmits: --parallel=0).` : 'All reconnect at once (no cap: --parallel=0).'} Proxy CPU: user+system of the proxy's process tree from the first reconnect to the last answered announce, ÷ N. Resumed: share of the clients back whose handshake isSessionReused() confirmed. A client not back within ${timeoutSeconds} s of the storm's start is an error.`,
       `- Bottleneck: the proxy when its CPU was busy ≥ ${BOTTLENECK_BUSY_PERCENT} % of the storm; the client side when the load CPU (clients and tracker) was; neither: both waited (the SYN backlog, retransmits). µs per reconnect is a fixed amount of work either way.`,
       `- ${rounds} round(s)${rounds < repeat ? ` of the ${repeat} asked: another would have ended past the ${budgetMs / 60_000} min budget (--budget-minutes)` : ''}, the proxies taking turns in an order rotated each round; median shown, with min–max over the rounds.`,
       `- Machine load average (1/5/15 min) at start: ${loadAverageAtStart}; at end: ${loadAverage()}. Whole run: ${formatDecimal(elapsedSeconds, 0)} s.`,

@@ -8,6 +8,8 @@
  * context, a fixed upgrade key (the accept it expects is computed once).
  *   node storm-client.js --port=P --slots=N [--first-slot=0] [--groups=X25519]
  *     [--timeout=60] [--parallel=0]
+ * --timeout bounds a whole `connect` command, s: a slot not back by then (or not started, when
+ * the queue of --parallel reconnects in flight has not reached it) is an error.
  * Commands on stdin, one per line; each is answered by one JSON line on stdout:
  *   `connect full|resumed [COUNT]` → {"event":"connected","result":ConnectResult}
  *     (the first COUNT slots, default all; `resumed` offers each slot's latest ticket)
@@ -59,6 +61,7 @@ interface Settings {
   readonly slots: number;
   readonly firstSlot: number;
   readonly groups: string;
+  /** The whole command's bound: a slot not back this long after the first reconnect is an error. */
   readonly timeoutMs: number;
   /** At most this many reconnects in flight; 0: all at once. */
   readonly parallel: number;
@@ -140,10 +143,16 @@ class StormClient {
         errorReasons[outcome.reason] = (errorReasons[outcome.reason] ?? 0) + 1;
       }
     };
+    const deadline = startedAt + this.settings.timeoutMs;
     const start = (slot: Slot): Promise<void> => {
       const offered = mode === 'resumed' ? slot.ticket : undefined;
       if (mode === 'resumed' && offered === undefined) withoutTicket++;
-      return this.reconnect(slot, offered).then(record);
+      const remainingMs = deadline - performance.now();
+      if (remainingMs <= 0) {
+        record({ ok: false, reason: 'timeout (not started)' });
+        return Promise.resolve();
+      }
+      return this.reconnect(slot, offered, remainingMs).then(record);
     };
     if (this.settings.parallel > 0) {
       let next = 0;
@@ -192,7 +201,7 @@ class StormClient {
     return open.length;
   }
 
-  private reconnect(slot: Slot, session: Buffer | undefined): Promise<Outcome> {
+  private reconnect(slot: Slot, session: Buffer | undefined, timeoutMs: number): Promise<Outcome> {
     return new Promise((resolve) => {
       let settled = false;
       let head = '';
@@ -214,10 +223,7 @@ class StormClient {
         else socket.destroy();
         resolve(outcome);
       };
-      const timer = setTimeout(
-        () => settle({ ok: false, reason: 'timeout' }),
-        this.settings.timeoutMs,
-      );
+      const timer = setTimeout(() => settle({ ok: false, reason: 'timeout' }), timeoutMs);
       // Tickets come after the handshake, and again on a resumed one: keep the latest.
       socket.on('session', (ticket: Buffer) => {
         slot.ticket = ticket;
