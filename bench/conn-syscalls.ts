@@ -1,30 +1,14 @@
 #!/usr/bin/env node
-/**
- * What one connection costs a proxy, as a fixed amount of work: N sequential reconnects
- * (resumed TLS 1.3 by default, or full handshakes), each sending one byte through to an echo
- * backend and closing once it is back. Reports, per proxy and per connection:
- *
- *   - the proxy tree's system calls by name (`strace -c -f` attached to every process of the
- *     tree for a second, separate loop): deterministic, the primary evidence of a change;
- *   - the proxy tree's CPU µs (user + system from /proc over the loop without strace),
- *     `--rounds` times with the proxies taking turns; noisy on a shared machine.
- *
- *   node dist/bench/conn-syscalls.js [--proxies=unhitch,node-tls] [--n=500] [--rounds=3]
- *     [--mode=resumed|full] [--close=end|destroy|reset] [--no-strace] [--top=25]
- *
- * `unhitch` runs one worker; `unhitch-b` is another build (UNHITCH_B_CLI), for before/after
- * in one run. Needs strace and ptrace rights over the proxies (root) for the syscall table.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { connect as connectTcp, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createSecureContext } from 'node:tls';
-import { freePort } from '../test/kit/ports.js';
 import { localhostCertificate } from '../test/kit/pki.js';
+import { freePort } from '../test/kit/ports.js';
 import { processTree, treeCpuMicros } from '../test/kit/proc.js';
+import { countSyscalls, type SyscallCount } from '../test/kit/strace.js';
 import { installCleanup, stopProcess } from './lib/processes.js';
 import { parseProxyList, type RunningProxy, startProxy } from './lib/proxies.js';
 
@@ -43,8 +27,6 @@ const closeBy =
   (['end', 'destroy', 'reset'] as const).find((how) => how === flags.get('close')) ?? 'end';
 const withStrace = flags.get('no-strace') === undefined;
 const top = Number(flags.get('top') ?? 25);
-/** --trace: the strace loop writes every call (-yy: with its socket's addresses) instead of counts. */
-const fullTrace = flags.get('trace') !== undefined;
 /** Per connection, bounded: a proxy that stops answering fails the run instead of hanging it. */
 const CONNECTION_TIMEOUT_MS = 5_000;
 
@@ -108,64 +90,7 @@ function echoBackend(): Promise<Server> {
   return once(server, 'listening').then(() => server);
 }
 
-/** strace -c -f on every process of the tree; stopped with SIGINT, it writes its table. */
-async function straced<T>(rootPid: number, outPath: string, work: () => Promise<T>): Promise<T> {
-  const pids = processTree(rootPid);
-  const strace: ChildProcess = spawn(
-    'strace',
-    [
-      ...(fullTrace ? ['-yy'] : ['-c']),
-      '-f',
-      '-o',
-      outPath,
-      ...pids.flatMap((pid) => ['-p', String(pid)]),
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  // strace says "Process N attached" per thread on stderr once it holds them.
-  let attached = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('strace did not attach')), 10_000);
-    strace.stderr?.on('data', (chunk: Buffer) => {
-      attached += chunk.toString();
-      if (pids.every((pid) => attached.includes(`Process ${pid} attached`))) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    strace.once('exit', () => {
-      clearTimeout(timer);
-      reject(new Error(`strace exited: ${attached}`));
-    });
-  });
-  try {
-    return await work();
-  } finally {
-    const exited = once(strace, 'exit');
-    strace.kill('SIGINT');
-    await exited;
-  }
-}
-
-/** strace -c's table → calls (and errors) by syscall name. */
-function parseStraceSummary(text: string): Map<string, { calls: number; errors: number }> {
-  const calls = new Map<string, { calls: number; errors: number }>();
-  for (const line of text.split('\n')) {
-    const fields = line.trim().split(/\s+/);
-    // % time, seconds, usecs/call, calls, [errors], syscall
-    if (fields.length < 5 || !/^\d/.test(fields[0] ?? '')) continue;
-    const name = fields[fields.length - 1] ?? '';
-    if (name === 'total') continue;
-    const hasErrors = fields.length === 6;
-    calls.set(name, {
-      calls: Number(fields[3]),
-      errors: hasErrors ? Number(fields[4]) : 0,
-    });
-  }
-  return calls;
-}
-
-function printTable(tables: Map<string, Map<string, { calls: number; errors: number }>>): void {
+function printTable(tables: Map<string, Map<string, SyscallCount>>): void {
   const names = new Set<string>();
   for (const table of tables.values()) for (const name of table.keys()) names.add(name);
   const total = (name: string): number =>
@@ -173,7 +98,7 @@ function printTable(tables: Map<string, Map<string, { calls: number; errors: num
   const rows = [...names].sort((a, b) => total(b) - total(a)).slice(0, top);
   const header = ['syscall / conn', ...tables.keys()];
   process.stdout.write(`\n| ${header.join(' | ')} |\n|${header.map(() => '---').join('|')}|\n`);
-  const cell = (entry: { calls: number; errors: number } | undefined): string =>
+  const cell = (entry: SyscallCount | undefined): string =>
     entry === undefined
       ? '–'
       : `${(entry.calls / connections).toFixed(2)}${entry.errors > 0 ? ` (${(entry.errors / connections).toFixed(2)} err)` : ''}`;
@@ -236,16 +161,14 @@ async function main(): Promise<void> {
   }
 
   if (withStrace) {
-    const tables = new Map<string, Map<string, { calls: number; errors: number }>>();
+    const tables = new Map<string, Map<string, SyscallCount>>();
     for (const proxy of running) {
-      const outPath = join(workDirectory, `strace-${proxy.name}.txt`);
-      await straced(proxy.process?.pid as number, outPath, () =>
+      const { counts } = await countSyscalls(processTree(proxy.process?.pid as number), () =>
         reconnectLoop(proxy.port, connections, tickets.get(proxy.name)),
       );
-      if (fullTrace) process.stdout.write(`trace of ${proxy.name}: ${outPath}\n`);
-      else tables.set(proxy.name, parseStraceSummary(readFileSync(outPath, 'utf8')));
+      tables.set(proxy.name, counts);
     }
-    if (!fullTrace) printTable(tables);
+    printTable(tables);
   }
   for (const proxy of running) if (proxy.process) await stopProcess(proxy.process);
   backend.close();

@@ -14,7 +14,7 @@ import {
 } from 'node:tls';
 import type { TcpAddress } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
-import type { ListenHandle } from '../net/listen-socket.js';
+import { type ListenHandle, setAcceptedSocketOptions } from '../net/listen-socket.js';
 import type { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import type { FrontendTlsPlan, TlsServerPlan } from '../tls/contexts.js';
 import type { ConnectionFailureReason } from './events.js';
@@ -115,20 +115,17 @@ export class Frontend {
     readonly options: FrontendOptions,
     private readonly handlers: FrontendHandlers,
   ) {
-    // TCP_NODELAY and keepalive from accept on (net.Server sets them on each accepted
-    // socket): the handshake's own flights then never wait behind Nagle's algorithm.
-    const acceptOptions = {
-      noDelay: true,
-      keepAlive: options.keepaliveSec > 0,
-      keepAliveInitialDelay: options.keepaliveSec * 1000,
-    };
+    // TCP_NODELAY and keepalive from accept on, so the handshake's own flights never wait
+    // behind Nagle's algorithm: set on the listening socket, which every accepted socket
+    // inherits them from (listen()). No `noDelay`/`keepAlive` server options: with them
+    // net.Server would set them again on each accepted socket, five setsockopt(2) each.
     this.preTlsOptions = {
       proxyHeader: options.proxyProxy,
       route: options.tls.route,
       acmeChallenges: options.acmeChallenges,
       handshakeTimeoutMs: options.handshakeTimeoutMs,
     };
-    this.tlsServers = options.tls.servers.map((plan) => this.createTlsServer(plan, acceptOptions));
+    this.tlsServers = options.tls.servers.map((plan) => this.createTlsServer(plan));
     const first = this.tlsServers[0];
     if (first === undefined) throw new Error('frontend has no TLS server');
     this.challengeServer =
@@ -142,9 +139,8 @@ export class Frontend {
       options.acmeChallenges !== undefined
     ) {
       // Bytes before the handshake are ours to read first: a PROXY header, the ClientHello.
-      this.listener = createNetServer(
-        { ...acceptOptions, allowHalfOpen: false, pauseOnConnect: false },
-        (raw) => this.readBeforeTls(raw),
+      this.listener = createNetServer({ allowHalfOpen: false, pauseOnConnect: false }, (raw) =>
+        this.readBeforeTls(raw),
       );
     } else {
       this.listener = first;
@@ -158,16 +154,12 @@ export class Frontend {
     });
   }
 
-  private createTlsServer(
-    plan: TlsServerPlan,
-    acceptOptions: { noDelay: boolean; keepAlive: boolean; keepAliveInitialDelay: number },
-  ): TlsServer {
+  private createTlsServer(plan: TlsServerPlan): TlsServer {
     const handlers = this.handlers;
     // Half-open only once secure: a FIN during the handshake must end it at once (node
     // then reports 'socket hang up'), not wait for the handshake timeout.
     const server = createTlsServer({
       ...plan.options,
-      ...acceptOptions,
       allowHalfOpen: false,
       handshakeTimeout: this.options.handshakeTimeoutMs,
     });
@@ -322,6 +314,8 @@ export class Frontend {
         handle.close();
         return;
       }
+      // Before listen(2): the first connection queued already inherits them.
+      setAcceptedSocketOptions(handle, this.options.keepaliveSec);
       // listen(handle) is exclusive in a cluster worker too (node ≥ 22): no primary query.
       this.listener.listen(handle, backlog);
     } else {
@@ -335,6 +329,11 @@ export class Frontend {
     }
     // 'error' rejects (EADDRINUSE, EACCES, a handle that cannot listen).
     await once(this.listener, 'listening');
+    if (!acquireSocket) {
+      // Bound here (one process: tests): set once listening, before the loop accepts.
+      const handle = (this.listener as Server & { _handle?: ListenHandle | null })._handle;
+      if (handle) setAcceptedSocketOptions(handle, this.options.keepaliveSec);
+    }
   }
 
   address(): TcpAddress {
