@@ -25,11 +25,15 @@ import {
   preTlsReaderOf,
 } from './pre-tls-reader.js';
 import type { ProxyEndpoints } from './proxy-protocol.js';
+import { SocketEndpoints } from './socket-endpoints.js';
 
 export interface AcceptedSocket {
   /** Monotonic ms (performance.now) at TCP accept: handshake latency starts here. */
   readonly acceptedAt: number;
-  /** From the PROXY header under proxy-proxy, else from the socket itself. */
+  /**
+   * From the PROXY header under proxy-proxy, else from the socket itself, read when first
+   * asked for (SocketEndpoints): the one accessor for anything that needs an address.
+   */
   readonly endpoints: ProxyEndpoints;
   /** proxy-proxy: the header as the client sent it, for passing on unchanged. */
   readonly proxyHeader?: Buffer;
@@ -57,6 +61,12 @@ export interface FrontendOptions {
   readonly handshakeTimeoutMs: number;
   /** TCP keepalive idle seconds for accepted sockets; 0 = off. */
   readonly keepaliveSec: number;
+  /**
+   * Read the client's address at accept (a getpeername(2) per connection): a line logged
+   * once the socket is closed may name the client, and node forgets the address with the
+   * socket. Otherwise it is read only when something asks for it (SocketEndpoints).
+   */
+  readonly clientAddressAtAccept: boolean;
   readonly proxyProxy: boolean;
   readonly backlog: number;
   /**
@@ -86,15 +96,6 @@ export function clientErrorReason(
   if (code === 'ERR_SSL_HTTP_REQUEST' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') return 'not_tls';
   if (code === 'ECONNRESET' || code === 'EPIPE') return 'client_reset';
   return 'handshake_error';
-}
-
-function socketEndpoints(socket: Socket): ProxyEndpoints {
-  return {
-    sourceAddress: socket.remoteAddress ?? '',
-    sourcePort: socket.remotePort ?? 0,
-    destinationAddress: socket.localAddress ?? '',
-    destinationPort: socket.localPort ?? 0,
-  };
 }
 
 function parentOf(socket: TLSSocket): Socket | undefined {
@@ -146,7 +147,7 @@ export class Frontend {
       this.listener = first;
       // Runs before tls.Server's own listener (prepend): the TLSSocket made there finds the times.
       first.prependListener('connection', (raw: Socket) =>
-        this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints: socketEndpoints(raw) }),
+        this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints: this.endpointsOf(raw) }),
       );
     }
     this.listener.on('error', (error: NodeJS.ErrnoException) => {
@@ -202,7 +203,7 @@ export class Frontend {
       socket.allowHalfOpen = true;
       const accepted = (parent && this.accepted.get(parent)) ?? {
         acceptedAt: performance.now(),
-        endpoints: socketEndpoints(socket),
+        endpoints: this.endpointsOf(socket),
       };
       // Secure first: a drain waiting for idle must find this connection in one set or the other.
       handlers.onSecure(socket, accepted);
@@ -258,6 +259,10 @@ export class Frontend {
     return preTlsReaderOf(raw)?.handshakeEnded() ?? false;
   }
 
+  private endpointsOf(socket: Socket): ProxyEndpoints {
+    return new SocketEndpoints(socket, this.options.clientAddressAtAccept);
+  }
+
   private noteAccepted(raw: Socket, accepted: AcceptedSocket): void {
     this.accepted.set(raw, accepted);
     this.handlers.onAccepted(raw);
@@ -270,7 +275,7 @@ export class Frontend {
    * client that leaves early is reported when it leaves.
    */
   private readBeforeTls(raw: Socket): void {
-    this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints: socketEndpoints(raw) });
+    this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints: this.endpointsOf(raw) });
     new PreTlsReader(raw, this.preTlsOptions, this.preTlsHandlers);
   }
 

@@ -181,6 +181,9 @@ export class TlsProxy {
           tls: proxy.tlsOptions(index, options.certificates, options.ticketKey),
           handshakeTimeoutMs: options.config.sslHandshakeTimeoutMs,
           keepaliveSec: options.config.keepaliveSec,
+          // 'handshake failed' (info, warn) and 'connection failed' (warn) lines name the
+          // client, often after its socket is gone; above warn (quiet) none is logged.
+          clientAddressAtAccept: options.logger.isLevelEnabled('warn'),
           proxyProxy: options.config.proxyProxy,
           backlog: options.config.backlog,
           ...(options.listenSocket
