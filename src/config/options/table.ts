@@ -595,6 +595,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   define(
     {
       name: 'tls-protos',
+      hitchFlag: true,
       valueType: 'tls-protos',
       scopes: GLOBAL_AND_FRONTEND,
       summary: 'enabled protocols: SSLv3 TLSv1.0 TLSv1.1 TLSv1.2 TLSv1.3',
@@ -749,6 +750,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   scalar(
     {
       name: 'recv-bufsize',
+      hitchFlag: true,
       valueType: 'uint',
       summary: 'socket receive buffer bytes (0 = OS default)',
       sample: '65536',
@@ -761,6 +763,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   scalar(
     {
       name: 'send-bufsize',
+      hitchFlag: true,
       valueType: 'uint',
       summary: 'socket send buffer bytes (0 = OS default)',
       sample: '65536',
