@@ -12,6 +12,7 @@ import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pino } from 'pino';
 import { acmeCertificateSource } from '../acme/store.js';
+import { readDenyFile } from '../config/deny-file.js';
 import type { ProxyConfig } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
 import { expandFrontendHosts } from '../net/frontend-hosts.js';
@@ -65,7 +66,8 @@ export const ROOT_WORKERS_WARNING = `a start with this configuration would refus
 export interface PreflightResult {
   /**
    * The config a start runs: each frontend named by a host name replaced by one per
-   * address it resolves to (net/frontend-hosts.ts), as Hitch binds them.
+   * address it resolves to (net/frontend-hosts.ts), as Hitch binds them, and the deny
+   * file's ranges read (config/deny-file.ts).
    */
   readonly config: ProxyConfig;
   readonly certificates: CertificateMaterial[];
@@ -81,7 +83,7 @@ export async function preflight(
   options: PreflightOptions,
 ): Promise<PreflightResult> {
   // First: the certificates and the workers' servers are built per (expanded) frontend.
-  const config = await expandFrontendHosts(
+  const expanded = await expandFrontendHosts(
     configured,
     (name, error) =>
       new PreflightError(
@@ -90,6 +92,7 @@ export async function preflight(
         { cause: error },
       ),
   );
+  const config = withDenyList(expanded);
   const identityWarnings = checkIdentity(config, { isRoot: options.isRoot }).warnings;
   // After checkIdentity: as root a missing account is UNHITCH_USER_UNKNOWN, not this.
   try {
@@ -133,6 +136,12 @@ export async function preflight(
     if (config.ticketKeyFile !== undefined) checkTicketKeyFile(config.ticketKeyFile);
   }
   return { config, certificates, certificateWarnings, identityWarnings };
+}
+
+/** deny-file's ranges (config/deny-file.ts), read again on every start, --test and reload. */
+function withDenyList(config: ProxyConfig): ProxyConfig {
+  if (config.denyFile === undefined) return config;
+  return Object.freeze({ ...config, denyList: Object.freeze(readDenyFile(config.denyFile)) });
 }
 
 /**
