@@ -19,6 +19,24 @@ import { UnhitchError } from '../errors.js';
 export interface ListenHandle {
   close(): void;
   getsockname(out: { address?: string; port?: number; family?: string }): number;
+  /** uv_tcp_nodelay: TCP_NODELAY. Returns 0 or a negative errno. */
+  setNoDelay?(enable: boolean): number;
+  /** uv_tcp_keepalive: SO_KEEPALIVE, and with it TCP_KEEPIDLE (s), TCP_KEEPINTVL, TCP_KEEPCNT. */
+  setKeepAlive?(enable: boolean, idleSeconds: number): number;
+}
+
+/**
+ * TCP_NODELAY and keepalive (idle `keepaliveSec`, 0 = off) for every connection the
+ * listening socket `handle` will accept. Linux copies both from the listening socket into
+ * each socket accept(2) returns (the kernel clones the listener's socket state, keepalive
+ * timer included), so they are set once here rather than five setsockopt(2) per connection
+ * the way net.Server's `noDelay`/`keepAlive` options do (issue 24, bench/PERF-STEPS.md).
+ * The handle is shared with the primary and every worker of the slot: each sets the same
+ * values, and a reload that changes `tcp-keepalive` sets the new ones before listening.
+ */
+export function setAcceptedSocketOptions(handle: ListenHandle, keepaliveSec: number): void {
+  handle.setNoDelay?.(true);
+  handle.setKeepAlive?.(keepaliveSec > 0, keepaliveSec);
 }
 
 /** libuv's uv_tcp_flags: UV_TCP_REUSEPORT sets SO_REUSEPORT before bind(2). */

@@ -7,6 +7,7 @@
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 import type { BackendAddress } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
+import { isLoopback, parseIp } from '../net/ip.js';
 import type { BackendResolver } from './backend-resolver.js';
 import type { ConnectionFailureReason } from './events.js';
 
@@ -66,6 +67,9 @@ const BACKEND_READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
 export class BackendConnector {
   private nextSource = 0;
+  /** The backend host keepaliveUseful() last judged, and its answer. */
+  private judgedHost: string | undefined = undefined;
+  private judgedUseful = true;
 
   constructor(readonly target: BackendTarget) {}
 
@@ -132,6 +136,24 @@ export class BackendConnector {
         ...(localAddress === undefined ? {} : { localAddress }),
       });
     }
+  }
+
+  /**
+   * Whether TCP keepalive can tell anything on a connection to the backend: not over a unix
+   * socket or loopback, where the kernel answers a hung backend's probes itself and a dead
+   * backend's sockets close anyway. Hitch sets no keepalive on its backend socket at all;
+   * skipping it saves four setsockopt(2) per connection (issue 24).
+   */
+  keepaliveUseful(): boolean {
+    const address = this.target.address;
+    if (address.kind === 'unix') return false;
+    const host = this.target.resolver?.target ?? address.host ?? '127.0.0.1';
+    if (host !== this.judgedHost) {
+      const ip = parseIp(host);
+      this.judgedHost = host;
+      this.judgedUseful = ip === undefined || !isLoopback(ip);
+    }
+    return this.judgedUseful;
   }
 
   private pickSource(): string | undefined {

@@ -215,7 +215,9 @@ class ProxiedPair extends Splice implements ProxiedConnection, BackendHandler {
   backendConnected(connectMs: number): void {
     const { deps, backend, preamble, forwardedLines } = this;
     deps.observer.backendConnected(connectMs);
-    if (deps.settings.keepaliveSec > 0)
+    // TCP_NODELAY came with the socket (BackendConnector.socket); keepalive only where a
+    // probe can find anything out.
+    if (deps.settings.keepaliveSec > 0 && deps.connector.keepaliveUseful())
       backend.setKeepAlive(true, deps.settings.keepaliveSec * 1000);
     if (typeof preamble !== 'number') {
       backend.write(preamble);

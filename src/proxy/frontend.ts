@@ -14,7 +14,7 @@ import {
 } from 'node:tls';
 import type { TcpAddress } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
-import type { ListenHandle } from '../net/listen-socket.js';
+import { type ListenHandle, setAcceptedSocketOptions } from '../net/listen-socket.js';
 import type { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import type { FrontendTlsPlan, TlsServerPlan } from '../tls/contexts.js';
 import type { ConnectionFailureReason, RefusalReason } from './events.js';
@@ -26,11 +26,15 @@ import {
   preTlsReaderOf,
 } from './pre-tls-reader.js';
 import type { ProxyEndpoints } from './proxy-protocol.js';
+import { SocketEndpoints } from './socket-endpoints.js';
 
 export interface AcceptedSocket {
   /** Monotonic ms (performance.now) at TCP accept: handshake latency starts here. */
   readonly acceptedAt: number;
-  /** From the PROXY header under proxy-proxy, else from the socket itself. */
+  /**
+   * From the PROXY header under proxy-proxy, else from the socket itself, read when first
+   * asked for (SocketEndpoints): the one accessor for anything that needs an address.
+   */
   readonly endpoints: ProxyEndpoints;
   /** proxy-proxy: the header as the client sent it, for passing on unchanged. */
   readonly proxyHeader?: Buffer;
@@ -63,6 +67,12 @@ export interface FrontendOptions {
   readonly handshakeTimeoutMs: number;
   /** TCP keepalive idle seconds for accepted sockets; 0 = off. */
   readonly keepaliveSec: number;
+  /**
+   * Read the client's address at accept (a getpeername(2) per connection): a line logged
+   * once the socket is closed may name the client, and node forgets the address with the
+   * socket. Otherwise it is read only when something asks for it (SocketEndpoints).
+   */
+  readonly clientAddressAtAccept: boolean;
   readonly proxyProxy: boolean;
   readonly backlog: number;
   /**
@@ -96,15 +106,6 @@ export function clientErrorReason(
   return 'handshake_error';
 }
 
-function socketEndpoints(socket: Socket): ProxyEndpoints {
-  return {
-    sourceAddress: socket.remoteAddress ?? '',
-    sourcePort: socket.remotePort ?? 0,
-    destinationAddress: socket.localAddress ?? '',
-    destinationPort: socket.localPort ?? 0,
-  };
-}
-
 /** The client key a counted connection holds a slot of (limits.ts), until its close. */
 const CLIENT_SLOT = Symbol('unhitch.clientSlot');
 type SlotSocket = Socket & { [CLIENT_SLOT]?: string };
@@ -129,20 +130,17 @@ export class Frontend {
     readonly options: FrontendOptions,
     private readonly handlers: FrontendHandlers,
   ) {
-    // TCP_NODELAY and keepalive from accept on (net.Server sets them on each accepted
-    // socket): the handshake's own flights then never wait behind Nagle's algorithm.
-    const acceptOptions = {
-      noDelay: true,
-      keepAlive: options.keepaliveSec > 0,
-      keepAliveInitialDelay: options.keepaliveSec * 1000,
-    };
+    // TCP_NODELAY and keepalive from accept on, so the handshake's own flights never wait
+    // behind Nagle's algorithm: set on the listening socket, which every accepted socket
+    // inherits them from (listen()). No `noDelay`/`keepAlive` server options: with them
+    // net.Server would set them again on each accepted socket, five setsockopt(2) each.
     this.preTlsOptions = {
       proxyHeader: options.proxyProxy,
       route: options.tls.route,
       acmeChallenges: options.acmeChallenges,
       handshakeTimeoutMs: options.handshakeTimeoutMs,
     };
-    this.tlsServers = options.tls.servers.map((plan) => this.createTlsServer(plan, acceptOptions));
+    this.tlsServers = options.tls.servers.map((plan) => this.createTlsServer(plan));
     const first = this.tlsServers[0];
     if (first === undefined) throw new Error('frontend has no TLS server');
     this.challengeServer =
@@ -161,27 +159,24 @@ export class Frontend {
       options.acmeChallenges !== undefined
     ) {
       // Bytes before the handshake are ours to read first: a PROXY header, the ClientHello.
-      this.listener = createNetServer(
-        { ...acceptOptions, allowHalfOpen: false, pauseOnConnect: false },
-        (raw) => this.readBeforeTls(raw),
+      this.listener = createNetServer({ allowHalfOpen: false, pauseOnConnect: false }, (raw) =>
+        this.readBeforeTls(raw),
       );
     } else if (limiter !== undefined) {
       // Limits decide before tls.Server sees the socket: a refused one never becomes a
       // TLSSocket, so nothing is read from it and nothing written.
-      this.listener = createNetServer(
-        { ...acceptOptions, allowHalfOpen: false, pauseOnConnect: false },
-        (raw) => {
-          const endpoints = socketEndpoints(raw);
-          if (!this.admit(raw, endpoints)) return;
-          this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints });
-          first.emit('connection', raw);
-        },
-      );
+      this.listener = createNetServer({ allowHalfOpen: false, pauseOnConnect: false }, (raw) => {
+        // The limiter reads the client's address: one getpeername(2), only with limits.
+        const endpoints = this.endpointsOf(raw);
+        if (!this.admit(raw, endpoints)) return;
+        this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints });
+        first.emit('connection', raw);
+      });
     } else {
       this.listener = first;
       // Runs before tls.Server's own listener (prepend): the TLSSocket made there finds the times.
       first.prependListener('connection', (raw: Socket) =>
-        this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints: socketEndpoints(raw) }),
+        this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints: this.endpointsOf(raw) }),
       );
     }
     this.listener.on('error', (error: NodeJS.ErrnoException) => {
@@ -189,16 +184,12 @@ export class Frontend {
     });
   }
 
-  private createTlsServer(
-    plan: TlsServerPlan,
-    acceptOptions: { noDelay: boolean; keepAlive: boolean; keepAliveInitialDelay: number },
-  ): TlsServer {
+  private createTlsServer(plan: TlsServerPlan): TlsServer {
     const handlers = this.handlers;
     // Half-open only once secure: a FIN during the handshake must end it at once (node
     // then reports 'socket hang up'), not wait for the handshake timeout.
     const server = createTlsServer({
       ...plan.options,
-      ...acceptOptions,
       allowHalfOpen: false,
       handshakeTimeout: this.options.handshakeTimeoutMs,
     });
@@ -241,7 +232,7 @@ export class Frontend {
       socket.allowHalfOpen = true;
       const accepted = (parent && this.accepted.get(parent)) ?? {
         acceptedAt: performance.now(),
-        endpoints: socketEndpoints(socket),
+        endpoints: this.endpointsOf(socket),
       };
       // Secure first: a drain waiting for idle must find this connection in one set or the other.
       handlers.onSecure(socket, accepted);
@@ -297,6 +288,10 @@ export class Frontend {
     return preTlsReaderOf(raw)?.handshakeEnded() ?? false;
   }
 
+  private endpointsOf(socket: Socket): ProxyEndpoints {
+    return new SocketEndpoints(socket, this.options.clientAddressAtAccept);
+  }
+
   /**
    * Ask the limiter about a new client (limits.ts); a refused socket is destroyed here,
    * before any byte is read or written, and reported. True: go on.
@@ -328,7 +323,7 @@ export class Frontend {
    * client that leaves early is reported when it leaves.
    */
   private readBeforeTls(raw: Socket): void {
-    const endpoints = socketEndpoints(raw);
+    const endpoints = this.endpointsOf(raw);
     // Behind proxy-proxy the client is the one the header names: asked once it is read.
     if (!this.options.proxyProxy && !this.admit(raw, endpoints)) return;
     this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints });
@@ -379,6 +374,8 @@ export class Frontend {
         handle.close();
         return;
       }
+      // Before listen(2): the first connection queued already inherits them.
+      setAcceptedSocketOptions(handle, this.options.keepaliveSec);
       // listen(handle) is exclusive in a cluster worker too (node ≥ 22): no primary query.
       this.listener.listen(handle, backlog);
     } else {
@@ -392,6 +389,11 @@ export class Frontend {
     }
     // 'error' rejects (EADDRINUSE, EACCES, a handle that cannot listen).
     await once(this.listener, 'listening');
+    if (!acquireSocket) {
+      // Bound here (one process: tests): set once listening, before the loop accepts.
+      const handle = (this.listener as Server & { _handle?: ListenHandle | null })._handle;
+      if (handle) setAcceptedSocketOptions(handle, this.options.keepaliveSec);
+    }
   }
 
   address(): TcpAddress {

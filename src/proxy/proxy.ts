@@ -225,6 +225,11 @@ export class TlsProxy {
           tls: proxy.tlsOptions(index, options.certificates, options.ticketKey),
           handshakeTimeoutMs: options.config.sslHandshakeTimeoutMs,
           keepaliveSec: options.config.keepaliveSec,
+          // 'handshake failed' (info, warn) and 'connection failed' (warn) lines name the
+          // client, often after its socket is gone, and so do the limiter's failure counts
+          // (deny-repeat-offenders); above warn (quiet) and without limits nothing does.
+          clientAddressAtAccept:
+            options.logger.isLevelEnabled('warn') || proxy.limiter !== undefined,
           proxyProxy: options.config.proxyProxy,
           backlog: options.config.backlog,
           ...(options.listenSocket

@@ -158,11 +158,15 @@ test('a reset with bytes still queued for the client is a WARN client_reset', as
   tls.pause();
   tls.write('send me everything');
   await blocked;
+  const clientPort = raw.localPort;
   raw.resetAndDestroy();
   await waitFor(() => proxy.proxy.activeConnections === 0, 5_000, 'connection gone');
   assert.equal(await sample('unhitch_connection_failures_total{reason="client_reset"}'), 1);
   assert.equal(await sample('unhitch_client_abrupt_ends_total'), 0);
   assert.deepEqual(warnings(), ['connection failed client_reset']);
+  // Named although its socket was gone by then (its address is read at accept).
+  const line = proxy.log.lines.find((candidate) => candidate.msg === 'connection failed');
+  assert.equal(line?.client, `127.0.0.1:${clientPort}`);
 });
 
 test('a reset while the backend is still answering is a WARN client_reset', async (t) => {

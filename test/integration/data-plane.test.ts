@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { startBlackHole } from '../helpers/black-hole.js';
 import { type TcpSocketOptions, tcpSocketOptions } from '../helpers/tcp-options.js';
 import { announceOnce, startTracker } from '../helpers/webtorrent.js';
@@ -321,18 +321,33 @@ test('drain: a connection still handshaking when the drain starts is served to i
   assert.deepEqual(await drain, { forcedClosed: 0 });
 });
 
-test('TCP_NODELAY and the configured keepalive: from accept on (mid-handshake) and on both legs of a spliced pair (live sockets)', async (t) => {
+/** A one-worker unhitch (`args`) in front of an echo backend, and a client whose byte came back. */
+async function workerWithClient(t: TestContext, args: readonly string[]) {
   const backend = await startBackend((socket) => socket.pipe(socket));
   t.after(() => closeBackend(backend));
-  const worker = await startSingleWorker(backend.port, localhostCertificate().combinedPath, [
-    '--keepalive=77',
-  ]);
+  const worker = await startSingleWorker(backend.port, localhostCertificate().combinedPath, args);
   t.after(() => worker.unhitch.kill('SIGKILL'));
   const client = await connectClient(worker.port);
   t.after(() => client.destroy());
   // An echoed byte proves the backend leg is up.
   client.write('x');
   await once(client, 'data');
+  return { backend, worker, client };
+}
+
+/** The worker's live TCP sockets, or undefined (and `t` skipped) without ptrace rights. */
+function liveSockets(t: TestContext, workerPid: number): TcpSocketOptions[] | undefined {
+  try {
+    return tcpSocketOptions(workerPid);
+  } catch (error) {
+    if (!/EPERM|Operation not permitted/.test(String((error as Error).message))) throw error;
+    t.skip('no ptrace rights over the worker (run as root, as CI does)');
+    return undefined;
+  }
+}
+
+test('TCP_NODELAY and the configured keepalive from accept on (mid-handshake) and on the spliced client leg; TCP_NODELAY alone towards a loopback backend (live sockets)', async (t) => {
+  const { backend, worker, client } = await workerWithClient(t, ['--keepalive=77']);
   // A client that has not begun its handshake: its socket must already have the options.
   const silent = netConnect(worker.port, '127.0.0.1');
   t.after(() => silent.destroy());
@@ -343,13 +358,9 @@ test('TCP_NODELAY and the configured keepalive: from accept on (mid-handshake) a
   // The worker accepts the silent connection on its next loop turn: poll briefly.
   for (let attempt = 0; attempt < 50 && handshaking === undefined; attempt++) {
     if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 20));
-    try {
-      sockets = tcpSocketOptions(worker.workerPid);
-    } catch (error) {
-      if (/EPERM|Operation not permitted/.test(String((error as Error).message)))
-        return t.skip('no ptrace rights over the worker (run as root, as CI does)');
-      throw error;
-    }
+    const found = liveSockets(t, worker.workerPid);
+    if (found === undefined) return;
+    sockets = found;
     handshaking = sockets.find(
       (s) => s.localPort === worker.port && s.remotePort === silent.localPort,
     );
@@ -361,13 +372,28 @@ test('TCP_NODELAY and the configured keepalive: from accept on (mid-handshake) a
   assert.ok(handshaking, `handshaking socket among ${JSON.stringify(sockets)}`);
   assert.ok(clientLeg, `client leg among ${JSON.stringify(sockets)}`);
   assert.ok(backendLeg, `backend leg among ${JSON.stringify(sockets)}`);
+  // The client sockets inherit both from the listening socket (set once, not per accept).
   for (const [leg, options] of [
     ['handshaking client', handshaking],
     ['client', clientLeg],
-    ['backend', backendLeg],
   ] as const) {
     assert.equal(options.noDelay, true, `${leg} leg has TCP_NODELAY`);
     assert.equal(options.keepAlive, true, `${leg} leg has SO_KEEPALIVE`);
     assert.equal(options.keepIdleSec, 77, `${leg} leg has TCP_KEEPIDLE = keepalive`);
   }
+  // A loopback backend: keepalive could find nothing out there (as Hitch, none at all).
+  assert.equal(backendLeg.noDelay, true, 'backend leg has TCP_NODELAY');
+  assert.equal(backendLeg.keepAlive, false, 'no SO_KEEPALIVE towards a loopback backend');
+});
+
+test('tcp-keepalive = 0: accepted sockets have TCP_NODELAY and no keepalive (the listening socket says so)', async (t) => {
+  const { worker, client } = await workerWithClient(t, ['--keepalive=0']);
+  const sockets = liveSockets(t, worker.workerPid);
+  if (sockets === undefined) return;
+  const clientLeg = sockets.find(
+    (s) => s.localPort === worker.port && s.remotePort === client.localPort,
+  );
+  assert.ok(clientLeg, `client leg among ${JSON.stringify(sockets)}`);
+  assert.equal(clientLeg.noDelay, true, 'client leg has TCP_NODELAY');
+  assert.equal(clientLeg.keepAlive, false, 'client leg has no SO_KEEPALIVE');
 });
