@@ -77,12 +77,17 @@ export function abuseTable(results: string): string {
   ].join('\n');
 }
 
+/** Whether `text` has the abuse markers. */
+export function hasAbuseTable(text: string): boolean {
+  const begin = text.indexOf(ABUSE_BEGIN_MARKER);
+  return begin >= 0 && text.indexOf(ABUSE_END_MARKER) > begin;
+}
+
 /** `text` with the block between the abuse markers replaced by RESULTS.md's figures. */
 export function withAbuseTable(text: string, results: string): string {
-  const begin = text.indexOf(ABUSE_BEGIN_MARKER);
-  const end = text.indexOf(ABUSE_END_MARKER);
-  if (begin < 0 || end < begin) {
+  if (!hasAbuseTable(text)) {
     throw new Error(`the page lacks ${ABUSE_BEGIN_MARKER} … ${ABUSE_END_MARKER}`);
   }
-  return `${text.slice(0, begin + ABUSE_BEGIN_MARKER.length)}\n${abuseTable(results)}\n${text.slice(end)}`;
+  const begin = text.indexOf(ABUSE_BEGIN_MARKER) + ABUSE_BEGIN_MARKER.length;
+  return `${text.slice(0, begin)}\n${abuseTable(results)}\n${text.slice(text.indexOf(ABUSE_END_MARKER))}`;
 }
