@@ -76,6 +76,11 @@ class Attacker {
     return this.open;
   }
 
+  /** Connections attempted so far. */
+  get attempts(): number {
+    return this.connects;
+  }
+
   stop(): void {
     this.stopping = true;
     for (const socket of this.sockets) socket.resetAndDestroy();
@@ -334,7 +339,10 @@ function settingsFromArgv(): AttackerSettings {
   };
 }
 
-/** Full strength: the held connections are (nearly) all open, or a flood has run a moment. */
+/**
+ * Full strength: the held connections are (nearly) all open, or every slot has been refused
+ * and tried again, or a flood has run a moment.
+ */
 function atFullStrength(
   settings: AttackerSettings,
   attacker: Attacker,
@@ -345,7 +353,11 @@ function atFullStrength(
     case 'slow-hello':
     case 'slowloris-pre':
     case 'slowloris-post':
-      return attacker.openConnections >= settings.sockets * 0.9;
+      // Held, or refused and being retried: past that point the attack does not grow.
+      return (
+        attacker.openConnections >= settings.sockets * 0.9 ||
+        (attacker.attempts >= 2 * settings.sockets && elapsedMs >= 1_000)
+      );
     case 'plaintext':
     case 'handshake':
       return elapsedMs >= 300;

@@ -318,6 +318,8 @@ test('abuse: unhitch with the recommended limits beside a plaintext flood and a 
       '--quick',
       '--proxies=unhitch-limits',
       '--attacks=baseline,plaintext,slowloris-post',
+      '--duration=1.5',
+      '--warmup=0.3',
       '--no-write',
     ],
     onStdoutLine: (line) => lines.push(line),
