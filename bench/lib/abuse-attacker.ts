@@ -183,19 +183,11 @@ class Attacker {
     return slots(this.settings.sockets, () =>
       this.keepSlot(() =>
         this.session((socket) => {
-          let sent = 0;
           // Spread over the tick, or every socket would write in the same instant.
-          const first = setTimeout(() => {
-            const timer = setInterval(() => {
-              if (socket.destroyed || sent >= bytes.length) {
-                clearInterval(timer);
-                return;
-              }
-              socket.write(bytes.subarray(sent, sent + 1));
-              sent++;
-            }, this.settings.tickleMs);
-            socket.once('close', () => clearInterval(timer));
-          }, Math.random() * this.settings.tickleMs);
+          const first = setTimeout(
+            () => this.trickle(socket, socket, bytes),
+            Math.random() * this.settings.tickleMs,
+          );
           socket.once('close', () => clearTimeout(first));
           socket.resume();
         }),
@@ -270,21 +262,26 @@ class Attacker {
           socket.once('close', release);
           this.startTls(socket, (tls) => {
             release();
-            let sent = 0;
-            const timer = setInterval(() => {
-              if (tls.destroyed || sent >= head.length) {
-                clearInterval(timer);
-                return;
-              }
-              tls.write(head.subarray(sent, sent + 1));
-              sent++;
-            }, this.settings.tickleMs);
-            socket.once('close', () => clearInterval(timer));
+            this.trickle(tls, socket, head);
           });
         });
         release();
       }),
     );
+  }
+
+  /** Writes `bytes` to `stream` one byte every tickleMs, until done or `socket` closes. */
+  private trickle(stream: Socket | TLSSocket, socket: Socket, bytes: Buffer): void {
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (stream.destroyed || sent >= bytes.length) {
+        clearInterval(timer);
+        return;
+      }
+      stream.write(bytes.subarray(sent, sent + 1));
+      sent++;
+    }, this.settings.tickleMs);
+    socket.once('close', () => clearInterval(timer));
   }
 
   /** Like keepSlot without the pause between connections: a flood. */

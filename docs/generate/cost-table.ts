@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { readSection } from '../../bench/lib/results-file.js';
+import { readSection, type SectionRow, sectionTableRows } from '../../bench/lib/results-file.js';
 import { formatMarkdownTable, parseMarkdownTable } from '../../bench/lib/table.js';
 import { hasAbuseTable, withAbuseTable } from './abuse-table.js';
 
@@ -26,23 +26,6 @@ const COLUMNS = [
   ['node-tls-bare', 'node:tls alone, no backend'],
 ] as const;
 type Proxy = (typeof COLUMNS)[number][0];
-
-type Row = Readonly<Record<string, string>>;
-
-/** The rows (as header → cell) of the first table in `section` that has every `columns`. */
-function tableRows(results: string, section: string, columns: readonly string[]): Row[] {
-  const body = readSection(results, section);
-  if (body === null) return [];
-  for (const block of body.split(/\n\s*\n/)) {
-    if (!block.trim().startsWith('|')) continue;
-    const [header, ...rows] = parseMarkdownTable(block);
-    if (!header || !columns.every((column) => header.includes(column))) continue;
-    return rows.map((cells) =>
-      Object.fromEntries(header.map((title, i) => [title, cells[i] ?? ''])),
-    );
-  }
-  return [];
-}
 
 /** A section its script (or its author) flagged as measured on a loaded machine. */
 function loaded(results: string, section: string): boolean {
@@ -85,8 +68,8 @@ interface CostLine {
 
 function lineFrom(
   label: string,
-  rows: readonly Row[],
-  match: (row: Row) => boolean,
+  rows: readonly SectionRow[],
+  match: (row: SectionRow) => boolean,
   column: string,
   unit: string,
   decimals: number,
@@ -103,7 +86,7 @@ function lineFrom(
 }
 
 /** The highest "N % = …" offered load of a kind in the equal-load table. */
-function topLoad(rows: readonly Row[], kind: string): string | null {
+function topLoad(rows: readonly SectionRow[], kind: string): string | null {
   let best: { load: number; text: string } | null = null;
   for (const row of rows) {
     if (row.Kind !== kind) continue;
@@ -151,7 +134,11 @@ const NOISY_SUFFIX = ' — loaded machine, noisy';
 /** The cost table from RESULTS.md's sections; `short`: README's few rows and columns. */
 export function costTable(results: string, view: 'full' | 'short' = 'full'): string {
   const lines: (CostLine | null)[] = [];
-  const equal = tableRows(results, 'equal-load', ['Kind', 'Offered load', 'Proxy CPU µs/unit']);
+  const equal = sectionTableRows(results, 'equal-load', [
+    'Kind',
+    'Offered load',
+    'Proxy CPU µs/unit',
+  ]);
   const equalKinds = [
     ['messages', 'CPU per relayed WebTorrent response at equal load'],
     ['full', 'CPU per full TLS 1.3 handshake at equal load, X25519 for every proxy'],
@@ -175,7 +162,11 @@ export function costTable(results: string, view: 'full' | 'short' = 'full'): str
       ),
     );
   }
-  const compare = tableRows(results, 'compare', ['Backend', 'Proxy', 'Proxy CPU µs/response']);
+  const compare = sectionTableRows(results, 'compare', [
+    'Backend',
+    'Proxy',
+    'Proxy CPU µs/response',
+  ]);
   for (const backend of ['uws', 'bittorrent-tracker']) {
     lines.push(
       lineFrom(
@@ -192,7 +183,7 @@ export function costTable(results: string, view: 'full' | 'short' = 'full'): str
       ),
     );
   }
-  const handshake = tableRows(results, 'handshake', [
+  const handshake = sectionTableRows(results, 'handshake', [
     'Proxy',
     'Handshake',
     'Proxy CPU µs/handshake',
@@ -213,7 +204,7 @@ export function costTable(results: string, view: 'full' | 'short' = 'full'): str
       ),
     );
   }
-  const https = tableRows(results, 'https', ['Proxy', 'Proxy CPU µs/request']);
+  const https = sectionTableRows(results, 'https', ['Proxy', 'Proxy CPU µs/request']);
   lines.push(
     lineFrom(
       labelled(results, 'https', 'CPU per HTTPS request (`https`, autocannon -c 100)'),
@@ -224,7 +215,7 @@ export function costTable(results: string, view: 'full' | 'short' = 'full'): str
       1,
     ),
   );
-  const idle = tableRows(results, 'latency', ['Proxy', 'Added p50 µs']);
+  const idle = sectionTableRows(results, 'latency', ['Proxy', 'Added p50 µs']);
   lines.push(
     lineFrom(
       labelled(
@@ -247,7 +238,7 @@ export function costTable(results: string, view: 'full' | 'short' = 'full'): str
       0,
     ),
   );
-  const loaded = tableRows(results, 'latency-under-load', ['Proxy', 'Added p50 µs']);
+  const loaded = sectionTableRows(results, 'latency-under-load', ['Proxy', 'Added p50 µs']);
   const loadedHeading = readSection(results, 'latency-under-load')?.split('\n')[0] ?? '';
   const loadedWhat = /with (.*)$/.exec(loadedHeading)?.[1] ?? 'under load';
   lines.push(
@@ -284,7 +275,7 @@ export function costTable(results: string, view: 'full' | 'short' = 'full'): str
       ),
     );
   }
-  const capacity = tableRows(results, 'capacity', ['Proxy', 'Proxy KiB/conn']);
+  const capacity = sectionTableRows(results, 'capacity', ['Proxy', 'Proxy KiB/conn']);
   lines.push(
     lineFrom(
       labelled(results, 'capacity', 'Memory per idle TLS + WebSocket connection (`capacity`)'),
