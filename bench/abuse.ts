@@ -244,8 +244,9 @@ function startAttacker(
       attacking = () => {};
       resolve({ handle, result });
     };
+    // 'close', not 'exit': the result line may still be in the stdout pipe when 'exit' fires.
+    handle.child.once('close', () => resolveResult(null));
     void handle.exited.then((status) => {
-      resolveResult(null);
       if (status !== 0) {
         clearTimeout(timer);
         reject(new Error(`abuse-attacker exited (${status}): ${handle.stderrTail().trim()}`));
@@ -368,7 +369,7 @@ function notes(settings: AbuseSettings, bench: BenchContext): string[] {
   return [
     `- Layout: proxy (1 worker or thread) on CPU ${bench.proxyCpu}; uws tracker backend, legitimate clients and the attacker (at nice 19) on CPU ${bench.loadCpu}. Each row starts the proxy afresh.`,
     `- Legitimate population: ${settings.clients} clients, each from its own address (127.0.1.1 …), ${settings.rate} sessions/s between them; a session is TCP connect, TLS 1.3 handshake (X25519), WebSocket upgrade, one announce, its reply, close; it fails if any step fails or it takes over 5 s. Latency: connect call → handshake done. ${settings.warmupSeconds} s warm-up under attack, ${settings.durationSeconds} s measured.`,
-    `- Attacker from 127.0.0.2, started before the warm-up and stopped after the window: idle = ${formatCount(held)} connections that send nothing; ClientHello in 1-byte records = ${slow} connections, ${4} records every 50 ms, then again; plaintext flood = ${settings.lanes} loops of an HTTP request in clear; handshake flood = ${settings.lanes} loops of full TLS handshakes; slowloris before = ${formatCount(held)} connections trickling a ClientHello a byte every ${settings.tickleMs / 1000} s; slowloris after = ${slow} connections that finish the handshake, then trickle an HTTP request head a byte every ${settings.tickleMs / 1000} s. A connection the proxy ends is reopened (100 ms later; floods at once), at most 5,000 new connections/s and 100,000 per row; the attacker resets its connections (no TIME_WAIT).`,
+    `- Attacker from 127.0.0.2, started before the warm-up and stopped after the window: idle = ${formatCount(held)} connections that send nothing; ClientHello in 1-byte records = ${slow} connections, ${4} records every 50 ms, then again; plaintext flood = ${settings.lanes} loops of an HTTP request in clear; handshake flood = ${settings.lanes} loops of full TLS handshakes; slowloris before = ${formatCount(held)} connections trickling a ClientHello a byte every ${settings.tickleMs / 1000} s; slowloris after = ${slow} connections that finish the handshake, then trickle an HTTP request head a byte every ${settings.tickleMs / 1000} s. A connection the proxy ends is reopened (100 ms later; floods at once), at most 5,000 new connections/s and 100,000 per row; the attacker resets its connections (no TIME_WAIT). The attacker column: connections attempted / most open at once as the attacker sees them (a connection the kernel completed but the proxy has not accepted yet counts) / ended by the proxy.`,
     `- unhitch: drop-in defaults. unhitch-limits: \`${settings.limitFlags.join(' ')}\`. In the slowloris-after rows both run with \`--forwarded-for=on\` (the only case where unhitch reads the request head); Hitch and HAProxy (mode tcp) relay the trickle to the backend. Hitch has no per-client limit of any kind.`,
     `- HAProxy (${HAPROXY_OPERATOR_LINES.length} lines in its frontend): \`${HAPROXY_OPERATOR_LINES.join('; ')}\`; global log level info to stderr. HAProxy 2.6 has no separate handshake timeout (\`timeout client-hs\` is 2.8+) and \`timeout http-request\` applies to mode http only.`,
     '- Proxy RSS peak: the process tree, sampled every 250 ms from the attacker start to its stop; CPU: the tree over the same span, % of one CPU; log bytes: what the proxy wrote to stdout and stderr over that span (default log levels: unhitch info, Hitch 1, HAProxy info with dontlog-normal).',
