@@ -49,10 +49,11 @@ const LEGIT_CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'abuse-legit.js');
 const ATTACKER = join(REPO_ROOT, 'dist', 'bench', 'lib', 'abuse-attacker.js');
 
 /**
- * unhitch-limits' settings: what docs recommend for a public tracker. Per address: a browser
- * holds one WebSocket per tracker and reconnects rarely; 64 concurrent and 20 new per second
- * leave room for a household or a small NAT. The
- * option samples of src/config/options/table.ts. --limits replaces the whole list.
+ * unhitch-limits' settings: what the docs recommend for a public tracker (docs/pending/limits.md
+ * of issue 20). Per address: a browser holds one WebSocket per tracker and reconnects rarely;
+ * 64 open and 20 new per second leave room for carrier-grade NAT; a request head (the upgrade)
+ * comes right after the handshake; the idle timeout sits above the announce interval.
+ * --limits replaces the whole list.
  */
 export const RECOMMENDED_LIMITS = {
   perIpMaxConnections: 64,
@@ -65,7 +66,7 @@ const DEFAULT_LIMIT_FLAGS: readonly string[] = [
   `--per-ip-max-connections=${RECOMMENDED_LIMITS.perIpMaxConnections}`,
   `--per-ip-connection-rate=${RECOMMENDED_LIMITS.perIpConnectionRate}`,
   `--max-handshakes=${RECOMMENDED_LIMITS.maxHandshakes}`,
-  '--deny-repeat-offenders=5/60s:10m',
+  '--deny-repeat-offenders=20/60s:10m',
   `--request-head-timeout=${RECOMMENDED_LIMITS.requestHeadTimeoutSeconds}`,
   `--idle-timeout=${RECOMMENDED_LIMITS.idleTimeoutSeconds}`,
 ];
