@@ -34,6 +34,7 @@ import { builtinBackend, type RunningBackend, startBackend } from './lib/backend
 import { type Flags, listFlag, numberFlag, positiveFlag } from './lib/cli-args.js';
 import { type BenchContext, runBench } from './lib/harness.js';
 import { runMeasuredChild } from './lib/measured-child.js';
+import { listenDrops } from './lib/netstat.js';
 import { type BenchProcess, isShuttingDown, startProcess } from './lib/processes.js';
 import {
   type ProxyName,
@@ -185,6 +186,8 @@ interface RowRun {
   /** Proxy tree CPU over the attack, % of one CPU. */
   readonly cpuPercent: number;
   readonly logBytes: number;
+  /** The machine's listen-queue drops over the attack (null: not readable). */
+  readonly listenDrops: number | null;
   readonly otherLoadOnProxyCpuPercent: number | null;
 }
 
@@ -280,6 +283,7 @@ async function runRow(
     const maxSeconds = settings.warmupSeconds + settings.durationSeconds + 15;
     const logBefore = output.bytes();
     const cpuBefore = treeCpuMicros(pid);
+    const dropsBefore = listenDrops();
     const startedAt = performance.now();
     const rss = sampleRssPeak(pid);
     const attacker =
@@ -308,6 +312,7 @@ async function runRow(
     }
     const attackerResult = (await attacker?.result) ?? null;
     const seconds = (performance.now() - startedAt) / 1000;
+    const dropsAfter = listenDrops();
     return {
       proxy: name,
       row,
@@ -316,6 +321,7 @@ async function runRow(
       rssPeakKiB: rss.stop(),
       cpuPercent: ((treeCpuMicros(pid) - cpuBefore) / (seconds * 1e6)) * 100,
       logBytes: output.bytes() - logBefore,
+      listenDrops: dropsBefore === null || dropsAfter === null ? null : dropsAfter - dropsBefore,
       otherLoadOnProxyCpuPercent: legit.otherLoadOnProxyCpuPercent,
     };
   } finally {
@@ -357,6 +363,7 @@ function resultTable(runs: readonly RowRun[], bench: BenchContext): string {
       formatDecimal(run.cpuPercent, 0),
       formatCount(run.logBytes),
       attackerCell(run.attacker),
+      run.listenDrops === null ? '–' : formatCount(run.listenDrops),
       bench.reliability.otherLoadCell(`${run.proxy} ${run.row}`, run.otherLoadOnProxyCpuPercent),
       verdict(run.legit, baselineP99, run.row === 'baseline'),
     ];
@@ -373,6 +380,7 @@ function notes(settings: AbuseSettings, bench: BenchContext): string[] {
     `- Attacker from 127.0.0.2, started before the warm-up and stopped after the window: idle = ${formatCount(held)} connections that send nothing; ClientHello in 1-byte records = ${slow} connections, ${4} records every 50 ms, then again; plaintext flood = ${settings.lanes} loops of an HTTP request in clear; handshake flood = ${settings.lanes} loops of full TLS handshakes; slowloris before = ${formatCount(held)} connections trickling a ClientHello a byte every ${settings.tickleMs / 1000} s; slowloris after = ${slow} connections that finish the handshake, then trickle an HTTP request head a byte every ${settings.tickleMs / 1000} s. A connection the proxy ends is reopened (100 ms later; floods at once), at most 5,000 new connections/s and 100,000 per row; the attacker resets its connections (no TIME_WAIT). The attacker column: connections attempted / most open at once as the attacker sees them (a connection the kernel completed but the proxy has not accepted yet counts) / ended by the proxy.`,
     `- unhitch: drop-in defaults. unhitch-limits: \`${settings.limitFlags.join(' ')}\`. In the slowloris-after rows both run with \`--forwarded-for=on\` (the only case where unhitch reads the request head); Hitch and HAProxy (mode tcp) relay the trickle to the backend. Hitch has no per-client limit of any kind.`,
     `- HAProxy (${HAPROXY_OPERATOR_LINES.length} lines in its frontend): \`${HAPROXY_OPERATOR_LINES.join('; ')}\`; global log level info to stderr. HAProxy 2.6 has no separate handshake timeout (\`timeout client-hs\` is 2.8+) and \`timeout http-request\` applies to mode http only.`,
+    "- Listen drops: the kernel's ListenDrops (/proc/net/netstat) over the attack, the whole machine's: connections dropped because a listen queue was full, which a client sees as a 1 s (then 3 s) retransmission in its handshake latency.",
     '- Proxy RSS peak: the process tree, sampled every 250 ms from the attacker start to its stop; CPU: the tree over the same span, % of one CPU; log bytes: what the proxy wrote to stdout and stderr over that span (default log levels: unhitch info, Hitch 1, HAProxy info with dontlog-normal).',
     `- Target (unhitch-limits): every legitimate session succeeds and the handshake p99 stays within ${P99_TARGET_FACTOR}× the same proxy's attack-free run; the Verdict column applies it to every row.`,
   ];

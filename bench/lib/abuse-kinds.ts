@@ -41,6 +41,7 @@ export const ABUSE_TABLE_HEADER = [
   'Proxy CPU %',
   'Log bytes',
   'Attacker conns / held max / ended by proxy',
+  'Listen drops',
   'Other load on proxy CPU %',
   'Verdict',
 ] as const;

@@ -13,6 +13,7 @@ import {
   firstRecordLength,
   oneByteRecords,
 } from '../../bench/lib/client-hello.js';
+import { parseTcpExt } from '../../bench/lib/netstat.js';
 import { formatMarkdownTable } from '../../bench/lib/table.js';
 import { abuseTable, withAbuseTable } from '../../docs/generate/abuse-table.js';
 import { README_PATH, RESULTS_PATH } from '../../docs/generate/cost-table.js';
@@ -32,6 +33,21 @@ test('verdict: every session served and p99 within 2× the attack-free run', () 
   // The baseline is its own reference; without one, no verdict on the tail.
   assert.equal(verdict(served, null, true), 'PASS');
   assert.equal(verdict(served, null, false), '–');
+});
+
+test('parseTcpExt: the TcpExt counters by name, other protocol lines ignored', () => {
+  const netstat = [
+    'TcpExt: SyncookiesSent ListenOverflows ListenDrops',
+    'TcpExt: 3 17 19',
+    'IpExt: InNoRoutes InTruncatedPkts',
+    'IpExt: 0 0',
+    '',
+  ].join('\n');
+  const counters = parseTcpExt(netstat);
+  assert.equal(counters.get('ListenDrops'), 19);
+  assert.equal(counters.get('ListenOverflows'), 17);
+  assert.equal(counters.get('InNoRoutes'), undefined);
+  assert.equal(parseTcpExt('').size, 0);
 });
 
 test('quantile: nearest rank', () => {
