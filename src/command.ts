@@ -99,14 +99,13 @@ async function run(
   const { warnings } = action;
   // Hitch opens its log file before it chdirs to "/"; the workers, forked after that
   // chdir, open it again themselves, so they get the name resolved from where it started.
-  const config =
+  const checked = await preflight(
     reporter !== undefined && action.config.logFilename !== undefined
       ? { ...action.config, logFilename: resolve(action.config.logFilename) }
-      : action.config;
-  const checked = await preflight(config, {
-    isRoot: process.getuid?.() === 0,
-    mode: 'start',
-  });
+      : action.config,
+    { isRoot: process.getuid?.() === 0, mode: 'start' },
+  );
+  const config = checked.config;
   const logger = createLogger({
     level: config.logLevel,
     quiet: config.quiet,

@@ -321,6 +321,18 @@ export const CODES = {
     exitStatus: null,
     level: 'info',
   },
+  UNHITCH_CONNECTION_REFUSED: {
+    meaning:
+      'A connection closed at accept, before any TLS work, by a per-client limit; the reason says which (per_ip_max_connections, per_ip_rate, denied, repeat_offender). Rate-limited per reason; the metric unhitch_connections_refused_total counts every one.',
+    exitStatus: null,
+    level: 'info',
+  },
+  UNHITCH_CLIENT_BANNED: {
+    meaning:
+      'deny-repeat-offenders: a client failed handshakes (or sent non-TLS bytes) too often within the window; every worker refuses it at accept until the ban ends.',
+    exitStatus: null,
+    level: 'warn',
+  },
   // Operations of a running primary: logged, it keeps serving.
   UNHITCH_WORKER_DIED: {
     meaning: 'A worker exited unexpectedly; it is restarted with a growing back-off.',

@@ -213,7 +213,7 @@ function shownPath(path: string): string {
   return inRepo.startsWith('..') ? path : inRepo;
 }
 
-/** The section, the script's files, and (tracked only) README's cost table; the paths written. */
+/** The section, the script's files, and (tracked only) the cost tables of README and docs/benchmarks.md; the paths written. */
 function writeResults(
   destination: ResultsDestination,
   name: string,
@@ -242,7 +242,7 @@ function writeResults(
       cwd: REPO_ROOT,
       stdio: ['ignore', 'ignore', 'inherit'],
     });
-    written.push(join(REPO_ROOT, 'README.md'));
+    written.push(join(REPO_ROOT, 'README.md'), join(REPO_ROOT, 'docs', 'benchmarks.md'));
   }
   return written;
 }

@@ -19,6 +19,8 @@ export type PrimaryMessage =
       readonly ticketKey: Buffer;
       /** Resolved by the primary (no account lookup in the worker); undefined = keep ours. */
       readonly identity: Identity | undefined;
+      /** deny-repeat-offenders: bans in force, to hold from the first accept. */
+      readonly bans: readonly ClientBan[];
     }
   /**
    * Sent with a handle: the worker's copy of its listening socket for frontend `frontend`
@@ -40,7 +42,19 @@ export type PrimaryMessage =
   /** Stop accepting, let connections finish (graceMs: null = no limit), then exit 0. */
   | { readonly type: 'unhitch:drain'; readonly graceMs: number | null }
   /** The primary reopened the log file (rotated) and made it ours to open: reopen it. */
-  | { readonly type: 'unhitch:reopen-log' };
+  | { readonly type: 'unhitch:reopen-log' }
+  /**
+   * deny-repeat-offenders: refuse these clients at accept until their time (Date.now()
+   * ms). Sent to every worker when one bans a client (a new worker has the earlier ones in
+   * its start order).
+   */
+  | { readonly type: 'unhitch:bans'; readonly bans: readonly ClientBan[] };
+
+/** A client (address, or IPv6 prefix) refused until `untilMs` (Date.now() time). */
+export interface ClientBan {
+  readonly client: string;
+  readonly untilMs: number;
+}
 
 export type WorkerMessage =
   /** The worker's module has loaded and listens for orders ('online' comes too early for ESM). */
@@ -50,6 +64,8 @@ export type WorkerMessage =
   /** Send this worker a fresh copy of its socket for frontend `frontend` (resume after a pause). */
   | { readonly type: 'unhitch:listen-socket-request'; readonly frontend: number }
   | { readonly type: 'unhitch:drained'; readonly forcedClosed: number }
+  /** deny-repeat-offenders: this worker banned a client; every worker is to refuse it. */
+  | { readonly type: 'unhitch:ban'; readonly ban: ClientBan }
   /** accepted false: the worker serves no tls-alpn-01 or the name is not in its acme block. */
   | {
       readonly type: 'unhitch:acme-challenge-done';

@@ -18,6 +18,7 @@ import { resolveIdentity } from '../ops/privileges.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { AcmeManager } from './acme.js';
 import { readAllowedCpus } from './affinity.js';
+import { BanTable } from './bans.js';
 import { announceListening } from './dbg-listen.js';
 import { dispatchWorkerMessages } from './dispatch.js';
 import { ListenSockets } from './listen-sockets.js';
@@ -78,6 +79,8 @@ class Primary {
   /** What the expiry metric reports: the serving generation's certificates. */
   private certificatesInService: readonly CertificateExpiry[] = [];
   private readonly sockets = new ListenSockets();
+  /** deny-repeat-offenders: bans in force, for every worker (bans.ts). */
+  private readonly bans = new BanTable();
   /** Every live worker at the stop signal, until it exits. */
   private readonly stopWaiting = new Set<Worker>();
   private stopping = false;
@@ -101,6 +104,7 @@ class Primary {
       allowedCpus: this.allowedCpus,
       ticketKey: () => this.tickets.current,
       sockets: this.sockets,
+      bans: () => this.bans.live(),
     });
     this.supervisor.current = this.supervisor.newGeneration(options.config, certificates);
     this.tickets = new TicketKeyOwner({
@@ -250,6 +254,10 @@ class Primary {
       'unhitch:listening': (worker, message) => {
         supervisor.workerListening(worker, message.addresses);
         acme.workerListening(worker);
+      },
+      'unhitch:ban': (_worker, message) => {
+        this.bans.add(message.ban);
+        supervisor.broadcast({ type: 'unhitch:bans', bans: [message.ban] });
       },
       'unhitch:start-failed': (worker, message) =>
         supervisor.workerStartFailed(worker, message.error),

@@ -123,6 +123,7 @@ export class Reloader {
       for (const warning of checked.certificateWarnings)
         logCode(this.logger, 'UNHITCH_CERTIFICATE_WARNING', {}, warning);
       certificates = checked.certificates;
+      config = checked.config;
     } catch (error) {
       logCode(
         this.logger,

@@ -16,7 +16,7 @@ import { type Identity, resolveIdentity } from '../ops/privileges.js';
 import type { CertificateMaterial } from '../tls/material.js';
 import { cpuForWorker, pinProcess } from './affinity.js';
 import type { ListenSockets } from './listen-sockets.js';
-import { type CrossedError, type PrimaryMessage, reviveError } from './messages.js';
+import { type ClientBan, type CrossedError, type PrimaryMessage, reviveError } from './messages.js';
 import { RELEASE_SOCKET_AFTER_MS, restartDelayMs } from './restart-policy.js';
 import { workerExecArgv } from './worker-heap.js';
 
@@ -53,6 +53,8 @@ export interface SupervisorOptions {
   readonly ticketKey: () => Buffer;
   /** The listening sockets, one per (frontend address, slot), that workers get copies of. */
   readonly sockets: ListenSockets;
+  /** deny-repeat-offenders: the bans in force, in force in a worker before it listens. */
+  readonly bans?: () => readonly ClientBan[];
 }
 
 export class Supervisor {
@@ -60,6 +62,7 @@ export class Supervisor {
   private readonly allowedCpus: readonly number[];
   private readonly ticketKey: () => Buffer;
   private readonly sockets: ListenSockets;
+  private readonly bans: () => readonly ClientBan[];
   /** The uid/gid a generation's workers switch to (looked up once, here, not in workers). */
   private readonly identities = new WeakMap<Generation, Identity | undefined>();
   private readonly meta = new WeakMap<Worker, WorkerMeta>();
@@ -81,6 +84,7 @@ export class Supervisor {
     this.allowedCpus = options.allowedCpus;
     this.ticketKey = options.ticketKey;
     this.sockets = options.sockets;
+    this.bans = options.bans ?? (() => []);
   }
 
   /** Sets up node:cluster; `onExit` sees every worker exit. Call once. */
@@ -390,6 +394,7 @@ export class Supervisor {
       config: generation.config,
       certificates: generation.certificates,
       ticketKey: this.ticketKey(),
+      bans: this.bans(),
       identity,
     });
   }

@@ -15,6 +15,7 @@ import { TlsProxy } from '../proxy/proxy.js';
 import { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import { pinCaStore } from '../tls/ocsp.js';
 import {
+  type ClientBan,
   crossError,
   isPrimaryMessage,
   type PrimaryMessage,
@@ -85,10 +86,14 @@ function reportFirstAccept(observer: ProxyObserver, logger: Logger): ProxyObserv
     handshakeCompleted: (info) => observer.handshakeCompleted(info),
     backendConnected: (durationMs) => observer.backendConnected(durationMs),
     connectionFailed: (reason) => observer.connectionFailed(reason),
+    connectionRefused: (reason) => observer.connectionRefused(reason),
     connectionClosed: (totals) => observer.connectionClosed(totals),
     clientLeftAbruptly: () => observer.clientLeftAbruptly(),
   };
 }
+
+/** Bans broadcast before the proxy exists (it is starting): given to it once it does. */
+const earlyBans: ClientBan[] = [];
 
 /** Sockets from the primary not yet listened on, and listens waiting for one. */
 const arrivedSockets = new Map<number, ListenHandle>();
@@ -166,7 +171,12 @@ async function start(message: Extract<PrimaryMessage, { type: 'unhitch:start' }>
       observer,
       ticketKey: message.ticketKey,
       listenSocket,
+      onBan: (client, untilMs) => send({ type: 'unhitch:ban', ban: { client, untilMs } }),
+      bans: [...message.bans, ...earlyBans],
     });
+    // Bans that came while it started (ban() again is harmless for those it had).
+    for (const ban of earlyBans) proxy.ban(ban.client, ban.untilMs);
+    earlyBans.length = 0;
   } catch (error) {
     logCode(logger, 'UNHITCH_WORKER_START', { err: error }, 'worker failed to start');
     // pino writes the log line out on 'exit' (ops/log.ts).
@@ -245,6 +255,11 @@ process.on('message', (value: unknown, handle: unknown) => {
       break;
     case 'unhitch:reopen-log':
       if (workerLogger) reopenLog(workerLogger);
+      break;
+    case 'unhitch:bans':
+      if (proxy === undefined) earlyBans.push(...value.bans);
+      for (const ban of value.bans) proxy?.ban(ban.client, ban.untilMs);
+      workerLogger?.debug({ bans: value.bans.length }, 'bans received');
       break;
     case 'unhitch:acme-challenge':
       send({

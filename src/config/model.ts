@@ -23,6 +23,13 @@ export interface UnixAddress {
 
 export type BackendAddress = TcpAddress | UnixAddress;
 
+/** deny-repeat-offenders: `failures` within `windowMs` bans the client for `banMs`. */
+export interface RepeatOffenderPolicy {
+  readonly failures: number;
+  readonly windowMs: number;
+  readonly banMs: number;
+}
+
 /**
  * One certificate. With `privateKeyPath` undefined, `certPath` holds key and chain
  * together (Hitch's combined PEM).
@@ -174,6 +181,20 @@ export interface ProxyConfig {
   readonly sendBufferBytes: number | undefined;
   readonly tcpFastOpen: boolean;
 
+  // Per-client limits (unhitch extensions, issue 20), checked at accept, per worker
+  /** Concurrent connections per client address; 0 = off. */
+  readonly perIpMaxConnections: number;
+  /** IPv6 clients are grouped by this many leading bits (a /64 is one subscriber). */
+  readonly perIpIpv6Prefix: number;
+  /** New connections per second per client address (token bucket, burst the same); 0 = off. */
+  readonly perIpConnectionRate: number;
+  /** The deny file's path, as configured; undefined = none. */
+  readonly denyFile: string | undefined;
+  /** The deny file's ranges ('a.b.c.d/n', 'x::/n'), read when the config is loaded. */
+  readonly denyList: readonly string[];
+  /** Ban a client that fails handshakes or sends non-TLS bytes too often; undefined = off. */
+  readonly denyRepeatOffenders: RepeatOffenderPolicy | undefined;
+
   // Process
   /** undefined = one per CPU of the inherited affinity mask. */
   readonly workers: number | undefined;
@@ -269,6 +290,12 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   recvBufferBytes: undefined,
   sendBufferBytes: undefined,
   tcpFastOpen: false,
+  perIpMaxConnections: 0,
+  perIpIpv6Prefix: 64,
+  perIpConnectionRate: 0,
+  denyFile: undefined,
+  denyList: Object.freeze([]),
+  denyRepeatOffenders: undefined,
   workers: undefined,
   pinWorkers: true,
   daemon: false,

@@ -78,10 +78,17 @@ const WORKER_OWN_REOPEN_CHECKS = 3;
 /** Tests shorten the check (the interval is Hitch's and not configurable). */
 export const LOG_REOPEN_CHECK_ENV = 'UNHITCH_LOG_REOPEN_CHECK_MS';
 
-function reopenCheckMs(options: LogOptions): number {
-  const fromEnv = Number(process.env[LOG_REOPEN_CHECK_ENV]);
+/**
+ * The interval, from the options, else the environment (tests), else Hitch's. Only 1 ms
+ * up to Hitch's minute is taken from the environment: node turns a delay past 2^31-1 ms
+ * into 1 ms (TimeoutOverflowWarning), which would make the check a busy loop.
+ */
+export function reopenCheckMs(options: Pick<LogOptions, 'reopenCheckMs'>): number {
   if (options.reopenCheckMs !== undefined) return options.reopenCheckMs;
-  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : LOG_REOPEN_CHECK_MS;
+  const fromEnv = Number(process.env[LOG_REOPEN_CHECK_ENV]);
+  return Number.isInteger(fromEnv) && fromEnv > 0 && fromEnv <= LOG_REOPEN_CHECK_MS
+    ? fromEnv
+    : LOG_REOPEN_CHECK_MS;
 }
 
 type SonicBoom = ReturnType<typeof pino.destination>;
@@ -177,7 +184,7 @@ export function createLogger(options: LogOptions): Logger {
           logger,
           'UNHITCH_SYSLOG_DROPPED',
           { dropped },
-          `syslog: ${dropped} lines dropped while the syslog socket was not reading`,
+          `syslog: ${dropped} lines dropped while syslog took none (its socket not reading, or logger(1) not starting)`,
         ),
     });
     streams.push({ level: 'trace', stream });

@@ -29,6 +29,7 @@ import type {
   ConnectionTotals,
   HandshakeInfo,
   ProxyObserver,
+  RefusalReason,
 } from '../proxy/events.js';
 import { suppressedFailureLines } from './failure-log.js';
 import type { Logger } from './log.js';
@@ -72,6 +73,18 @@ type MissingFailureReason = Exclude<
 >;
 const failureReasonListIsComplete: [MissingFailureReason] extends [never] ? true : never = true;
 void failureReasonListIsComplete;
+
+/** Every refusal reason, each series at 0 from the first scrape (as failure reasons). */
+export const CONNECTION_REFUSAL_REASONS = [
+  'per_ip_max_connections',
+  'per_ip_rate',
+  'denied',
+  'repeat_offender',
+] as const satisfies readonly RefusalReason[];
+
+type MissingRefusalReason = Exclude<RefusalReason, (typeof CONNECTION_REFUSAL_REASONS)[number]>;
+const refusalReasonListIsComplete: [MissingRefusalReason] extends [never] ? true : never = true;
+void refusalReasonListIsComplete;
 
 /**
  * Latency buckets in seconds: sub-millisecond for loopback backends up to the 30 s default
@@ -150,6 +163,12 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     labelNames: ['reason'] as const,
     registers,
   });
+  const refusedTotal = new Counter({
+    name: `${METRIC_PREFIX}connections_refused_total`,
+    help: 'Connections closed at accept by a limit, by reason',
+    labelNames: ['reason'] as const,
+    registers,
+  });
   const bytesTotal = new Counter({
     name: `${METRIC_PREFIX}bytes_total`,
     help: 'Payload bytes relayed, by direction (counted when the connection closes).',
@@ -188,6 +207,7 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
   handshakesTotal.inc({ kind: 'full' }, 0);
   handshakesTotal.inc({ kind: 'resumed' }, 0);
   for (const reason of CONNECTION_FAILURE_REASONS) failuresTotal.inc({ reason }, 0);
+  for (const reason of CONNECTION_REFUSAL_REASONS) refusedTotal.inc({ reason }, 0);
   bytesTotal.inc({ direction: 'client_to_backend' }, 0);
   bytesTotal.inc({ direction: 'backend_to_client' }, 0);
 
@@ -215,6 +235,9 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     },
     connectionFailed(reason: ConnectionFailureReason) {
       failuresTotal.inc({ reason });
+    },
+    connectionRefused(reason: RefusalReason) {
+      refusedTotal.inc({ reason });
     },
     clientLeftAbruptly() {
       abruptEndsTotal.inc();

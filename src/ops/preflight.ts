@@ -8,14 +8,14 @@
  * Hitch's own and are all listed in TEST_DIFFERS_FROM_START below.
  */
 
-import { lookup } from 'node:dns/promises';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { pino } from 'pino';
 import { acmeCertificateSource } from '../acme/store.js';
+import { readDenyFile } from '../config/deny-file.js';
 import type { ProxyConfig } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
+import { expandFrontendHosts } from '../net/frontend-hosts.js';
 import { TlsProxy } from '../proxy/proxy.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { loadCaStore } from '../tls/ocsp.js';
@@ -64,6 +64,12 @@ export const TEST_DIFFERS_FROM_START = ['root-workers', 'address-in-use'] as con
 export const ROOT_WORKERS_WARNING = `a start with this configuration would refuse: ${ROOT_WORKERS_MESSAGE} Set "user" in the config or --user (e.g. --user=nobody)`;
 
 export interface PreflightResult {
+  /**
+   * The config a start runs: each frontend named by a host name replaced by one per
+   * address it resolves to (net/frontend-hosts.ts), as Hitch binds them, and the deny
+   * file's ranges read (config/deny-file.ts).
+   */
+  readonly config: ProxyConfig;
   readonly certificates: CertificateMaterial[];
   /** About the certificates (e.g. a key readable by others). */
   readonly certificateWarnings: string[];
@@ -73,9 +79,20 @@ export interface PreflightResult {
 
 /** Throws the first error a start would stop on; returns the loaded certificates. */
 export async function preflight(
-  config: ProxyConfig,
+  configured: ProxyConfig,
   options: PreflightOptions,
 ): Promise<PreflightResult> {
+  // First: the certificates and the workers' servers are built per (expanded) frontend.
+  const expanded = await expandFrontendHosts(
+    configured,
+    (name, error) =>
+      new PreflightError(
+        'UNHITCH_FRONTEND_HOST',
+        `frontend host ${JSON.stringify(name)} does not resolve (${error.code ?? 'lookup failed'})`,
+        { cause: error },
+      ),
+  );
+  const config = withDenyList(expanded);
   const identityWarnings = checkIdentity(config, { isRoot: options.isRoot }).warnings;
   // After checkIdentity: as root a missing account is UNHITCH_USER_UNKNOWN, not this.
   try {
@@ -111,7 +128,6 @@ export async function preflight(
       );
     }
   }
-  await resolveFrontendHosts(config);
   if (options.mode === 'test') {
     if (config.pidfile !== undefined) checkWritable(config.pidfile, 'UNHITCH_PIDFILE', 'pidfile');
     // The log file's missing directories are created (ops/log.ts), the pidfile's are not.
@@ -119,27 +135,13 @@ export async function preflight(
       checkWritable(config.logFilename, 'UNHITCH_LOG_FILE', 'log file', { createParents: true });
     if (config.ticketKeyFile !== undefined) checkTicketKeyFile(config.ticketKeyFile);
   }
-  return { certificates, certificateWarnings, identityWarnings };
+  return { config, certificates, certificateWarnings, identityWarnings };
 }
 
-/** A host name that does not resolve fails the bind; say so before it. */
-async function resolveFrontendHosts(config: ProxyConfig): Promise<void> {
-  const names = new Set<string>();
-  for (const frontend of config.frontends) {
-    const host = frontend.address.host;
-    if (host !== undefined && isIP(host) === 0) names.add(host);
-  }
-  for (const name of names) {
-    try {
-      await lookup(name);
-    } catch (error) {
-      throw new PreflightError(
-        'UNHITCH_FRONTEND_HOST',
-        `frontend host ${JSON.stringify(name)} does not resolve (${(error as NodeJS.ErrnoException).code ?? 'lookup failed'})`,
-        { cause: error },
-      );
-    }
-  }
+/** deny-file's ranges (config/deny-file.ts), read again on every start, --test and reload. */
+function withDenyList(config: ProxyConfig): ProxyConfig {
+  if (config.denyFile === undefined) return config;
+  return Object.freeze({ ...config, denyList: Object.freeze(readDenyFile(config.denyFile)) });
 }
 
 /**

@@ -23,6 +23,8 @@ export const SYSLOG_TAG = 'unhitch';
 
 /** What may wait for logger(1) (some 3,000 lines) before new lines are dropped. */
 export const SYSLOG_BACKLOG_BYTES = 1024 * 1024;
+/** How long after logger(1) failed to start the next line tries again. */
+export const SYSLOG_SPAWN_RETRY_MS = 5_000;
 
 /** Lines dropped since the process started (the log-lines metric). */
 let droppedTotal = 0;
@@ -71,13 +73,19 @@ export interface SyslogOptions {
 /** A stream for pino.multistream: every line written goes to syslog. */
 export function createSyslogStream(options: SyslogOptions): Writable {
   let child: ChildProcess | undefined;
-  let broken = false;
+  /** logger(1) failed to start (missing, or no descriptor or process left): not before then. */
+  let retryAt = 0;
+  const failed = (which: ChildProcess | undefined): void => {
+    retryAt = Date.now() + SYSLOG_SPAWN_RETRY_MS;
+    if (which === child) child = undefined;
+  };
   const start = (): ChildProcess | undefined => {
-    if (broken) return undefined;
     if (child !== undefined && child.exitCode === null && child.stdin?.writable) return child;
+    if (Date.now() < retryAt) return undefined;
     const socket = process.env[SYSLOG_SOCKET_ENV] ?? DEFAULT_SOCKET;
+    let spawned: ChildProcess;
     try {
-      child = spawn(
+      spawned = spawn(
         'logger',
         [
           `--socket=${socket}`,
@@ -94,18 +102,18 @@ export function createSyslogStream(options: SyslogOptions): Writable {
         },
       );
     } catch {
-      broken = true;
+      failed(undefined);
       return undefined;
     }
-    // No logger(1) on this host: give up quietly, syslog(3) would drop the lines too.
-    child.on('error', () => {
-      broken = true;
-    });
-    child.stdin?.on('error', () => {});
+    child = spawned;
+    // ENOENT (no logger(1) on this host) or EAGAIN/EMFILE (a passing shortage): lines are
+    // dropped and counted, as syslog(3) would lose them, and the start is tried again.
+    spawned.on('error', () => failed(spawned));
+    spawned.stdin?.on('error', () => {});
     // Never keep the process alive just for its log child.
-    child.unref();
-    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
-    return child;
+    spawned.unref();
+    (spawned.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    return spawned;
   };
   /** Lines dropped since the backlog last went out. */
   let dropped = 0;
@@ -131,10 +139,16 @@ export function createSyslogStream(options: SyslogOptions): Writable {
   return new Writable({
     write(chunk: Buffer, _encoding, callback) {
       const pipe = start()?.stdin;
-      // The pipe awaited was a logger(1) that died (its 'drain' never comes): a new one
-      // takes lines now, so the count is said now.
-      if (pipe && awaitedPipe !== undefined && awaitedPipe !== pipe) recovered();
-      if (pipe) {
+      // The pipe awaited was a logger(1) that died (its 'drain' never comes), or there was
+      // none: a new one takes lines now, so the count is said now.
+      if (pipe && dropped > 0 && awaitedPipe !== pipe) recovered();
+      if (!pipe) {
+        for (const line of chunk.toString('utf8').split('\n')) {
+          if (line.length === 0) continue;
+          dropped += 1;
+          droppedTotal += 1;
+        }
+      } else {
         for (const line of chunk.toString('utf8').split('\n')) {
           const formatted = line.length > 0 ? syslogLine(line) : undefined;
           if (formatted === undefined) continue;

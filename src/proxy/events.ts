@@ -27,6 +27,16 @@ export type ConnectionFailureReason =
   | 'client_reset' // client socket error mid-stream (ECONNRESET, EPIPE)
   | 'shutdown'; // closed by drain/forced shutdown
 
+/**
+ * Why a connection was closed at accept by a limit, before any TLS work. Stable strings:
+ * they appear in logs and metric labels.
+ */
+export type RefusalReason =
+  | 'per_ip_max_connections' // per-ip-max-connections: the client has that many open already
+  | 'per_ip_rate' // per-ip-connection-rate: the client's bucket is empty
+  | 'denied' // deny-file lists the address
+  | 'repeat_offender'; // deny-repeat-offenders: banned for failing too often
+
 export interface HandshakeInfo {
   readonly resumed: boolean;
   /** Negotiated protocol, e.g. 'TLSv1.3'. */
@@ -46,6 +56,8 @@ export interface ProxyObserver {
   handshakeCompleted(info: HandshakeInfo): void;
   backendConnected(durationMs: number): void;
   connectionFailed(reason: ConnectionFailureReason): void;
+  /** Closed at accept by a limit (never counted as accepted, failed or closed as well). */
+  connectionRefused(reason: RefusalReason): void;
   connectionClosed(totals: ConnectionTotals): void;
   /**
    * The client reset (ECONNRESET/EPIPE) after the splice with nothing in flight either
@@ -59,6 +71,7 @@ export const NOOP_OBSERVER: ProxyObserver = Object.freeze({
   handshakeCompleted() {},
   backendConnected() {},
   connectionFailed() {},
+  connectionRefused() {},
   connectionClosed() {},
   clientLeftAbruptly() {},
 });

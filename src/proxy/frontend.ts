@@ -17,7 +17,8 @@ import { UnhitchError } from '../errors.js';
 import type { ListenHandle } from '../net/listen-socket.js';
 import type { AcmeChallengeResponder } from '../tls/acme-challenge.js';
 import type { FrontendTlsPlan, TlsServerPlan } from '../tls/contexts.js';
-import type { ConnectionFailureReason } from './events.js';
+import type { ConnectionFailureReason, RefusalReason } from './events.js';
+import type { ClientLimiter } from './limits.js';
 import {
   type PreTlsHandlers,
   type PreTlsOptions,
@@ -46,6 +47,11 @@ export interface FrontendHandlers {
     error: Error,
     endpoints: ProxyEndpoints | undefined,
   ): void;
+  /**
+   * Closed at accept by a limit, before any TLS work. Without proxy-proxy it was never
+   * reported accepted; with it, it was (its header had to be read) and has settled.
+   */
+  onRefused(reason: RefusalReason, endpoints: ProxyEndpoints): void;
   /** accept(2) failed, e.g. EMFILE; the server keeps listening. */
   onAcceptError(error: NodeJS.ErrnoException): void;
 }
@@ -70,6 +76,8 @@ export interface FrontendOptions {
   readonly ocspStaple?: (certificateDer: Buffer) => Buffer | undefined;
   /** ACME tls-alpn-01: answer `acme-tls/1` handshakes for open challenges (acme-challenge.ts). */
   readonly acmeChallenges?: AcmeChallengeResponder | undefined;
+  /** Per-client limits (limits.ts), asked at accept; absent = none, no per-connection cost. */
+  readonly limiter?: ClientLimiter | undefined;
 }
 
 export function clientErrorReason(
@@ -97,6 +105,10 @@ function socketEndpoints(socket: Socket): ProxyEndpoints {
   };
 }
 
+/** The client key a counted connection holds a slot of (limits.ts), until its close. */
+const CLIENT_SLOT = Symbol('unhitch.clientSlot');
+type SlotSocket = Socket & { [CLIENT_SLOT]?: string };
+
 function parentOf(socket: TLSSocket): Socket | undefined {
   return (socket as TLSSocket & { _parent?: Socket })._parent;
 }
@@ -110,6 +122,8 @@ export class Frontend {
   private stopEpoch = 0;
   /** What is read before TLS, the same for every socket of this frontend. */
   private readonly preTlsOptions: PreTlsOptions;
+  /** 'close' listener of every socket holding a limiter slot (`this` is the socket). */
+  private readonly releaseSlot: (this: SlotSocket) => void;
 
   constructor(
     readonly options: FrontendOptions,
@@ -136,6 +150,11 @@ export class Frontend {
         ? undefined
         : this.createChallengeServer(options.acmeChallenges);
 
+    const limiter = options.limiter;
+    this.releaseSlot = function (this: SlotSocket): void {
+      const key = this[CLIENT_SLOT];
+      if (key !== undefined) limiter?.release(key);
+    };
     if (
       options.proxyProxy ||
       options.tls.route !== undefined ||
@@ -145,6 +164,18 @@ export class Frontend {
       this.listener = createNetServer(
         { ...acceptOptions, allowHalfOpen: false, pauseOnConnect: false },
         (raw) => this.readBeforeTls(raw),
+      );
+    } else if (limiter !== undefined) {
+      // Limits decide before tls.Server sees the socket: a refused one never becomes a
+      // TLSSocket, so nothing is read from it and nothing written.
+      this.listener = createNetServer(
+        { ...acceptOptions, allowHalfOpen: false, pauseOnConnect: false },
+        (raw) => {
+          const endpoints = socketEndpoints(raw);
+          if (!this.admit(raw, endpoints)) return;
+          this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints });
+          first.emit('connection', raw);
+        },
       );
     } else {
       this.listener = first;
@@ -266,6 +297,25 @@ export class Frontend {
     return preTlsReaderOf(raw)?.handshakeEnded() ?? false;
   }
 
+  /**
+   * Ask the limiter about a new client (limits.ts); a refused socket is destroyed here,
+   * before any byte is read or written, and reported. True: go on.
+   */
+  private admit(raw: Socket, endpoints: ProxyEndpoints): boolean {
+    const admission = this.options.limiter?.admit(endpoints.sourceAddress);
+    if (admission === undefined) return true;
+    if (admission.refused !== undefined) {
+      raw.destroy();
+      this.handlers.onRefused(admission.refused, endpoints);
+      return false;
+    }
+    if (admission.counted) {
+      (raw as SlotSocket)[CLIENT_SLOT] = admission.key;
+      raw.on('close', this.releaseSlot);
+    }
+    return true;
+  }
+
   private noteAccepted(raw: Socket, accepted: AcceptedSocket): void {
     this.accepted.set(raw, accepted);
     this.handlers.onAccepted(raw);
@@ -278,7 +328,10 @@ export class Frontend {
    * client that leaves early is reported when it leaves.
    */
   private readBeforeTls(raw: Socket): void {
-    this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints: socketEndpoints(raw) });
+    const endpoints = socketEndpoints(raw);
+    // Behind proxy-proxy the client is the one the header names: asked once it is read.
+    if (!this.options.proxyProxy && !this.admit(raw, endpoints)) return;
+    this.noteAccepted(raw, { acceptedAt: performance.now(), endpoints });
     new PreTlsReader(raw, this.preTlsOptions, this.preTlsHandlers);
   }
 
@@ -286,13 +339,17 @@ export class Frontend {
   private readonly preTlsHandlers: PreTlsHandlers = {
     proxyHeaderRead: (raw, endpoints, header) => {
       const accepted = this.accepted.get(raw);
-      if (accepted === undefined) return;
-      // LOCAL / UNKNOWN headers (health checks) carry no addresses: use the socket's.
+      if (accepted === undefined) return true;
+      // LOCAL / UNKNOWN headers (health checks) carry no addresses: use the socket's, and
+      // they are not limited (the load balancer is no client).
       this.accepted.set(raw, {
         acceptedAt: accepted.acceptedAt,
         endpoints: endpoints ?? accepted.endpoints,
         proxyHeader: header,
       });
+      if (endpoints === undefined || this.admit(raw, endpoints)) return true;
+      this.handlers.onHandshakeSettled(raw);
+      return false;
     },
     handOver: (raw, target) => {
       const server =

@@ -52,8 +52,11 @@ export interface PreTlsOptions {
  * every connection.
  */
 export interface PreTlsHandlers {
-  /** The PROXY header was read; `endpoints` undefined for LOCAL/UNKNOWN (health checks). */
-  proxyHeaderRead(raw: Socket, endpoints: ProxyEndpoints | undefined, header: Buffer): void;
+  /**
+   * The PROXY header was read; `endpoints` undefined for LOCAL/UNKNOWN (health checks).
+   * false: the client is refused (a limit) and the socket destroyed: read no further.
+   */
+  proxyHeaderRead(raw: Socket, endpoints: ProxyEndpoints | undefined, header: Buffer): boolean;
   /** TLS takes the socket from here; the bytes read were pushed back into it. */
   handOver(raw: Socket, target: TlsTarget): void;
   /** Failed before TLS. `settled` false: an alert lingers and the socket's close settles it. */
@@ -148,7 +151,10 @@ export class PreTlsReader {
     }
     if (parsed === undefined) return undefined;
     this.#header = undefined;
-    this.handlers.proxyHeaderRead(this.raw, parsed.endpoints, parsed.header);
+    if (!this.handlers.proxyHeaderRead(this.raw, parsed.endpoints, parsed.header)) {
+      this.#stopReading('done');
+      return undefined;
+    }
     if (!this.#peeks) {
       this.#handOver(0, parsed.rest);
       return undefined;

@@ -8,7 +8,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ProxyConfig, TcpAddress } from '../config/model.js';
-import { logCode } from '../errors.js';
+import { logCode, type UnhitchCode } from '../errors.js';
 import { fdHeadroom } from '../net/fd-headroom.js';
 import type { ListenHandle } from '../net/listen-socket.js';
 import { failureLog } from '../ops/failure-log.js';
@@ -27,6 +27,7 @@ import { BackendResolver, type HostLookup, systemLookup } from './backend-resolv
 import { type ConnectionDeps, type ProxiedConnection, proxyConnection } from './connection.js';
 import { NOOP_OBSERVER, type ProxyObserver } from './events.js';
 import { Frontend } from './frontend.js';
+import { ClientLimiter, hasClientLimits } from './limits.js';
 
 export interface ProxyStartOptions {
   readonly config: ProxyConfig;
@@ -44,6 +45,14 @@ export interface ProxyStartOptions {
    * listening socket for frontend `index`, bound and kept open by the primary.
    */
   readonly listenSocket?: (frontendIndex: number) => Promise<ListenHandle>;
+  /**
+   * deny-repeat-offenders: this process banned `client` (an address, or an IPv6 prefix)
+   * until `untilMs` (Date.now() time). A cluster worker tells the primary, which calls
+   * `ban()` on every worker.
+   */
+  readonly onBan?: (client: string, untilMs: number) => void;
+  /** Bans decided before this process started, in force from its first accept. */
+  readonly bans?: ReadonlyArray<{ readonly client: string; readonly untilMs: number }>;
 }
 
 export interface DrainResult {
@@ -78,6 +87,8 @@ export class TlsProxy {
   private readonly resolver: BackendResolver | undefined;
   private staples: StapleStore | undefined;
   private readonly observer: ProxyObserver;
+  /** Per-client limits; undefined when none is configured (nothing done per connection). */
+  private readonly limiter: ClientLimiter | undefined;
   private lastFdLog = 0;
   private fdFailuresSinceLog = 0;
   private acceptBackoffMs = ACCEPT_BACKOFF_MIN_MS;
@@ -92,8 +103,25 @@ export class TlsProxy {
     private readonly logger: Logger,
     observer: ProxyObserver | undefined,
     backendLookup: HostLookup,
+    onBan: ProxyStartOptions['onBan'],
   ) {
     this.observer = observer ?? NOOP_OBSERVER;
+    this.limiter = hasClientLimits(config)
+      ? new ClientLimiter(config, {
+          banned: (client, untilMs) => {
+            failureLog(logger).warn(
+              {
+                reason: 'repeat_offender_banned',
+                code: 'UNHITCH_CLIENT_BANNED' satisfies UnhitchCode,
+                client,
+                until: new Date(untilMs).toISOString(),
+              },
+              'repeat offender: refused at accept until the ban ends',
+            );
+            onBan?.(client, untilMs);
+          },
+        })
+      : undefined;
     const backend = config.backend;
     this.resolver =
       backend.kind === 'tcp' && backend.host !== undefined
@@ -167,7 +195,9 @@ export class TlsProxy {
       options.logger,
       options.observer,
       options.backendLookup ?? systemLookup,
+      options.onBan,
     );
+    for (const ban of options.bans ?? []) proxy.ban(ban.client, ban.untilMs);
     // OCSP staples are loaded (and their files watched) only by a proxy that serves;
     // a bad or missing staple is logged, never fatal, so check() has nothing to learn.
     if (serving) proxy.staples = proxy.stapleStore(options.certificates);
@@ -192,13 +222,26 @@ export class TlsProxy {
                 ocspStaple: (certificate: Buffer) => proxy.staples?.stapleFor(certificate),
               }),
           acmeChallenges: options.acmeChallenges,
+          limiter: proxy.limiter,
         },
         {
           onAccepted: (raw) => proxy.accepted(raw),
           onHandshakeSettled: (raw) => proxy.handshakeSettled(raw),
           onSecure: (socket, accepted) => proxy.secured(socket, accepted),
+          onRefused: (reason, endpoints) => {
+            proxy.observer.connectionRefused(reason);
+            failureLog(proxy.logger).info(
+              {
+                reason,
+                code: 'UNHITCH_CONNECTION_REFUSED' satisfies UnhitchCode,
+                client: `${endpoints.sourceAddress}:${endpoints.sourcePort}`,
+              },
+              'connection refused',
+            );
+          },
           onClientError: (reason, error, endpoints) => {
             proxy.observer.connectionFailed(reason);
+            if (endpoints !== undefined) proxy.limiter?.failed(endpoints.sourceAddress, reason);
             // A real reset mid-handshake (a read/write failing with ECONNRESET) is worth a
             // look; a FIN before the handshake ends ('socket hang up': TCP health checks,
             // probes) and the rest (scanners, plaintext, old protocols) is normal noise.
@@ -374,6 +417,11 @@ export class TlsProxy {
    */
   get activeConnections(): number {
     return this.connections.size + this.opening.size;
+  }
+
+  /** deny-repeat-offenders: a ban decided here or in another worker (Date.now() time). */
+  ban(client: string, untilMs: number): void {
+    this.limiter?.ban(client, untilMs);
   }
 
   setTicketKey(key: Buffer): void {

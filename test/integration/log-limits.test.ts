@@ -198,7 +198,7 @@ async function floodHungSyslog(t: TestContext) {
   return { syslog, ...(await flood(t, socketPath)) };
 }
 
-const DROPPED_LINE = /syslog: (\d+) lines dropped while the syslog socket was not reading/;
+const DROPPED_LINE = /syslog: (\d+) lines dropped while syslog took none/;
 
 test('syslog = on and a socket that stops reading: memory bounded, drops counted in the metric, one line when it reads again', async (t) => {
   const { syslog, growth, dropped } = await floodHungSyslog(t);
@@ -239,4 +239,59 @@ test('syslog: logger(1) killed while lines were being dropped: its successor say
   );
   assert.ok(Number(recovered[1]) >= dropped, `said ${recovered[1]}, ${dropped} dropped before`);
   assert.match(syslog.received(), /one more line/);
+});
+
+test('syslog: logger(1) that cannot start (not on PATH) is tried again; the lines lost meanwhile are counted and said', async (t) => {
+  const socketPath = join(tempDir(t), 'log.sock');
+  const syslog = hungSyslog(t, socketPath);
+  await eventually(
+    () => (syslog.received().startsWith('ready') ? true : undefined),
+    10_000,
+    'listener',
+  );
+  syslog.startReading();
+  // logger(1) is looked up on PATH at each start: first nowhere, then where it is.
+  const script = `
+    const { createLogger } = await import(${JSON.stringify(logModuleUrl)});
+    const { createWorkerMetrics } = await import(${JSON.stringify(metricsModuleUrl)});
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    const logger = createLogger({
+      level: 'info', quiet: false, console: false, syslog: { facility: 'local0' },
+    });
+    const metrics = createWorkerMetrics({
+      workerId: 0, activeConnections: () => 0, collectProcessMetrics: false,
+    });
+    for (let line = 0; line < 20; line++) {
+      logger.info({ line }, 'lost');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    process.env.PATH = path;
+    const text = await metrics.registry.metrics();
+    console.log(/unhitch_log_lines_dropped_total\\{cause="syslog_backlog"\\} (\\d+)/.exec(text)?.[1]);
+    process.on('SIGUSR2', () => logger.info('after the retry'));
+    setInterval(() => {}, 1_000);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, UNHITCH_SYSLOG_SOCKET: socketPath },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const [report] = (await once(child.stdout, 'data')) as [Buffer];
+  const droppedBefore = Number(report.toString('utf8').trim());
+  assert.ok(droppedBefore >= 19, `${droppedBefore} lines counted as dropped`);
+  // One more line per poll until the retry (SYSLOG_SPAWN_RETRY_MS) starts logger(1).
+  const recovered = await eventually(
+    () => {
+      child.kill('SIGUSR2');
+      return DROPPED_LINE.exec(syslog.received()) ?? undefined;
+    },
+    30_000,
+    'the line saying how many were dropped',
+  );
+  assert.ok(Number(recovered[1]) >= droppedBefore, `said ${recovered[1]}, ${droppedBefore} before`);
+  assert.match(syslog.received(), /after the retry/);
+  assert.doesNotMatch(syslog.received(), /"msg":"lost"|lost/);
 });

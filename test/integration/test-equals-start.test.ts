@@ -5,7 +5,7 @@
  * exceptions of ops/preflight.ts (here: root without `user`, a warning from --test).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,12 +35,34 @@ const CHILD_ENV = {
   NODE_COMPILE_CACHE: join(tmpdir(), 'unhitch-test-compile-cache'),
 };
 
+/**
+ * Every unhitch this file has started and not yet seen exit. A timeout (the test's, or the
+ * runner's for the whole file, which sends SIGTERM) must not leave them running: a primary
+ * left behind keeps its workers, its services process and its ports.
+ */
+const running = new Set<ChildProcess>();
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  child.once('error', () => running.delete(child));
+}
+function killRunning(): void {
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+}
+process.once('exit', killRunning);
+process.once('SIGTERM', () => {
+  killRunning();
+  process.exit(143);
+});
+
 function runTest(configPath: string): Promise<Outcome> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, '--test', `--config=${configPath}`], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: CHILD_ENV,
     });
+    track(child);
     let output = '';
     child.stderr.on('data', (chunk: Buffer) => {
       output += chunk.toString('utf8');
@@ -62,6 +84,7 @@ function runStart(configPath: string, cwd: string, logFile: string | undefined):
       stdio: ['ignore', 'pipe', 'pipe'],
       env: CHILD_ENV,
     });
+    track(child);
     let output = '';
     let listened = false;
     let timedOut = false;
@@ -110,7 +133,11 @@ test('--test exits 0 iff a real start of the same hitch.conf gets its workers li
   timeout: 600_000,
 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-equiv-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  t.signal.addEventListener('abort', killRunning);
+  t.after(() => {
+    killRunning();
+    rmSync(dir, { recursive: true, force: true });
+  });
   const fx = makeFixtures(dir);
   const shapes = fc.sample(SHAPE, { numRuns: CORPUS_SIZE, seed: SEED });
   const results: Array<{ test: Outcome; start: Outcome; config: string }> = [];

@@ -8,7 +8,13 @@ import { mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createLogger, followLogFile, reopenLog } from '../../src/ops/log.js';
+import {
+  createLogger,
+  followLogFile,
+  LOG_REOPEN_CHECK_ENV,
+  reopenCheckMs,
+  reopenLog,
+} from '../../src/ops/log.js';
 
 const asRoot = process.getuid?.() === 0;
 
@@ -39,4 +45,25 @@ test('a rotated name root cannot hand to the workers (append-only, chattr +a): e
   const before = descriptors();
   for (let attempt = 0; attempt < 20; attempt++) reopenLog(logger);
   assert.equal(descriptors(), before, 'descriptors held after 20 failed reopens');
+});
+
+test('the reopen interval from the environment: 1 ms to Hitch’s minute, anything else is the minute (node would run a delay past 2^31-1 ms every 1 ms)', () => {
+  const saved = process.env[LOG_REOPEN_CHECK_ENV];
+  try {
+    for (const [text, expected] of [
+      ['250', 250],
+      ['60000', 60_000],
+      ['3000000000', 60_000],
+      ['0', 60_000],
+      ['-5', 60_000],
+      ['1.5', 60_000],
+      ['abc', 60_000],
+    ] as const) {
+      process.env[LOG_REOPEN_CHECK_ENV] = text;
+      assert.equal(reopenCheckMs({}), expected, text);
+    }
+  } finally {
+    if (saved === undefined) delete process.env[LOG_REOPEN_CHECK_ENV];
+    else process.env[LOG_REOPEN_CHECK_ENV] = saved;
+  }
 });

@@ -41,7 +41,10 @@ function recorder(): PreTlsHandlers & { events: Event[]; next(): Promise<Event> 
       if (event !== undefined) return Promise.resolve(event);
       return new Promise((resolve) => waiting.push(resolve));
     },
-    proxyHeaderRead: (_raw, endpoints) => push({ kind: 'header', endpoints }),
+    proxyHeaderRead: (_raw, endpoints) => {
+      push({ kind: 'header', endpoints });
+      return true;
+    },
     handOver: (_raw, target) => push({ kind: 'handOver', target }),
     failed: (_raw, reason, _error, settled) => push({ kind: 'failed', reason, settled }),
     closed: () => push({ kind: 'closed' }),

@@ -2,6 +2,7 @@
  * Entries → ProxyConfig. Entries are applied in order onto a draft (later wins, like
  * Hitch); `finalizeDraft` then applies the cross-option rules and freezes the result.
  */
+
 import { ipText, parseIp } from '../../net/ip.js';
 import { ConfigError, type SourcePosition } from '../errors.js';
 import {

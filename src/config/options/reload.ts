@@ -96,6 +96,17 @@ export const RELOAD_EFFECTS: Readonly<Record<string, ReloadEffect>> = Object.fre
   'ticket-rotation': YES,
   'forwarded-for': YES,
   'backend-source-addresses': YES,
+  'per-ip-max-connections': {
+    applies: 'yes',
+    note: 'the new workers count from zero; the old ones keep counting their own connections',
+  },
+  'per-ip-ipv6-prefix': YES,
+  'per-ip-connection-rate': YES,
+  'deny-file': {
+    applies: 'yes',
+    note: 're-read; a bad file rejects the reload and the running list stays. Established connections are not closed',
+  },
+  'deny-repeat-offenders': { applies: 'yes', note: 'bans in force carry over to the new workers' },
   metrics: { applies: 'no', note: 'the endpoint is opened once at start' },
   acme: { applies: 'yes', note: 'a changed block starts a new order' },
   directory: YES,

@@ -11,6 +11,7 @@ import {
   DEFAULT_CONFIG,
   DEFAULT_TLS,
   type LogFormat,
+  type RepeatOffenderPolicy,
   type TlsProtocolName,
   type TlsSettings,
 } from '../model.js';
@@ -28,6 +29,7 @@ import type { Entry, ScalarItem } from './entry.js';
 import {
   invalid,
   LEGACY_PROTOCOLS,
+  MAX_DURATION_SECONDS,
   normalizeHost,
   parseAddressList,
   parseAlpnProtos,
@@ -461,6 +463,29 @@ const ACME_CHALLENGES: readonly AcmeChallengeType[] = ['tls-alpn-01', 'http-01']
 const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
 
 const timeout = (item: ScalarItem, text: string) => parseSeconds(item, text, TIMEOUT_RANGE);
+
+const DURATION_UNIT_MS: Readonly<Record<string, number>> = { s: 1_000, m: 60_000, h: 3_600_000 };
+
+/** deny-repeat-offenders = "FAILURES/WINDOW:BAN", durations in s (default), m or h. */
+function parseRepeatOffenders(item: ScalarItem, text: string): RepeatOffenderPolicy {
+  const match = /^([0-9]+)\/([0-9]+)([smh]?):([0-9]+)([smh]?)$/.exec(text.replace(/\s+/g, ''));
+  const wanted = 'FAILURES/WINDOW:BAN with durations in s, m or h, e.g. "5/60s:10m"';
+  if (match === null)
+    invalid(item, `invalid deny-repeat-offenders ${JSON.stringify(text)}`, wanted);
+  const [, failures, window, windowUnit, ban, banUnit] = match as unknown as string[];
+  const ms = (value: string | undefined, unit: string | undefined): number =>
+    Number(value) * (DURATION_UNIT_MS[unit || 's'] as number);
+  const policy = {
+    failures: Number(failures),
+    windowMs: ms(window, windowUnit),
+    banMs: ms(ban, banUnit),
+  };
+  if (policy.failures < 1 || policy.windowMs < 1 || policy.banMs < 1)
+    invalid(item, `deny-repeat-offenders ${JSON.stringify(text)} has a zero`, wanted);
+  if (Math.max(policy.windowMs, policy.banMs) > MAX_DURATION_SECONDS * 1000)
+    invalid(item, `deny-repeat-offenders ${JSON.stringify(text)} is out of range`, wanted);
+  return Object.freeze(policy);
+}
 /** Linux refuses a TCP_KEEPIDLE above this (and node then silently sends no keepalive). */
 const MAX_KEEPALIVE_SECONDS = 32_767;
 /**
@@ -595,6 +620,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   define(
     {
       name: 'tls-protos',
+      hitchFlag: true,
       valueType: 'tls-protos',
       scopes: GLOBAL_AND_FRONTEND,
       summary: 'enabled protocols: SSLv3 TLSv1.0 TLSv1.1 TLSv1.2 TLSv1.3',
@@ -749,6 +775,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   scalar(
     {
       name: 'recv-bufsize',
+      hitchFlag: true,
       valueType: 'uint',
       summary: 'socket receive buffer bytes (0 = OS default)',
       sample: '65536',
@@ -761,6 +788,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   scalar(
     {
       name: 'send-bufsize',
+      hitchFlag: true,
       valueType: 'uint',
       summary: 'socket send buffer bytes (0 = OS default)',
       sample: '65536',
@@ -1069,6 +1097,77 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
       ctx.draft.settings.backendSourceAddresses = Object.freeze(
         parseAddressList(scalarItems(entry)),
       );
+    },
+  ),
+  // --- Per-client limits (issue 20): checked at accept, per worker ---
+  scalar(
+    {
+      name: 'per-ip-max-connections',
+      valueType: 'uint',
+      extension: true,
+      summary:
+        'open connections per client address and worker; one more is closed at accept, before TLS (0 = off)',
+      sample: '64',
+    },
+    (item, text) => parseUint(item, text, 0),
+    (ctx, value) => {
+      ctx.draft.settings.perIpMaxConnections = value ?? DEFAULT_CONFIG.perIpMaxConnections;
+    },
+  ),
+  scalar(
+    {
+      name: 'per-ip-ipv6-prefix',
+      valueType: 'uint',
+      extension: true,
+      summary: 'IPv6 clients count as one address per prefix of this length (default 64)',
+      sample: '64',
+    },
+    (item, text) => parseUint(item, text, 1, 128),
+    (ctx, value) => {
+      ctx.draft.settings.perIpIpv6Prefix = value ?? DEFAULT_CONFIG.perIpIpv6Prefix;
+    },
+  ),
+  scalar(
+    {
+      name: 'per-ip-connection-rate',
+      valueType: 'uint',
+      extension: true,
+      summary:
+        'new connections per second per client address and worker, bursts of as many; more are closed at accept (0 = off)',
+      sample: '20',
+    },
+    (item, text) => parseUint(item, text, 0),
+    (ctx, value) => {
+      ctx.draft.settings.perIpConnectionRate = value ?? DEFAULT_CONFIG.perIpConnectionRate;
+    },
+  ),
+  scalar(
+    {
+      name: 'deny-file',
+      valueType: 'path',
+      extension: true,
+      summary:
+        'addresses and CIDR ranges (IPv4, IPv6) closed at accept, one per line, # comments; re-read on SIGHUP',
+      sample: '"/etc/unhitch/deny.txt"',
+    },
+    asText,
+    (ctx, path) => {
+      // Read with the certificates (ops/preflight.ts): at start, on --test, on reload.
+      ctx.draft.settings.denyFile = path;
+    },
+  ),
+  scalar(
+    {
+      name: 'deny-repeat-offenders',
+      valueType: 'string',
+      extension: true,
+      summary:
+        'FAILURES/WINDOW:BAN, e.g. "5/60s:10m": a client that fails that many handshakes (or sends non-TLS bytes) within WINDOW is closed at accept for BAN, in every worker',
+      sample: '"5/60s:10m"',
+    },
+    parseRepeatOffenders,
+    (ctx, policy) => {
+      ctx.draft.settings.denyRepeatOffenders = policy;
     },
   ),
   scalar(
