@@ -51,30 +51,34 @@ const ATTACKER = join(REPO_ROOT, 'dist', 'bench', 'lib', 'abuse-attacker.js');
 
 /**
  * unhitch-limits' settings: what the docs recommend for a public tracker (docs/pending/limits.md
- * of issue 20). Per address: a browser holds one WebSocket per tracker and reconnects rarely;
- * 64 open and 20 new per second leave room for carrier-grade NAT; a request head (the upgrade)
- * comes right after the handshake; the idle timeout sits above the announce interval. And a
- * listen backlog of 1,024 instead of Hitch's 100: a refused attacker reconnects at once, and
- * while max-handshakes pauses accepting the queue holds everyone else; at 100 it overflowed
- * (13,540 ListenDrops, legitimate p99 1.1 s in a 4 s slowloris-before row; 1,253 and 0.28 s at
- * 1,024, same loaded machine). --limits replaces the whole list.
+ * and timers.md of issue 20). Per address: a browser holds one WebSocket per tracker and
+ * reconnects rarely; 64 open and 20 new per second leave room for carrier-grade NAT. A request
+ * head (the upgrade) comes right after the handshake; the idle timeout sits above the 10-minute
+ * announce interval; a large backlog holds newcomers while max-handshakes pauses accepting (a
+ * refused attacker also reconnects at once: at Hitch's 100 the queue overflowed, 13,540
+ * ListenDrops and a legitimate p99 of 1.1 s in a 4 s slowloris-before row on a loaded machine;
+ * 1,253 and 0.28 s at 1,024). --limits replaces the whole list.
  */
 export const RECOMMENDED_LIMITS = {
   perIpMaxConnections: 64,
   perIpConnectionRate: 20,
-  maxHandshakes: 256,
+  denyRepeatOffenders: '20/60s:10m',
+  maxHandshakes: 512,
+  backlog: 4096,
+  sslHandshakeTimeoutSeconds: 10,
   requestHeadTimeoutSeconds: 10,
-  idleTimeoutSeconds: 600,
-  backlog: 1024,
+  idleTimeoutSeconds: 1200,
 } as const;
 const DEFAULT_LIMIT_FLAGS: readonly string[] = [
   `--per-ip-max-connections=${RECOMMENDED_LIMITS.perIpMaxConnections}`,
   `--per-ip-connection-rate=${RECOMMENDED_LIMITS.perIpConnectionRate}`,
+  `--deny-repeat-offenders=${RECOMMENDED_LIMITS.denyRepeatOffenders}`,
   `--max-handshakes=${RECOMMENDED_LIMITS.maxHandshakes}`,
-  '--deny-repeat-offenders=20/60s:10m',
+  `--backlog=${RECOMMENDED_LIMITS.backlog}`,
+  `--ssl-handshake-timeout=${RECOMMENDED_LIMITS.sslHandshakeTimeoutSeconds}`,
+  '--forwarded-for=on',
   `--request-head-timeout=${RECOMMENDED_LIMITS.requestHeadTimeoutSeconds}`,
   `--idle-timeout=${RECOMMENDED_LIMITS.idleTimeoutSeconds}`,
-  `--backlog=${RECOMMENDED_LIMITS.backlog}`,
 ];
 
 /**
@@ -166,14 +170,13 @@ function proxyExtras(
   row: RowKind,
   settings: AbuseSettings,
 ): Pick<ProxyStartOptions, 'extraArgs' | 'haproxy'> {
-  // After the handshake only unhitch reads the request head (forwarded-for); Hitch and HAProxy
-  // in TCP mode relay the trickle to the backend.
-  const forwardedFor = row === 'slowloris-post' ? ['--forwarded-for=on'] : [];
   switch (name) {
     case 'unhitch':
-      return { extraArgs: forwardedFor };
+      // After the handshake only unhitch reads the request head (forwarded-for, on in the
+      // recommended limits); Hitch and HAProxy in TCP mode relay the trickle to the backend.
+      return { extraArgs: row === 'slowloris-post' ? ['--forwarded-for=on'] : [] };
     case 'unhitch-limits':
-      return { extraArgs: [...settings.limitFlags, ...forwardedFor] };
+      return { extraArgs: settings.limitFlags };
     case 'haproxy':
       return { haproxy: { logLevel: 'info', frontendLines: HAPROXY_OPERATOR_LINES } };
     default:
@@ -383,7 +386,7 @@ function notes(settings: AbuseSettings, bench: BenchContext): string[] {
     `- Layout: proxy (1 worker or thread) on CPU ${bench.proxyCpu}; uws tracker backend, legitimate clients and the attacker (at nice 19) on CPU ${bench.loadCpu}. Each row starts the proxy afresh.`,
     `- Legitimate population: ${settings.clients} clients, each from its own address (127.0.1.1 …), ${settings.rate} sessions/s between them; a session is TCP connect, TLS 1.3 handshake (X25519), WebSocket upgrade, one announce, its reply, close; it fails if any step fails or it takes over 5 s. Latency: connect call → handshake done. ${settings.warmupSeconds} s warm-up under attack, ${settings.durationSeconds} s measured.`,
     `- Attacker from 127.0.0.2, started before the warm-up and stopped after the window: idle = ${formatCount(held)} connections that send nothing; ClientHello in 1-byte records = ${slow} connections, ${4} records every 50 ms, then again; plaintext flood = ${settings.lanes} loops of an HTTP request in clear; handshake flood = ${settings.lanes} loops of full TLS handshakes; slowloris before = ${formatCount(held)} connections trickling a ClientHello a byte every ${settings.tickleMs / 1000} s; slowloris after = ${slow} connections that finish the handshake, then trickle an HTTP request head a byte every ${settings.tickleMs / 1000} s. A connection the proxy ends is reopened (100 ms later; floods at once), at most 5,000 new connections/s and 100,000 per row; the attacker resets its connections (no TIME_WAIT). The attacker column: connections attempted / most open at once as the attacker sees them (a connection the kernel completed but the proxy has not accepted yet counts) / ended by the proxy.`,
-    `- unhitch: drop-in defaults. unhitch-limits: \`${settings.limitFlags.join(' ')}\`. In the slowloris-after rows both run with \`--forwarded-for=on\` (the only case where unhitch reads the request head); Hitch and HAProxy (mode tcp) relay the trickle to the backend. Hitch has no per-client limit of any kind.`,
+    `- unhitch: drop-in defaults. unhitch-limits: \`${settings.limitFlags.join(' ')}\`. unhitch runs with \`--forwarded-for=on\` in the slowloris-after rows (the only case where unhitch reads the request head); Hitch and HAProxy (mode tcp) relay the trickle to the backend. Hitch has no per-client limit of any kind.`,
     `- HAProxy (${HAPROXY_OPERATOR_LINES.length} lines in its frontend): \`${HAPROXY_OPERATOR_LINES.join('; ')}\`; global log level info to stderr. HAProxy 2.6 has no separate handshake timeout (\`timeout client-hs\` is 2.8+) and \`timeout http-request\` applies to mode http only.`,
     "- Listen drops: the kernel's ListenDrops (/proc/net/netstat) over the attack, the whole machine's: connections dropped because a listen queue was full, which a client sees as a 1 s (then 3 s) retransmission in its handshake latency.",
     '- Proxy RSS peak: the process tree, sampled every 250 ms from the attacker start to its stop; CPU: the tree over the same span, % of one CPU; log bytes: what the proxy wrote to stdout and stderr over that span (default log levels: unhitch info, Hitch 1, HAProxy info with dontlog-normal).',
