@@ -14,6 +14,7 @@ import { builtinBackend, startBackend } from './lib/backends.js';
 import { numberFlag } from './lib/cli-args.js';
 import { runBench } from './lib/harness.js';
 import { runMeasuredChild } from './lib/measured-child.js';
+import { hardOpenFilesLimit, maxProxiedConnections } from './lib/open-files.js';
 import { proxyUnavailableReason, REPO_ROOT, startProxy } from './lib/proxies.js';
 import { formatDecimal, formatMarkdownTable } from './lib/table.js';
 
@@ -26,11 +27,6 @@ interface IdleResult {
   readonly open: number;
   readonly failures: number;
   readonly firstError: string;
-}
-
-function hardOpenFilesLimit(): number {
-  const text = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
-  return text === 'unlimited' ? 1_048_576 : Number(text);
 }
 
 /** Whether prlimit may give a child `limit` open files (root without CAP_SYS_RESOURCE may not). */
@@ -46,7 +42,7 @@ function canRaiseOpenFiles(limit: number): boolean {
 /** The target that fits: the proxy needs two descriptors per connection (client + backend). */
 export function fittingTarget(requested: number, hardLimit: number, canRaise: boolean): number {
   if (canRaise) return requested;
-  return Math.max(1, Math.min(requested, Math.floor((hardLimit - SPARE_FILES) / 2)));
+  return Math.min(requested, maxProxiedConnections(hardLimit, SPARE_FILES));
 }
 
 runBench({

@@ -29,9 +29,9 @@ import { runMeasuredChild } from './lib/measured-child.js';
 import {
   measureInTurns,
   type ProxyName,
-  proxyUnavailableReason,
   REPO_ROOT,
   type RunningProxy,
+  runnableTerminators,
 } from './lib/proxies.js';
 import { UNRELIABLE_OTHER_LOAD_PERCENT } from './lib/reliability.js';
 import {
@@ -133,14 +133,7 @@ runBench({
     const loadAverageAtStart = loadAverage();
     const openFilesLimit = Math.max(connections * 2 + 1024, 4096);
     const certificate = bench.certificate();
-    const runnable = bench.proxies.filter((name) => {
-      const reason = proxyUnavailableReason(name, 'terminate');
-      if (name === 'none' || reason) {
-        skipped.push(`${name}: ${reason ?? 'equal-load compares TLS proxies'}`);
-        return false;
-      }
-      return true;
-    });
+    const runnable = runnableTerminators(bench.proxies, skipped, 'equal-load compares TLS proxies');
     // node-tls-bare relays nothing: it is the handshake floor only.
     const proxiesFor = (kind: Kind): ProxyName[] =>
       runnable.filter((name) => kind !== 'messages' || name !== 'node-tls-bare');

@@ -15,7 +15,7 @@ import { numberFlag } from './lib/cli-args.js';
 import { groupsChosen } from './lib/groups.js';
 import { runBench } from './lib/harness.js';
 import { runMeasuredChild } from './lib/measured-child.js';
-import { measureInTurns, proxyUnavailableReason, REPO_ROOT } from './lib/proxies.js';
+import { measureInTurns, REPO_ROOT, runnableTerminators } from './lib/proxies.js';
 import { formatDecimal, formatMarkdownTable, median, ratioTo } from './lib/table.js';
 
 const CLIENT = join(REPO_ROOT, 'dist', 'bench', 'lib', 'handshake-client.js');
@@ -77,14 +77,7 @@ runBench({
     };
     const certificate = bench.certificate();
     const sink = await bench.startBackend('tcp-sink');
-    const runnable = bench.proxies.filter((name) => {
-      const reason = proxyUnavailableReason(name, 'terminate');
-      if (name === 'none' || reason) {
-        skipped.push(`${name}: ${reason ?? 'handshakes need a TLS proxy'}`);
-        return false;
-      }
-      return true;
-    });
+    const runnable = runnableTerminators(bench.proxies, skipped, 'handshakes need a TLS proxy');
     await measureInTurns({
       proxies: runnable,
       repeat,

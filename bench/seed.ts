@@ -18,7 +18,6 @@
  * --ramp-interval-ms=0 opens every connection at once (the fastest ramp this client makes);
  * larger values pace them. One worker runs on --proxy-cpu; more run on every CPU (--multi-cpu).
  */
-import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { freePort } from '../test/kit/ports.js';
 import {
@@ -32,6 +31,7 @@ import { listFlag, numberFlag } from './lib/cli-args.js';
 import { runBench } from './lib/harness.js';
 import { loadAverage } from './lib/machine.js';
 import { runMeasuredChild } from './lib/measured-child.js';
+import { hardOpenFilesLimit, maxProxiedConnections } from './lib/open-files.js';
 import { isShuttingDown } from './lib/processes.js';
 import { proxyUnavailableReason, REPO_ROOT, type RunningProxy, startProxy } from './lib/proxies.js';
 import { formatCount, formatDecimal, formatMarkdownTable } from './lib/table.js';
@@ -41,15 +41,6 @@ const WT_LOAD = join(REPO_ROOT, 'dist', 'bench', 'wt-load', 'main.js');
 /** A proxy log line about its backend failing. */
 const BACKEND_ERROR = /backend/i;
 const BACKEND_ERROR_KIND = /time|refus|reset|error|fail|unreach/i;
-/** The hard RLIMIT_NOFILE of this process (children cannot be given more without privileges). */
-function hardOpenFilesLimit(): number {
-  try {
-    const value = Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim());
-    return Number.isFinite(value) && value > 0 ? value : 4096;
-  } catch {
-    return 4096;
-  }
-}
 
 /** Descriptors kept back from the limit for everything but the connections. */
 const SPARE_FILES = 512;
@@ -124,7 +115,7 @@ runBench({
     const multiCpu = flags.get('multi-cpu') ?? '0-1';
     const hardLimit = hardOpenFilesLimit();
     // The proxy holds two descriptors per connection (client and backend side).
-    const maxConnections = Math.max(1, Math.floor((hardLimit - SPARE_FILES) / 2));
+    const maxConnections = maxProxiedConnections(hardLimit, SPARE_FILES);
     const connectionCounts = listFlag(
       flags,
       'connections',

@@ -1,7 +1,9 @@
 /**
  * node:tls alone, no backend: the floor any node:tls terminator stands on. It answers a
- * WebSocket upgrade itself (so the capacity run can hold its connections) and then only
- * holds the socket; every other byte is read and dropped.
+ * WebSocket upgrade itself (so the capacity run can hold its connections) and then holds the
+ * socket, answering each chunk read after the upgrade with one fixed announce reply (the
+ * reconnect storm's client sends one announce and waits for its answer; idle clients send
+ * nothing). It parses no frames: a tracker's work is not what it measures.
  * Usage: node node-tls-bare.js FRONTEND_PORT COMBINED_PEM
  */
 import { readFileSync } from 'node:fs';
@@ -9,6 +11,14 @@ import { createServer } from 'node:tls';
 import { expectedAccept } from './raw-ws-client.js';
 
 const MAX_REQUEST_BYTES = 8 * 1024;
+/** An unmasked text frame (FIN, opcode 1) with a tracker's announce reply; under 126 bytes. */
+const ANNOUNCE_PAYLOAD = Buffer.from(
+  '{"action":"announce","interval":120,"complete":1,"incomplete":0}',
+);
+const ANNOUNCE_ANSWER = Buffer.concat([
+  Buffer.from([0x81, ANNOUNCE_PAYLOAD.length]),
+  ANNOUNCE_PAYLOAD,
+]);
 
 const [frontendPort, pemPath] = process.argv.slice(2);
 if (!frontendPort || !pemPath) {
@@ -27,6 +37,7 @@ const server = createServer({ key: pem, cert: pem }, (client) => {
       return;
     }
     client.removeListener('data', onData);
+    client.on('data', () => client.write(ANNOUNCE_ANSWER));
     client.resume();
     const key = /^sec-websocket-key:\s*(\S+)/im.exec(request.slice(0, end))?.[1];
     if (key === undefined) {

@@ -20,6 +20,8 @@ export interface StartOptions {
   readonly onStdoutLine?: (line: string) => void;
   /** Echo the child's stderr to ours. */
   readonly echoStderr?: boolean;
+  /** Give the child a stdin pipe (child.stdin) for commands; otherwise it reads /dev/null. */
+  readonly stdinPipe?: boolean;
 }
 
 export interface BenchProcess {
@@ -70,7 +72,7 @@ export function startProcess(options: StartOptions): BenchProcess {
   const [command, args] = wrapCommand(options);
   const child = spawn(command, args, {
     env: options.env ?? process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdinPipe ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
   if (child.pid === undefined) {
     throw Object.assign(new Error(`${options.name}: could not start ${command}`), {

@@ -140,6 +140,25 @@ export function proxyUnavailableReason(
   }
 }
 
+/**
+ * The TLS terminators among `proxies` that can run here (for runs that measure TLS and the
+ * upgrade); each other one is noted in `skipped` with its reason, `none` with `noTls`.
+ */
+export function runnableTerminators(
+  proxies: readonly ProxyName[],
+  skipped: string[],
+  noTls: string,
+): ProxyName[] {
+  return proxies.filter((name) => {
+    const reason = proxyUnavailableReason(name, 'terminate');
+    if (name === 'none' || reason) {
+      skipped.push(`${name}: ${reason ?? noTls}`);
+      return false;
+    }
+    return true;
+  });
+}
+
 export function parseProxyList(text: string): ProxyName[] {
   return text
     .split(',')

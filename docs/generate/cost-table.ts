@@ -7,7 +7,12 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { readSection, type SectionRow, sectionTableRows } from '../../bench/lib/results-file.js';
+import {
+  readSection,
+  type SectionRow,
+  sectionTableRows,
+  sectionTables,
+} from '../../bench/lib/results-file.js';
 import { formatMarkdownTable, parseMarkdownTable } from '../../bench/lib/table.js';
 import { hasAbuseTable, withAbuseTable } from './abuse-table.js';
 
@@ -108,6 +113,11 @@ const SHORT_ROWS: ReadonlyArray<{
   readonly short: (match: RegExpExecArray) => string;
 }> = [
   {
+    long: /^CPU per (resumed|full) reconnect in a storm of ([\d,]+) connections/,
+    short: (m) =>
+      `CPU per ${m[1]} reconnect, storm of ${m[2]} connections (fixed work: trust over the handshake rows below)`,
+  },
+  {
     long: /^CPU per relayed WebTorrent response at equal load \((\d+ % = [\d,.]+(?: announces)?\/s)/,
     short: (m) => `CPU per relayed message, equal load (${m[1]})`,
   },
@@ -133,7 +143,7 @@ const NOISY_SUFFIX = ' — loaded machine, noisy';
 
 /** The cost table from RESULTS.md's sections; `short`: README's few rows and columns. */
 export function costTable(results: string, view: 'full' | 'short' = 'full'): string {
-  const lines: (CostLine | null)[] = [];
+  const lines: (CostLine | null)[] = stormLines(results);
   const equal = sectionTableRows(results, 'equal-load', [
     'Kind',
     'Offered load',
@@ -306,6 +316,39 @@ export function costTable(results: string, view: 'full' | 'short' = 'full'): str
   return formatMarkdownTable(
     ['Cost', ...columns.map(([, title]) => title), 'unhitch / Hitch'],
     rows,
+  );
+}
+
+/**
+ * The reconnect storm at its largest size, resumed then full: first, because a storm is a fixed
+ * amount of work (N reconnects) and measures more stably than the rate-based handshake rows,
+ * whose µs per handshake swing with the offered load; the label says so.
+ */
+function stormLines(results: string): (CostLine | null)[] {
+  const section = 'reconnect-storm';
+  const rows = sectionTables(results, section, [
+    'Connections',
+    'Reconnect',
+    'Proxy',
+    'Proxy CPU µs/reconnect',
+  ]).flat();
+  const sizes = rows.map((row) => numberOf(row.Connections)).filter((n): n is number => n !== null);
+  if (sizes.length === 0) return [];
+  const largest = Math.max(...sizes);
+  const shown = largest.toLocaleString('en-US');
+  return (['resumed', 'full'] as const).map((mode) =>
+    lineFrom(
+      labelled(
+        results,
+        section,
+        `CPU per ${mode} reconnect in a storm of ${shown} connections (\`reconnect-storm\`: every client reconnects${mode === 'resumed' ? ' with its session ticket' : ' without a ticket'}, upgrades and gets one announce answered; a fixed amount of work, so trust these rows over the rate-based handshake rows)`,
+      ),
+      rows,
+      (row) => row.Reconnect === mode && numberOf(row.Connections) === largest,
+      'Proxy CPU µs/reconnect',
+      'µs',
+      0,
+    ),
   );
 }
 

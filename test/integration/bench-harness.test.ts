@@ -119,7 +119,10 @@ test("--update-results writes bench/RESULTS.md and regenerates README's cost tab
   writeFileSync(join(root, 'README.md'), readme);
   const result = await bench('https', ['--proxies=none', '--duration=1', '--update-results'], root);
   assert.equal(result.code, 0, result.stderr);
-  assert.match(result.stderr, /^https: wrote bench\/RESULTS\.md, README\.md$/m);
+  assert.match(
+    result.stderr,
+    /^https: wrote bench\/RESULTS\.md, README\.md, docs\/benchmarks\.md$/m,
+  );
   const results = readFileSync(join(root, 'bench', 'RESULTS.md'), 'utf8');
   assert.match(
     results,

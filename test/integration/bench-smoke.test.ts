@@ -23,6 +23,19 @@ after(async () => {
   rmSync(workDirectory, { recursive: true, force: true });
 });
 
+/** Runs `node dist/bench/<script> …args` to its exit (asserted 0); its stdout lines. */
+async function benchScriptLines(script: string, args: readonly string[]): Promise<string[]> {
+  const lines: string[] = [];
+  const run = startProcess({
+    name: script,
+    command: process.execPath,
+    args: [join(REPO_ROOT, 'dist', 'bench', script), ...args],
+    onStdoutLine: (line) => lines.push(line),
+  });
+  assert.equal(await run.exited, 0, run.stderrTail());
+  return lines;
+}
+
 function shortLoad(url: string): LoadConfig {
   return {
     ...DEFAULT_CONFIG,
@@ -221,23 +234,15 @@ test('seed: one row per proxy with the ramp and every error column, all connecti
   skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
   timeout: 60_000,
 }, async () => {
-  const lines: string[] = [];
-  const seed = startProcess({
-    name: 'seed',
-    command: process.execPath,
-    args: [
-      join(REPO_ROOT, 'dist', 'bench', 'seed.js'),
-      '--quick',
-      '--proxies=unhitch',
-      '--connections=30',
-      '--workers=1',
-      '--duration=1',
-      '--warmup=0.3',
-      '--no-write',
-    ],
-    onStdoutLine: (line) => lines.push(line),
-  });
-  assert.equal(await seed.exited, 0, seed.stderrTail());
+  const lines = await benchScriptLines('seed.js', [
+    '--quick',
+    '--proxies=unhitch',
+    '--connections=30',
+    '--workers=1',
+    '--duration=1',
+    '--warmup=0.3',
+    '--no-write',
+  ]);
   const row = lines.find((line) => line.startsWith('| bittorrent-tracker | unhitch'));
   assert.ok(row, lines.join('\n'));
   const cells = row.split('|').map((cell) => cell.trim());
@@ -252,25 +257,17 @@ test('equal-load: a saturation row, then the proxy at the offered share of it; X
   skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
   timeout: 60_000,
 }, async () => {
-  const lines: string[] = [];
-  const run = startProcess({
-    name: 'equal-load',
-    command: process.execPath,
-    args: [
-      join(REPO_ROOT, 'dist', 'bench', 'equal-load.js'),
-      '--quick',
-      '--proxies=unhitch',
-      '--kinds=full,full-hybrid',
-      '--loads=50',
-      '--duration=1',
-      '--warmup=0.3',
-      '--concurrency=8',
-      '--workers=1',
-      '--no-write',
-    ],
-    onStdoutLine: (line) => lines.push(line),
-  });
-  assert.equal(await run.exited, 0, run.stderrTail());
+  const lines = await benchScriptLines('equal-load.js', [
+    '--quick',
+    '--proxies=unhitch',
+    '--kinds=full,full-hybrid',
+    '--loads=50',
+    '--duration=1',
+    '--warmup=0.3',
+    '--concurrency=8',
+    '--workers=1',
+    '--no-write',
+  ]);
   const saturation = lines
     .find((line) => /^\| full +\| saturation \(own max\) +\| unhitch/.test(line))
     ?.split('|')
@@ -305,26 +302,48 @@ test('equal-load: a saturation row, then the proxy at the offered share of it; X
   );
 });
 
+test('reconnect-storm --quick: every client back through unhitch and bare node:tls, the resumed storm all resumed', {
+  skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
+  timeout: 60_000,
+}, async () => {
+  const lines = await benchScriptLines('reconnect-storm.js', [
+    '--quick',
+    '--proxies=unhitch,node-tls-bare',
+    // A client not back in 10 s is an error: a quick storm of 200 takes about a second.
+    '--timeout=10',
+    '--no-write',
+  ]);
+  const output = lines.join('\n');
+  // It says what N_max came to and why.
+  assert.match(output, /^N_max = [\d,]+: the proxy's open-files limit is [\d,]+/m, output);
+  for (const mode of ['full', 'resumed']) {
+    for (const proxy of ['unhitch', 'node-tls-bare']) {
+      const cells = lines
+        .find((line) => new RegExp(`^\\| 200 +\\| ${mode} +\\| ${proxy} +\\|`).test(line))
+        ?.split('|')
+        .map((cell) => cell.trim());
+      assert.ok(cells, `no ${mode} row for ${proxy}:\n${output}`);
+      // Connections, reconnect, proxy, µs/reconnect, min–max, wall, min–max, resumed, back / N, errors
+      assert.ok(Number(cells[4]) > 0, cells.join('|'));
+      assert.equal(cells[8], mode === 'resumed' ? '100.0 %' : '0.0 %', cells.join('|'));
+      assert.equal(cells[9], '200 / 200', cells.join('|'));
+      assert.equal(cells[10], '0', cells.join('|'));
+    }
+  }
+});
+
 test('abuse: unhitch with the recommended limits beside a plaintext flood and a slowloris after the handshake, every column filled', {
   skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
   timeout: 90_000,
 }, async () => {
-  const lines: string[] = [];
-  const run = startProcess({
-    name: 'abuse',
-    command: process.execPath,
-    args: [
-      join(REPO_ROOT, 'dist', 'bench', 'abuse.js'),
-      '--quick',
-      '--proxies=unhitch-limits',
-      '--attacks=baseline,plaintext,slowloris-post',
-      '--duration=1.5',
-      '--warmup=0.3',
-      '--no-write',
-    ],
-    onStdoutLine: (line) => lines.push(line),
-  });
-  assert.equal(await run.exited, 0, run.stderrTail());
+  const lines = await benchScriptLines('abuse.js', [
+    '--quick',
+    '--proxies=unhitch-limits',
+    '--attacks=baseline,plaintext,slowloris-post',
+    '--duration=1.5',
+    '--warmup=0.3',
+    '--no-write',
+  ]);
   const rows = new Map(
     lines
       .filter((line) => /^\| [a-z].* \| unhitch-limits /.test(line))

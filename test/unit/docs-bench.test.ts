@@ -108,3 +108,58 @@ test("README's short table keeps the equal-load, memory and under-load rows, thr
     assert.ok(full.includes(unhitch), `${unhitch} is in the full table`);
   }
 });
+
+test('the storm rows come first, from the largest size, and say to trust them over the rate-based rows', () => {
+  const table = (
+    size: string,
+    mode: string,
+    cells: readonly [string, string, string],
+  ): string[] => [
+    `### ${size} connections, ${mode}`,
+    '',
+    '| Connections | Reconnect | Proxy | Proxy CPU µs/reconnect | Other load on proxy CPU % (max) |',
+    '| --- | --- | --- | --- | --- |',
+    `| ${size} | ${mode} | unhitch | ${cells[0]} | 2 |`,
+    `| ${size} | ${mode} | hitch | ${cells[1]} | 1 |`,
+    `| ${size} | ${mode} | node-tls | ${cells[2]} | 0 |`,
+    '',
+  ];
+  const results = [
+    '<!-- bench:reconnect-storm:begin -->',
+    '## reconnect-storm',
+    '',
+    ...table('1,020', 'full', ['900', '600', '800']),
+    ...table('1,020', 'resumed', ['700', '400', '600']),
+    ...table('9,488', 'full', ['780', '600', '700']),
+    ...table('9,488', 'resumed', ['500', '400', '560']),
+    'ratio unhitch/hitch cpu-per-resumed-reconnect: 1.25',
+    'ratio unhitch/hitch cpu-per-full-reconnect: 1.30',
+    '<!-- bench:reconnect-storm:end -->',
+    '<!-- bench:capacity:begin -->',
+    '| Proxy | Proxy KiB/conn |',
+    '| --- | --- |',
+    '| haproxy | 18.5 |',
+    '<!-- bench:capacity:end -->',
+  ].join('\n');
+  const rows = (view: 'full' | 'short'): string[][] =>
+    costTable(results, view)
+      .split('\n')
+      .slice(2)
+      .map((line) => line.split('|').map((cell) => cell.trim()));
+  const full = rows('full');
+  assert.match(full[0]?.[1] ?? '', /^CPU per resumed reconnect in a storm of 9,488 connections/);
+  assert.match(full[0]?.[1] ?? '', /trust these rows over the rate-based handshake rows/);
+  assert.deepEqual(full[0]?.slice(2, 6), ['500 µs', '400 µs', '–', '560 µs']);
+  assert.equal(full[0]?.[7], '1.25');
+  assert.match(full[1]?.[1] ?? '', /^CPU per full reconnect in a storm of 9,488 connections/);
+  assert.deepEqual(full[1]?.slice(2, 4), ['780 µs', '600 µs']);
+  assert.equal(full[1]?.[7], '1.30');
+  const short = rows('short');
+  assert.equal(
+    short[0]?.[1],
+    'CPU per resumed reconnect, storm of 9,488 connections (fixed work: trust over the handshake rows below)',
+  );
+  assert.deepEqual(short[1]?.slice(2, 5), ['780 µs', '600 µs', '–']);
+  // Without a storm section there is no storm row (no stale figure).
+  assert.ok(!costTable('', 'full').includes('storm'));
+});
