@@ -16,6 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect as connectTcp } from 'node:net';
 import { connect as connectTls, createSecureContext } from 'node:tls';
+import { announceWithOffers, isAnnounceAnswer, randomId } from '../wt-load/protocol.js';
 import type { LegitResult } from './abuse-kinds.js';
 import { decodeServerFrames, encodeClientFrame, handshakeProblem } from './raw-ws-client.js';
 
@@ -37,18 +38,7 @@ interface SessionOutcome {
 const secureContext = createSecureContext({ ecdhCurve: 'X25519', minVersion: 'TLSv1.2' });
 
 function announceMessage(): string {
-  const id = (): string => randomBytes(20).toString('latin1');
-  return JSON.stringify({
-    action: 'announce',
-    info_hash: id(),
-    peer_id: id(),
-    numwant: 0,
-    uploaded: 0,
-    downloaded: 0,
-    left: 0,
-    event: 'started',
-    offers: [],
-  });
+  return announceWithOffers(randomId(), randomId(), [], '');
 }
 
 /** One tracker session from `localAddress`: handshake, upgrade, announce, reply, close. */
@@ -114,8 +104,7 @@ export function trackerSession(port: number, localAddress: string): Promise<Sess
         bytes = bytes.subarray(consumed);
         for (const frame of frames) {
           if (frame.opcode !== OPCODE_TEXT) continue;
-          const reply = JSON.parse(frame.payload.toString('utf8')) as Record<string, unknown>;
-          finish(reply.action === 'announce' && reply['failure reason'] === undefined);
+          finish(isAnnounceAnswer(frame.payload));
           return;
         }
       } catch {
