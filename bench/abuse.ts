@@ -199,6 +199,10 @@ interface RowRun {
   readonly otherLoadOnProxyCpuPercent: number | null;
 }
 
+const RSS_SAMPLE_MS = 250;
+/** The attacker says when it is at full strength; past this the row goes on anyway. */
+const ATTACK_RAMP_WAIT_MS = 6_000;
+
 /** Counts the bytes a process writes to stdout and stderr from now on. */
 function countOutput(handle: BenchProcess): { bytes(): number } {
   let bytes = 0;
@@ -223,9 +227,6 @@ function sampleRssPeak(pid: number): { stop(): number } {
     },
   };
 }
-const RSS_SAMPLE_MS = 250;
-const ATTACK_RAMP_WAIT_MS = 6_000;
-
 /** Starts the attacker and resolves once it says it is at full strength. */
 function startAttacker(
   args: string[],
@@ -294,12 +295,16 @@ async function runRow(
     const dropsBefore = listenDrops();
     const startedAt = performance.now();
     const rss = sampleRssPeak(pid);
-    const attacker =
-      row === 'baseline'
-        ? null
-        : await startAttacker(attackerArgs(row, settings, proxy.port, maxSeconds), bench.loadCpu);
+    let attacker: Awaited<ReturnType<typeof startAttacker>> | null = null;
     let legit: Awaited<ReturnType<typeof runMeasuredChild<LegitResult>>>;
+    let rssPeakKiB: number;
     try {
+      if (row !== 'baseline') {
+        attacker = await startAttacker(
+          attackerArgs(row, settings, proxy.port, maxSeconds),
+          bench.loadCpu,
+        );
+      }
       legit = await runMeasuredChild<LegitResult>({
         name: 'abuse-legit',
         command: process.execPath,
@@ -317,6 +322,7 @@ async function runRow(
       });
     } finally {
       await attacker?.handle.stop();
+      rssPeakKiB = rss.stop();
     }
     const attackerResult = (await attacker?.result) ?? null;
     const seconds = (performance.now() - startedAt) / 1000;
@@ -326,7 +332,7 @@ async function runRow(
       row,
       legit: legit.result,
       attacker: attackerResult,
-      rssPeakKiB: rss.stop(),
+      rssPeakKiB,
       cpuPercent: ((treeCpuMicros(pid) - cpuBefore) / (seconds * 1e6)) * 100,
       logBytes: output.bytes() - logBefore,
       listenDrops: dropsBefore === null || dropsAfter === null ? null : dropsAfter - dropsBefore,
