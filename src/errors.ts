@@ -333,6 +333,24 @@ export const CODES = {
     exitStatus: null,
     level: 'warn',
   },
+  UNHITCH_FORWARDED_REQUEST_TIMEOUT: {
+    meaning:
+      'forwarded-for: a request head not complete within request-head-timeout (a client that sends nothing, or trickles its head, after the handshake); the client gets 408 and the connection closes.',
+    exitStatus: null,
+    level: 'info',
+  },
+  UNHITCH_IDLE_TIMEOUT: {
+    meaning:
+      'idle-timeout: a connection carried no byte either way for that long; both sides were closed as after a backend close.',
+    exitStatus: null,
+    level: 'info',
+  },
+  UNHITCH_ACCEPT_PAUSED: {
+    meaning:
+      'max-handshakes: a worker had that many handshakes in progress and stopped accepting; new clients wait in the listen backlog until it resumes. Logged at most once per 10 s with the counts.',
+    exitStatus: null,
+    level: 'info',
+  },
   // Operations of a running primary: logged, it keeps serving.
   UNHITCH_WORKER_DIED: {
     meaning: 'A worker exited unexpectedly; it is restarted with a growing back-off.',

@@ -89,6 +89,8 @@ function reportFirstAccept(observer: ProxyObserver, logger: Logger): ProxyObserv
     connectionRefused: (reason) => observer.connectionRefused(reason),
     connectionClosed: (totals) => observer.connectionClosed(totals),
     clientLeftAbruptly: () => observer.clientLeftAbruptly(),
+    acceptPaused: (reason) => observer.acceptPaused(reason),
+    acceptResumed: (reason, pausedMs) => observer.acceptResumed(reason, pausedMs),
   };
 }
 

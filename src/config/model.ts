@@ -172,6 +172,16 @@ export interface ProxyConfig {
   readonly proxyProxy: boolean;
   /** unhitch extension: X-Forwarded-For/-Proto on every HTTP/1.x request until an upgrade. */
   readonly forwardedFor: boolean;
+  /**
+   * unhitch extension, with forwardedFor only: a request head must be complete this long
+   * after the backend connection is up (the first head) or after its own first byte (the
+   * next ones), else 408 and close.
+   */
+  readonly requestHeadTimeoutMs: number;
+  /** unhitch extension: close a connection that carried no byte either way this long; 0 = never. */
+  readonly idleTimeoutMs: number;
+  /** unhitch extension: handshakes in progress per worker before it pauses accepting; 0 = no limit. */
+  readonly maxHandshakes: number;
   /** unhitch extension: local source addresses for backend connections (round robin). */
   readonly backendSourceAddresses: readonly string[];
   readonly backlog: number;
@@ -284,6 +294,10 @@ export const DEFAULT_CONFIG: ProxyConfig = Object.freeze({
   proxyClientCert: false,
   proxyProxy: false,
   forwardedFor: false,
+  // Like Hitch's other 30 s timeouts; it applies only with forwarded-for (off by default).
+  requestHeadTimeoutMs: 30_000,
+  idleTimeoutMs: 0,
+  maxHandshakes: 0,
   backendSourceAddresses: Object.freeze([]),
   backlog: 100,
   keepaliveSec: 3600,

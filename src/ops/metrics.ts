@@ -25,6 +25,7 @@ import { UnhitchError } from '../errors.js';
 import { isLoopback, parseIp } from '../net/ip.js';
 import { bindReusePort, type ListenHandle, resolveBindHost } from '../net/listen-socket.js';
 import type {
+  AcceptPauseReason,
   ConnectionFailureReason,
   ConnectionTotals,
   HandshakeInfo,
@@ -61,6 +62,8 @@ export const CONNECTION_FAILURE_REASONS = [
   'fd_exhausted',
   'request_head_too_large',
   'request_invalid',
+  'request_head_timeout',
+  'idle_timeout',
   'client_info_invalid',
   'client_reset',
   'shutdown',
@@ -85,6 +88,11 @@ export const CONNECTION_REFUSAL_REASONS = [
 type MissingRefusalReason = Exclude<RefusalReason, (typeof CONNECTION_REFUSAL_REASONS)[number]>;
 const refusalReasonListIsComplete: [MissingRefusalReason] extends [never] ? true : never = true;
 void refusalReasonListIsComplete;
+
+/** Every reason a worker pauses accepting for, each series at 0 from the first scrape. */
+export const ACCEPT_PAUSE_REASONS = [
+  'max_handshakes',
+] as const satisfies readonly AcceptPauseReason[];
 
 /**
  * Latency buckets in seconds: sub-millisecond for loopback backends up to the 30 s default
@@ -188,6 +196,19 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     registers,
   });
 
+  const acceptPausesTotal = new Counter({
+    name: `${METRIC_PREFIX}accept_pauses_total`,
+    help: 'Times a worker stopped accepting (new clients wait in the listen backlog), by reason.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  const acceptPausedSeconds = new Counter({
+    name: `${METRIC_PREFIX}accept_paused_seconds_total`,
+    help: 'Time workers spent not accepting, by reason (added when accepting resumes).',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+
   new Counter({
     name: `${METRIC_PREFIX}log_lines_dropped_total`,
     help:
@@ -208,6 +229,10 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
   handshakesTotal.inc({ kind: 'resumed' }, 0);
   for (const reason of CONNECTION_FAILURE_REASONS) failuresTotal.inc({ reason }, 0);
   for (const reason of CONNECTION_REFUSAL_REASONS) refusedTotal.inc({ reason }, 0);
+  for (const reason of ACCEPT_PAUSE_REASONS) {
+    acceptPausesTotal.inc({ reason }, 0);
+    acceptPausedSeconds.inc({ reason }, 0);
+  }
   bytesTotal.inc({ direction: 'client_to_backend' }, 0);
   bytesTotal.inc({ direction: 'backend_to_client' }, 0);
 
@@ -241,6 +266,12 @@ export function createWorkerMetrics(options: WorkerMetricsOptions): WorkerMetric
     },
     clientLeftAbruptly() {
       abruptEndsTotal.inc();
+    },
+    acceptPaused(reason: AcceptPauseReason) {
+      acceptPausesTotal.inc({ reason });
+    },
+    acceptResumed(reason: AcceptPauseReason, pausedMs: number) {
+      acceptPausedSeconds.inc({ reason }, millisecondsToSeconds(pausedMs));
     },
     connectionClosed(totals: ConnectionTotals) {
       closedTotal.inc();

@@ -29,6 +29,8 @@ export interface ConnectionSettings {
   readonly proxyClientCert: boolean;
   readonly writeIp: boolean;
   readonly forwardedFor: boolean;
+  /** With forwardedFor: how long a request head may take (ForwardedForOptions.headTimeoutMs). */
+  readonly requestHeadTimeoutMs: number;
   readonly keepaliveSec: number;
 }
 
@@ -49,6 +51,8 @@ export const CLIENT_ABRUPT_END_MESSAGE = 'client reset the connection with nothi
 export interface ProxiedConnection {
   /** Tear both sockets down now (forced shutdown). */
   destroy(): void;
+  /** idle-timeout's sweep: true when it was quiet long enough and is being closed. */
+  sweepIdle(idleTimeoutMs: number): boolean;
 }
 
 /** What goes to the backend before the client's first byte. */
@@ -115,6 +119,15 @@ function clientLabel(accepted: AcceptedSocket): string {
   return `${accepted.endpoints.sourceAddress}:${accepted.endpoints.sourcePort}`;
 }
 
+/**
+ * Ends a client chose (it sent nothing, or too slowly): on a public port these are
+ * scanners and idle peers, as normal as a handshake timeout, so info like that one.
+ */
+const CLIENT_TIMEOUTS: ReadonlySet<ConnectionFailureReason> = new Set([
+  'request_head_timeout',
+  'idle_timeout',
+]);
+
 /** Counts (and logs) a connection's failure; the owner is told of fd exhaustion. */
 function reportFailure(
   deps: ConnectionDeps,
@@ -125,7 +138,7 @@ function reportFailure(
   deps.observer.connectionFailed(reason);
   if (reason === 'fd_exhausted') deps.onFdExhausted();
   else
-    failureLog(deps.logger).warn(
+    failureLog(deps.logger)[CLIENT_TIMEOUTS.has(reason) ? 'info' : 'warn'](
       { reason, client: clientLabel(accepted), err: error },
       'connection failed',
     );
@@ -159,7 +172,10 @@ export function proxyConnection(
   } catch (error) {
     // A rare path: closures are fine here. Counted until its socket is gone
     // (close_notify + FIN, then the client's close).
-    const refused: ProxiedConnection = { destroy: () => client.destroy() };
+    const refused: ProxiedConnection = {
+      destroy: () => client.destroy(),
+      sweepIdle: () => false,
+    };
     client.on('error', () => {});
     client.on('close', () => {
       reportFailure(deps, accepted, 'client_info_invalid', error as Error);
@@ -208,7 +224,12 @@ class ProxiedPair extends Splice implements ProxiedConnection, BackendHandler {
     this.startSplice(
       forwardedLines === undefined
         ? undefined
-        : (sink) => new ForwardedFor({ clientAddress: forwardedLines, sink }),
+        : (sink) =>
+            new ForwardedFor({
+              clientAddress: forwardedLines,
+              sink,
+              headTimeoutMs: deps.settings.requestHeadTimeoutMs,
+            }),
     );
   }
 

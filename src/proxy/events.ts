@@ -23,6 +23,8 @@ export type ConnectionFailureReason =
   | 'fd_exhausted' // EMFILE/ENFILE: this process is out of file descriptors
   | 'request_head_too_large' // forwarded-for: request head over the limit (431 sent)
   | 'request_invalid' // forwarded-for: not a well-formed HTTP/1.x request (400 sent)
+  | 'request_head_timeout' // forwarded-for: no complete request head within request-head-timeout (408 sent)
+  | 'idle_timeout' // idle-timeout: no byte either way for that long (closed like a backend close)
   | 'client_info_invalid' // what the backend is told of the client cannot be written (not an IP, TLV too long)
   | 'client_reset' // client socket error mid-stream (ECONNRESET, EPIPE)
   | 'shutdown'; // closed by drain/forced shutdown
@@ -36,6 +38,9 @@ export type RefusalReason =
   | 'per_ip_rate' // per-ip-connection-rate: the client's bucket is empty
   | 'denied' // deny-file lists the address
   | 'repeat_offender'; // deny-repeat-offenders: banned for failing too often
+
+/** Why a worker stopped accepting for a while. Stable strings: metric labels. */
+export type AcceptPauseReason = 'max_handshakes'; // max-handshakes in progress (handshake-limit.ts)
 
 export interface HandshakeInfo {
   readonly resumed: boolean;
@@ -64,6 +69,10 @@ export interface ProxyObserver {
    * way: how WebSocket clients and load generators hang up. Not a failure.
    */
   clientLeftAbruptly(): void;
+  /** The worker stopped accepting (clients wait in the listen backlog). */
+  acceptPaused(reason: AcceptPauseReason): void;
+  /** ... and accepts again after `pausedMs`. */
+  acceptResumed(reason: AcceptPauseReason, pausedMs: number): void;
 }
 
 export const NOOP_OBSERVER: ProxyObserver = Object.freeze({
@@ -74,4 +83,6 @@ export const NOOP_OBSERVER: ProxyObserver = Object.freeze({
   connectionRefused() {},
   connectionClosed() {},
   clientLeftAbruptly() {},
+  acceptPaused() {},
+  acceptResumed() {},
 });

@@ -19,7 +19,7 @@
  * through. Header lines are kept byte for byte; ours go just before the empty line.
  */
 
-import { UnhitchError } from '../errors.js';
+import { type UnhitchCode, UnhitchError } from '../errors.js';
 import { ipText, peerAddress } from '../net/ip.js';
 import type { ConnectionFailureReason } from './events.js';
 import {
@@ -48,7 +48,7 @@ export class ForwardedHeaderError extends UnhitchError<'UNHITCH_FORWARDED_ADDRES
 
 export type ForwardedRejectionReason = Extract<
   ConnectionFailureReason,
-  'request_head_too_large' | 'request_invalid'
+  'request_head_too_large' | 'request_invalid' | 'request_head_timeout'
 >;
 
 export interface ForwardedRejection {
@@ -87,8 +87,23 @@ function response(status: number, text: string): Buffer {
     'latin1',
   );
 }
-const TOO_LARGE_RESPONSE = response(431, 'Request Header Fields Too Large');
-const BAD_REQUEST_RESPONSE = response(400, 'Bad Request');
+/** What each refusal answers and the code its log line carries. */
+const REJECTIONS: Readonly<
+  Record<ForwardedRejectionReason, { readonly response: Buffer; readonly code: UnhitchCode }>
+> = {
+  request_head_too_large: {
+    response: response(431, 'Request Header Fields Too Large'),
+    code: 'UNHITCH_FORWARDED_REQUEST_TOO_LARGE',
+  },
+  request_invalid: {
+    response: response(400, 'Bad Request'),
+    code: 'UNHITCH_FORWARDED_REQUEST_INVALID',
+  },
+  request_head_timeout: {
+    response: response(408, 'Request Timeout'),
+    code: 'UNHITCH_FORWARDED_REQUEST_TIMEOUT',
+  },
+};
 
 /**
  * The header lines added to every request of a client at `address`; '::ffff:1.2.3.4'
@@ -152,12 +167,26 @@ export interface ForwardedForOptions {
   readonly clientAddress: string | Buffer;
   readonly sink: ForwardedSink;
   readonly maxHeaderBytes?: number;
+  /**
+   * request-head-timeout: each request head must be complete this long after the filter
+   * starts (the first head) or after its own first byte (the next ones); else 408 and
+   * close. One deadline for the whole head: a head trickled in byte by byte gets no more.
+   * Undefined: no deadline.
+   */
+  readonly headTimeoutMs?: number | undefined;
+}
+
+function headDeadlinePassed(filter: ForwardedFor): void {
+  filter.headTimedOut();
 }
 
 export class ForwardedFor {
   readonly #injected: Buffer;
   readonly #maxHeaderBytes: number;
   readonly #sink: ForwardedSink;
+  readonly #headTimeoutMs: number | undefined;
+  /** Armed while a request head is awaited (request-head-timeout). */
+  #headDeadline: NodeJS.Timeout | undefined;
   #client: ClientState = { at: 'head' };
   /** The head being read (leading empty lines already dropped). */
   readonly #head = new HeadBuffer();
@@ -180,6 +209,38 @@ export class ForwardedFor {
     this.#injected = typeof client === 'string' ? forwardedHeaderLines(client) : client;
     this.#maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
     this.#sink = options.sink;
+    this.#headTimeoutMs = options.headTimeoutMs;
+    // The first head is awaited from now on (the backend connection is up), bytes or not.
+    this.#armHeadDeadline();
+  }
+
+  #armHeadDeadline(): void {
+    if (this.#headTimeoutMs === undefined || this.#headDeadline !== undefined) return;
+    // One timer per awaited head, never per chunk; unref'd: a connection keeps the
+    // process alive through its sockets, not through this.
+    this.#headDeadline = setTimeout(headDeadlinePassed, this.#headTimeoutMs, this).unref();
+  }
+
+  #clearHeadDeadline(): void {
+    if (this.#headDeadline === undefined) return;
+    clearTimeout(this.#headDeadline);
+    this.#headDeadline = undefined;
+  }
+
+  /** request-head-timeout ran out with a head still incomplete: 408, then close. */
+  headTimedOut(): void {
+    this.#headDeadline = undefined;
+    if (this.#client.at !== 'head') return;
+    const seconds = (this.#headTimeoutMs ?? 0) / 1000;
+    this.#reject(
+      'request_head_timeout',
+      new Error(`no complete request head within ${seconds} s (${this.#head.length} bytes read)`),
+    );
+  }
+
+  /** The connection is over: no deadline may fire for it. */
+  close(): void {
+    this.#clearHeadDeadline();
   }
 
   /** True while client bytes are held for an upgrade's answer (or after a rejection). */
@@ -209,6 +270,8 @@ export class ForwardedFor {
   /** The client's FIN: whatever is buffered goes first (nothing it sent may vanish). */
   clientEnd(): void {
     this.#clientEnded = true;
+    // An incomplete head goes on as it is (below): nothing is awaited from this client.
+    this.#clearHeadDeadline();
     const state = this.#client;
     if (state.at === 'rejected' || state.at === 'await-upgrade') return; // ended later
     if (this.#head.length > 0) {
@@ -252,6 +315,8 @@ export class ForwardedFor {
 
   /** Head state: buffer until the head is complete, then forward it rewritten. */
   #readHead(data: Buffer): Buffer {
+    // A later head's deadline runs from its first byte (the first one's from the start).
+    this.#armHeadDeadline();
     /** Whether `head` is the buffer's own bytes (else it must be copied in to be kept). */
     let buffered = this.#head.length > 0;
     let head = buffered ? this.#head.append(data) : data;
@@ -290,6 +355,7 @@ export class ForwardedFor {
     this.#head.reset();
     this.#headResumeAt = 0;
     this.#headSearched = 0;
+    this.#clearHeadDeadline();
     if (scan.end > this.#maxHeaderBytes) {
       this.#reject('request_head_too_large', new Error(`head of ${scan.end} bytes`));
       return Buffer.alloc(0);
@@ -338,6 +404,7 @@ export class ForwardedFor {
     const held = this.#held;
     this.#held = [];
     this.#heldBytes = 0;
+    if (next === 'tunnel') this.#clearHeadDeadline();
     if (next === 'tunnel' && this.#head.length > 0) {
       held.unshift(this.#head.bytes);
       this.#head.reset();
@@ -354,19 +421,16 @@ export class ForwardedFor {
    * forwarded: its response may never come.
    */
   #reject(reason: ForwardedRejectionReason, cause: Error, now = false): void {
-    const tooLarge = reason === 'request_head_too_large';
+    const { code, response } = REJECTIONS[reason];
+    this.#clearHeadDeadline();
     this.#client = { at: 'rejected' };
     this.#head.reset();
     this.#held = [];
     this.#sink.holdClient(true);
     this.#rejection = {
       reason,
-      error: new UnhitchError(
-        tooLarge ? 'UNHITCH_FORWARDED_REQUEST_TOO_LARGE' : 'UNHITCH_FORWARDED_REQUEST_INVALID',
-        cause.message,
-        { cause },
-      ),
-      response: tooLarge ? TOO_LARGE_RESPONSE : BAD_REQUEST_RESPONSE,
+      error: new UnhitchError(code, cause.message, { cause }),
+      response,
     };
     if (now || this.#awaiting.length === 0) this.#sendRejection();
   }

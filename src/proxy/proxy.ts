@@ -27,7 +27,9 @@ import { BackendResolver, type HostLookup, systemLookup } from './backend-resolv
 import { type ConnectionDeps, type ProxiedConnection, proxyConnection } from './connection.js';
 import { NOOP_OBSERVER, type ProxyObserver } from './events.js';
 import { Frontend } from './frontend.js';
+import { HandshakeLimit } from './handshake-limit.js';
 import { ClientLimiter, hasClientLimits } from './limits.js';
+import { IDLE_SWEEPS_PER_TIMEOUT } from './splice.js';
 
 export interface ProxyStartOptions {
   readonly config: ProxyConfig;
@@ -77,6 +79,11 @@ const ACCEPT_BACKOFF_MAX_MS = 2000;
 /** How long a drain waits for the connections it destroyed to report their end. */
 const DRAIN_SETTLE_MS = 1_000;
 
+/** idle-timeout: one sweep of every connection per quarter timeout (see Splice.sweepIdle). */
+function sweepIdle(proxy: TlsProxy): void {
+  proxy.sweepIdleConnections();
+}
+
 export class TlsProxy {
   private readonly frontends: Frontend[] = [];
   private readonly connections = new Set<ProxiedConnection>();
@@ -93,6 +100,10 @@ export class TlsProxy {
   private fdFailuresSinceLog = 0;
   private acceptBackoffMs = ACCEPT_BACKOFF_MIN_MS;
   private acceptPaused: NodeJS.Timeout | undefined;
+  /** max-handshakes (undefined: no limit). */
+  private handshakeLimit: HandshakeLimit | undefined;
+  /** idle-timeout's one timer for the whole process (undefined: off). */
+  private idleSweep: NodeJS.Timeout | undefined;
   private stopped = false;
   private idleWaiters: Array<() => void> = [];
   /** 'close' listener of every accepted socket. */
@@ -200,7 +211,10 @@ export class TlsProxy {
     for (const ban of options.bans ?? []) proxy.ban(ban.client, ban.untilMs);
     // OCSP staples are loaded (and their files watched) only by a proxy that serves;
     // a bad or missing staple is logged, never fatal, so check() has nothing to learn.
-    if (serving) proxy.staples = proxy.stapleStore(options.certificates);
+    if (serving) {
+      proxy.staples = proxy.stapleStore(options.certificates);
+      proxy.startLimits();
+    }
     const frontendConfigs = options.config.frontends;
     for (let index = 0; index < frontendConfigs.length; index++) {
       const frontendConfig = frontendConfigs[index];
@@ -329,9 +343,49 @@ export class TlsProxy {
     return store;
   }
 
+  /**
+   * max-handshakes and idle-timeout, when set: nothing runs for them otherwise. The
+   * handshake limit pauses by closing this process's copy of each listening socket: only
+   * with `listenSocket` (a cluster worker, whose primary holds the sockets) do clients
+   * then wait in the backlog; a proxy that bound its own address closes its port.
+   */
+  private startLimits(): void {
+    const { maxHandshakes, idleTimeoutMs } = this.config;
+    if (maxHandshakes > 0) {
+      this.handshakeLimit = new HandshakeLimit(
+        maxHandshakes,
+        () => this.opening.size,
+        {
+          pause: () => {
+            for (const frontend of this.frontends) frontend.stopAccepting();
+          },
+          resume: () => {
+            // Fd exhaustion's back-off resumes by itself when it ends.
+            if (this.acceptPaused === undefined && !this.stopped) this.resumeFrontends();
+          },
+        },
+        this.observer,
+        this.logger,
+      );
+    }
+    if (idleTimeoutMs > 0) {
+      this.idleSweep = setInterval(
+        sweepIdle,
+        idleTimeoutMs / IDLE_SWEEPS_PER_TIMEOUT,
+        this,
+      ).unref();
+    }
+  }
+
+  sweepIdleConnections(): void {
+    const idleTimeoutMs = this.config.idleTimeoutMs;
+    for (const connection of this.connections) connection.sweepIdle(idleTimeoutMs);
+  }
+
   private accepted(raw: Socket): void {
     this.observer.connectionAccepted();
     this.opening.add(raw);
+    this.handshakeLimit?.opened();
     // Whatever path the handshake takes, a closed socket is no longer opening: the count
     // (and the active-connections gauge read from it) cannot keep a dead socket.
     raw.on('close', this.rawClosed); // emitted once: on() spares once()'s wrapper
@@ -342,6 +396,7 @@ export class TlsProxy {
     // Its close is no news any more (a secure connection is counted as a connection): node
     // listens to 'close' too, so ours kept a listener array per connection (PERF-STEPS).
     raw.removeListener('close', this.rawClosed);
+    this.handshakeLimit?.settled();
     this.checkIdle();
   }
 
@@ -395,16 +450,22 @@ export class TlsProxy {
         this.scheduleResume(Math.min(delayMs * 2, ACCEPT_BACKOFF_MAX_MS));
         return;
       }
-      for (const frontend of this.frontends) {
-        frontend.resumeAccepting().catch((error: Error) => {
-          this.logger.error({ err: error }, 'cannot resume accepting; retrying');
-          if (this.acceptPaused === undefined && !this.stopped) {
-            for (const other of this.frontends) other.stopAccepting();
-            this.scheduleResume(ACCEPT_BACKOFF_MAX_MS);
-          }
-        });
-      }
+      // max-handshakes still holds accepting off: it resumes when handshakes end.
+      if (this.handshakeLimit?.paused) return;
+      this.resumeFrontends();
     }, delayMs);
+  }
+
+  private resumeFrontends(): void {
+    for (const frontend of this.frontends) {
+      frontend.resumeAccepting().catch((error: Error) => {
+        this.logger.error({ err: error }, 'cannot resume accepting; retrying');
+        if (this.acceptPaused === undefined && !this.stopped) {
+          for (const other of this.frontends) other.stopAccepting();
+          this.scheduleResume(ACCEPT_BACKOFF_MAX_MS);
+        }
+      });
+    }
   }
 
   addresses(): TcpAddress[] {
@@ -433,6 +494,7 @@ export class TlsProxy {
     this.resolver?.stop();
     this.staples?.close();
     clearTimeout(this.acceptPaused);
+    this.handshakeLimit?.stop();
     for (const frontend of this.frontends) frontend.stopAccepting();
   }
 
@@ -466,6 +528,7 @@ export class TlsProxy {
 
   destroy(): void {
     this.stopAccepting();
+    clearInterval(this.idleSweep);
     for (const connection of this.connections) connection.destroy();
     for (const raw of this.opening) raw.destroy();
   }

@@ -7,6 +7,7 @@
  * finishing both directions, tears down both: a half-dead pair never lingers.
  */
 import type { Socket } from 'node:net';
+import { UnhitchError } from '../errors.js';
 import type { ConnectionFailureReason } from './events.js';
 import type { ForwardedRejection, ForwardedSink } from './forwarded.js';
 import { readIntoSharedBuffer } from './shared-read-buffer.js';
@@ -41,6 +42,8 @@ export interface ClientStreamFilter {
   readonly holding: boolean;
   /** Client bytes read but not yet forwarded (a partial head, bytes held). */
   readonly pendingBytes: number;
+  /** The pair is closing: stop any timer of the filter's own (request-head-timeout). */
+  close(): void;
 }
 
 /**
@@ -64,6 +67,20 @@ const WATCHING_BACKEND_DRAIN = 8;
 /** The end is reported when both sockets have closed. */
 const CLIENT_CLOSED = 16;
 const BACKEND_CLOSED = 32;
+/**
+ * idle-timeout: a byte was read from either side since the last idle sweep. Set on every
+ * read (one OR on a field the object has anyway: no timer, clock read or allocation per
+ * chunk); the sweep clears it and counts the sweeps in a row that found it clear.
+ */
+const ACTIVE = 64;
+const QUIET_SWEEPS_SHIFT = 7;
+/** Three bits: up to 7 quiet sweeps in a row (IDLE_SWEEPS_PER_TIMEOUT needs 4). */
+const QUIET_SWEEPS = 7 << QUIET_SWEEPS_SHIFT;
+/**
+ * Sweeps per idle-timeout: with a sweep every timeout / 4, a pair is closed after 4 quiet
+ * sweeps in a row, i.e. after between 1 and 1.25 timeouts without a byte — never sooner.
+ */
+export const IDLE_SWEEPS_PER_TIMEOUT = 4;
 type SplicedSocket = Socket & { [SPLICE]: Splice };
 
 function spliceOf(socket: Socket): Splice {
@@ -141,6 +158,7 @@ export abstract class Splice implements ForwardedSink {
     // Backend bytes cannot arrive before the splice: reading starts after 'connect', whose
     // handler starts the splice synchronously.
     if ((this.flags & SPLICED) === 0) return false;
+    this.flags |= ACTIVE;
     const client = this.client;
     if (client.destroyed) {
       // Without a judging client reset, reading stops once the client is gone.
@@ -171,6 +189,7 @@ export abstract class Splice implements ForwardedSink {
   }
 
   onFilteredClientData(chunk: Buffer): void {
+    this.flags |= ACTIVE;
     this.filter?.clientData(chunk);
   }
 
@@ -184,6 +203,7 @@ export abstract class Splice implements ForwardedSink {
   }
 
   onClientData(chunk: Buffer): void {
+    this.flags |= ACTIVE;
     if (!this.backend.write(chunk)) this.pauseClient();
   }
 
@@ -279,6 +299,48 @@ export abstract class Splice implements ForwardedSink {
     this.closed(BACKEND_CLOSED);
   }
 
+  /**
+   * idle-timeout's sweep (TlsProxy, one timer per worker): true when this pair has now
+   * been quiet for `IDLE_SWEEPS_PER_TIMEOUT` sweeps in a row and is being closed. A pair
+   * still dialling its backend is left to backend-connect-timeout.
+   */
+  sweepIdle(idleTimeoutMs: number): boolean {
+    const flags = this.flags;
+    if ((flags & SPLICED) === 0 || this.endedOnPurpose()) return false;
+    if ((flags & ACTIVE) !== 0) {
+      this.flags = flags & ~(ACTIVE | QUIET_SWEEPS);
+      return false;
+    }
+    const quiet = ((flags & QUIET_SWEEPS) >> QUIET_SWEEPS_SHIFT) + 1;
+    if (quiet < IDLE_SWEEPS_PER_TIMEOUT) {
+      this.flags = (flags & ~QUIET_SWEEPS) | (quiet << QUIET_SWEEPS_SHIFT);
+      return false;
+    }
+    this.closeIdle(idleTimeoutMs);
+    return true;
+  }
+
+  /**
+   * Closed like a backend that closes: close_notify + FIN to the client, FIN to the
+   * backend, each socket destroyed once its FIN is out. A side that still holds bytes for
+   * its peer (a client that read nothing for a whole timeout) would never get its FIN
+   * out: that stream is cut, so it is reset, as any failure that loses bytes is.
+   */
+  private closeIdle(idleTimeoutMs: number): void {
+    this.failure = {
+      reason: 'idle_timeout',
+      error: new UnhitchError(
+        'UNHITCH_IDLE_TIMEOUT',
+        `no byte either way for ${idleTimeoutMs / 1000} s (idle-timeout)`,
+      ),
+    };
+    const { client, backend } = this;
+    if ((this.flags & CLIENT_BACKED_UP) !== 0 || client.writableLength > 0) abort(client);
+    else client.destroySoon();
+    if (backend.writableLength > 0) backend.destroy();
+    else backend.destroySoon();
+  }
+
   // ForwardedSink: the filter's decisions (forwarded-for).
   forward(bytes: Buffer): void {
     if (!this.backend.write(bytes)) this.pauseClient();
@@ -333,6 +395,7 @@ export abstract class Splice implements ForwardedSink {
 
   private closed(side: typeof CLIENT_CLOSED | typeof BACKEND_CLOSED): void {
     this.flags |= side;
+    this.filter?.close();
     if ((this.flags & (CLIENT_CLOSED | BACKEND_CLOSED)) === (CLIENT_CLOSED | BACKEND_CLOSED))
       this.spliceClosed({ failure: this.failure, clientLeftAbruptly: this.clientLeftAbruptly });
   }

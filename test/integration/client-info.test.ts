@@ -26,6 +26,7 @@ const BASE: ConnectionSettings = {
   proxyClientCert: false,
   writeIp: false,
   forwardedFor: false,
+  requestHeadTimeoutMs: 30_000,
   keepaliveSec: 0,
 };
 

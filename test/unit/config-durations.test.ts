@@ -73,6 +73,20 @@ const CASES: readonly DurationCase[] = [
     refused: ['2000001', '0.0001'],
   },
   {
+    option: 'request-head-timeout',
+    ms: (c) => c.requestHeadTimeoutMs,
+    min: '0.001',
+    max: String(MAX_DURATION_SECONDS),
+    refused: ['0', '0.0001', '4294967296'],
+  },
+  {
+    option: 'idle-timeout',
+    ms: (c) => c.idleTimeoutMs,
+    min: '0',
+    max: String(MAX_DURATION_SECONDS),
+    refused: ['0.5', '3000000', '4294967296'],
+  },
+  {
     option: 'ticket-rotation',
     ms: (c) => c.ticketRotationSec * 1000,
     min: '0',
@@ -194,4 +208,44 @@ test('ticket-rotation = 0 means never (a key file shared by several hosts must n
     't.conf',
   );
   assert.equal(config.ticketRotationSec, 0);
+});
+
+test('request-head-timeout defaults to 30 s (Hitch-like) and idle-timeout and max-handshakes to off', () => {
+  const { config } = parseHitchConfigText(
+    'backend = "[127.0.0.1]:8000"\npem-file = "c.pem"\n',
+    't.conf',
+  );
+  assert.equal(config.requestHeadTimeoutMs, 30_000);
+  assert.equal(config.idleTimeoutMs, 0);
+  assert.equal(config.maxHandshakes, 0);
+  const set = parseHitchConfigText(
+    'backend = "[127.0.0.1]:8000"\npem-file = "c.pem"\nidle-timeout = 600\nmax-handshakes = 256\n',
+    't.conf',
+  ).config;
+  assert.equal(set.idleTimeoutMs, 600_000);
+  assert.equal(set.maxHandshakes, 256);
+  const action = parseCommandLine(['--max-handshakes=64', '--request-head-timeout=5', 'c.pem']);
+  assert.equal(action.kind === 'run' ? action.config.maxHandshakes : action.kind, 64);
+  assert.equal(
+    parseTomlConfigText('pem-file = "c.pem"\nmax-handshakes = 8\n', 't.toml').config.maxHandshakes,
+    8,
+  );
+  assert.throws(
+    () => parseCommandLine(['--max-handshakes=-1', 'c.pem']),
+    (error: unknown) =>
+      error instanceof ConfigError && error.code === 'UNHITCH_CONFIG_INVALID_VALUE',
+  );
+});
+
+test('unhitch --test refuses idle-timeout=4294967296 (a timer of over 2^31-1 ms would fire at once)', () => {
+  const result = spawnSync(
+    process.execPath,
+    [CLI, '--test', '--idle-timeout=4294967296', '--backend=[127.0.0.1]:8000', 'c.pem'],
+    { encoding: 'utf8' },
+  );
+  assert.equal(result.status, 1, result.stderr);
+  assert.match(
+    result.stderr,
+    /idle-timeout.*duration 4294967296 is out of range \(expected seconds from 1 to 2000000, or 0 \(never\)\) \[UNHITCH_CONFIG_INVALID_VALUE\]/,
+  );
 });

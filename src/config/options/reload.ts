@@ -107,6 +107,12 @@ export const RELOAD_EFFECTS: Readonly<Record<string, ReloadEffect>> = Object.fre
     note: 're-read; a bad file rejects the reload and the running list stays. Established connections are not closed',
   },
   'deny-repeat-offenders': { applies: 'yes', note: 'bans in force carry over to the new workers' },
+  'request-head-timeout': YES,
+  'idle-timeout': {
+    applies: 'yes',
+    note: "the new generation's connections; an old generation's keep the value they started with",
+  },
+  'max-handshakes': YES,
   metrics: { applies: 'no', note: 'the endpoint is opened once at start' },
   acme: { applies: 'yes', note: 'a changed block starts a new order' },
   directory: YES,

@@ -495,6 +495,8 @@ const MAX_KEEPALIVE_SECONDS = 32_767;
  */
 const MAX_WORKERS = 1_024;
 const WORKERS_LIMIT_WHY = ' (each worker is a process of some 50 MB)';
+/** More handshakes in progress than this is no limit (and no more than descriptors allow). */
+const MAX_HANDSHAKES = 1_000_000;
 const GLOBAL_AND_FRONTEND: readonly OptionScope[] = ['global', 'frontend'];
 
 export const OPTIONS: readonly OptionSpec[] = Object.freeze([
@@ -1083,6 +1085,50 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
     asBool,
     (ctx, on) => {
       ctx.draft.settings.forwardedFor = on ?? false;
+    },
+  ),
+  scalar(
+    {
+      name: 'request-head-timeout',
+      valueType: 'seconds',
+      extension: true,
+      summary:
+        'with forwarded-for: seconds for a request head to arrive, from the backend connection (the first head) or its first byte (the next ones); else 408 and close',
+      sample: '30',
+    },
+    timeout,
+    (ctx, value) => {
+      ctx.draft.settings.requestHeadTimeoutMs =
+        value === undefined ? DEFAULT_CONFIG.requestHeadTimeoutMs : value * 1000;
+    },
+  ),
+  scalar(
+    {
+      name: 'idle-timeout',
+      valueType: 'seconds',
+      extension: true,
+      summary:
+        "seconds a connection may carry no byte either way before it is closed (0 = never); set it above the tracker's announce interval",
+      sample: '600',
+    },
+    (item, text) => parseSeconds(item, text, { min: 1, zero: 'never' }),
+    (ctx, value) => {
+      ctx.draft.settings.idleTimeoutMs =
+        value === undefined ? DEFAULT_CONFIG.idleTimeoutMs : value * 1000;
+    },
+  ),
+  scalar(
+    {
+      name: 'max-handshakes',
+      valueType: 'uint',
+      extension: true,
+      summary:
+        'handshakes in progress per worker (0 = no limit); at the limit the worker stops accepting and new clients wait in the listen backlog',
+      sample: '256',
+    },
+    (item, text) => parseUint(item, text, 0, MAX_HANDSHAKES),
+    (ctx, value) => {
+      ctx.draft.settings.maxHandshakes = value ?? DEFAULT_CONFIG.maxHandshakes;
     },
   ),
   define(
