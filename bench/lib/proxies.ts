@@ -23,6 +23,8 @@ export const PROXY_NAMES = [
   'unhitch',
   // A/B: unhitch again, from UNHITCH_B_CLI (another build) with UNHITCH_B_NODE_FLAGS.
   'unhitch-b',
+  // unhitch with the per-client limits and timers of a public tracker (bench/abuse gives them).
+  'unhitch-limits',
   'hitch',
   'haproxy',
   'node-tls',
@@ -92,6 +94,10 @@ export interface ProxyStartOptions {
    * rejects it (flag and config key) and keeps its built-in timeout.
    */
   readonly connectTimeoutSeconds?: number;
+  /** Added to the command line of unhitch, unhitch-b, unhitch-limits and Hitch. */
+  readonly extraArgs?: readonly string[];
+  /** HAProxy: the global log level (default err) and lines added to its frontend section. */
+  readonly haproxy?: { readonly logLevel?: string; readonly frontendLines?: readonly string[] };
 }
 
 export interface RunningProxy {
@@ -115,6 +121,7 @@ export function proxyUnavailableReason(
     case 'none':
       return null;
     case 'unhitch':
+    case 'unhitch-limits':
       return existsSync(UNHITCH_CLI) ? null : `${UNHITCH_CLI} not built (run npx tsc -p .)`;
     case 'unhitch-b':
       return existsSync(UNHITCH_B_CLI) ? null : `${UNHITCH_B_CLI} (UNHITCH_B_CLI) not built`;
@@ -175,7 +182,7 @@ export function haproxyConfig(options: ProxyStartOptions): string {
     ...(options.cpu === undefined ? [] : [`  cpu-map 1/all ${options.cpu}`]),
     // HAProxy refuses to start if maxconn needs more descriptors than it may open.
     `  maxconn ${Math.max(256, Math.floor(((options.openFilesLimit ?? 4096) - 200) / 2))}`,
-    '  log stderr format raw local0 err',
+    `  log stderr format raw local0 ${options.haproxy?.logLevel ?? 'err'}`,
     'defaults',
     '  mode tcp',
     `  timeout connect ${options.connectTimeoutSeconds ?? 5}s`,
@@ -183,6 +190,7 @@ export function haproxyConfig(options: ProxyStartOptions): string {
     '  timeout server 1h',
     'frontend tls_in',
     `  bind 127.0.0.1:${options.frontendPort} ssl crt ${options.combinedPemPath}`,
+    ...(options.haproxy?.frontendLines ?? []).map((line) => `  ${line}`),
     '  default_backend tracker',
     'backend tracker',
     `  server s1 127.0.0.1:${options.backendPort}`,
@@ -196,6 +204,7 @@ function hitchFlags(options: ProxyStartOptions): string[] {
     `--backend=[127.0.0.1]:${options.backendPort}`,
     `--workers=${options.workers ?? 1}`,
     ...(options.verbose ? [] : ['--quiet']),
+    ...(options.extraArgs ?? []),
   ];
 }
 
@@ -209,12 +218,13 @@ export async function startProxy(
   switch (name) {
     case 'unhitch':
     case 'unhitch-b':
+    case 'unhitch-limits':
       handle = startProcess({
         ...common,
         name,
         command: process.execPath,
         args: [
-          ...(name === 'unhitch' ? [UNHITCH_CLI] : [...UNHITCH_B_NODE_FLAGS, UNHITCH_B_CLI]),
+          ...(name === 'unhitch-b' ? [...UNHITCH_B_NODE_FLAGS, UNHITCH_B_CLI] : [UNHITCH_CLI]),
           ...UNHITCH_IDENTITY_FLAGS,
           ...hitchFlags(options),
           ...(options.connectTimeoutSeconds === undefined

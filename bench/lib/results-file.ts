@@ -6,6 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { commandLine } from './cli-args.js';
 import { machineDescription } from './machine.js';
 import { REFERENCE_NOTES } from './references.js';
+import { parseMarkdownTable } from './table.js';
 
 const DEFAULT_TITLE =
   '# unhitch benchmark results\n\nEach section is rewritten by the script named in it.\n';
@@ -38,6 +39,38 @@ export function readSection(document: string, section: string): string | null {
   const stop = document.indexOf(endMarker(section));
   if (start < 0 || stop < start) return null;
   return document.slice(start + begin.length, stop).trim();
+}
+
+/** A table row as header → cell. */
+export type SectionRow = Readonly<Record<string, string>>;
+
+/** The rows of every table in `section` that has every one of `columns`, one list per table. */
+export function sectionTables(
+  document: string,
+  section: string,
+  columns: readonly string[],
+): SectionRow[][] {
+  const body = readSection(document, section);
+  if (body === null) return [];
+  const tables: SectionRow[][] = [];
+  for (const block of body.split(/\n\s*\n/)) {
+    if (!block.trim().startsWith('|')) continue;
+    const [header, ...rows] = parseMarkdownTable(block);
+    if (!header || !columns.every((column) => header.includes(column))) continue;
+    tables.push(
+      rows.map((cells) => Object.fromEntries(header.map((title, i) => [title, cells[i] ?? '']))),
+    );
+  }
+  return tables;
+}
+
+/** The rows of the first table in `section` that has every one of `columns`; [] without one. */
+export function sectionTableRows(
+  document: string,
+  section: string,
+  columns: readonly string[],
+): SectionRow[] {
+  return sectionTables(document, section, columns)[0] ?? [];
 }
 
 export function updateResultsFile(path: string, section: string, body: string): void {

@@ -20,6 +20,7 @@
 import { connect as connectTcp } from 'node:net';
 import { createInterface } from 'node:readline';
 import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import { announceWithOffers, isAnnounceAnswer } from '../wt-load/protocol.js';
 import { decodeServerFrames, encodeClientFrame, handshakeProblem } from './raw-ws-client.js';
 
 export type ReconnectMode = 'full' | 'resumed';
@@ -81,29 +82,7 @@ function peerIdOf(slot: number): string {
 
 function announceOf(slot: number, peerId: string): Buffer {
   const infoHash = `storm-torrent-${String(slot % TORRENTS).padStart(6, '0')}`;
-  return Buffer.from(
-    JSON.stringify({
-      action: 'announce',
-      info_hash: infoHash,
-      peer_id: peerId,
-      numwant: 0,
-      uploaded: 0,
-      downloaded: 0,
-      left: 0,
-      event: 'started',
-      offers: [],
-    }),
-  );
-}
-
-/** The tracker's answer to an announce (bare node:tls answers one of the same shape). */
-function isAnnounceAnswer(payload: Buffer): boolean {
-  try {
-    const message = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
-    return message.action === 'announce' && message['failure reason'] === undefined;
-  } catch {
-    return false;
-  }
+  return Buffer.from(announceWithOffers(infoHash, peerId, [], ''));
 }
 
 class StormClient {

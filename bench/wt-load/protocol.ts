@@ -62,6 +62,16 @@ export function announceWithOffers(
   });
 }
 
+/** A tracker's answer to an announce: action announce and no failure reason. */
+export function isAnnounceAnswer(payload: Buffer): boolean {
+  try {
+    const message = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
+    return message.action === 'announce' && message['failure reason'] === undefined;
+  } catch {
+    return false;
+  }
+}
+
 export function answerTo(offer: InboundMessage, peerId: string, sdp: string): string {
   return JSON.stringify({
     action: 'announce',

@@ -331,3 +331,44 @@ test('reconnect-storm --quick: every client back through unhitch and bare node:t
     }
   }
 });
+
+test('abuse: unhitch with the recommended limits beside a plaintext flood and a slowloris after the handshake, every column filled', {
+  skip: existsSync(UNHITCH_CLI) ? false : `${UNHITCH_CLI} not built`,
+  timeout: 90_000,
+}, async () => {
+  const lines = await benchScriptLines('abuse.js', [
+    '--quick',
+    '--proxies=unhitch-limits',
+    '--attacks=baseline,plaintext,slowloris-post',
+    '--duration=1.5',
+    '--warmup=0.3',
+    '--no-write',
+  ]);
+  const rows = new Map(
+    lines
+      .filter((line) => /^\| [a-z].* \| unhitch-limits /.test(line))
+      .map((line) => {
+        const cells = line.split('|').map((cell) => cell.trim());
+        return [cells[1], cells] as const;
+      }),
+  );
+  assert.deepEqual(
+    [...rows.keys()],
+    ['no attack (baseline)', 'plaintext flood', 'slowloris after the handshake'],
+    lines.join('\n'),
+  );
+  for (const [attack, cells] of rows) {
+    // Sessions, success %, p50, p99 and RSS measured; the verdict is PASS, FAIL or –.
+    assert.ok(Number(cells[3]) > 0, `${attack}: ${cells.join('|')}`);
+    assert.match(cells[4] ?? '', /^\d+\.\d/, `${attack}: ${cells.join('|')}`);
+    assert.match(cells[6] ?? '', /^\d+\.\d$/, `${attack}: ${cells.join('|')}`);
+    assert.ok(Number(cells[8]) > 0, `${attack}: ${cells.join('|')}`);
+    assert.match(cells.at(-2) ?? '', /^(PASS|FAIL|–)$/, `${attack}: ${cells.join('|')}`);
+  }
+  // The attacker connected in the attack rows and the proxy ended some of its connections.
+  const attackerCells = (attack: string): number[] =>
+    (rows.get(attack)?.[11] ?? '').split('/').map((n) => Number(n.trim().replaceAll(',', '')));
+  const [connects, , endedByProxy] = attackerCells('plaintext flood');
+  assert.ok((connects ?? 0) > 0 && (endedByProxy ?? 0) > 0, rows.get('plaintext flood')?.join('|'));
+  assert.ok((attackerCells('slowloris after the handshake')[0] ?? 0) > 0);
+});
