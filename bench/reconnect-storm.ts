@@ -9,7 +9,7 @@
  * µs swing with the offered load (node pays per wake-up what a saturated loop amortises).
  *   node dist/bench/reconnect-storm.js [--proxies=unhitch,hitch,haproxy,node-tls,node-tls-bare]
  *     [--connections=1020,4096,max] [--repeat=5] [--clients=1] [--parallel=256] [--warmup=200]
- *     [--timeout=60] [--budget-minutes=15] [--groups=X25519] [--quick]
+ *     [--timeout=60] [--budget-minutes=20] [--groups=X25519] [--quick]
  *     [--no-write | --update-results | --out=DIR]
  * A round that would end past --budget-minutes is not started (the section says how many ran).
  * `max`: what the proxy's open-files limit allows (two descriptors per proxied connection).
@@ -390,7 +390,7 @@ runBench({
     };
 
     const needsBackend = runnable.some((name) => name !== 'node-tls-bare');
-    const budgetMs = positiveFlag(flags, 'budget-minutes', 15) * 60_000;
+    const budgetMs = positiveFlag(flags, 'budget-minutes', 20) * 60_000;
     let rounds = 0;
     for (let round = 0; round < repeat; round++) {
       // A slow or loaded machine runs fewer rounds rather than past the budget (said below).
@@ -493,17 +493,20 @@ runBench({
       }
     }
     const largest = sizes.at(-1) ?? 0;
-    const ratioLines = bench.reliability.ratioLines(
-      (['resumed', 'full'] as const).flatMap((mode) => {
-        const at = (name: ProxyName): number | null =>
-          median((runs.get(key(name, largest, mode)) ?? []).map(cpuPerReconnect));
-        const unhitch = at('unhitch');
-        const ratio = unhitch === null ? null : ratioTo(unhitch, at('hitch'));
-        return ratio === null
-          ? []
-          : [`ratio unhitch/hitch cpu-per-${mode}-reconnect: ${ratio.toFixed(2)}`];
-      }),
-    );
+    bench.reliability.ratiosFromReliableRows = true;
+    // A ratio line comes from the two rows it divides (unhitch and Hitch at the largest N):
+    // written when both are reliable, whatever a smaller storm's row says.
+    const ratioLines = (['resumed', 'full'] as const).flatMap((mode) => {
+      const at = (name: ProxyName): number | null =>
+        median((runs.get(key(name, largest, mode)) ?? []).map(cpuPerReconnect));
+      const rowLabel = (name: ProxyName): string => `${name} ${formatCount(largest)} ${mode}`;
+      if (!bench.reliability.reliableRows(rowLabel('unhitch'), rowLabel('hitch'))) return [];
+      const unhitch = at('unhitch');
+      const ratio = unhitch === null ? null : ratioTo(unhitch, at('hitch'));
+      return ratio === null
+        ? []
+        : [`ratio unhitch/hitch cpu-per-${mode}-reconnect: ${ratio.toFixed(2)}`];
+    });
     const elapsedSeconds = (performance.now() - startedAt) / 1000;
     process.stderr.write(`reconnect-storm: ${formatDecimal(elapsedSeconds, 0)} s in all\n`);
     const noiseNote = bench.reliability.unreliable

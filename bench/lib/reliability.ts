@@ -22,6 +22,8 @@ export function isUnreliable(otherLoadPercent: number | null | undefined): boole
 export class Reliability {
   /** Label → the highest other-load share seen for it, for the unreliable runs only. */
   private readonly unreliableRuns = new Map<string, number>();
+  /** Set by a bench whose ratio lines come from named rows only (reliableRows()). */
+  ratiosFromReliableRows = false;
 
   /**
    * Records a run's other load on the proxy CPU and returns its table cell: the percentage,
@@ -45,12 +47,23 @@ export class Reliability {
     return this.unreliable ? [] : [...lines];
   }
 
+  /**
+   * Whether every run recorded under these labels was reliable: a ratio made only of such
+   * runs means something even when an unrelated row of the same bench was disturbed.
+   */
+  reliableRows(...labels: readonly string[]): boolean {
+    return labels.every((label) => !this.unreliableRuns.has(label));
+  }
+
   /** One line for stderr and the results section; null when every run was reliable. */
   summary(): string | null {
     if (!this.unreliable) return null;
     const runs = [...this.unreliableRuns]
       .map(([label, percent]) => `${label} (${percent.toFixed(0)} %)`)
       .join(', ');
-    return `${UNRELIABLE}: other processes took more than ${UNRELIABLE_OTHER_LOAD_PERCENT} % of the proxy CPU in ${runs}; those rows are marked and no ratio line is written. Rerun on a quiet machine.`;
+    const ratios = this.ratiosFromReliableRows
+      ? 'a ratio line is written only from rows that are not'
+      : 'no ratio line is written';
+    return `${UNRELIABLE}: other processes took more than ${UNRELIABLE_OTHER_LOAD_PERCENT} % of the proxy CPU in ${runs}; those rows are marked and ${ratios}. Rerun on a quiet machine.`;
   }
 }

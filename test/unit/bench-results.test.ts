@@ -82,3 +82,18 @@ test('the uws backend says it may download Node 20 before provision-node runs', 
   assert.deepEqual(events, [`announce: ${UWS_RUNTIME_NOTICE}`, 'provision']);
   assert.match(UWS_RUNTIME_NOTICE, /downloads Node 20 from the npm registry/);
 });
+
+test('reliableRows: a ratio made of undisturbed rows stands when another row of the run was disturbed', () => {
+  const reliability = new Reliability();
+  reliability.otherLoadCell('unhitch 9,488 resumed', 3);
+  reliability.otherLoadCell('hitch 9,488 resumed', 2);
+  reliability.otherLoadCell('unhitch 4,096 resumed', 11);
+  assert.equal(reliability.reliableRows('unhitch 9,488 resumed', 'hitch 9,488 resumed'), true);
+  assert.equal(reliability.reliableRows('unhitch 4,096 resumed', 'hitch 9,488 resumed'), false);
+  assert.deepEqual(reliability.ratioLines(['ratio x: 1.00']), []);
+  reliability.ratiosFromReliableRows = true;
+  assert.match(
+    reliability.summary() ?? '',
+    /a ratio line is written only from rows that are not\./,
+  );
+});
