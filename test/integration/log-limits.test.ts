@@ -164,6 +164,8 @@ async function flood(t: TestContext, socketPath: string) {
     globalThis.gc();
     const growth = process.memoryUsage().heapUsed - before;
     const text = await metrics.registry.metrics();
+    // Before the report: the test signals once it has read it, and SIGUSR2 unhandled ends
+    // the process.
     process.on('SIGUSR2', () => logger.info('one more line'));
     console.log(JSON.stringify({ growth, metrics: text }));
     setInterval(() => {}, 1_000);
@@ -231,6 +233,7 @@ test('syslog: logger(1) killed while lines were being dropped: its successor say
   // One more line per poll: the first may still reach the dead logger's pipe (dropped).
   const recovered = await eventually(
     () => {
+      assert.equal(flooder.signalCode ?? flooder.exitCode, null, 'the flooding process ended');
       flooder.kill('SIGUSR2');
       return DROPPED_LINE.exec(syslog.received()) ?? undefined;
     },
@@ -268,8 +271,9 @@ test('syslog: logger(1) that cannot start (not on PATH) is tried again; the line
     }
     process.env.PATH = path;
     const text = await metrics.registry.metrics();
-    console.log(/unhitch_log_lines_dropped_total\\{cause="syslog_backlog"\\} (\\d+)/.exec(text)?.[1]);
+    // Before the report, as in flood(): a SIGUSR2 with no handler would end the process.
     process.on('SIGUSR2', () => logger.info('after the retry'));
+    console.log(/unhitch_log_lines_dropped_total\\{cause="syslog_backlog"\\} (\\d+)/.exec(text)?.[1]);
     setInterval(() => {}, 1_000);
   `;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
@@ -285,6 +289,7 @@ test('syslog: logger(1) that cannot start (not on PATH) is tried again; the line
   // One more line per poll until the retry (SYSLOG_SPAWN_RETRY_MS) starts logger(1).
   const recovered = await eventually(
     () => {
+      assert.equal(child.signalCode ?? child.exitCode, null, 'the logging process ended');
       child.kill('SIGUSR2');
       return DROPPED_LINE.exec(syslog.received()) ?? undefined;
     },
