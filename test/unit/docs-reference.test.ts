@@ -59,6 +59,15 @@ test('every option has its entry in configuration.md and unhitch.conf(5); every 
   }
 });
 
+test("no option's meaning repeats its default: --help and the reference print the default beside it", () => {
+  const repeating = OPTIONS.filter((spec) => /\(default\b|, default\)/.test(spec.summary)).map(
+    (spec) => `${spec.name}: ${spec.summary}`,
+  );
+  assert.deepEqual(repeating, []);
+  // "(0 = OS default)" says what a value means, not what the default is.
+  assert.ok(!/\(default/.test(helpText().replace(/\(default: [^)]*\)/g, '')), helpText());
+});
+
 /** Names and values only: the hitch.conf and TOML forms of one example must agree. */
 function shape(entries: readonly Entry[]): unknown {
   return entries.map((entry) =>
