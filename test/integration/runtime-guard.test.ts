@@ -61,8 +61,19 @@ function npmUnder(node: string, args: readonly string[], cwd: string) {
   });
 }
 
+/** Every bench a user runs: `node dist/bench/NAME.js` and the load generator. */
+function benchEntries(): string[] {
+  const names = readdirSync(join(ROOT, 'bench')).filter((name) => name.endsWith('.ts'));
+  assert.ok(names.length >= 10, names.join(' '));
+  return [
+    ...names.map((name) => `dist/bench/${name.replace(/\.ts$/, '.js')}`),
+    'dist/bench/wt-load/main.js',
+  ];
+}
+
 test('each entry point refuses an old Node with one line and status 1', { skip: skipOld }, () => {
-  for (const entry of ['dist/src/bin.js', 'dist/src/cli.js', 'dist/src/demo/bin.js']) {
+  const entries = ['dist/src/bin.js', 'dist/src/cli.js', 'dist/src/demo/bin.js'];
+  for (const entry of [...entries, ...benchEntries()]) {
     const result = spawnSync(OLD_NODE, [join(ROOT, entry), '--version'], { encoding: 'utf8' });
     assert.equal(result.status, 1, entry);
     assert.equal(result.stderr, refusal, entry);
