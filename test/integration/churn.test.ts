@@ -10,13 +10,18 @@
  *   (what OpenSSL, node or malloc keep per connection, which a heap snapshot cannot see).
  *   Not RSS itself: V8's old generation grows toward its first mark-compact, and on a
  *   loaded machine (fewer connections per second) that growth fell inside the measured
- *   window, with nothing leaking.
+ *   window, with nothing leaking;
+ * - the JS heap: HEAP_CONNECTIONS more connections after the churn may not grow it, snapshot
+ *   to snapshot (both after a full GC, the worker idle), by FLAT_HEAP_BYTES. The native
+ *   criterion cannot see a JS leak (V8's heap high-water is what it subtracts), nor can the
+ *   census one that keeps no socket (a string or a Map entry per connection), as in
+ *   soak.test.ts.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { churn, LEAK_SLACK, warmUp } from '../kit/churn.js';
 import { eventually } from '../kit/eventually.js';
-import { heapCensus } from '../kit/heap-census.js';
+import { type HeapTally, heapCensus, largestGrowth, objectCounts } from '../kit/heap-census.js';
 import { makeCertificate } from '../kit/pki.js';
 import { freePort } from '../kit/ports.js';
 import { sampleProcess } from '../kit/proc.js';
@@ -49,8 +54,17 @@ const MiB = 1024 * 1024;
  */
 // idle-connections.test.ts counts one of each per live connection: the names are right.
 const PER_CONNECTION_OBJECTS = ['TLSSocket', 'ProxiedPair'];
+/** Connections between the two heap snapshots, after the churn (5 to 20 s). */
+const HEAP_CONNECTIONS = 2_000;
+/**
+ * What HEAP_CONNECTIONS may add to the heap after a full GC: ~260 bytes a connection. Clean,
+ * it grew by 76-79 KiB, most of it one native node (+64 KiB) whatever the count; a
+ * 600-character string kept per connection (~430 bytes of heap as padEnd builds it) adds
+ * ~850 KiB.
+ */
+const FLAT_HEAP_BYTES = 512 * 1024;
 
-test('churn: 3,000 short connections through 1 worker after a warm-up; no fd, object or native memory growth left', {
+test('churn: 3,000 short connections through 1 worker after a warm-up; no fd, object, native memory or JS heap growth left', {
   timeout: 240_000,
 }, async (t) => {
   const backend = await startBackend((socket) => {
@@ -108,26 +122,45 @@ test('churn: 3,000 short connections through 1 worker after a warm-up; no fd, ob
   const elapsedMs = Date.now() - started;
 
   let after = sampleProcess(workerPid);
-  await waitFor(
+  /** Once every connection is closed (fds back, no backend leg), the idle worker's heap. */
+  const idleHeap = async (): Promise<HeapTally> => {
+    await waitFor(
+      () => {
+        after = sampleProcess(workerPid);
+        return after.fds <= baseline.fds + LEAK_SLACK.fds && backend.sockets.size === 0;
+      },
+      10_000,
+      'fds back to baseline',
+    ).catch(() => undefined);
+    // A connection still closing when the fds settled (seen once on a loaded machine: 13 of
+    // each) is gone by a later snapshot; a leak is in every snapshot.
+    return census.idleTally(workerPid, PER_CONNECTION_OBJECTS);
+  };
+  const heapAfterChurn = await idleHeap();
+  const fdsAfterChurn = after.fds;
+  const leftCounts = objectCounts(heapAfterChurn, PER_CONNECTION_OBJECTS);
+
+  const more = { ok: 0, failed: 0 };
+  let moreStarts = 0;
+  const moreStarted = Date.now();
+  await churn(
+    port,
     () => {
-      after = sampleProcess(workerPid);
-      return after.fds <= baseline.fds + LEAK_SLACK.fds && backend.sockets.size === 0;
+      if (moreStarts >= HEAP_CONNECTIONS || Date.now() - moreStarted >= CHURN_DEADLINE_MS)
+        return true;
+      moreStarts += 1;
+      return false;
     },
-    10_000,
-    'fds back to baseline',
-  ).catch(() => undefined);
-  // A connection still closing when the fds settled (seen once on a loaded machine: 13 of
-  // each) is gone by a later snapshot; a leak is in every snapshot, so three are taken at
-  // most.
-  let leftCounts = await census.count(workerPid, PER_CONNECTION_OBJECTS);
-  for (let taken = 1; taken < 3 && [...leftCounts.values()].some((n) => n > 0); taken++) {
-    leftCounts = await census.count(workerPid, PER_CONNECTION_OBJECTS);
-  }
+    CHURN_PARALLEL,
+    more,
+  );
+  const heapAfterMore = await idleHeap();
+  const heapGrowth = heapAfterMore.totalBytes - heapAfterChurn.totalBytes;
 
   const { native, first, last } = nativePeaksByThirds(samples, 0, CHURN_CONNECTIONS);
   const mib = (bytes: number): string => (bytes / MiB).toFixed(0);
   t.diagnostic(
-    `warm-up ${warmup.ok}; churned ${counts.ok} connections (${counts.failed} failed) in ${elapsedMs} ms = ${Math.round((counts.ok * 1000) / elapsedMs)}/s; fds ${baseline.fds} → ${after.fds}; per sample (MiB) RSS ${samples.map((s) => mib(s.rssBytes)).join(' ')}; V8 heap ${samples.map((s) => mib(s.heapCommittedBytes)).join(' ')}; beyond it ${native.map((s) => mib(s.bytes)).join(' ')}; live objects after ${JSON.stringify(Object.fromEntries(leftCounts))}`,
+    `warm-up ${warmup.ok}; churned ${counts.ok} connections (${counts.failed} failed) in ${elapsedMs} ms = ${Math.round((counts.ok * 1000) / elapsedMs)}/s; fds ${baseline.fds} → ${fdsAfterChurn} → ${after.fds}; per sample (MiB) RSS ${samples.map((s) => mib(s.rssBytes)).join(' ')}; V8 heap ${samples.map((s) => mib(s.heapCommittedBytes)).join(' ')}; beyond it ${native.map((s) => mib(s.bytes)).join(' ')}; live objects after ${JSON.stringify(Object.fromEntries(leftCounts))}; heap after a full GC ${(heapAfterChurn.totalBytes / 1024).toFixed(0)} → ${(heapAfterMore.totalBytes / 1024).toFixed(0)} KiB over ${more.ok} more connections (${more.failed} failed), most grown ${largestGrowth(heapAfterChurn, heapAfterMore)}`,
   );
   assert.equal(counts.failed, 0, 'no short connection failed');
   assert.equal(
@@ -136,7 +169,10 @@ test('churn: 3,000 short connections through 1 worker after a warm-up; no fd, ob
     `only ${counts.ok} connections in ${CHURN_DEADLINE_MS / 1000} s`,
   );
   assert.ok(Number.isFinite(first) && Number.isFinite(last), 'samples in both thirds');
-  assert.ok(after.fds <= baseline.fds + LEAK_SLACK.fds, `fds ${baseline.fds} → ${after.fds}`);
+  assert.ok(
+    fdsAfterChurn <= baseline.fds + LEAK_SLACK.fds,
+    `fds ${baseline.fds} → ${fdsAfterChurn}`,
+  );
   assert.deepEqual(
     leftCounts,
     new Map(PER_CONNECTION_OBJECTS.map((name) => [name, 0])),
@@ -146,6 +182,22 @@ test('churn: 3,000 short connections through 1 worker after a warm-up; no fd, ob
     last - first < FLAT_NATIVE_BYTES,
     `native memory grew: RSS beyond the V8 heap, first third's max ${mib(first)} MiB, last third's ${mib(last)} MiB`,
   );
+  assert.equal(more.failed, 0, 'no connection between the heap snapshots failed');
+  assert.equal(
+    more.ok,
+    HEAP_CONNECTIONS,
+    `only ${more.ok} connections between the heap snapshots in ${CHURN_DEADLINE_MS / 1000} s`,
+  );
+  assert.ok(
+    heapGrowth < FLAT_HEAP_BYTES,
+    `the JS heap grew by ${(heapGrowth / 1024).toFixed(0)} KiB over ${HEAP_CONNECTIONS} connections (after a full GC, the worker idle); most grown: ${largestGrowth(heapAfterChurn, heapAfterMore)}`,
+  );
+  assert.deepEqual(
+    objectCounts(heapAfterMore, PER_CONNECTION_OBJECTS),
+    new Map(PER_CONNECTION_OBJECTS.map((name) => [name, 0])),
+    'no per-connection object outlives its connection',
+  );
+  assert.ok(after.fds <= baseline.fds + LEAK_SLACK.fds, `fds ${baseline.fds} → ${after.fds}`);
   assert.deepEqual(unhitch.workerPids(), [workerPid], 'the worker never restarted');
   const failures = unhitch.lines.filter((line) => typeof line.reason === 'string');
   assert.deepEqual(failures, [], 'no connection failed on the proxy side');

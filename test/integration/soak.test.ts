@@ -20,7 +20,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import TrackerServer from 'bittorrent-tracker/server';
-import { type HeapTally, heapCensus } from '../kit/heap-census.js';
+import { type HeapTally, heapCensus, objectCounts } from '../kit/heap-census.js';
 import { makeCertificate } from '../kit/pki.js';
 import { freePort } from '../kit/ports.js';
 import { sampleProcess } from '../kit/proc.js';
@@ -59,9 +59,7 @@ const HEAP_DEADLINE_MS = 75_000;
 const FLAT_HEAP_BYTES = 512 * 1024;
 
 const perConnection = (tally: HeapTally): Map<string, number> =>
-  new Map(
-    PER_CONNECTION_OBJECTS.map((name) => [name, tally.byKind.get(`object:${name}`)?.count ?? 0]),
-  );
+  objectCounts(tally, PER_CONNECTION_OBJECTS);
 
 test('soak: 2,400 WebSocket announce sessions through the binary, no native memory, JS heap, object or fd growth', {
   timeout: 330_000,
@@ -113,10 +111,7 @@ test('soak: 2,400 WebSocket announce sessions through the binary, no native memo
       'worker fds back to idle',
     ).catch(() => undefined);
     // A connection still closing is gone by a later snapshot; a leak is in every one.
-    let heap = await census.tally(workerPid);
-    for (let taken = 1; taken < 3 && [...perConnection(heap).values()].some((n) => n > 0); taken++)
-      heap = await census.tally(workerPid);
-    return heap;
+    return census.idleTally(workerPid, PER_CONNECTION_OBJECTS);
   };
   const heapAfterSoak = await idleHeap();
   const leftCounts = perConnection(heapAfterSoak);

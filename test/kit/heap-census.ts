@@ -25,6 +25,12 @@ export interface HeapCensus {
    * (`object:Constructor`, `closure:name`, or the node type: `hidden`, `array`, ...).
    */
   tally(pid: number, timeoutMs?: number): Promise<HeapTally>;
+  /**
+   * A tally of `pid` once no object named in `transient` is left in it: a connection still
+   * closing is gone by a later snapshot, a leak is in every one, so at most `snapshots` are
+   * taken and the last is returned (its counts then show the leak).
+   */
+  idleTally(pid: number, transient: readonly string[], snapshots?: number): Promise<HeapTally>;
   cleanup(): void;
 }
 
@@ -57,9 +63,23 @@ export function heapCensus(): HeapCensus {
     async tally(pid, timeoutMs = 30_000) {
       return tallyBySize(await snapshot(dir, pid, timeoutMs));
     },
+    async idleTally(pid, transient, snapshots = 3) {
+      let heap = tallyBySize(await snapshot(dir, pid, 30_000));
+      for (let taken = 1; taken < snapshots && anyLeft(objectCounts(heap, transient)); taken++)
+        heap = tallyBySize(await snapshot(dir, pid, 30_000));
+      return heap;
+    },
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+
+/** How many objects of each constructor in `names` a tally holds. */
+export function objectCounts(tally: HeapTally, names: readonly string[]): Map<string, number> {
+  return new Map(names.map((name) => [name, tally.byKind.get(`object:${name}`)?.count ?? 0]));
+}
+
+const anyLeft = (counts: Map<string, number>): boolean =>
+  [...counts.values()].some((count) => count > 0);
 
 async function snapshot(dir: string, pid: number, timeoutMs: number): Promise<HeapSnapshotFile> {
   const before = new Set(readdirSync(dir));
@@ -122,4 +142,20 @@ function countByName(file: HeapSnapshotFile, names: readonly string[]): Map<stri
     if (wanted.has(name)) counts.set(name, (counts.get(name) ?? 0) + 1);
   }
   return counts;
+}
+
+/** The `top` kinds whose bytes grew most from `before` to `after`, for a failure message. */
+export function largestGrowth(before: HeapTally, after: HeapTally, top = 5): string {
+  return [...after.byKind]
+    .map(([kind, { count, bytes }]) => {
+      const was = before.byKind.get(kind) ?? { count: 0, bytes: 0 };
+      return { kind, count: count - was.count, bytes: bytes - was.bytes };
+    })
+    .sort((a, b) => b.bytes - a.bytes)
+    .slice(0, top)
+    .map(
+      ({ kind, count, bytes }) =>
+        `${kind} +${(bytes / 1024).toFixed(0)} KiB (${count >= 0 ? '+' : ''}${count})`,
+    )
+    .join(', ');
 }
