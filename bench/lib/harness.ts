@@ -17,8 +17,9 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { makeCertificate } from '../../test/kit/pki.js';
 import { freePort, waitForPort } from '../../test/kit/ports.js';
-import { cpuBusyMicros, treeCpuMicros } from '../../test/kit/proc.js';
+import { treeCpuMicros } from '../../test/kit/proc.js';
 import { type Flags, listFlag, numberFlag, parseFlags } from './cli-args.js';
+import { OtherLoadWindow, parseCpuList } from './cpu-set.js';
 import { installCleanup, isShuttingDown, startProcess, untilReady } from './processes.js';
 import { type ProxyName, parseProxyList, REPO_ROOT } from './proxies.js';
 import { Reliability } from './reliability.js';
@@ -79,8 +80,8 @@ export interface BenchContext {
   readonly proxyCpu: string;
   /** --load-cpu (default 0): load generator and backend. */
   readonly loadCpu: string;
-  /** The proxy CPU as an index, when it is a single CPU (for the other-load figure). */
-  readonly proxyCpuIndex: number | null;
+  /** The CPUs of --proxy-cpu (for the other-load figure); null when it is not a CPU list. */
+  readonly proxyCpus: readonly number[] | null;
   /** --proxies, or the script's default list. */
   readonly proxies: ProxyName[];
   /** --repeat (default 1, at least 1). */
@@ -164,7 +165,7 @@ async function main(spec: BenchSpec): Promise<number> {
       quick: flags.has('quick'),
       proxyCpu,
       loadCpu: flags.get('load-cpu') ?? '0',
-      proxyCpuIndex: /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null,
+      proxyCpus: parseCpuList(proxyCpu),
       proxies: parseProxyList(listFlag(flags, 'proxies', spec.defaultProxies).join(',')),
       repeat: Math.max(1, Math.floor(numberFlag(flags, 'repeat', 1))),
       workDirectory,
@@ -251,27 +252,22 @@ export interface WindowMeasurement<Result> {
   readonly result: Result;
   /** CPU of the proxy's process tree during the window, µs (null without a proxy). */
   readonly proxyCpuMicros: number | null;
-  /** Busy share of the proxy's CPU not spent in the proxy during the window, %. */
+  /** Busy share of the proxy's CPUs not spent in the proxy during the window, %. */
   readonly otherLoadOnProxyCpuPercent: number | null;
 }
 
 /** Runs `work` as the measured window, sampling the proxy tree and its CPU around it. */
 export async function measureWindow<Result>(
   proxyPid: number | null,
-  proxyCpuIndex: number | null,
+  proxyCpus: readonly number[] | null,
   work: () => Promise<Result>,
 ): Promise<WindowMeasurement<Result>> {
   const cpuBefore = proxyPid === null ? null : treeCpuMicros(proxyPid);
-  const busyBefore = proxyCpuIndex === null ? null : cpuBusyMicros(proxyCpuIndex);
-  const startedAt = performance.now();
+  const otherLoad = new OtherLoadWindow(proxyCpus);
+  otherLoad.start();
   const result = await work();
   const proxyCpuMicros =
     proxyPid === null || cpuBefore === null ? null : treeCpuMicros(proxyPid) - cpuBefore;
-  const busyAfter = proxyCpuIndex === null ? null : cpuBusyMicros(proxyCpuIndex);
-  const elapsedMicros = (performance.now() - startedAt) * 1000;
-  const otherLoadOnProxyCpuPercent =
-    busyBefore !== null && busyAfter !== null && elapsedMicros > 0
-      ? Math.max(0, ((busyAfter - busyBefore - (proxyCpuMicros ?? 0)) / elapsedMicros) * 100)
-      : null;
-  return { result, proxyCpuMicros, otherLoadOnProxyCpuPercent };
+  otherLoad.end();
+  return { result, proxyCpuMicros, otherLoadOnProxyCpuPercent: otherLoad.percent(proxyCpuMicros) };
 }

@@ -2,7 +2,8 @@
  * Runs a client process that prints JSON event lines (`measure_start`, `measure_end`,
  * `result`, optionally `holding`) and samples a proxy's process tree at those instants.
  */
-import { cpuBusyMicros, treeCpuMicros, treeRssKiB } from '../../test/kit/proc.js';
+import { treeCpuMicros, treeRssKiB } from '../../test/kit/proc.js';
+import { OtherLoadWindow } from './cpu-set.js';
 import { type BenchProcess, type StartOptions, startProcess } from './processes.js';
 
 export interface ChildMeasurement<Result> {
@@ -11,14 +12,14 @@ export interface ChildMeasurement<Result> {
   readonly proxyCpuMicros: number | null;
   /** Proxy tree RSS at measure_end (or at `holding`), KiB. */
   readonly proxyRssKiB: number | null;
-  /** Busy share of the proxy CPU NOT spent in the proxy tree during the window, %. */
+  /** Busy share of the proxy's CPUs NOT spent in the proxy tree during the window, %. */
   readonly otherLoadOnProxyCpuPercent: number | null;
 }
 
 export interface MeasuredChildOptions extends Omit<StartOptions, 'onStdoutLine'> {
   readonly proxyPid: number | null;
-  /** The proxy's CPU index, to report other processes' load on it (null: not pinned). */
-  readonly proxyCpuIndex?: number | null;
+  /** The proxy's CPUs, to report other processes' load on them (null: not pinned). */
+  readonly proxyCpus?: readonly number[] | null;
   /** Called on a `holding` event; resolves when the client may be told to finish. */
   readonly onHolding?: (child: BenchProcess, event: Record<string, unknown>) => Promise<void>;
   /** Progress lines from the child's stderr are echoed with this prefix. */
@@ -34,12 +35,7 @@ export function runMeasuredChild<Result>(
   let rss: number | null = null;
   let result: Result | null = null;
   let holdingDone: Promise<void> = Promise.resolve();
-  const cpuIndex = options.proxyCpuIndex ?? null;
-  const busy = (): number | null => (cpuIndex === null ? null : cpuBusyMicros(cpuIndex));
-  let busyAtStart: number | null = null;
-  let busyMicros: number | null = null;
-  let windowStart = 0;
-  let windowMicros = 0;
+  const otherLoad = new OtherLoadWindow(options.proxyCpus ?? null);
   return new Promise((resolve, reject) => {
     const child: BenchProcess = startProcess({
       ...options,
@@ -52,15 +48,10 @@ export function runMeasuredChild<Result>(
           return;
         }
         if (event.event === 'measure_start') {
-          busyAtStart = busy();
-          windowStart = performance.now();
+          otherLoad.start();
           if (pid !== null) cpuAtStart = treeCpuMicros(pid);
         }
-        if (event.event === 'measure_end') {
-          const busyNow = busy();
-          busyMicros = busyNow !== null && busyAtStart !== null ? busyNow - busyAtStart : null;
-          windowMicros = (performance.now() - windowStart) * 1000;
-        }
+        if (event.event === 'measure_end') otherLoad.end();
         if (event.event === 'measure_end' && pid !== null) {
           cpuAtEnd = treeCpuMicros(pid);
           rss = treeRssKiB(pid);
@@ -98,10 +89,7 @@ export function runMeasuredChild<Result>(
         result,
         proxyCpuMicros,
         proxyRssKiB: rss,
-        otherLoadOnProxyCpuPercent:
-          busyMicros !== null && windowMicros > 0
-            ? Math.max(0, ((busyMicros - (proxyCpuMicros ?? 0)) / windowMicros) * 100)
-            : null,
+        otherLoadOnProxyCpuPercent: otherLoad.percent(proxyCpuMicros),
       });
     });
   });

@@ -317,7 +317,7 @@ async function runRow(
         ],
         cpu: bench.loadCpu,
         proxyPid: pid,
-        proxyCpuIndex: bench.proxyCpuIndex,
+        proxyCpus: bench.proxyCpus,
       });
     } finally {
       await attacker?.handle.stop();

@@ -12,7 +12,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../../test/kit/ports.js';
-import { cpuBusyMicros, treeCpuMicros, treeRssKiB } from '../../test/kit/proc.js';
+import { treeCpuMicros, treeRssKiB } from '../../test/kit/proc.js';
 import {
   type BackendSpec,
   builtinBackend,
@@ -21,6 +21,7 @@ import {
   startBackend,
 } from '../lib/backends.js';
 import { listFlag, numberFlag } from '../lib/cli-args.js';
+import { OtherLoadWindow, parseCpuList } from '../lib/cpu-set.js';
 import { type BenchContext, runBench } from '../lib/harness.js';
 import { startProcess } from '../lib/processes.js';
 import {
@@ -128,12 +129,7 @@ function measure(settings: Settings, url: string, proxy: RunningProxy): Promise<
   let cpuAtStart: number | null = null;
   let cpuAtEnd: number | null = null;
   let rssLoaded: number | null = null;
-  const proxyCpuIndex = /^\d+$/.test(settings.proxyCpu) ? Number(settings.proxyCpu) : null;
-  const busy = (): number | null => (proxyCpuIndex === null ? null : cpuBusyMicros(proxyCpuIndex));
-  let busyAtStart: number | null = null;
-  let busyAtEnd: number | null = null;
-  let windowStart = 0;
-  let windowMicros = 0;
+  const otherLoad = new OtherLoadWindow(parseCpuList(settings.proxyCpu));
   return new Promise((resolve, reject) => {
     let result: LoadResult | null = null;
     const load = startProcess({
@@ -156,14 +152,10 @@ function measure(settings: Settings, url: string, proxy: RunningProxy): Promise<
         if (!line.startsWith('{')) return;
         const event = JSON.parse(line) as { event: string; result?: LoadResult };
         if (event.event === 'measure_start') {
-          busyAtStart = busy();
-          windowStart = performance.now();
+          otherLoad.start();
           if (proxyPid !== null) cpuAtStart = treeCpuMicros(proxyPid);
         }
-        if (event.event === 'measure_end') {
-          busyAtEnd = busy();
-          windowMicros = (performance.now() - windowStart) * 1000;
-        }
+        if (event.event === 'measure_end') otherLoad.end();
         if (event.event === 'measure_end' && proxyPid !== null) {
           cpuAtEnd = treeCpuMicros(proxyPid);
           rssLoaded = treeRssKiB(proxyPid);
@@ -184,17 +176,12 @@ function measure(settings: Settings, url: string, proxy: RunningProxy): Promise<
       }
       const proxyCpuMicros =
         cpuAtStart !== null && cpuAtEnd !== null ? cpuAtEnd - cpuAtStart : null;
-      const busyMicros =
-        busyAtStart !== null && busyAtEnd !== null ? busyAtEnd - busyAtStart : null;
       resolve({
         load: result,
         proxyCpuMicros,
         proxyRssIdleKiB: rssIdle,
         proxyRssLoadedKiB: rssLoaded,
-        otherLoadOnProxyCpuPercent:
-          busyMicros !== null && windowMicros > 0
-            ? Math.max(0, ((busyMicros - (proxyCpuMicros ?? 0)) / windowMicros) * 100)
-            : null,
+        otherLoadOnProxyCpuPercent: otherLoad.percent(proxyCpuMicros),
       });
     });
   });

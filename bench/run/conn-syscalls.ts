@@ -23,6 +23,7 @@ import { freePort } from '../../test/kit/ports.js';
 import { processTree } from '../../test/kit/proc.js';
 import { countSyscalls, type SyscallCount } from '../../test/kit/strace.js';
 import { parseFlags } from '../lib/cli-args.js';
+import { parseCpuList } from '../lib/cpu-set.js';
 import { measureWindow } from '../lib/harness.js';
 import { installCleanup, stopProcess } from '../lib/processes.js';
 import { parseProxyList, type RunningProxy, startProxy } from '../lib/proxies.js';
@@ -173,10 +174,10 @@ async function main(): Promise<void> {
 
   const cpu = new Map<string, number[]>();
   const otherLoad = new Map<string, number>();
-  const proxyCpuIndex = /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null;
+  const proxyCpus = parseCpuList(proxyCpu);
   for (let round = 0; round < rounds; round++) {
     for (const proxy of running) {
-      const measured = await measureWindow(proxy.process?.pid ?? null, proxyCpuIndex, () =>
+      const measured = await measureWindow(proxy.process?.pid ?? null, proxyCpus, () =>
         reconnectLoop(proxy.port, connections, tickets.get(proxy.name)),
       );
       tickets.set(proxy.name, measured.result);

@@ -170,7 +170,7 @@ runBench({
           cpu: loadCpu,
           openFilesLimit,
           proxyPid,
-          proxyCpuIndex: bench.proxyCpuIndex,
+          proxyCpus: bench.proxyCpus,
         });
         const r = measured.result;
         return {
@@ -208,7 +208,7 @@ runBench({
         ],
         cpu: loadCpu,
         proxyPid,
-        proxyCpuIndex: bench.proxyCpuIndex,
+        proxyCpus: bench.proxyCpus,
       });
       const r = measured.result;
       return {

@@ -105,7 +105,7 @@ runBench({
             ],
             cpu: loadCpu,
             proxyPid: proxy.process?.pid ?? null,
-            proxyCpuIndex: bench.proxyCpuIndex,
+            proxyCpus: bench.proxyCpus,
           });
           const r = measured.result;
           const run: HandshakeRun = {

@@ -85,10 +85,8 @@ runBench({
         });
         try {
           const url = `${proxy.tls ? 'https' : 'http'}://127.0.0.1:${proxy.port}/`;
-          const measured = await measureWindow(
-            proxy.process?.pid ?? null,
-            bench.proxyCpuIndex,
-            () => runAutocannon(url, connections, duration, loadCpu),
+          const measured = await measureWindow(proxy.process?.pid ?? null, bench.proxyCpus, () =>
+            runAutocannon(url, connections, duration, loadCpu),
           );
           const { result, proxyCpuMicros: cpuMicros } = measured;
           if (name === 'none') baseline = result.requests.average;

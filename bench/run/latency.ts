@@ -96,7 +96,7 @@ runBench({
           ],
           cpu: loadCpu,
           proxyPid: proxy.process?.pid ?? null,
-          proxyCpuIndex: bench.proxyCpuIndex,
+          proxyCpus: bench.proxyCpus,
         });
         const r = measured.result;
         const run: LatencyRun = {

@@ -320,7 +320,7 @@ runBench({
       const pid = proxy.process?.pid ?? null;
       const loadBefore = loadCpuIndex === null ? null : cpuBusyMicros(loadCpuIndex);
       const windowStart = performance.now();
-      const measured = await measureWindow(pid, bench.proxyCpuIndex, () => clients.connect(mode));
+      const measured = await measureWindow(pid, bench.proxyCpus, () => clients.connect(mode));
       const windowMicros = (performance.now() - windowStart) * 1000;
       const loadAfter = loadCpuIndex === null ? null : cpuBusyMicros(loadCpuIndex);
       // Busy counters are sampled a little apart from the window's clock: keep them ≤ 100 %.

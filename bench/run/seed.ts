@@ -197,7 +197,7 @@ runBench({
                 openFilesLimit,
                 proxyPid: proxy.process?.pid ?? null,
                 // Several workers share every CPU with the load: no "other load" figure then.
-                proxyCpuIndex: workers === 1 ? bench.proxyCpuIndex : null,
+                proxyCpus: workers === 1 ? bench.proxyCpus : null,
               });
               const r = measured.result;
               const other = measured.otherLoadOnProxyCpuPercent;

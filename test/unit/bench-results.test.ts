@@ -7,10 +7,12 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { dirname } from 'node:path';
 import { test } from 'node:test';
-import { resultsDestination } from '../../bench/lib/harness.js';
+import { OtherLoadWindow, parseCpuList } from '../../bench/lib/cpu-set.js';
+import { measureWindow, resultsDestination } from '../../bench/lib/harness.js';
 import { REPO_ROOT } from '../../bench/lib/proxies.js';
 import { Reliability, UNRELIABLE_OTHER_LOAD_PERCENT } from '../../bench/lib/reliability.js';
 import { UWS_RUNTIME_NOTICE, uwsRuntime } from '../../bench/lib/runtimes.js';
+import { clockTicksPerSecond } from '../kit/proc.js';
 
 const flags = (...names: string[]): Map<string, string> =>
   new Map(
@@ -95,5 +97,55 @@ test('reliableRows: a ratio made of undisturbed rows stands when another row of 
   assert.match(
     reliability.summary() ?? '',
     /a ratio line is written only from rows that are not\./,
+  );
+});
+
+test('--proxy-cpu naming several CPUs: other load is measured over the whole set, by the same 10 % rule', async () => {
+  assert.deepEqual(parseCpuList('1'), [1]);
+  assert.deepEqual(parseCpuList('0,1'), [0, 1]);
+  assert.deepEqual(parseCpuList('2-4,0'), [0, 2, 3, 4]);
+  assert.deepEqual(parseCpuList('0-6:3'), [0, 3, 6]);
+  for (const notAList of ['', '1,x', '3-1', '0-2:0', 'all'])
+    assert.equal(parseCpuList(notAList), null);
+
+  // CPUs 1 and 2 for one second: CPU 1 busy all of it, CPU 2 for 0.3 s; CPU 0 (not in the
+  // set) busy too, which must not count.
+  const ticks = clockTicksPerSecond();
+  const procStat = (cpu0: number, cpu1: number, cpu2: number): string =>
+    [
+      'cpu  0 0 0 0 0 0 0 0 0 0',
+      `cpu0 ${cpu0 * ticks} 0 0 0 0 0 0 0 0 0`,
+      `cpu1 ${cpu1 * ticks} 0 0 ${ticks} 0 0 0 0 0 0`,
+      `cpu2 0 0 ${cpu2 * ticks} ${ticks} 0 0 0 0 0 0`,
+    ].join('\n');
+  const window = (proxySeconds: number): number | null => {
+    const texts = [procStat(10, 10, 10), procStat(11, 11, 10.3)];
+    const clock = [5_000, 6_000];
+    const measured = new OtherLoadWindow(parseCpuList('1,2'), {
+      readProcStat: () => texts.shift() ?? '',
+      nowMs: () => clock.shift() ?? 0,
+    });
+    measured.start();
+    measured.end();
+    return measured.percent(proxySeconds * 1_000_000);
+  };
+  // 1.3 s busy of a 2 s capacity, 1.1 s of it the proxy's: 10 %, reliable.
+  assert.ok(Math.abs((window(1.1) ?? Number.NaN) - 10) < 1e-9, String(window(1.1)));
+  // 1.0 s the proxy's: 15 % of the set, unreliable (on one CPU it would read 30 %).
+  const reliability = new Reliability();
+  assert.equal(reliability.otherLoadCell('unhitch', window(1.1)), '10');
+  assert.equal(reliability.otherLoadCell('hitch', window(1.0)), '15 UNRELIABLE');
+  assert.equal(reliability.reliableRows('unhitch'), true);
+  assert.equal(reliability.reliableRows('hitch'), false);
+
+  // The real /proc/stat: a window over this machine's CPUs 0 and 1 gives a figure, not '–'.
+  const measured = await measureWindow(null, parseCpuList('0,1'), async () => {
+    const until = performance.now() + 50;
+    while (performance.now() < until);
+  });
+  assert.equal(typeof measured.otherLoadOnProxyCpuPercent, 'number');
+  assert.notEqual(
+    new Reliability().otherLoadCell('unhitch', measured.otherLoadOnProxyCpuPercent),
+    '–',
   );
 });
