@@ -166,3 +166,78 @@ test('the storm rows come first, from the largest size, and say to trust them ov
   // Without a storm section there is no storm row (no stale figure).
   assert.ok(!costTable('', 'full').includes('storm'));
 });
+
+test('a ratio cell follows its own two rows, as reconnect-storm writes its ratio lines: a loaded row elsewhere in the section neither withholds nor marks it', () => {
+  const storm = (size: string, mode: string, rows: ReadonlyArray<[string, string, string]>) => [
+    `### ${size} connections, ${mode}`,
+    '',
+    '| Connections | Reconnect | Proxy | Proxy CPU µs/reconnect | Other load on proxy CPU % (max) |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows.map(([proxy, cpu, other]) => `| ${size} | ${mode} | ${proxy} | ${cpu} | ${other} |`),
+    '',
+  ];
+  const results = [
+    '<!-- bench:reconnect-storm:begin -->',
+    '## reconnect-storm',
+    '',
+    // A smaller storm's loaded row: it is in no line of the table.
+    ...storm('1,020', 'resumed', [
+      ['unhitch', '700', '11 UNRELIABLE'],
+      ['hitch', '400', '2'],
+    ]),
+    ...storm('9,488', 'resumed', [
+      ['unhitch', '500', '3'],
+      ['hitch', '400', '2'],
+    ]),
+    // The naive pipe's row was loaded: the line shows it, the ratio does not divide it.
+    ...storm('9,488', 'full', [
+      ['unhitch', '780', '4'],
+      ['hitch', '600', '1'],
+      ['node-tls', '700', '30 UNRELIABLE'],
+    ]),
+    '- UNRELIABLE: other processes took more than 10 % of the proxy CPU in unhitch 1,020 resumed (11 %), node-tls 9,488 full (30 %); those rows are marked and a ratio line is written only from rows that are not. Rerun on a quiet machine.',
+    'ratio unhitch/hitch cpu-per-resumed-reconnect: 1.25',
+    'ratio unhitch/hitch cpu-per-full-reconnect: 1.30',
+    '<!-- bench:reconnect-storm:end -->',
+    '<!-- bench:equal-load:begin -->',
+    '| Kind | Offered load | Proxy | Proxy CPU µs/unit | Other load on proxy CPU % (max) |',
+    '| --- | --- | --- | --- | --- |',
+    '| messages | 80 % = 160 announces/s | unhitch | 24.0 | 1 |',
+    '| messages | 80 % = 160 announces/s | hitch | 20.0 | 12 UNRELIABLE |',
+    '| full | 80 % = 90/s | unhitch | 1,200 | 0 |',
+    '| full | 80 % = 90/s | hitch | 600 | 2 |',
+    '<!-- bench:equal-load:end -->',
+  ].join('\n');
+  const rows = (view: 'full' | 'short'): string[][] =>
+    costTable(results, view)
+      .split('\n')
+      .slice(2)
+      .map((line) => line.split('|').map((cell) => cell.trim()));
+  const find = (view: 'full' | 'short', prefix: string): string[] => {
+    const row = rows(view).find((cells) => cells[1]?.startsWith(prefix));
+    assert.ok(row, `${prefix} in ${costTable(results, view)}`);
+    return row;
+  };
+  const last = (row: string[]): string | undefined => row.at(-2);
+
+  // The storm's ratio cells are its ratio lines, although a 1,020 row was loaded.
+  const resumed = find('full', 'CPU per resumed reconnect in a storm of 9,488');
+  assert.doesNotMatch(resumed[1] ?? '', /noisy/);
+  assert.equal(last(resumed), '1.25');
+  const full = find('full', 'CPU per full reconnect in a storm of 9,488');
+  assert.match(full[1] ?? '', /loaded machine, noisy$/);
+  assert.equal(full[5], '700 µs');
+  assert.equal(last(full), '1.30');
+  // README's short table has no node-tls column: nothing it shows was loaded.
+  const shortFull = find('short', 'CPU per full reconnect, storm of 9,488');
+  assert.doesNotMatch(shortFull[1] ?? '', /noisy/);
+  assert.equal(last(shortFull), '1.30');
+
+  // Equal load: the loaded Hitch row withholds its own ratio, not the full-handshake one.
+  const messages = find('full', 'CPU per relayed WebTorrent response at equal load');
+  assert.match(messages[1] ?? '', /loaded machine, noisy$/);
+  assert.equal(last(messages), '–');
+  const handshakes = find('full', 'CPU per full TLS 1.3 handshake at equal load');
+  assert.doesNotMatch(handshakes[1] ?? '', /noisy/);
+  assert.equal(last(handshakes), '2.00');
+});
