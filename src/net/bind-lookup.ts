@@ -33,9 +33,14 @@ const LOOKUP_CHILD_MAX_OUTPUT = 64 * 1024;
  */
 const CHILD_SOURCE = `
 const id = Number(process.argv[2]);
-process.setgroups([]);
-process.setgid(id);
-process.setuid(id);
+try {
+  process.setgroups([]);
+  process.setgid(id);
+  process.setuid(id);
+} catch (error) {
+  process.stdout.write(JSON.stringify({ code: error.code ?? 'EPERM', drop: true }));
+  process.exit(0);
+}
 const dns = require('node:dns');
 const hints = process.argv[3] === '1' ? dns.ADDRCONFIG : 0;
 dns.lookup(process.argv[1], { all: true, hints }, (error, entries) => {
@@ -69,15 +74,28 @@ export const unprivilegedLookupAll: LookupAll = (name, addrconfig = true) =>
       },
       (error, stdout) => {
         if (error) {
-          const code = error.killed ? 'ETIMEDOUT' : 'EAI_FAIL';
+          const code =
+            error.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER'
+              ? 'EAI_OVERFLOW'
+              : error.killed
+                ? 'ETIMEDOUT'
+                : 'EAI_FAIL';
           reject(lookupError(name, code, error));
           return;
         }
-        let answer: { addresses?: unknown; code?: unknown };
+        let answer: { addresses?: unknown; code?: unknown; drop?: unknown };
         try {
           answer = JSON.parse(stdout) as typeof answer;
         } catch (parseError) {
           reject(lookupError(name, 'EAI_FAIL', parseError));
+          return;
+        }
+        if (answer.drop === true) {
+          // No CAP_SETUID (a container that keeps uid 0 without it): say so, never resolve as root.
+          const code = typeof answer.code === 'string' ? answer.code : 'EPERM';
+          const refused = lookupError(name, code);
+          refused.message = `cannot drop to uid ${LOOKUP_CHILD_ID} to resolve ${name} (${code})`;
+          reject(refused);
           return;
         }
         const addresses = answer.addresses;

@@ -88,7 +88,9 @@ export async function preflight(
     (name, error) =>
       new PreflightError(
         'UNHITCH_FRONTEND_HOST',
-        `frontend host ${JSON.stringify(name)} does not resolve (${error.code ?? 'lookup failed'})`,
+        error.code === 'EPERM'
+          ? `frontend host ${JSON.stringify(name)} not resolved: ${error.message}`
+          : `frontend host ${JSON.stringify(name)} does not resolve (${error.code ?? 'lookup failed'})`,
         { cause: error },
       ),
   );
