@@ -1,15 +1,16 @@
 /**
- * No byte from the network is read as root: the http-01 listener and the OCSP fetches run
- * in the services process, which is not uid 0 (seen from the kernel: the process that
- * holds the server end of a live http-01 connection, and the one that holds the client
- * end of a live OCSP request). The http-01 port is held small: an idle or slow
- * connection is closed after seconds, and connections beyond the cap are refused.
+ * No byte from the network is read as root: the ACME order, the http-01 listener and the
+ * OCSP fetches run in the services process, which is not uid 0 (seen from the kernel: the
+ * process that holds the server end of a live http-01 connection, and the one that holds
+ * the client end of a live OCSP request or of a live connection to the ACME CA). The
+ * http-01 port is held small: an idle or slow connection is closed after seconds, and
+ * connections beyond the cap are refused.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { type AddressInfo, connect, type Socket } from 'node:net';
+import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -243,6 +244,45 @@ test('OCSP: the responder is asked by an unprivileged child of the primary, neve
   assert.ok(askedBy.length >= 1, 'the responder was asked');
   assertUnprivilegedChildren(await (askedBy[0] as Promise<number[]>), unhitch);
   assert.equal(failed.role, 'services', 'logged by the services process');
+});
+
+test('ACME: the CA is asked by an unprivileged child of the primary, never by root', async (t) => {
+  if (!isRoot(t)) return;
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-services-acme-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // A CA that looks at who is asking while the connection is live, then hangs up: the
+  // order fails at its first request (the directory), retried a minute later.
+  const askedBy: Array<Promise<number[]>> = [];
+  const ca = createNetServer((socket) => {
+    socket.on('error', () => {});
+    const owners = ownersOf(socket.remotePort as number, socket.localPort as number);
+    askedBy.push(owners);
+    void owners.finally(() => socket.destroy());
+  });
+  ca.listen(0, '127.0.0.1');
+  await once(ca, 'listening');
+  t.after(() => ca.close());
+  const caPort = (ca.address() as AddressInfo).port;
+  const backend = await startBackend((socket) => socket.end());
+  t.after(() => closeBackend(backend));
+  const config = join(dir, 'hitch.conf');
+  writeFileSync(
+    config,
+    `frontend = "[127.0.0.1]:${await freePort()}"\nbackend = "[127.0.0.1]:${backend.port}"\n` +
+      'workers = 1\npin-workers = off\n' +
+      `acme = {\n  directory = "https://127.0.0.1:${caPort}/dir"\n  domain = "a.example.com"\n` +
+      `  state-dir = "${join(dir, 'state')}"\n  retry = 60\n}\n`,
+  );
+  const unhitch = startUnhitch([`--config=${config}`]);
+  t.after(() => unhitch.kill('SIGKILL'));
+  const failed = await unhitch.waitForLog(
+    (line) => line.code === 'UNHITCH_ACME_FAILED',
+    30_000,
+    'the failed order',
+  );
+  assert.equal(failed.reason, 'ca_unreachable');
+  assert.ok(askedBy.length >= 1, 'the CA was asked');
+  for (const owners of askedBy) assertUnprivilegedChildren(await owners, unhitch);
 });
 
 test('the services process killed: logged, restarted, the http-01 port served again by the new one', async (t) => {

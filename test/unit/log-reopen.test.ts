@@ -1,10 +1,20 @@
 /**
  * The log file's reopen (src/ops/log.ts) in this process, on real files: a reopen that
- * fails after opening the new name must not keep the descriptor it opened.
+ * fails after opening the new name must not keep the descriptor it opened; a worker's
+ * own timed check follows a moved name when no order from the primary comes, and its
+ * failure is said once while lines go on into the file held.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -15,6 +25,9 @@ import {
   reopenCheckMs,
   reopenLog,
 } from '../../src/ops/log.js';
+import { readLogFile } from '../helpers/log-file.js';
+import { eventually } from '../kit/eventually.js';
+import type { UnhitchLogLine } from '../kit/unhitch-process.js';
 
 const asRoot = process.getuid?.() === 0;
 
@@ -66,4 +79,57 @@ test('the reopen interval from the environment: 1 ms to Hitch’s minute, anythi
     if (saved === undefined) delete process.env[LOG_REOPEN_CHECK_ENV];
     else process.env[LOG_REOPEN_CHECK_ENV] = saved;
   }
+});
+
+test("a worker's own timed check, no order from the primary: a name it cannot open is said once and retried, lines go on into the file held, then it follows the name", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-log-reopen-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const log = join(dir, 'u.log');
+  const rotated = `${log}.1`;
+  // As a worker's logger is made (createChildLogger): it follows a primary that, here,
+  // never orders a reopen, so only its own check can move it.
+  const logger = createLogger({
+    level: 'info',
+    quiet: false,
+    filename: log,
+    followsPrimary: true,
+    reopenCheckMs: 20,
+  });
+  logger.info('before');
+  renameSync(log, rotated);
+  // The name cannot be opened for appending: a directory stands there.
+  mkdirSync(log);
+  const isFailure = (line: UnhitchLogLine) => line.code === 'UNHITCH_LOG_REOPEN';
+  await eventually(
+    () => readLogFile(rotated).find(isFailure),
+    10_000,
+    'the failed reopen in the file held',
+  );
+  // Many more checks, each failing again: still one line, and lines go on.
+  for (let line = 0; line < 20; line++) {
+    logger.info({ line }, 'during');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await eventually(
+    () =>
+      readLogFile(rotated).filter((line) => line.msg === 'during').length === 20 ? true : undefined,
+    10_000,
+    'the lines written meanwhile, in the file held',
+  );
+  assert.equal(readLogFile(rotated).filter(isFailure).length, 1, 'the failure said once');
+
+  rmdirSync(log);
+  writeFileSync(log, '');
+  await eventually(
+    () => readLogFile(log).find((line) => line.msg === 'log file reopened'),
+    10_000,
+    'the reopen by its own check',
+  );
+  logger.info('after');
+  await eventually(
+    () => readLogFile(log).find((line) => line.msg === 'after'),
+    10_000,
+    'a line after the reopen in the new file',
+  );
+  assert.equal(readLogFile(rotated).filter((line) => line.msg === 'after').length, 0);
 });
