@@ -1,23 +1,55 @@
 #!/usr/bin/env node
+/**
+ * System calls and CPU per reconnect, by proxy: N sequential reconnects (one byte each way
+ * through an echo backend, one worker), counted by `strace -c -f` on the proxy's tree (exact;
+ * needs root) and timed in interleaved rounds. Prints only; writes no file.
+ *
+ *   node dist/bench/conn-syscalls.js [--proxies=unhitch,node-tls] [--n=500] [--rounds=3]
+ *     [--mode=resumed|full] [--close=end|destroy|reset] [--top=25] [--no-strace]
+ *     [--proxy-cpu=1] [--load-cpu=0]
+ *
+ * The proxy runs on --proxy-cpu, this process (clients and backend) on --load-cpu; a round in
+ * which other processes took more than 10 % of the proxy CPU is marked UNRELIABLE, as in
+ * the harness benches, and said on stderr.
+ */
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as connectTcp, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createSecureContext } from 'node:tls';
 import { localhostCertificate } from '../test/kit/pki.js';
 import { freePort } from '../test/kit/ports.js';
-import { processTree, treeCpuMicros } from '../test/kit/proc.js';
+import { processTree } from '../test/kit/proc.js';
 import { countSyscalls, type SyscallCount } from '../test/kit/strace.js';
+import { parseFlags } from './lib/cli-args.js';
+import { measureWindow } from './lib/harness.js';
 import { installCleanup, stopProcess } from './lib/processes.js';
 import { parseProxyList, type RunningProxy, startProxy } from './lib/proxies.js';
+import { Reliability } from './lib/reliability.js';
 
-const flags = new Map(
-  process.argv.slice(2).map((arg) => {
-    const [key, value] = arg.replace(/^--/, '').split('=', 2);
-    return [key ?? '', value ?? 'true'] as const;
-  }),
-);
+const FLAGS = [
+  'proxies',
+  'n',
+  'rounds',
+  'mode',
+  'close',
+  'top',
+  'no-strace',
+  'proxy-cpu',
+  'load-cpu',
+];
+const flags = (() => {
+  try {
+    return parseFlags(process.argv.slice(2), FLAGS);
+  } catch (error) {
+    process.stderr.write(`conn-syscalls: ${(error as Error).message}\n`);
+    process.exit(1);
+  }
+})();
+const proxyCpu = flags.get('proxy-cpu') ?? '1';
+const loadCpu = flags.get('load-cpu') ?? '0';
 const proxies = parseProxyList(flags.get('proxies') ?? 'unhitch,node-tls');
 const connections = Number(flags.get('n') ?? 500);
 const rounds = Number(flags.get('rounds') ?? 3);
@@ -114,7 +146,10 @@ function printTable(tables: Map<string, Map<string, SyscallCount>>): void {
 
 async function main(): Promise<void> {
   installCleanup();
+  // Clients and backend off the proxy CPU, so what else runs there is other load.
+  execFileSync('taskset', ['-a', '-p', '-c', loadCpu, String(process.pid)], { stdio: 'ignore' });
   const workDirectory = mkdtempSync(join(tmpdir(), 'conn-syscalls-'));
+  process.on('exit', () => rmSync(workDirectory, { recursive: true, force: true }));
   const certificate = localhostCertificate();
   const backend = await echoBackend();
   const backendAddress = backend.address();
@@ -128,6 +163,7 @@ async function main(): Promise<void> {
         combinedPemPath: certificate.combinedPath,
         workDirectory,
         workers: 1,
+        cpu: proxyCpu,
       }),
     );
   }
@@ -137,28 +173,35 @@ async function main(): Promise<void> {
     tickets.set(proxy.name, await reconnectLoop(proxy.port, 200, undefined));
 
   const cpu = new Map<string, number[]>();
+  const otherLoad = new Map<string, number>();
+  const proxyCpuIndex = /^\d+$/.test(proxyCpu) ? Number(proxyCpu) : null;
   for (let round = 0; round < rounds; round++) {
     for (const proxy of running) {
-      const rootPid = proxy.process?.pid as number;
-      const before = treeCpuMicros(rootPid);
-      tickets.set(
-        proxy.name,
-        await reconnectLoop(proxy.port, connections, tickets.get(proxy.name)),
+      const measured = await measureWindow(proxy.process?.pid ?? null, proxyCpuIndex, () =>
+        reconnectLoop(proxy.port, connections, tickets.get(proxy.name)),
       );
-      const perConnection = (treeCpuMicros(rootPid) - before) / connections;
+      tickets.set(proxy.name, measured.result);
+      const perConnection = (measured.proxyCpuMicros ?? 0) / connections;
       cpu.set(proxy.name, [...(cpu.get(proxy.name) ?? []), perConnection]);
+      const other = measured.otherLoadOnProxyCpuPercent;
+      if (other !== null)
+        otherLoad.set(proxy.name, Math.max(otherLoad.get(proxy.name) ?? 0, other));
     }
   }
   process.stdout.write(
-    `# ${connections} sequential ${mode} reconnects, close by ${closeBy}, ${rounds} rounds\n`,
+    `# ${connections} sequential ${mode} reconnects, close by ${closeBy}, ${rounds} rounds, proxy on CPU ${proxyCpu}\n`,
   );
+  const reliability = new Reliability();
   for (const [name, values] of cpu) {
     const sorted = [...values].sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
+    const other = reliability.otherLoadCell(name, otherLoad.get(name));
     process.stdout.write(
-      `cpu ${name}: median ${median.toFixed(0)} µs/conn (${values.map((v) => v.toFixed(0)).join(', ')})\n`,
+      `cpu ${name}: median ${median.toFixed(0)} µs/conn (${values.map((v) => v.toFixed(0)).join(', ')}); other load on proxy CPU %: ${other}\n`,
     );
   }
+  const unreliable = reliability.summary();
+  if (unreliable !== null) process.stderr.write(`conn-syscalls: ${unreliable}\n`);
 
   if (withStrace) {
     const tables = new Map<string, Map<string, SyscallCount>>();

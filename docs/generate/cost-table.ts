@@ -303,8 +303,11 @@ export function costTable(results: string, view: 'full' | 'short' = 'full'): str
   const rows = shown.map((line) => {
     const unhitch = line.values.unhitch ?? null;
     const hitch = line.values.hitch ?? null;
+    // A row measured on a loaded machine gives no ratio, as its bench writes no ratio line.
     const ratio =
-      unhitch !== null && hitch !== null && hitch > 0 ? (unhitch / hitch).toFixed(2) : '–';
+      unhitch !== null && hitch !== null && hitch > 0 && !line.label.endsWith(NOISY_SUFFIX)
+        ? (unhitch / hitch).toFixed(2)
+        : '–';
     return [
       line.label,
       ...columns.map(([proxy]) =>

@@ -3,18 +3,14 @@
  * Hitch's frontend_listen() does (getaddrinfo with AI_PASSIVE | AI_ADDRCONFIG, one socket
  * per result): a name with an A and an AAAA record serves IPv4 and IPv6 clients alike.
  * The expansion happens once, in the primary's preflight (start, --test, reload), so the
- * workers, the listening sockets, dbg-listen and the logs all see numeric addresses.
+ * workers, the listening sockets, dbg-listen and the logs all see numeric addresses; as
+ * root the names are resolved by an unprivileged child (net/bind-lookup.ts).
  */
-import { ADDRCONFIG } from 'node:dns';
-import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { FrontendConfig, ProxyConfig } from '../config/model.js';
+import { bindLookupAll, type LookupAll } from './bind-lookup.js';
 
-/** Every address a name resolves to, in resolver order. */
-export type LookupAll = (name: string) => Promise<readonly string[]>;
-
-export const lookupAll: LookupAll = async (name) =>
-  (await lookup(name, { all: true, hints: ADDRCONFIG })).map((entry) => entry.address);
+export type { LookupAll } from './bind-lookup.js';
 
 /**
  * The config with each named frontend replaced by one frontend per address (duplicates
@@ -24,7 +20,7 @@ export const lookupAll: LookupAll = async (name) =>
 export async function expandFrontendHosts(
   config: ProxyConfig,
   onUnresolved: (name: string, error: NodeJS.ErrnoException) => Error,
-  resolve: LookupAll = lookupAll,
+  resolve: LookupAll = bindLookupAll,
 ): Promise<ProxyConfig> {
   const resolved = new Map<string, readonly string[]>();
   for (const frontend of config.frontends) {

@@ -10,10 +10,10 @@
  * process that holds it without accepting keeps the socket, and so its accept queue,
  * alive while a worker closes its copy (fd back-off, reload, restart).
  */
-import { lookup } from 'node:dns/promises';
 import net, { isIP } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { UnhitchError } from '../errors.js';
+import { bindLookupAll } from './bind-lookup.js';
 
 /** An opaque libuv TCP handle (node's TCPWrap); net.Server.listen() accepts it. */
 export interface ListenHandle {
@@ -62,11 +62,20 @@ export class ListenSocketError extends UnhitchError<'UNHITCH_LISTEN'> {
   }
 }
 
-/** The numeric address a configured host binds: "*" (undefined) is the dual-stack "::". */
+/**
+ * The numeric address a configured host binds: "*" (undefined) is the dual-stack "::"; a
+ * name, its first address (resolved unprivileged as root: net/bind-lookup.ts).
+ */
 export async function resolveBindHost(host: string | undefined): Promise<string> {
   if (host === undefined || host === '*' || host === '') return '::';
   if (isIP(host) !== 0) return host;
-  return (await lookup(host)).address;
+  const [first] = await bindLookupAll(host, false);
+  if (first === undefined) {
+    const error: NodeJS.ErrnoException = new Error(`getaddrinfo ENOTFOUND ${host}`);
+    error.code = 'ENOTFOUND';
+    throw error;
+  }
+  return first;
 }
 
 /**

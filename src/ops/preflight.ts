@@ -8,7 +8,6 @@
  * Hitch's own and are all listed in TEST_DIFFERS_FROM_START below.
  */
 
-import { lookup } from 'node:dns/promises';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname } from 'node:path';
@@ -17,6 +16,7 @@ import { acmeCertificateSource } from '../acme/store.js';
 import { readDenyFile } from '../config/deny-file.js';
 import type { BackendAddress, ProxyConfig } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
+import { bindLookupAll } from '../net/bind-lookup.js';
 import { expandFrontendHosts } from '../net/frontend-hosts.js';
 import { strerror } from '../net/strerror.js';
 import { TlsProxy } from '../proxy/proxy.js';
@@ -153,7 +153,8 @@ const GAI_TEXT: Readonly<Record<string, string>> = {
 /**
  * Hitch's checks of the backend before it starts (and on --test and a reload): a unix
  * socket path must exist and be a socket (configuration.c's config_param_validate), a
- * host name must resolve (hitch.c's backaddr_init, "{getaddrinfo-backend}"). Later
+ * host name must resolve (hitch.c's backaddr_init, "{getaddrinfo-backend}"; root reads no
+ * resolver answer: an unprivileged child resolves it, as the bind addresses). Later
  * lookups are backend-refresh's (proxy/backend-resolver.ts); a failure then keeps the
  * address in use.
  */
@@ -179,7 +180,8 @@ async function checkBackend(backend: BackendAddress): Promise<void> {
   }
   if (backend.host === undefined || isIP(backend.host) !== 0) return;
   try {
-    await lookup(backend.host);
+    // As root, by a child that dropped to uid 65534 first (net/bind-lookup.ts).
+    await bindLookupAll(backend.host, false);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'lookup failed';
     throw new PreflightError(

@@ -17,6 +17,16 @@ export function loopbackListenSockets(port: number): number {
     }).length;
 }
 
+/** The inodes of the sockets in LISTEN on 127.0.0.1:`port` (see socketOwners). */
+export function loopbackListenInodes(port: number): string[] {
+  const local = loopbackHex(port);
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[1] === local && fields[3] === LISTEN)
+    .map((fields) => fields[9] ?? '0');
+}
+
 /** /proc/net/tcp's form of 127.0.0.1:port. */
 function loopbackHex(port: number): string {
   return `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;

@@ -3,7 +3,8 @@
  * their table, write nothing with --no-write, their results into the untracked bench/out/ by
  * default and into bench/ (and README's cost table) only with --update-results, mark a run
  * on a loaded proxy CPU unreliable, and fail with "<name>: <message>" and status 1 on a bad
- * flag. A second of load each; no figure is judged.
+ * flag. conn-syscalls.js, which keeps its own main, marks a loaded proxy CPU and refuses a bad
+ * flag the same way. A second of load each; no figure is judged.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -172,5 +173,44 @@ test('a run with other load on the proxy CPU is marked UNRELIABLE, gives no rati
   assert.match(
     result.stderr,
     /^https: UNRELIABLE: other processes took more than 10 % of the proxy CPU in none \(\d+ %\), node-tls \(\d+ %\); those rows are marked and no ratio line is written/m,
+  );
+});
+
+test('conn-syscalls (outside the harness) pins the proxy, marks a round on a loaded proxy CPU UNRELIABLE and says so; an unknown flag is refused', async (t) => {
+  const refused = await bench('conn-syscalls', ['--bogus=1']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^conn-syscalls: unknown argument --bogus=1; known: --proxies, /m);
+  const hog = spawn(
+    'taskset',
+    [
+      '-c',
+      '1',
+      process.execPath,
+      '-e',
+      'const end = Date.now() + 90_000; while (Date.now() < end);',
+    ],
+    { stdio: 'ignore' },
+  );
+  t.after(async () => {
+    if (hog.exitCode === null && hog.signalCode === null) {
+      hog.kill('SIGKILL');
+      await once(hog, 'exit');
+    }
+  });
+  const result = await bench('conn-syscalls', [
+    '--proxies=node-tls',
+    '--n=20',
+    '--rounds=1',
+    '--no-strace',
+    '--proxy-cpu=1',
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(
+    result.stdout,
+    /^cpu node-tls: median \d+ µs\/conn \(\d+\); other load on proxy CPU %: \d+ UNRELIABLE$/m,
+  );
+  assert.match(
+    result.stderr,
+    /^conn-syscalls: UNRELIABLE: other processes took more than 10 % of the proxy CPU in node-tls \(\d+ %\)/m,
   );
 });

@@ -21,11 +21,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect } from 'node:tls';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
+import { loopbackListenInodes, socketOwners } from '../helpers/proc-net.js';
 import { freePort } from '../kit/ports.js';
 import { waitFor } from '../kit/proxy-fixture.js';
 import {
   asNonRootWorkers,
   CLI,
+  descendants,
   type RunResult,
   runToExit,
   startUnhitch,
@@ -161,6 +163,44 @@ test('--daemon exits 0 once listening; the pidfile holds the detached primary, d
   const pid = daemonPid;
   await waitFor(() => !alive(pid), 20_000, 'the daemon to exit after SIGTERM');
   assert.equal(existsSync(pidfile), false, 'the pidfile is removed on exit');
+});
+
+test("--daemon exits 0 only once every worker listens (the unit's Type=forking readiness)", async (t) => {
+  const dir = tempDir(t);
+  const pem = makeSelfSigned({ dir, stem: 'site' }).combinedPath;
+  const port = await freePort();
+  const pidfile = join(dir, 'unhitch.pid');
+  const workers = 3;
+  let daemonPid: number | undefined;
+  t.after(() => killGroup(daemonPid));
+  const result = await launch(
+    [
+      '--daemon',
+      `--pidfile=${pidfile}`,
+      `--workers=${workers}`,
+      '--pin-workers=off',
+      '-f',
+      `[127.0.0.1]:${port}`,
+      '-b',
+      '[127.0.0.1]:9',
+      pem,
+    ],
+    dir,
+  );
+  assert.equal(result.status, 0, result.stderr);
+  daemonPid = readPid(pidfile);
+  // Read at once: what systemd would see when the launcher (ExecStart) exits. The primary
+  // binds one socket per worker and the kernel queues connections on it before the worker
+  // has it, so a connection succeeding proves nothing; each worker holding its socket does.
+  const sockets = loopbackListenInodes(port);
+  assert.equal(sockets.length, workers, 'one SO_REUSEPORT socket per worker');
+  const children = new Set(descendants(daemonPid));
+  const holders = sockets.map((inode) =>
+    socketOwners(inode).filter((pid) => pid !== daemonPid && children.has(pid)),
+  );
+  for (const [slot, owners] of holders.entries())
+    assert.equal(owners.length, 1, `socket ${slot} is held by its worker: ${owners.join(',')}`);
+  assert.equal(new Set(holders.flat()).size, workers, 'each worker holds its own socket');
 });
 
 test('--daemon with a config the start refuses exits 1 with the error and leaves nothing running', async (t) => {

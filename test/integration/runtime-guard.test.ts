@@ -98,7 +98,7 @@ test('npm ci under an old Node fails at once: engine-strict (.npmrc)', { skip: s
   assert.equal(existsSync(join(dir, 'node_modules')), false, 'nothing was installed');
 });
 
-test('npm install -g of the packed tarball: the installing node runs it, man pages', (t) => {
+test("npm install -g of the packed tarball: man pages; the node beside its bin runs it, else PATH's", (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'unhitch-global-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const packed = npmUnder(
@@ -109,11 +109,8 @@ test('npm install -g of the packed tarball: the installing node runs it, man pag
   assert.equal(packed.status, 0, packed.stderr);
   const tarball = readdirSync(dir).find((name) => name.endsWith('.tgz'));
   assert.ok(tarball, packed.stdout);
-  // A Node installed into its own prefix (a tarball, nvm, .ci/provision-node): npm puts
-  // the package's bin next to that node.
   const prefix = join(dir, 'prefix');
   mkdirSync(join(prefix, 'bin'), { recursive: true });
-  symlinkSync(process.execPath, join(prefix, 'bin/node'));
   const installed = npmUnder(
     process.execPath,
     [
@@ -129,6 +126,20 @@ test('npm install -g of the packed tarball: the installing node runs it, man pag
     dir,
   );
   assert.equal(installed.status, 0, installed.stderr);
+  // A prefix of its own (--prefix, an npmrc's prefix): no node beside the launcher, so
+  // PATH's runs it, and an old one says so (docs/deploy.md, "Without the package").
+  if (!skipOld) {
+    const pathNode = spawnSync(join(prefix, 'bin/unhitch'), ['--version'], {
+      encoding: 'utf8',
+      env: { PATH: SYSTEM_PATH },
+    });
+    assert.equal(pathNode.status, 1, pathNode.stdout);
+    assert.equal(pathNode.stderr, refusal);
+  }
+  // A Node installed into its own prefix (a tarball, nvm, .ci/provision-node), which is
+  // npm's default global prefix: the bin sits next to that node. The same as the fix
+  // docs/deploy.md gives for another prefix: that node linked in beside the launcher.
+  symlinkSync(process.execPath, join(prefix, 'bin/node'));
   // PATH's node is the old one; the launcher takes the node beside it.
   const version = spawnSync(join(prefix, 'bin/unhitch'), ['--version'], {
     encoding: 'utf8',

@@ -10,13 +10,17 @@
  *   window (87 → 118 MiB, while the heap after each mark-compact stayed at ~9 MiB);
  * - JS objects: once the loop has stopped, a heap snapshot (after V8's full GC) holds no
  *   per-connection object;
+ * - the JS heap: 1,200 more sessions may not grow it, snapshot to snapshot (both after a full
+ *   GC, the worker idle), by 512 KiB (some 440 bytes a session). The native criterion cannot
+ *   see a JS leak (the heap's high-water is what it subtracts), nor can the census one that
+ *   keeps no socket: an entry per client in a Map, a string per connection;
  * - descriptors back to where they were, every session answered, the worker never restarted.
  * (bench/soak.ts runs the same loop for minutes.)
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import TrackerServer from 'bittorrent-tracker/server';
-import { heapCensus } from '../kit/heap-census.js';
+import { type HeapTally, heapCensus } from '../kit/heap-census.js';
 import { makeCertificate } from '../kit/pki.js';
 import { freePort } from '../kit/ports.js';
 import { sampleProcess } from '../kit/proc.js';
@@ -48,9 +52,19 @@ const FD_SLACK = 4;
 const MiB = 1024 * 1024;
 /** Objects that exist once per proxied connection and never in an idle worker. */
 const PER_CONNECTION_OBJECTS = ['TLSSocket', 'ProxiedPair'];
+/** Sessions between the two heap snapshots, after the soak; their own deadline. */
+const HEAP_SESSIONS = 1_200;
+const HEAP_DEADLINE_MS = 75_000;
+/** What HEAP_SESSIONS may add to the heap after a full GC: ~440 bytes a session. */
+const FLAT_HEAP_BYTES = 512 * 1024;
 
-test('soak: 2,400 WebSocket announce sessions through the binary, no native memory, object or fd growth', {
-  timeout: 240_000,
+const perConnection = (tally: HeapTally): Map<string, number> =>
+  new Map(
+    PER_CONNECTION_OBJECTS.map((name) => [name, tally.byKind.get(`object:${name}`)?.count ?? 0]),
+  );
+
+test('soak: 2,400 WebSocket announce sessions through the binary, no native memory, JS heap, object or fd growth', {
+  timeout: 330_000,
 }, async (t) => {
   const tracker = new TrackerServer({ udp: false, http: false, ws: true, stats: false });
   const trackerPort = await freePort();
@@ -88,19 +102,37 @@ test('soak: 2,400 WebSocket announce sessions through the binary, no native memo
   await loop;
 
   let fdsAfter = Number.POSITIVE_INFINITY;
-  await waitFor(
-    () => {
-      fdsAfter = sampleProcess(workerPid).fds;
-      return fdsAfter <= idleFds + FD_SLACK;
-    },
-    10_000,
-    'worker fds back to idle',
-  ).catch(() => undefined);
-  // A connection still closing is gone by a later snapshot; a leak is in every one.
-  let leftCounts = await census.count(workerPid, PER_CONNECTION_OBJECTS);
-  for (let taken = 1; taken < 3 && [...leftCounts.values()].some((n) => n > 0); taken++) {
-    leftCounts = await census.count(workerPid, PER_CONNECTION_OBJECTS);
-  }
+  /** Once the worker's fds are back, a snapshot of its heap with no connection in it. */
+  const idleHeap = async (): Promise<HeapTally> => {
+    await waitFor(
+      () => {
+        fdsAfter = sampleProcess(workerPid).fds;
+        return fdsAfter <= idleFds + FD_SLACK;
+      },
+      10_000,
+      'worker fds back to idle',
+    ).catch(() => undefined);
+    // A connection still closing is gone by a later snapshot; a leak is in every one.
+    let heap = await census.tally(workerPid);
+    for (let taken = 1; taken < 3 && [...perConnection(heap).values()].some((n) => n > 0); taken++)
+      heap = await census.tally(workerPid);
+    return heap;
+  };
+  const heapAfterSoak = await idleHeap();
+  const leftCounts = perConnection(heapAfterSoak);
+  const soakSessions = totals.sessions;
+  const soakErrors = totals.errors;
+
+  const heapTarget = soakSessions + HEAP_SESSIONS;
+  const heapStarted = Date.now();
+  await trackerLoop(
+    `wss://localhost:${port}/`,
+    CONCURRENCY,
+    () => totals.sessions >= heapTarget || Date.now() - heapStarted > HEAP_DEADLINE_MS,
+    totals,
+  );
+  const heapAfterMore = await idleHeap();
+  const heapGrowth = heapAfterMore.totalBytes - heapAfterSoak.totalBytes;
 
   const {
     native,
@@ -110,20 +142,34 @@ test('soak: 2,400 WebSocket announce sessions through the binary, no native memo
   const mib = (bytes: number): string => (bytes / MiB).toFixed(0);
   const elapsedS = ((Date.now() - started) / 1000).toFixed(0);
   t.diagnostic(
-    `${totals.sessions} sessions in ${elapsedS} s, ${totals.announces} announces, ${totals.errors} errors; per sample (MiB) RSS ${samples.map((s) => mib(s.rssBytes)).join(' ')}; V8 heap ${samples.map((s) => mib(s.heapCommittedBytes)).join(' ')}; beyond it ${native.map((s) => mib(s.bytes)).join(' ')}; fds ${idleFds} → ${fdsAfter}; objects left ${JSON.stringify(Object.fromEntries(leftCounts))}`,
+    `${totals.sessions} sessions in ${elapsedS} s, ${totals.announces} announces, ${totals.errors} errors; per sample (MiB) RSS ${samples.map((s) => mib(s.rssBytes)).join(' ')}; V8 heap ${samples.map((s) => mib(s.heapCommittedBytes)).join(' ')}; beyond it ${native.map((s) => mib(s.bytes)).join(' ')}; fds ${idleFds} → ${fdsAfter}; objects left ${JSON.stringify(Object.fromEntries(leftCounts))}; heap after a full GC ${(heapAfterSoak.totalBytes / 1024).toFixed(0)} → ${(heapAfterMore.totalBytes / 1024).toFixed(0)} KiB over ${totals.sessions - soakSessions} more sessions`,
   );
   assert.ok(
-    totals.sessions >= target,
-    `only ${totals.sessions} of ${target} sessions in ${SOAK_DEADLINE_MS / 1000} s`,
+    soakSessions >= target,
+    `only ${soakSessions} of ${target} sessions in ${SOAK_DEADLINE_MS / 1000} s`,
   );
   assert.ok(Number.isFinite(firstMax) && Number.isFinite(lastMax), 'samples in both thirds');
-  assert.equal(totals.errors, 0, 'every session got its announce response');
+  assert.equal(soakErrors, 0, 'every session got its announce response');
   assert.ok(
     lastMax - firstMax < FLAT_NATIVE_BYTES,
     `native memory grew: RSS beyond the V8 heap, first third's max ${mib(firstMax)} MiB, last third's ${mib(lastMax)} MiB`,
   );
   assert.deepEqual(
     leftCounts,
+    new Map(PER_CONNECTION_OBJECTS.map((name) => [name, 0])),
+    'no per-connection object outlives its session',
+  );
+  assert.ok(
+    totals.sessions >= heapTarget,
+    `only ${totals.sessions - soakSessions} of ${HEAP_SESSIONS} sessions between the heap snapshots in ${HEAP_DEADLINE_MS / 1000} s`,
+  );
+  assert.equal(totals.errors, 0, 'every session between the heap snapshots got its response');
+  assert.ok(
+    heapGrowth < FLAT_HEAP_BYTES,
+    `the JS heap grew by ${(heapGrowth / 1024).toFixed(0)} KiB over ${HEAP_SESSIONS} sessions (after a full GC, the worker idle)`,
+  );
+  assert.deepEqual(
+    perConnection(heapAfterMore),
     new Map(PER_CONNECTION_OBJECTS.map((name) => [name, 0])),
     'no per-connection object outlives its session',
   );

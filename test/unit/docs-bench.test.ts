@@ -17,7 +17,7 @@ test('README.md and docs/benchmarks.md hold the cost tables generated from bench
   }
 });
 
-test('the cost table takes each figure from its section, ratio to Hitch included', () => {
+test('the cost table takes each figure from its section, ratio to Hitch included unless the row is marked noisy', () => {
   const results = [
     '<!-- bench:equal-load:begin -->',
     '## equal-load',
@@ -63,6 +63,9 @@ test('the cost table takes each figure from its section, ratio to Hitch included
   assert.equal(find('CPU per resumed'), undefined);
   // Without a flag, the "other load" column says the run was noisy.
   assert.match(find('CPU per HTTPS')?.[1] ?? '', /loaded machine, noisy$/);
+  // ... and, like its bench's ratio line, its ratio is withheld.
+  assert.deepEqual(find('CPU per HTTPS')?.slice(2, 4), ['40.0 µs', '30.0 µs']);
+  assert.equal(find('CPU per HTTPS')?.[7], '–');
   // A flagged section's rows say so; the others do not.
   assert.match(find('Memory per idle')?.[1] ?? '', /loaded machine, noisy$/);
   assert.doesNotMatch(messages[1] ?? '', /loaded machine/);

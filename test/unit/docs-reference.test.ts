@@ -59,6 +59,29 @@ test('every option has its entry in configuration.md and unhitch.conf(5); every 
   }
 });
 
+test("no option's meaning repeats its default: --help and the reference print the default beside it", () => {
+  const repeating = OPTIONS.filter((spec) => /\(default\b|, default\)/.test(spec.summary)).map(
+    (spec) => `${spec.name}: ${spec.summary}`,
+  );
+  assert.deepEqual(repeating, []);
+  // "(0 = OS default)" says what a value means, not what the default is.
+  assert.ok(!/\(default/.test(helpText().replace(/\(default: [^)]*\)/g, '')), helpText());
+});
+
+test('every entry says in words what a SIGHUP does with the option', () => {
+  const [configuration, , man5] = referenceFiles().map((file) => file.text);
+  const verdict =
+    /^(applies|needs a restart|applies in part|nothing to apply \(not carried out\))(:|\.|$)/;
+  const said = (text: string | undefined, prefix: RegExp): string[] =>
+    [...(text ?? '').matchAll(prefix)].map((match) => match[1] ?? '');
+  const entries = said(configuration, /^- SIGHUP: (.*)$/gm);
+  assert.equal(entries.length, OPTIONS.length);
+  assert.deepEqual(
+    [...entries, ...said(man5, /^SIGHUP: (.*?)\. Hitch:/gm)].filter((text) => !verdict.test(text)),
+    [],
+  );
+});
+
 /** Names and values only: the hitch.conf and TOML forms of one example must agree. */
 function shape(entries: readonly Entry[]): unknown {
   return entries.map((entry) =>

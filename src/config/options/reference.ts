@@ -149,7 +149,7 @@ export function reloadText(effect: ReloadEffect): string {
     yes: 'applies',
     no: 'needs a restart',
     partly: 'applies in part',
-    'not carried out': '–',
+    'not carried out': 'nothing to apply (not carried out)',
   }[effect.applies];
   return effect.note === undefined ? verdict : `${verdict}: ${effect.note}`;
 }

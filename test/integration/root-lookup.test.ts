@@ -1,0 +1,232 @@
+/**
+ * The host names of the addresses the root primary binds (frontends, metrics) are resolved
+ * by a child that dropped to uid 65534 first: seen with `strace -ff`, no thread of the
+ * primary opens /etc/hosts (the resolver's first read), and every thread that does belongs
+ * to a process that called setuid(65534) before.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { connect } from 'node:tls';
+import { LOOKUP_CHILD_ID, unprivilegedLookupAll } from '../../src/net/bind-lookup.js';
+import { eventually } from '../kit/eventually.js';
+import { makeCertificate } from '../kit/pki.js';
+import { freePort } from '../kit/ports.js';
+import { closeBackend, startBackend } from '../kit/proxy-fixture.js';
+import { straceAvailable } from '../kit/strace.js';
+import { CLI } from '../kit/unhitch-process.js';
+
+const cert = makeCertificate('root-lookup', ['localhost']);
+
+function rootWithStrace(t: TestContext): boolean {
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root: the point is what the root primary does not do');
+    return false;
+  }
+  if (!straceAvailable()) {
+    t.skip('needs strace (.ci/run installs it)');
+    return false;
+  }
+  return true;
+}
+
+interface TracedCall {
+  readonly tid: number;
+  readonly time: number;
+  readonly line: string;
+}
+
+/** `strace -ff -ttt -o PREFIX` files → every call, with its thread id and time. */
+function readTrace(directory: string): TracedCall[] {
+  const calls: TracedCall[] = [];
+  for (const name of readdirSync(directory)) {
+    const tid = Number(/^trace\.(\d+)$/.exec(name)?.[1]);
+    if (!Number.isInteger(tid)) continue;
+    for (const line of readFileSync(join(directory, name), 'utf8').split('\n')) {
+      const time = Number(/^(\d+\.\d+) /.exec(line)?.[1]);
+      if (Number.isFinite(time)) calls.push({ tid, time, line });
+    }
+  }
+  return calls;
+}
+
+/**
+ * Thread id → the process (thread group) it belongs to, from the clone calls: a clone
+ * with CLONE_THREAD adds a thread to the caller's process, any other starts a process.
+ */
+function threadGroups(calls: readonly TracedCall[], rootPid: number): Map<number, number> {
+  const group = new Map<number, number>([[rootPid, rootPid]]);
+  const clones = calls
+    .map((call) => ({ call, child: Number(/^\S+ clone3?\(.*\)\s+= (\d+)$/.exec(call.line)?.[1]) }))
+    .filter(({ child }) => Number.isInteger(child) && child > 0)
+    .sort((a, b) => a.call.time - b.call.time);
+  for (const { call, child } of clones) {
+    const parent = group.get(call.tid) ?? call.tid;
+    group.set(child, call.line.includes('CLONE_THREAD') ? parent : child);
+  }
+  return group;
+}
+
+/** Runs `args` of the CLI under strace -ff; `whileRunning` before it is ended (SIGTERM). */
+async function traced(
+  t: TestContext,
+  args: readonly string[],
+  whileRunning?: () => Promise<void>,
+): Promise<{ calls: TracedCall[]; primary: number; exitCode: number | null }> {
+  const directory = mkdtempSync(join(tmpdir(), 'unhitch-root-lookup-'));
+  t.after(() => rmSync(directory, { recursive: true, force: true }));
+  const strace = spawn(
+    'strace',
+    [
+      '-ff',
+      '-ttt',
+      '-qq',
+      '-e',
+      'trace=openat,setuid,clone,clone3',
+      '-o',
+      join(directory, 'trace'),
+      process.execPath,
+      CLI,
+      ...args,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  strace.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+  });
+  strace.stderr.on('data', (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+  });
+  const exited = once(strace, 'exit');
+  t.after(() => {
+    if (strace.exitCode === null) strace.kill('SIGKILL');
+  });
+  // The CLI is strace's one child.
+  const primary = await eventually(
+    () => {
+      const pid = Number(readFileSync(`/proc/${strace.pid}/task/${strace.pid}/children`, 'utf8'));
+      return pid > 0 ? pid : undefined;
+    },
+    10_000,
+    'the traced CLI',
+  );
+  if (whileRunning !== undefined) {
+    await whileRunning();
+    process.kill(primary, 'SIGTERM');
+  }
+  const [exitCode] = (await exited) as [number | null];
+  assert.ok(readdirSync(directory).includes(`trace.${primary}`), output);
+  return { calls: readTrace(directory), primary, exitCode };
+}
+
+/** The assertion of the file's header, over one traced run. */
+function assertResolvedUnprivileged(calls: readonly TracedCall[], primary: number): void {
+  const groups = threadGroups(calls, primary);
+  const openers = calls.filter((call) => call.line.includes('"/etc/hosts"'));
+  assert.ok(openers.length > 0, 'some process read /etc/hosts: the names were resolved');
+  for (const opener of openers) {
+    const group = groups.get(opener.tid);
+    assert.notEqual(group, primary, `thread ${opener.tid} of the root primary read /etc/hosts`);
+    const dropped = calls.some(
+      (call) =>
+        groups.get(call.tid) === group &&
+        call.time <= opener.time &&
+        new RegExp(` setuid\\(${LOOKUP_CHILD_ID}\\)\\s+= 0$`).test(call.line),
+    );
+    assert.ok(dropped, `process ${group} read /etc/hosts without dropping to ${LOOKUP_CHILD_ID}`);
+  }
+}
+
+test('as root, the lookup child resolves as uid 65534 and hands back the addresses or the resolver error', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root: the child drops from root');
+    return;
+  }
+  const addresses = await unprivilegedLookupAll('localhost', false);
+  assert.ok(addresses.includes('127.0.0.1'), addresses.join(' '));
+  await assert.rejects(unprivilegedLookupAll('no-such-host.invalid'), (error: unknown) => {
+    assert.match(String((error as NodeJS.ErrnoException).code), /^(ENOTFOUND|EAI_AGAIN)$/);
+    return true;
+  });
+});
+
+test('--test as root with a frontend named by a host name: the primary never reads the resolver answer', async (t) => {
+  if (!rootWithStrace(t)) return;
+  const directory = mkdtempSync(join(tmpdir(), 'unhitch-root-lookup-conf-'));
+  t.after(() => rmSync(directory, { recursive: true, force: true }));
+  const config = join(directory, 'hitch.conf');
+  writeFileSync(
+    config,
+    [
+      `frontend = "[localhost]:${await freePort()}"`,
+      'backend = "[127.0.0.1]:9"',
+      `pem-file = "${cert.combinedPath}"`,
+      'user = "nobody"',
+      '',
+    ].join('\n'),
+  );
+  const { calls, primary, exitCode } = await traced(t, ['--test', `--config=${config}`]);
+  assert.equal(exitCode, 0);
+  assertResolvedUnprivileged(calls, primary);
+});
+
+test('--test as root with the backend named by a host name (checked to resolve, as Hitch checks it): the primary never reads the resolver answer', async (t) => {
+  if (!rootWithStrace(t)) return;
+  const directory = mkdtempSync(join(tmpdir(), 'unhitch-root-lookup-backend-'));
+  t.after(() => rmSync(directory, { recursive: true, force: true }));
+  const config = join(directory, 'hitch.conf');
+  writeFileSync(
+    config,
+    [
+      `frontend = "[127.0.0.1]:${await freePort()}"`,
+      'backend = "[localhost]:9"',
+      `pem-file = "${cert.combinedPath}"`,
+      'user = "nobody"',
+      '',
+    ].join('\n'),
+  );
+  const { calls, primary, exitCode } = await traced(t, ['--test', `--config=${config}`]);
+  assert.equal(exitCode, 0);
+  assertResolvedUnprivileged(calls, primary);
+});
+
+test('a start as root with the frontend and metrics named by host names: resolved unprivileged, and served', async (t) => {
+  if (!rootWithStrace(t)) return;
+  const backend = await startBackend((socket) => socket.pipe(socket));
+  t.after(() => closeBackend(backend));
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const { calls, primary } = await traced(
+    t,
+    [
+      `--frontend=[localhost]:${port}`,
+      `--backend=[127.0.0.1]:${backend.port}`,
+      `--metrics=localhost:${metricsPort}`,
+      '--workers=1',
+      '--user=nobody',
+      cert.combinedPath,
+    ],
+    async () => {
+      // Served on the IPv4 address localhost resolved to.
+      await eventually(
+        () =>
+          new Promise<true | undefined>((resolve) => {
+            const socket = connect({ port, host: '127.0.0.1', rejectUnauthorized: false });
+            socket.once('secureConnect', () => {
+              socket.destroy();
+              resolve(true);
+            });
+            socket.once('error', () => resolve(undefined));
+          }),
+        60_000,
+        `a TLS handshake on 127.0.0.1:${port}`,
+      );
+    },
+  );
+  assertResolvedUnprivileged(calls, primary);
+});
