@@ -1,6 +1,7 @@
 /**
- * Host names of the addresses the primary binds (frontends, the metrics endpoint, the
- * http-01 listener) resolved without root reading the answer.
+ * Host names the root primary resolves (the addresses it binds: frontends, the metrics
+ * endpoint, the http-01 listener; and the backend it checks at start, as Hitch does)
+ * without root reading the answer.
  *
  * The primary runs as root to bind privileged ports, and a DNS answer is network input.
  * Hitch resolves in its root process; unhitch does not: as root, each name is resolved
@@ -28,8 +29,10 @@ const LOOKUP_CHILD_MAX_OUTPUT = 64 * 1024;
 
 /**
  * The child: drop privileges first (groups, gid, then uid), then resolve argv[1] (with
- * AI_ADDRCONFIG when argv[3] is "1") and print `{"addresses":[...]}` or `{"code":"ENOTFOUND"}`. CommonJS via -e: no file to read
- * as nobody, so it runs from any checkout or package directory.
+ * AI_ADDRCONFIG when argv[3] is "1") and print `{"addresses":[...]}` or `{"code":…}`
+ * (`"drop":true` when it could not drop). CommonJS via -e: no file to read as nobody, so
+ * it runs from any checkout or package directory. Pipes are synchronous on Linux, so
+ * what it writes is out before it exits.
  */
 const CHILD_SOURCE = `
 const id = Number(process.argv[2]);
