@@ -110,6 +110,12 @@ export const CODES = {
     exitStatus: EXIT_STARTUP,
     level: 'error',
   },
+  UNHITCH_BACKEND: {
+    meaning:
+      'The backend cannot be used, as Hitch refuses it at start: a unix socket path that is missing or not a socket, or a host name that does not resolve.',
+    exitStatus: EXIT_STARTUP,
+    level: 'error',
+  },
   UNHITCH_FRONTEND_HOST: {
     meaning: 'A frontend names a host that does not resolve, so it cannot be bound.',
     exitStatus: EXIT_STARTUP,

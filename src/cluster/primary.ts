@@ -187,8 +187,7 @@ class Primary {
     // and then reopened by every worker, a draining generation's too, and the services
     // process (the same user).
     followLogFile(this.logger, {
-      ownerUid:
-        process.getuid?.() === 0 ? resolveIdentity(config.user, config.group)?.uid : undefined,
+      owner: process.getuid?.() === 0 ? resolveIdentity(config.user, config.group) : undefined,
       reopened: () => {
         this.supervisor.broadcast({ type: 'unhitch:reopen-log' });
         this.services.send({ type: 'unhitch:reopen-log' });

@@ -63,7 +63,7 @@ export interface TlsSettings {
   readonly preferServerCiphers: boolean;
   /** Abort the handshake when SNI names no certificate we hold. */
   readonly sniNomatchAbort: boolean;
-  /** Client certificates for this scope's own pem-files (Hitch 1.8 client-verify). */
+  /** Client certificates for this scope's own pem-files (Hitch 1.6 client-verify). */
   readonly clientVerify: ClientVerifyMode;
   /** PEM bundle of the CAs client certificates must chain to (client-verify-ca). */
   readonly clientVerifyCa: string | undefined;
@@ -166,7 +166,7 @@ export interface ProxyConfig {
   readonly proxyTlv: boolean;
   /** PROXY v2: the PP2_TYPE_AUTHORITY TLV (the client's SNI name). */
   readonly proxyAuthority: boolean;
-  /** PROXY v2: the verified client certificate, PEM, in TLV 0xE0 (Hitch 1.8). */
+  /** PROXY v2: the verified client certificate, PEM, in TLV 0xE0 (Hitch 1.7). */
   readonly proxyClientCert: boolean;
   /** Read a PROXY v1/v2 header from the client before the TLS handshake. */
   readonly proxyProxy: boolean;

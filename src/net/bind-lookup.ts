@@ -1,6 +1,7 @@
 /**
- * Host names of the addresses the primary binds (frontends, the metrics endpoint, the
- * http-01 listener) resolved without root reading the answer.
+ * Host names the root primary resolves (the addresses it binds: frontends, the metrics
+ * endpoint, the http-01 listener; and the backend it checks at start, as Hitch does)
+ * without root reading the answer.
  *
  * The primary runs as root to bind privileged ports, and a DNS answer is network input.
  * Hitch resolves in its root process; unhitch does not: as root, each name is resolved
@@ -28,14 +29,21 @@ const LOOKUP_CHILD_MAX_OUTPUT = 64 * 1024;
 
 /**
  * The child: drop privileges first (groups, gid, then uid), then resolve argv[1] (with
- * AI_ADDRCONFIG when argv[3] is "1") and print `{"addresses":[...]}` or `{"code":"ENOTFOUND"}`. CommonJS via -e: no file to read
- * as nobody, so it runs from any checkout or package directory.
+ * AI_ADDRCONFIG when argv[3] is "1") and print `{"addresses":[...]}` or `{"code":…}`
+ * (`"drop":true` when it could not drop). CommonJS via -e: no file to read as nobody, so
+ * it runs from any checkout or package directory. Pipes are synchronous on Linux, so
+ * what it writes is out before it exits.
  */
 const CHILD_SOURCE = `
 const id = Number(process.argv[2]);
-process.setgroups([]);
-process.setgid(id);
-process.setuid(id);
+try {
+  process.setgroups([]);
+  process.setgid(id);
+  process.setuid(id);
+} catch (error) {
+  process.stdout.write(JSON.stringify({ code: error.code ?? 'EPERM', drop: true }));
+  process.exit(0);
+}
 const dns = require('node:dns');
 const hints = process.argv[3] === '1' ? dns.ADDRCONFIG : 0;
 dns.lookup(process.argv[1], { all: true, hints }, (error, entries) => {
@@ -69,15 +77,28 @@ export const unprivilegedLookupAll: LookupAll = (name, addrconfig = true) =>
       },
       (error, stdout) => {
         if (error) {
-          const code = error.killed ? 'ETIMEDOUT' : 'EAI_FAIL';
+          const code =
+            error.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER'
+              ? 'EAI_OVERFLOW'
+              : error.killed
+                ? 'ETIMEDOUT'
+                : 'EAI_FAIL';
           reject(lookupError(name, code, error));
           return;
         }
-        let answer: { addresses?: unknown; code?: unknown };
+        let answer: { addresses?: unknown; code?: unknown; drop?: unknown };
         try {
           answer = JSON.parse(stdout) as typeof answer;
         } catch (parseError) {
           reject(lookupError(name, 'EAI_FAIL', parseError));
+          return;
+        }
+        if (answer.drop === true) {
+          // No CAP_SETUID (a container that keeps uid 0 without it): say so, never resolve as root.
+          const code = typeof answer.code === 'string' ? answer.code : 'EPERM';
+          const refused = lookupError(name, code);
+          refused.message = `cannot drop to uid ${LOOKUP_CHILD_ID} to resolve ${name} (${code})`;
+          reject(refused);
           return;
         }
         const addresses = answer.addresses;

@@ -100,9 +100,11 @@ type SonicBoom = ReturnType<typeof pino.destination>;
  */
 class ReopenableLogFile implements DestinationStream {
   private current: SonicBoom;
+  /** What `current` writes to. */
+  private descriptor: number;
   private identity: string;
   /** Set by the primary: who must be able to open the file after a rotation. */
-  ownerUid: number | undefined;
+  owner: LogFileOwner | undefined;
   /** Told after each reopen (the primary orders the workers' reopen). */
   reopened: (() => void) | undefined;
   /** A reopen failed and was logged: the next failure is not, the next success is. */
@@ -112,6 +114,7 @@ class ReopenableLogFile implements DestinationStream {
 
   constructor(readonly path: string) {
     const descriptor = openLogFile(path);
+    this.descriptor = descriptor;
     this.current = pino.destination({ dest: descriptor, sync: false });
     this.identity = descriptorIdentity(descriptor);
   }
@@ -134,33 +137,46 @@ class ReopenableLogFile implements DestinationStream {
   reopen(): void {
     const descriptor = openLogFile(this.path);
     try {
-      if (this.ownerUid !== undefined) handOver(descriptor, this.path, this.ownerUid);
+      if (this.owner !== undefined) handOver(descriptor, this.path, this.owner);
     } catch (error) {
       // Retried at each check: a descriptor kept per failure would leak one a minute.
       closeSync(descriptor);
       throw error;
     }
     const previous = this.current;
+    this.descriptor = descriptor;
     this.current = pino.destination({ dest: descriptor, sync: false });
     this.identity = descriptorIdentity(descriptor);
     this.movedChecks = 0;
     previous.end();
   }
+
+  /** The file held now, handed to `owner` (the primary at start, as Hitch 1.8 does). */
+  handOverCurrent(owner: LogFileOwner): void {
+    handOver(this.descriptor, this.path, owner);
+  }
+}
+
+/** The workers' user and group, who own the log file. */
+export interface LogFileOwner {
+  readonly uid: number;
+  readonly gid: number;
 }
 
 /**
- * Makes the file just opened at `path` writable by `uid` (the workers' user), as nginx's
- * master does when it reopens its logs: owner `uid`, owner read/write. Only a plain file
- * the name itself leads to with no other name: never through a symlink or a hard link
- * someone planted to have root hand over another file.
+ * Makes the file opened at `path` writable by `owner` (the workers' user and group), as
+ * Hitch 1.8 does at start and nginx's master when it reopens its logs: owner and group,
+ * owner read/write. Only a plain file the name itself leads to with no other name: never
+ * through a symlink or a hard link someone planted to have root hand over another file.
  */
-function handOver(descriptor: number, path: string, uid: number): void {
+function handOver(descriptor: number, path: string, owner: LogFileOwner): void {
   const opened = fstatSync(descriptor);
   const named = lstatSync(path);
   const plain =
     named.isFile() && named.dev === opened.dev && named.ino === opened.ino && opened.nlink === 1;
   if (!plain) return;
-  if (opened.uid !== uid) fchownSync(descriptor, uid, -1);
+  if (opened.uid !== owner.uid || opened.gid !== owner.gid)
+    fchownSync(descriptor, owner.uid, owner.gid);
   if ((opened.mode & 0o600) !== 0o600) fchmodSync(descriptor, (opened.mode | 0o600) & 0o7777);
 }
 
@@ -215,18 +231,26 @@ export function createLogger(options: LogOptions): Logger {
 }
 
 /**
- * The primary: after each reopen of its log file, hand the file to `ownerUid` (the
- * workers' user; undefined: leave it) and call `reopened` (which orders the workers'
- * reopen). A no-op without a file.
+ * The primary: hand its log file to `owner` (the workers' user and group; undefined:
+ * leave it) now and after each reopen, and call `reopened` after each (which orders the
+ * workers' reopen). A no-op without a file.
  */
 export function followLogFile(
   logger: Logger,
-  options: { readonly ownerUid: number | undefined; readonly reopened: () => void },
+  options: { readonly owner: LogFileOwner | undefined; readonly reopened: () => void },
 ): void {
   const file = files.get(logger);
   if (file === undefined) return;
-  file.ownerUid = options.ownerUid;
+  file.owner = options.owner;
   file.reopened = options.reopened;
+  if (options.owner === undefined) return;
+  try {
+    file.handOverCurrent(options.owner);
+  } catch (error) {
+    // A file system that refuses chown (say, root_squash NFS): the workers still write
+    // through the descriptor they inherit; a rotation then says why it cannot reopen.
+    logger.warn({ err: error, file: file.path }, "cannot hand the log file to the workers' user");
+  }
 }
 
 /** The log settings of the config (a subset of ProxyConfig). */

@@ -9,13 +9,16 @@
  */
 
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { pino } from 'pino';
 import { acmeCertificateSource } from '../acme/store.js';
 import { readDenyFile } from '../config/deny-file.js';
-import type { ProxyConfig } from '../config/model.js';
+import type { BackendAddress, ProxyConfig } from '../config/model.js';
 import { UnhitchError } from '../errors.js';
+import { bindLookupAll } from '../net/bind-lookup.js';
 import { expandFrontendHosts } from '../net/frontend-hosts.js';
+import { strerror } from '../net/strerror.js';
 import { TlsProxy } from '../proxy/proxy.js';
 import { type CertificateMaterial, loadCertificates } from '../tls/material.js';
 import { loadCaStore } from '../tls/ocsp.js';
@@ -29,6 +32,7 @@ import {
 } from './privileges.js';
 
 export type PreflightErrorCode =
+  | 'UNHITCH_BACKEND' // a unix backend that is no socket, a backend name that does not resolve
   | 'UNHITCH_PIDFILE' // the pidfile could not be written
   | 'UNHITCH_LOG_FILE' // the log file could not be opened for appending
   | 'UNHITCH_FRONTEND_HOST'; // a frontend host name does not resolve
@@ -88,11 +92,14 @@ export async function preflight(
     (name, error) =>
       new PreflightError(
         'UNHITCH_FRONTEND_HOST',
-        `frontend host ${JSON.stringify(name)} does not resolve (${error.code ?? 'lookup failed'})`,
+        error.code === 'EPERM'
+          ? `frontend host ${JSON.stringify(name)} not resolved: ${error.message}`
+          : `frontend host ${JSON.stringify(name)} does not resolve (${error.code ?? 'lookup failed'})`,
         { cause: error },
       ),
   );
   const config = withDenyList(expanded);
+  await checkBackend(config.backend);
   const identityWarnings = checkIdentity(config, { isRoot: options.isRoot }).warnings;
   // After checkIdentity: as root a missing account is UNHITCH_USER_UNKNOWN, not this.
   try {
@@ -136,6 +143,55 @@ export async function preflight(
     if (config.ticketKeyFile !== undefined) checkTicketKeyFile(config.ticketKeyFile);
   }
   return { config, certificates, certificateWarnings, identityWarnings };
+}
+
+/** gai_strerror(3)'s text for what node's lookup reports, as Hitch prints it. */
+const GAI_TEXT: Readonly<Record<string, string>> = {
+  ENOTFOUND: 'Name or service not known',
+  EAI_AGAIN: 'Temporary failure in name resolution',
+  ENODATA: 'No address associated with hostname',
+};
+
+/**
+ * Hitch's checks of the backend before it starts (and on --test and a reload): a unix
+ * socket path must exist and be a socket (configuration.c's config_param_validate), a
+ * host name must resolve (hitch.c's backaddr_init, "{getaddrinfo-backend}"; root reads no
+ * resolver answer: an unprivileged child resolves it, as the bind addresses). Later
+ * lookups are backend-refresh's (proxy/backend-resolver.ts); a failure then keeps the
+ * address in use.
+ */
+async function checkBackend(backend: BackendAddress): Promise<void> {
+  if (backend.kind === 'unix') {
+    let isSocket: boolean;
+    try {
+      isSocket = statSync(backend.path).isSocket();
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw new PreflightError(
+        'UNHITCH_BACKEND',
+        `Invalid parameter 'backend': Unable to stat path '${backend.path}': ${strerror(code)}`,
+        { cause: error },
+      );
+    }
+    if (!isSocket)
+      throw new PreflightError(
+        'UNHITCH_BACKEND',
+        `Invalid parameter 'backend': Invalid path '${backend.path}': Not a socket.`,
+      );
+    return;
+  }
+  if (backend.host === undefined || isIP(backend.host) !== 0) return;
+  try {
+    // As root, by a child that dropped to uid 65534 first (net/bind-lookup.ts).
+    await bindLookupAll(backend.host, false);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'lookup failed';
+    throw new PreflightError(
+      'UNHITCH_BACKEND',
+      `{getaddrinfo-backend}: ${GAI_TEXT[code] ?? code} (backend host ${JSON.stringify(backend.host)})`,
+      { cause: error },
+    );
+  }
 }
 
 /** deny-file's ranges (config/deny-file.ts), read again on every start, --test and reload. */

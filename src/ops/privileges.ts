@@ -121,9 +121,9 @@ function currentUserName(): string {
 }
 
 /**
- * Startup check for `user`/`group`. As root a missing account is fatal (we would otherwise
- * keep serving as root); without root we could not switch anyway, so it is a warning, which
- * lets a developer run a production hitch.conf unprivileged.
+ * Startup check for `user`/`group`. A missing account is fatal, root or not, as in Hitch
+ * (as root we would otherwise keep serving as root). An existing one without root cannot be
+ * switched to: a warning, so a developer can run a production hitch.conf unprivileged.
  */
 export function checkIdentity(
   config: Pick<ProxyConfig, 'user' | 'group'>,
@@ -146,14 +146,12 @@ export function checkIdentity(
       }
       continue;
     }
-    if (options.isRoot) {
-      throw new PrivilegeError(
-        'UNHITCH_USER_UNKNOWN',
-        `${kind} ${name} does not exist; refusing to keep running as root ` +
-          `(create the ${kind}, e.g. with useradd/groupadd, or change "${kind} =" in the config)`,
-      );
-    }
-    warnings.push(`${kind} ${name} does not exist; running as ${currentUserName()}`);
+    // Hitch's config parser says "Invalid user" (exit 1) whoever runs it: so do we.
+    throw new PrivilegeError(
+      'UNHITCH_USER_UNKNOWN',
+      `${kind} ${name} does not exist${options.isRoot ? '; refusing to keep running as root' : ''} ` +
+        `(create the ${kind}, e.g. with useradd/groupadd, or change "${kind} =" in the config)`,
+    );
   }
   return { warnings };
 }

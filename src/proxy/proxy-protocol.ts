@@ -46,7 +46,7 @@ export interface ProxyTlvs {
     /** What the client's certificate, if any, did in this handshake. */
     readonly clientCertificate?: ClientCertificateStatus;
   };
-  /** The client certificate in PEM (Hitch 1.8 proxy-client-cert, TLV type 0xE0). */
+  /** The client certificate in PEM (Hitch 1.7 proxy-client-cert, TLV type 0xE0). */
   readonly clientCertificatePem?: string;
 }
 
@@ -88,7 +88,7 @@ const PP2_SUBTYPE_SSL_CIPHER = 0x23;
 const PP2_CLIENT_SSL = 0x01;
 const PP2_CLIENT_CERT_CONN = 0x02;
 const PP2_CLIENT_CERT_SESS = 0x04;
-/** Hitch 1.8's custom TLV (PP2_TYPE_MIN_CUSTOM) for the client certificate in PEM. */
+/** Hitch's custom TLV (PP2_TYPE_MIN_CUSTOM, since 1.7) for the client certificate in PEM. */
 const PP2_TYPE_CLIENT_CERT = 0xe0;
 /** `verify` is "zero if the client presented a certificate and it was successfully
  * verified, and non-zero otherwise" (proxy-protocol.txt 2.2.5); Hitch writes 1. */

@@ -62,7 +62,7 @@ export function loadCertificates(
 ): CertificateMaterial[] {
   const loaded: CertificateMaterial[] = [];
   const caBundles = new Map<string, Buffer>();
-  // Hitch 1.8: a frontend's client-verify applies to its own pem-files only; global
+  // As Hitch: a frontend's client-verify applies to its own pem-files only; global
   // pem-files (also when a frontend offers them) keep the global setting.
   const dirFiles = config.pemDir === undefined ? [] : pemDirFiles(config.pemDir, config.pemDirGlob);
   const globals = globalPemFiles(config.pemFiles, dirFiles);

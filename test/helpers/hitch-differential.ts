@@ -15,7 +15,7 @@ export const IMPLEMENTATIONS = ['hitch', 'unhitch'] as const;
 export type Implementation = (typeof IMPLEMENTATIONS)[number];
 export type Both<T> = Readonly<Record<Implementation, T>>;
 
-const HITCH_CANDIDATES = ['/usr/sbin/hitch', '/usr/local/sbin/hitch', '/usr/bin/hitch'];
+export const HITCH_CANDIDATES = ['/usr/sbin/hitch', '/usr/local/sbin/hitch', '/usr/bin/hitch'];
 
 /** The hitch binary, or undefined when Hitch is not installed (the test then skips). */
 export function hitchBinary(): string | undefined {
@@ -71,7 +71,7 @@ export function verdictLine(stderr: string): string {
 const MEANINGS: ReadonlyArray<readonly [string, RegExp]> = [
   ['ok', /configuration looks ok/],
   ['pem-missing', /(stat|read) x509 certificate PEM file/i],
-  ['pem-not-pem', /no start line|holds no PEM certificate/],
+  ['pem-not-pem', /no start line|holds no PEM certificate|Error loading certificate file/],
   ['key-mismatch', /key values mismatch|private key does not match/],
   ['ciphers', /no cipher match/],
   ['curve', /ecdh curve/i],
@@ -84,6 +84,7 @@ const MEANINGS: ReadonlyArray<readonly [string, RegExp]> = [
   ['pidfile', /pidfile/i],
   ['alpn', /alpn-protos/],
   ['bind', /\{bind-socket\}: Address already in use/],
+  ['backend', /\{getaddrinfo-backend\}|Invalid parameter 'backend'/],
   ['root-workers', /Refusing to run workers as root/],
 ];
 

@@ -3,8 +3,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
@@ -13,12 +13,17 @@ const ROOT = resolve(import.meta.dirname, '../../..');
 const CLI = join(ROOT, 'dist/src/cli.js');
 
 /**
- * hitch-compat.conf says `user = "hitch"` and `group = "hitch"`. As root, a start with that user missing is
- * refused (Hitch: "Invalid user"), and --test says so too; these tests are about other
- * checks, so as root they name accounts that exist.
+ * hitch-compat.conf says `user = "hitch"` and `group = "hitch"`. A start or --test with
+ * that user missing is refused (Hitch: "Invalid user"); these tests are about other
+ * checks, so they name accounts that exist: as root nobody, otherwise the current ones.
  */
 const AS_EXISTING_USER: readonly string[] =
-  process.getuid?.() === 0 ? ['--user=nobody', '--group=nogroup'] : [];
+  process.getuid?.() === 0
+    ? ['--user=nobody', '--group=nogroup']
+    : [
+        `--user=${userInfo().username}`,
+        `--group=${spawnSync('id', ['-gn'], { encoding: 'utf8' }).stdout.trim()}`,
+      ];
 
 function unhitch(args: readonly string[], cwd: string) {
   return spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: 'utf8', timeout: 20_000 });
@@ -72,20 +77,50 @@ test('-V prints the version, --help the usage, both exit 0', () => {
   assert.match(help.stdout, /--backend-connect-timeout/);
 });
 
-test('--test as root with a user that does not exist exits 1, as the start would (Hitch: Invalid user)', (t) => {
-  if (process.getuid?.() !== 0) {
-    t.skip('needs root: without it the user is ignored with a warning, start and --test alike');
-    return;
-  }
+test('--test with a user that does not exist exits 1, root or not, as Hitch ("Invalid user")', (t) => {
   const cwd = mkdtempSync(join(tmpdir(), 'unhitch-cli-'));
   t.after(() => rmSync(cwd, { recursive: true, force: true }));
+  chmodSync(cwd, 0o755);
   makeSelfSigned({ dir: join(cwd, 'tmp/tls'), stem: 'cert', keyFileName: 'key.pem' });
-  const result = unhitch(
-    ['--test', '--config', join(ROOT, 'hitch-compat.conf'), '--user=no-such-user-4242'],
-    cwd,
+  const config = join(cwd, 'hitch.conf');
+  writeFileSync(
+    config,
+    readFileSync(join(ROOT, 'hitch-compat.conf'), 'utf8')
+      .replaceAll('"./tmp/tls/', `"${cwd}/tmp/tls/`)
+      .replace(/^user = .*$/m, 'user = "no-such-user-4242"'),
   );
+  const result = unhitch(['--test', '--config', config], cwd);
   assert.equal(result.status, 1);
   assert.match(result.stderr, /user no-such-user-4242 does not exist/);
+  if (process.getuid?.() !== 0) return;
+  // As root: the same check run as nobody (setpriv), beside the installed Hitch's verdict.
+  const asNobody = ['--reuid=65534', '--regid=65534', '--clear-groups'];
+  const readable = spawnSync('setpriv', [...asNobody, 'test', '-r', CLI]);
+  if (readable.status !== 0) {
+    t.diagnostic(`not run as nobody: ${CLI} is not readable by nobody (or no setpriv)`);
+    return;
+  }
+  chmodSync(join(cwd, 'tmp/tls/key.pem'), 0o644);
+  const unprivileged = spawnSync(
+    'setpriv',
+    [...asNobody, process.execPath, CLI, '--test', `--config=${config}`],
+    {
+      cwd: '/',
+      encoding: 'utf8',
+      timeout: 20_000,
+    },
+  );
+  assert.equal(unprivileged.status, 1, unprivileged.stderr);
+  assert.match(unprivileged.stderr, /user no-such-user-4242 does not exist/);
+  const hitch = spawnSync('setpriv', [...asNobody, 'hitch', '--test', `--config=${config}`], {
+    cwd: '/',
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  if (hitch.error === undefined && hitch.status !== 127) {
+    assert.equal(hitch.status, 1, hitch.stderr);
+    assert.match(hitch.stderr, /Invalid user/);
+  }
 });
 
 test('an unknown flag exits 1 and names it on stderr, as Hitch (nothing on stdout)', () => {

@@ -1,6 +1,6 @@
 /**
- * Hitch 1.8 client certificates (client-verify, client-verify-ca; globally, per frontend,
- * per pem-file chosen by SNI), the PROXY v2 bits that report them, and sni-nomatch-abort's
+ * Hitch client certificates (client-verify, client-verify-ca: Hitch 1.6 globally and per
+ * frontend, 1.8 per pem-file chosen by SNI), the PROXY v2 bits that report them, and sni-nomatch-abort's
  * unrecognized_name alert: real openssl s_client and node clients, certificates from a
  * throwaway CA and a second, untrusted one.
  */

@@ -4,14 +4,24 @@
  * (hitch-differential.test.ts) holds the same scenarios against the real hitch.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseHitchConfigText } from '../../src/config/load.js';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
+import { eventually } from '../kit/eventually.js';
 import { freePort } from '../kit/ports.js';
 import { CLI, runToExit } from '../kit/unhitch-process.js';
 
@@ -110,4 +120,50 @@ test('Hitch 1.8: workers = auto and --workers=auto mean one worker per CPU; the 
   const hitchPart = help.stdout.split('unhitch extensions:')[0] ?? '';
   assert.match(hitchPart, /--backend-connect-timeout/);
   assert.match(hitchPart, /--ssl-handshake-timeout/);
+});
+
+test('Hitch 1.8 (its issue 371): log-filename = /dev/stdout works, the workers (another user as root) logging there too', async (t) => {
+  const { dir, pem } = fixture(t);
+  const port = await freePort();
+  // stdout a file, as a shell redirection makes it (node's own 'pipe' is a socket pair,
+  // which /dev/stdout cannot reopen: ENXIO, for Hitch as well).
+  const outPath = join(dir, 'stdout.log');
+  const out = openSync(outPath, 'a');
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      `--frontend=[127.0.0.1]:${port}`,
+      '--backend=[127.0.0.1]:9',
+      '--workers=1',
+      '--pin-workers=off',
+      '--log-filename=/dev/stdout',
+      ...(isRoot ? ['--user=nobody'] : []),
+      pem,
+    ],
+    { stdio: ['ignore', out, 'pipe'] },
+  );
+  closeSync(out);
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+  });
+  const exited = once(child, 'exit');
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+  const workerLine = await eventually(
+    () => {
+      if (child.exitCode !== null) throw new Error(`unhitch exited: ${stderr}`);
+      return readFileSync(outPath, 'utf8')
+        .split('\n')
+        .find((line) => line.includes('"msg":"worker listening"'));
+    },
+    60_000,
+    'a worker logging through /dev/stdout',
+  );
+  assert.match(workerLine, /"role":"worker"/);
 });

@@ -5,6 +5,7 @@
  * with its code and is retried.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import {
   chmodSync,
@@ -15,6 +16,7 @@ import {
   renameSync,
   rmdirSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -63,6 +65,13 @@ function openFiles(pid: number): string[] {
     }
   }
   return paths;
+}
+
+/** uid and primary gid of an account (id(1)). */
+function userGroupIds(name: string): { uid: number; gid: number } {
+  const id = (flag: string) =>
+    Number(execFileSync('id', [flag, name], { encoding: 'utf8' }).trim());
+  return { uid: id('-u'), gid: id('-g') };
 }
 
 /** What `mv u.log u.log.1; touch u.log` does, as root. */
@@ -116,6 +125,20 @@ async function startWithLog(t: TestContext, log: string, backendPort = 9) {
   assert.ok(workerPid !== undefined);
   return { unhitch, port, workerPid };
 }
+
+test("at start the log file is handed to the workers' user and group, as Hitch 1.8 does (its issue 371)", {
+  skip: !isRoot && 'needs root (workers as nobody)',
+}, async (t) => {
+  const dir = tempDir(t);
+  const log = join(dir, 'u.log');
+  // Made by root beforehand, as a packaged logrotate or an operator would leave it.
+  writeFileSync(log, '', { mode: 0o640 });
+  const nobody = userGroupIds('nobody');
+  await startWithLog(t, log);
+  const { uid, gid, mode } = statSync(log);
+  assert.deepEqual({ uid, gid }, nobody);
+  assert.equal(mode & 0o600, 0o600);
+});
 
 test('mv u.log u.log.1; touch u.log as root: the primary and every worker, a draining one too, write into the new u.log', {
   skip: !isRoot && 'needs root (workers as nobody)',

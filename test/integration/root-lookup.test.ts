@@ -175,6 +175,26 @@ test('--test as root with a frontend named by a host name: the primary never rea
   assertResolvedUnprivileged(calls, primary);
 });
 
+test('--test as root with the backend named by a host name (checked to resolve, as Hitch checks it): the primary never reads the resolver answer', async (t) => {
+  if (!rootWithStrace(t)) return;
+  const directory = mkdtempSync(join(tmpdir(), 'unhitch-root-lookup-backend-'));
+  t.after(() => rmSync(directory, { recursive: true, force: true }));
+  const config = join(directory, 'hitch.conf');
+  writeFileSync(
+    config,
+    [
+      `frontend = "[127.0.0.1]:${await freePort()}"`,
+      'backend = "[localhost]:9"',
+      `pem-file = "${cert.combinedPath}"`,
+      'user = "nobody"',
+      '',
+    ].join('\n'),
+  );
+  const { calls, primary, exitCode } = await traced(t, ['--test', `--config=${config}`]);
+  assert.equal(exitCode, 0);
+  assertResolvedUnprivileged(calls, primary);
+});
+
 test('a start as root with the frontend and metrics named by host names: resolved unprivileged, and served', async (t) => {
   if (!rootWithStrace(t)) return;
   const backend = await startBackend((socket) => socket.pipe(socket));

@@ -46,7 +46,7 @@ test('a rotated name root cannot hand to the workers (append-only, chattr +a): e
     filename: log,
     reopenCheckMs: 3_600_000,
   });
-  followLogFile(logger, { ownerUid: 65534, reopened: () => {} });
+  followLogFile(logger, { owner: { uid: 65534, gid: 65534 }, reopened: () => {} });
   renameSync(log, `${log}.1`);
   writeFileSync(log, '');
   const chattr = spawnSync('chattr', ['+a', log]);

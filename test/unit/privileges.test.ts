@@ -75,13 +75,17 @@ test('resolveIdentity: a missing user or group throws UNHITCH_USER_UNKNOWN', () 
   );
 });
 
-test('checkIdentity: missing user without root is a warning', () => {
-  const { warnings } = checkIdentity({ user: MISSING_NAME, group: undefined }, { isRoot: false });
-  assert.equal(warnings.length, 1);
-  assert.match(
-    warnings[0] ?? '',
-    new RegExp(`^user ${MISSING_NAME} does not exist; running as \\S`),
-  );
+test('checkIdentity: missing user or group without root throws too, as Hitch ("Invalid user")', () => {
+  for (const config of [
+    { user: MISSING_NAME, group: undefined },
+    { user: undefined, group: MISSING_NAME },
+  ]) {
+    assert.throws(
+      () => checkIdentity(config, { isRoot: false }),
+      (err: { code?: string; message?: string }) =>
+        err.code === 'UNHITCH_USER_UNKNOWN' && / does not exist \(create /.test(err.message ?? ''),
+    );
+  }
 });
 
 test('checkIdentity: missing user or group as root throws', () => {

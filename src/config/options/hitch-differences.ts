@@ -8,7 +8,8 @@ export const HITCH_DIFFERENCES: Readonly<Record<string, string>> = Object.freeze
   workers:
     "Hitch's default is 1 worker, and Hitch takes any count (each unhitch worker is a node process of some 50 MB)",
   'prefer-server-ciphers': "Hitch's default is off (scanners rate a client-chosen order HIGH)",
-  'ecdh-curve': "Hitch's default is P-256 only; unhitch offers the post-quantum hybrid first",
+  'ecdh-curve':
+    "Hitch's default is OpenSSL's own group list (with OpenSSL 3.0 also X448, P-521 and FFDHE); unhitch's is X25519MLKEM768:X25519:P-256:P-384, so a client offering only X448, P-521 or FFDHE groups is refused",
   'tls-protos':
     'SSLv3, TLSv1.0 and TLSv1.1 are accepted with a warning; Node refuses them at its default security level',
   'alpn-protos': 'ALPN only: Hitch also offers NPN, which node removed',

@@ -147,7 +147,7 @@ export function parseBracketAddress(
   return { address: { kind: 'tcp', host, port }, certPath: cert };
 }
 
-/** `[host]:port` or (Hitch 1.8) a unix socket path. */
+/** `[host]:port` or (Hitch 1.5) a unix socket path. */
 export function parseBackend(item: ScalarItem, text: string): BackendAddress {
   if (text.startsWith('/') || text.startsWith('./') || text.startsWith('../'))
     return { kind: 'unix', path: text };
@@ -224,7 +224,7 @@ export function parseLogLevel(item: ScalarItem, text: string): LogLevelName {
 
 const CLIENT_VERIFY_MODES: readonly ClientVerifyMode[] = ['none', 'optional', 'required'];
 
-/** Hitch 1.8 client-verify: none, optional or required. */
+/** Hitch's client-verify (1.6): none, optional or required. */
 export function parseClientVerify(item: ScalarItem, text: string): ClientVerifyMode {
   const mode = CLIENT_VERIFY_MODES.find((name) => name === text.toLowerCase());
   if (mode === undefined) {
