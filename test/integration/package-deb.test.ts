@@ -10,8 +10,18 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -283,6 +293,16 @@ test('an upgrade keeps the edited config, the certificate and _unhitch; no syste
     0,
     `${newer} is newer for dpkg`,
   );
+  // The newer package ships a changed config too, as a release may: dpkg's conffile
+  // question then arises, and --force-confold is what answers it unattended.
+  const unpacked = mkdtempSync(join(tmpdir(), 'unhitch-upgrade-'));
+  t.after(() => rmSync(unpacked, { recursive: true, force: true }));
+  assert.equal(run('dpkg-deb', ['-R', newDeb, unpacked]).status, 0);
+  const newShippedPath = join(unpacked, CONFIG);
+  const newShipped = `${readFileSync(newShippedPath, 'utf8')}# shipped by the newer package\n`;
+  writeFileSync(newShippedPath, newShipped);
+  const repacked = run('dpkg-deb', ['--root-owner-group', '-Zgzip', '-z1', '-b', unpacked, newDeb]);
+  assert.equal(repacked.status, 0, repacked.stderr);
   // The operator's edit of the conffile, on top of the frontend and backend set above.
   writeFileSync(CONFIG, `${readFileSync(CONFIG, 'utf8')}# edited before the upgrade\n`);
   const edited = readFileSync(CONFIG, 'utf8');
@@ -330,9 +350,10 @@ test('an upgrade keeps the edited config, the certificate and _unhitch; no syste
   assert.equal(readFileSync(CONFIG, 'utf8'), edited, "the operator's config is kept");
   assert.deepEqual(
     readdirSync('/etc/unhitch').filter((name) => name.includes('.dpkg-')),
-    [],
-    'no .dpkg-dist or .dpkg-old beside it (the shipped config did not change)',
+    ['unhitch.conf.dpkg-dist'],
+    "the newer shipped config beside the operator's, nothing else",
   );
+  assert.equal(readFileSync(`${CONFIG}.dpkg-dist`, 'utf8'), newShipped);
   assert.deepEqual(readFileSync(SNAKEOIL), certificate, 'the certificate is kept, not remade');
   assert.equal(statSync(SNAKEOIL).mode & 0o777, 0o600);
   assert.equal(run('getent', ['passwd', '_unhitch']).stdout, account, '_unhitch is kept');
