@@ -24,7 +24,13 @@ node_bin=$(.ci/provision-node 24)
 export PATH="$node_bin:$PATH"
 node_version=$("$node_bin/node" --version)
 node_package_dir=$(dirname "$node_bin")
-version=$(node -p 'require("./package.json").version')
+pack_version=$(node -p 'require("./package.json").version')
+# UNHITCH_DEB_VERSION: package this checkout under another version (the package's and what
+# `unhitch --version` reports), e.g. a newer one to test an upgrade over an installed
+# package. Debian's version syntax, without epoch or revision.
+version=${UNHITCH_DEB_VERSION:-$pack_version}
+[[ "$version" =~ ^[0-9][A-Za-z0-9.+~]*$ ]] ||
+  fail "UNHITCH_DEB_VERSION=$version: want a version like 0.1.1 or 0.1.0+local1 (digits first; letters, digits, . + ~)"
 arch=$(dpkg --print-architecture)
 out_dir="$root_dir/dist/deb"
 deb="$out_dir/unhitch_${version}_${arch}.deb"
@@ -39,14 +45,22 @@ pkg="$work/root"
 [ "${UNHITCH_DEB_BUILT:-}" = 1 ] || npm run --silent build >&2
 npm pack --silent --ignore-scripts --pack-destination "$work" >/dev/null
 mkdir -p "$pkg/usr/lib/unhitch"
-tar -xzf "$work/unhitch-$version.tgz" -C "$work"
+tar -xzf "$work/unhitch-$pack_version.tgz" -C "$work"
 mv "$work/package" "$pkg/usr/lib/unhitch/app"
 app="$pkg/usr/lib/unhitch/app"
+[ "$version" = "$pack_version" ] || (cd "$app" && npm pkg set "version=$version")
 cp package-lock.json .npmrc "$app/"
 (cd "$app" && npm ci --silent --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline >&2)
-# Installed elsewhere by this package (or npm's own, unused here).
-rm -rf "$app/bin" "$app/docs" "$app/systemd" "$app/README.md" "$app/package-lock.json" \
-  "$app/.npmrc" "$app/node_modules/.bin" "$app/node_modules/.package-lock.json"
+# Installed elsewhere by this package, or unused here: npm's launcher (packaging/npm; the
+# package has /usr/sbin/unhitch), the demo's config, npm's own files. The app keeps
+# dist/src, node_modules and package.json (the version, "type": "module").
+rm -rf "$app/bin" "$app/docs" "$app/systemd" "$app/packaging" "$app/hitch-compat.conf" \
+  "$app/README.md" "$app/package-lock.json" "$app/.npmrc" \
+  "$app/node_modules/.bin" "$app/node_modules/.package-lock.json"
+# Source maps and TypeScript (ours and the dependencies'): the launcher runs node without
+# --enable-source-maps, so nothing reads a map, and most name sources not shipped; .ts,
+# .d.ts and the like are for compilers and editors, never loaded from node_modules.
+find "$app" -type f \( -name '*.map' -o -name '*.ts' -o -name '*.mts' -o -name '*.cts' \) -delete
 # What the dependencies' authors publish beyond their code: their linters' and editors'
 # dotfiles, tests, examples, documentation and web pages (lintian: package-contains-*,
 # privacy-breach-generic). Licences stay, beside the code they cover.

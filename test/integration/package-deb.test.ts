@@ -3,14 +3,25 @@
  * install ./….deb` installs it, and with the system's PATH only (the distribution's old
  * node first, if any) `unhitch --version` and `unhitch --test` on the shipped config work,
  * the installed unit verifies, and the unit's own ExecStart line starts a daemon that
- * carries a wss:// round trip to a WebSocket backend (and its ExecReload line reloads);
- * then `apt-get purge` leaves nothing behind. Installs on this machine and always purges.
+ * carries a wss:// round trip to a WebSocket backend (and its ExecReload line reloads); a
+ * newer build installed over it keeps the edited conffile; then `apt-get purge` leaves
+ * nothing behind. Installs on this machine and always purges.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -80,20 +91,55 @@ function isAlive(pid: number): boolean {
   }
 }
 
+const PACKAGE_VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
+  .version as string;
+
+/**
+ * `npm run package:deb`, checked to print unhitch_<version>_<arch>.deb last; `version`
+ * other than package.json's goes through UNHITCH_DEB_VERSION. Returns the path.
+ */
+function buildDeb(version: string): string {
+  const arch = run('dpkg', ['--print-architecture']).stdout.trim();
+  // dist/ is what this test runs from, just built: the script skips its own tsc run.
+  const env: NodeJS.ProcessEnv = { ...process.env, UNHITCH_DEB_BUILT: '1' };
+  if (version !== PACKAGE_VERSION) env.UNHITCH_DEB_VERSION = version;
+  else delete env.UNHITCH_DEB_VERSION;
+  const built = run('bash', ['packaging/build-deb.sh'], env);
+  assert.equal(built.status, 0, built.stderr);
+  const last = built.stdout.trim().split('\n').at(-1) ?? '';
+  assert.ok(last.endsWith(`/unhitch_${version}_${arch}.deb`), last);
+  assert.ok(existsSync(last));
+  return last;
+}
+
 test('npm run package:deb builds unhitch_<version>_<arch>.deb and prints its path last', {
   skip,
   timeout: 300_000,
 }, () => {
-  const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
-  const arch = run('dpkg', ['--print-architecture']).stdout.trim();
-  // dist/ is what this test runs from, just built: the script skips its own tsc run.
-  const built = run('bash', ['packaging/build-deb.sh'], { ...process.env, UNHITCH_DEB_BUILT: '1' });
-  assert.equal(built.status, 0, built.stderr);
-  const last = built.stdout.trim().split('\n').at(-1) ?? '';
-  assert.match(last, new RegExp(`/unhitch_${version.replaceAll('.', '\\.')}_${arch}\\.deb$`));
-  assert.ok(existsSync(last));
+  const last = buildDeb(PACKAGE_VERSION);
   debPath = last;
   const contents = run('dpkg-deb', ['-c', last]).stdout;
+  const paths = [...contents.matchAll(/ \.\/(\S*)\n/g)].map((match) => match[1] ?? '');
+  // The app is what runs: the compiled code, its dependencies, and package.json (the
+  // version, "type": "module"). Not npm's launcher (packaging/npm: /usr/sbin/unhitch is
+  // the package's) nor the demo's hitch-compat.conf.
+  assert.deepEqual(paths.filter((path) => /^usr\/lib\/unhitch\/app\/[^/]+\/?$/.test(path)).sort(), [
+    'usr/lib/unhitch/app/dist/',
+    'usr/lib/unhitch/app/node_modules/',
+    'usr/lib/unhitch/app/package.json',
+  ]);
+  assert.deepEqual(
+    paths.filter((path) => /^usr\/lib\/unhitch\/app\/dist\/[^/]+\/?$/.test(path)),
+    ['usr/lib/unhitch/app/dist/src/'],
+  );
+  // No source map (node runs without --enable-source-maps, and ours named src/*.ts, not
+  // shipped) and no TypeScript, ours or the dependencies'.
+  assert.deepEqual(
+    paths.filter((path) => /\.(map|ts|mts|cts)$/.test(path)),
+    [],
+    'source maps or TypeScript in the package',
+  );
+  assert.ok(paths.includes('usr/lib/unhitch/app/dist/src/bin.js'), 'the code is there');
   assert.match(contents, / \.\/usr\/lib\/unhitch\/node\/bin\/node\n/);
   assert.doesNotMatch(
     contents,
@@ -233,6 +279,98 @@ test("the unit's ExecStart serves wss:// through to a WebSocket backend; its Exe
   process.kill(pid, 'SIGTERM');
   await eventually(() => (isAlive(pid) ? undefined : true), 60_000, 'the daemon to stop');
   assert.equal(existsSync(pidfile ?? ''), false, 'the pidfile goes with it');
+});
+
+test('an upgrade keeps the edited config, the certificate and _unhitch; no systemd, no restart', {
+  skip,
+  timeout: 300_000,
+}, async (t) => {
+  assert.ok(listed.length > 0, 'the package is installed');
+  const newer = `${PACKAGE_VERSION}+upgrade.test`;
+  const newDeb = buildDeb(newer);
+  assert.equal(
+    run('dpkg', ['--compare-versions', newer, 'gt', PACKAGE_VERSION]).status,
+    0,
+    `${newer} is newer for dpkg`,
+  );
+  // The newer package ships a changed config too, as a release may: dpkg's conffile
+  // question then arises, and --force-confold is what answers it unattended.
+  const unpacked = mkdtempSync(join(tmpdir(), 'unhitch-upgrade-'));
+  t.after(() => rmSync(unpacked, { recursive: true, force: true }));
+  assert.equal(run('dpkg-deb', ['-R', newDeb, unpacked]).status, 0);
+  const newShippedPath = join(unpacked, CONFIG);
+  const newShipped = `${readFileSync(newShippedPath, 'utf8')}# shipped by the newer package\n`;
+  writeFileSync(newShippedPath, newShipped);
+  const repacked = run('dpkg-deb', ['--root-owner-group', '-Zgzip', '-z1', '-b', unpacked, newDeb]);
+  assert.equal(repacked.status, 0, repacked.stderr);
+  // The operator's edit of the conffile, on top of the frontend and backend set above.
+  writeFileSync(CONFIG, `${readFileSync(CONFIG, 'utf8')}# edited before the upgrade\n`);
+  const edited = readFileSync(CONFIG, 'utf8');
+  const certificate = readFileSync(SNAKEOIL);
+  const account = run('getent', ['passwd', '_unhitch']).stdout;
+  const group = run('getent', ['group', '_unhitch']).stdout;
+
+  // systemd is not PID 1 here (no /run/systemd/system): the postinst's restart path must
+  // leave a running daemon alone, and say nothing. Under systemd it restarts the unit.
+  const withoutSystemd = !existsSync('/run/systemd/system');
+  let pid = 0;
+  if (withoutSystemd) {
+    mkdirSync('/run/unhitch', { recursive: true });
+    const [command = '', ...args] = unitCommand('ExecStart');
+    const started = run(command, args);
+    assert.equal(started.status, 0, started.stderr);
+    pid = Number(readFileSync(unitCommand('PIDFile')[0] ?? '', 'utf8').trim());
+    assert.ok(isAlive(pid), 'the old version runs');
+    t.after(() => {
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    });
+  } else t.diagnostic('systemd runs here: the postinst restarts the unit, not checked');
+
+  // What an unattended upgrade runs: keep the operator's conffile, ask nothing.
+  const upgraded = run(
+    'apt-get',
+    ['install', '-y', '-q', '-o', 'Dpkg::Options::=--force-confold', newDeb],
+    { ...SYSTEM_ENV, DEBIAN_FRONTEND: 'noninteractive' },
+  );
+  assert.equal(upgraded.status, 0, upgraded.stdout + upgraded.stderr);
+  const unpacking = `Unpacking unhitch (${newer}) over (${PACKAGE_VERSION})`;
+  assert.ok(upgraded.stdout.includes(unpacking), upgraded.stdout);
+  // apt's and debconf's own notes aside (no apt-utils here), nothing on stderr: the
+  // maintainer scripts, the restart path included, ran without a word.
+  const complaints = upgraded.stderr
+    .split('\n')
+    .filter((line) => line !== '' && !/^(debconf: |N: )/.test(line));
+  assert.deepEqual(complaints, [], upgraded.stderr);
+  assert.equal(
+    run('dpkg-query', ['-W', `-f=\${Version} \${db:Status-Abbrev}`, 'unhitch']).stdout.trim(),
+    `${newer} ii`,
+  );
+  listed = run('dpkg', ['-L', 'unhitch']).stdout.trim().split('\n');
+
+  assert.equal(readFileSync(CONFIG, 'utf8'), edited, "the operator's config is kept");
+  assert.deepEqual(
+    readdirSync('/etc/unhitch').filter((name) => name.includes('.dpkg-')),
+    ['unhitch.conf.dpkg-dist'],
+    "the newer shipped config beside the operator's, nothing else",
+  );
+  assert.equal(readFileSync(`${CONFIG}.dpkg-dist`, 'utf8'), newShipped);
+  assert.deepEqual(readFileSync(SNAKEOIL), certificate, 'the certificate is kept, not remade');
+  assert.equal(statSync(SNAKEOIL).mode & 0o777, 0o600);
+  assert.equal(run('getent', ['passwd', '_unhitch']).stdout, account, '_unhitch is kept');
+  assert.equal(run('getent', ['group', '_unhitch']).stdout, group, '_unhitch group is kept');
+
+  const version = run('unhitch', ['--version']);
+  assert.equal(version.status, 0, version.stderr);
+  assert.ok(version.stdout.startsWith(`unhitch ${newer} (hitch-compatible`), version.stdout);
+  const checked = run('unhitch', ['--test', `--config=${CONFIG}`]);
+  assert.equal(checked.status, 0, checked.stderr);
+  assert.match(checked.stderr, /unhitch configuration looks ok/);
+
+  if (withoutSystemd) {
+    assert.ok(isAlive(pid), 'the postinst left the running daemon alone');
+    process.kill(pid, 'SIGTERM');
+    await eventually(() => (isAlive(pid) ? undefined : true), 60_000, 'the old daemon to stop');
+  }
 });
 
 test('apt-get remove keeps the edited config, the certificate and _unhitch; the program goes', {
