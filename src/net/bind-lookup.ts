@@ -54,7 +54,7 @@ dns.lookup(process.argv[1], { all: true, hints }, (error, entries) => {
 `;
 
 /** A lookup error with the resolver's code (ENOTFOUND, EAI_AGAIN, …), as dns.lookup's. */
-function lookupError(name: string, code: string, cause?: unknown): NodeJS.ErrnoException {
+export function lookupError(name: string, code: string, cause?: unknown): NodeJS.ErrnoException {
   const error: NodeJS.ErrnoException = new Error(`getaddrinfo ${code} ${name}`, { cause });
   error.code = code;
   return error;

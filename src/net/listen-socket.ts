@@ -13,7 +13,7 @@
 import net, { isIP } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { UnhitchError } from '../errors.js';
-import { bindLookupAll } from './bind-lookup.js';
+import { bindLookupAll, lookupError } from './bind-lookup.js';
 
 /** An opaque libuv TCP handle (node's TCPWrap); net.Server.listen() accepts it. */
 export interface ListenHandle {
@@ -70,11 +70,7 @@ export async function resolveBindHost(host: string | undefined): Promise<string>
   if (host === undefined || host === '*' || host === '') return '::';
   if (isIP(host) !== 0) return host;
   const [first] = await bindLookupAll(host, false);
-  if (first === undefined) {
-    const error: NodeJS.ErrnoException = new Error(`getaddrinfo ENOTFOUND ${host}`);
-    error.code = 'ENOTFOUND';
-    throw error;
-  }
+  if (first === undefined) throw lookupError(host, 'ENOTFOUND');
   return first;
 }
 

@@ -94,29 +94,21 @@ test('--test with a user that does not exist exits 1, root or not, as Hitch ("In
   assert.match(result.stderr, /user no-such-user-4242 does not exist/);
   if (process.getuid?.() !== 0) return;
   // As root: the same check run as nobody (setpriv), beside the installed Hitch's verdict.
-  const asNobody = ['--reuid=65534', '--regid=65534', '--clear-groups'];
-  const readable = spawnSync('setpriv', [...asNobody, 'test', '-r', CLI]);
-  if (readable.status !== 0) {
+  const asNobody = (command: readonly string[]) =>
+    spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...command], {
+      cwd: '/',
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+  if (asNobody(['test', '-r', CLI]).status !== 0) {
     t.diagnostic(`not run as nobody: ${CLI} is not readable by nobody (or no setpriv)`);
     return;
   }
   chmodSync(join(cwd, 'tmp/tls/key.pem'), 0o644);
-  const unprivileged = spawnSync(
-    'setpriv',
-    [...asNobody, process.execPath, CLI, '--test', `--config=${config}`],
-    {
-      cwd: '/',
-      encoding: 'utf8',
-      timeout: 20_000,
-    },
-  );
+  const unprivileged = asNobody([process.execPath, CLI, '--test', `--config=${config}`]);
   assert.equal(unprivileged.status, 1, unprivileged.stderr);
   assert.match(unprivileged.stderr, /user no-such-user-4242 does not exist/);
-  const hitch = spawnSync('setpriv', [...asNobody, 'hitch', '--test', `--config=${config}`], {
-    cwd: '/',
-    encoding: 'utf8',
-    timeout: 20_000,
-  });
+  const hitch = asNobody(['hitch', '--test', `--config=${config}`]);
   if (hitch.error === undefined && hitch.status !== 127) {
     assert.equal(hitch.status, 1, hitch.stderr);
     assert.match(hitch.stderr, /Invalid user/);

@@ -155,16 +155,16 @@ test('as root, the lookup child resolves as uid 65534 and hands back the address
   });
 });
 
-test('--test as root with a frontend named by a host name: the primary never reads the resolver answer', async (t) => {
-  if (!rootWithStrace(t)) return;
+/** `--test` as root under strace over a config whose frontend and backend hosts are given. */
+async function testedConfig(t: TestContext, frontendHost: string, backendHost: string) {
   const directory = mkdtempSync(join(tmpdir(), 'unhitch-root-lookup-conf-'));
   t.after(() => rmSync(directory, { recursive: true, force: true }));
   const config = join(directory, 'hitch.conf');
   writeFileSync(
     config,
     [
-      `frontend = "[localhost]:${await freePort()}"`,
-      'backend = "[127.0.0.1]:9"',
+      `frontend = "[${frontendHost}]:${await freePort()}"`,
+      `backend = "[${backendHost}]:9"`,
       `pem-file = "${cert.combinedPath}"`,
       'user = "nobody"',
       '',
@@ -173,26 +173,16 @@ test('--test as root with a frontend named by a host name: the primary never rea
   const { calls, primary, exitCode } = await traced(t, ['--test', `--config=${config}`]);
   assert.equal(exitCode, 0);
   assertResolvedUnprivileged(calls, primary);
+}
+
+test('--test as root with a frontend named by a host name: the primary never reads the resolver answer', async (t) => {
+  if (!rootWithStrace(t)) return;
+  await testedConfig(t, 'localhost', '127.0.0.1');
 });
 
 test('--test as root with the backend named by a host name (checked to resolve, as Hitch checks it): the primary never reads the resolver answer', async (t) => {
   if (!rootWithStrace(t)) return;
-  const directory = mkdtempSync(join(tmpdir(), 'unhitch-root-lookup-backend-'));
-  t.after(() => rmSync(directory, { recursive: true, force: true }));
-  const config = join(directory, 'hitch.conf');
-  writeFileSync(
-    config,
-    [
-      `frontend = "[127.0.0.1]:${await freePort()}"`,
-      'backend = "[localhost]:9"',
-      `pem-file = "${cert.combinedPath}"`,
-      'user = "nobody"',
-      '',
-    ].join('\n'),
-  );
-  const { calls, primary, exitCode } = await traced(t, ['--test', `--config=${config}`]);
-  assert.equal(exitCode, 0);
-  assertResolvedUnprivileged(calls, primary);
+  await testedConfig(t, '127.0.0.1', 'localhost');
 });
 
 test('a start as root with the frontend and metrics named by host names: resolved unprivileged, and served', async (t) => {
