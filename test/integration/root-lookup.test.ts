@@ -54,6 +54,12 @@ function readTrace(directory: string): TracedCall[] {
   return calls;
 }
 
+/** The id a traced clone or clone3 call returned (the new thread or process), if any. */
+function cloneResult(line: string): number | undefined {
+  const child = Number(/^\S+ clone3?\(.*\)\s+= (\d+)$/.exec(line)?.[1]);
+  return Number.isInteger(child) && child > 0 ? child : undefined;
+}
+
 /**
  * Thread id → the process (thread group) it belongs to, from the clone calls: a clone
  * with CLONE_THREAD adds a thread to the caller's process, any other starts a process.
@@ -61,14 +67,23 @@ function readTrace(directory: string): TracedCall[] {
 function threadGroups(calls: readonly TracedCall[], rootPid: number): Map<number, number> {
   const group = new Map<number, number>([[rootPid, rootPid]]);
   const clones = calls
-    .map((call) => ({ call, child: Number(/^\S+ clone3?\(.*\)\s+= (\d+)$/.exec(call.line)?.[1]) }))
-    .filter(({ child }) => Number.isInteger(child) && child > 0)
+    .map((call) => ({ call, child: cloneResult(call.line) }))
+    .filter((clone): clone is { call: TracedCall; child: number } => clone.child !== undefined)
     .sort((a, b) => a.call.time - b.call.time);
   for (const { call, child } of clones) {
     const parent = group.get(call.tid) ?? call.tid;
     group.set(child, call.line.includes('CLONE_THREAD') ? parent : child);
   }
   return group;
+}
+
+/** The NUL-separated command line of process `pid`; empty once it is gone. */
+function commandLine(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
 }
 
 /** Runs `args` of the CLI under strace -ff; `whileRunning` before it is ended (SIGTERM). */
@@ -106,22 +121,31 @@ async function traced(
   t.after(() => {
     if (strace.exitCode === null) strace.kill('SIGKILL');
   });
-  // The CLI is strace's one child.
-  const primary = await eventually(
-    () => {
-      const pid = Number(readFileSync(`/proc/${strace.pid}/task/${strace.pid}/children`, 'utf8'));
-      return pid > 0 ? pid : undefined;
-    },
-    10_000,
-    'the traced CLI',
-  );
   if (whileRunning !== undefined) {
+    // The CLI is the child of strace that runs it: strace first forks short-lived children
+    // of its own to probe ptrace (test_ptrace_get_syscall_info and others), so the first
+    // child listed may be one of those.
+    const running = await eventually(
+      () =>
+        readFileSync(`/proc/${strace.pid}/task/${strace.pid}/children`, 'utf8')
+          .split(' ')
+          .map(Number)
+          .find((pid) => pid > 0 && commandLine(pid).includes(CLI)),
+      10_000,
+      'the traced CLI',
+    );
     await whileRunning();
-    process.kill(primary, 'SIGTERM');
+    process.kill(running, 'SIGTERM');
   }
   const [exitCode] = (await exited) as [number | null];
-  assert.ok(readdirSync(directory).includes(`trace.${primary}`), output);
-  return { calls: readTrace(directory), primary, exitCode };
+  const calls = readTrace(directory);
+  // strace traces only the CLI and what it starts: the CLI is the one traced process that
+  // no traced clone created.
+  const cloned = new Set(calls.map((call) => cloneResult(call.line)));
+  const roots = [...new Set(calls.map((call) => call.tid))].filter((tid) => !cloned.has(tid));
+  assert.equal(roots.length, 1, `one traced process started the rest: ${roots}\n${output}`);
+  const [primary] = roots as [number];
+  return { calls, primary, exitCode };
 }
 
 /** The assertion of the file's header, over one traced run. */
