@@ -155,12 +155,10 @@ async function traced(
     (earliest, call) => (earliest === undefined || call.time < earliest.time ? call : earliest),
     undefined,
   );
-  assert.ok(
-    first?.line.includes(`execve("${process.execPath}"`) && first.line.includes(CLI),
-    output,
-  );
-  const primary = first.tid;
-  return { calls, primary, exitCode };
+  assert.ok(first, `nothing traced\n${output}`);
+  assert.ok(first.line.includes(`execve("${process.execPath}"`), first.line);
+  assert.ok(first.line.includes(CLI), first.line);
+  return { calls, primary: first.tid, exitCode };
 }
 
 /** The assertion of the file's header, over one traced run. */
