@@ -105,10 +105,21 @@ function tlsConnectionsTo(netLogPath: string, hostPort: string): TlsConnection[]
     }));
 }
 
+/**
+ * Says on stderr how far the run got: the outer test shows this output only when the run
+ * fails, so a timeout names the step that was slow (a busy machine) or stuck.
+ */
+function progress(): (step: string) => void {
+  const began = Date.now();
+  return (step) => process.stderr.write(`browser-peers: ${step} at ${Date.now() - began} ms\n`);
+}
+
 if (insideLoopbackNamespace()) {
+  // Typically 8-12 s; on two cores shared with another whole suite, over 60 s was seen.
   test('two Chromium peers move a file by magnet link through wss:// unhitch; TLS 1.3 with the expected group', {
-    timeout: 60_000,
+    timeout: 100_000,
   }, async (t) => {
+    const reached = progress();
     assert.deepEqual(nonLoopbackInterfaces(), [], 'only loopback in this namespace');
     const cert = makeCertificate('browser', ['localhost']);
     // A fresh NSS database under a fresh HOME: Chromium trusts exactly this certificate.
@@ -134,6 +145,7 @@ if (insideLoopbackNamespace()) {
     const { unhitch, port } = await startSingleWorker(tracker.port, cert.combinedPath);
     t.after(() => unhitch.kill('SIGKILL'));
     const announce = `wss://127.0.0.1:${port}/`;
+    reached('unhitch and the tracker serve');
 
     const data = randomBytes(FILE_BYTES);
     const bundle = readFileSync(BUNDLE);
@@ -162,6 +174,7 @@ if (insideLoopbackNamespace()) {
         '--net-log-capture-mode=Default',
       ],
     });
+    reached('Chromium started');
     let browserOpen = true;
     t.after(async () => {
       if (browserOpen) await browser.close();
@@ -177,14 +190,17 @@ if (insideLoopbackNamespace()) {
       pages.push(page);
     }
     const [seeder, leecher] = pages as [Page, Page];
+    reached('both pages ready');
 
     const started = Date.now();
     const magnet = (await seeder.evaluate(`window.seed(${JSON.stringify(announce)})`)) as string;
     assert.match(magnet, /^magnet:\?xt=urn:btih:[0-9a-f]{40}/);
+    reached('seeding');
     const digest = (await leecher.evaluate(
       `window.fetchByMagnet(${JSON.stringify(magnet)})`,
     )) as string;
     t.diagnostic(`2 MiB browser to browser in ${Date.now() - started} ms`);
+    reached('fetched');
     assert.equal(digest, createHash('sha256').update(data).digest('hex'), 'SHA-256 in the page');
 
     // The net log is complete once the browser has exited.
@@ -204,12 +220,12 @@ if (insideLoopbackNamespace()) {
   });
 } else {
   test('WebTorrent in Chromium, inside a network namespace with only loopback', {
-    timeout: 120_000,
+    timeout: 160_000,
   }, async (t) => {
     const missing =
       toolMissing(CHROMIUM, ['--version'], 'apt-get install chromium') ??
       toolMissing('sh', ['-c', 'command -v certutil'], 'apt-get install libnss3-tools');
     if (skipUnlessAvailable(t, missing)) return;
-    await runInLoopbackNamespace(t, import.meta.url, 100_000);
+    await runInLoopbackNamespace(t, import.meta.url, 140_000);
   });
 }

@@ -642,7 +642,7 @@ test('PROXY v1 and v2 bytes, addresses and ports normalised: with and without a 
     const received = backends[served.impl].next();
     const { outcome, socket } = await openTls(portOf(served), options);
     try {
-      assert.equal(outcome, 'ok', `${served.impl} handshake`);
+      assert.equal(outcome, 'ok', `${served.impl} handshake; its output:\n${served.output()}`);
       return normalise(await within(received, 10_000, `PROXY header from ${served.impl}`));
     } finally {
       socket.destroy();
@@ -874,6 +874,8 @@ test('SIGHUP with a broken config: both keep serving the old one', { skip }, asy
   await once(backend, 'listening');
   t.after(() => backend.close());
   const backendPort = (backend.address() as { port: number }).port;
+  // Shown should the two differ.
+  const outputs: Partial<Record<Implementation, string>> = {};
   const observed = await observe(
     {
       dir,
@@ -902,13 +904,19 @@ test('SIGHUP with a broken config: both keep serving the old one', { skip }, asy
         );
       }
       assert.ok(said, `${served.impl} logged no failed reload:\n${served.output()}`);
-      return {
+      const result = {
         running: served.child.exitCode === null,
         serves: await handshake(portOf(served), TLS13),
       };
+      outputs[served.impl] = served.output();
+      return result;
     },
   );
-  assert.deepEqual(observed.unhitch, observed.hitch);
+  assert.deepEqual(
+    observed.unhitch,
+    observed.hitch,
+    `hitch's output:\n${outputs.hitch}\nunhitch's output:\n${outputs.unhitch}`,
+  );
   assert.deepEqual(observed.hitch, { running: true, serves: 'ok' });
 });
 
