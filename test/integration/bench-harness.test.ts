@@ -20,7 +20,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { REPO_ROOT } from '../../bench/lib/proxies.js';
 
 const RESULTS_MD = join(REPO_ROOT, 'bench', 'RESULTS.md');
@@ -137,13 +137,13 @@ test("--update-results writes bench/RESULTS.md and regenerates README's cost tab
   assert.match(regenerated, /<!-- bench-abuse:begin [^\n]*-->\nUnder attack \(`bench\/abuse`\)/);
 });
 
-test('a run with other load on the proxy CPU is marked UNRELIABLE, gives no ratio and says so', async (t) => {
-  // Keeps the proxy CPU busy for the run (bounded: it stops itself after 90 s).
+/** Keeps CPU `cpu` busy for the rest of the test (bounded: it stops itself after 90 s). */
+function busyCpu(t: TestContext, cpu: string): void {
   const hog = spawn(
     'taskset',
     [
       '-c',
-      '1',
+      cpu,
       process.execPath,
       '-e',
       'const end = Date.now() + 90_000; while (Date.now() < end);',
@@ -156,6 +156,10 @@ test('a run with other load on the proxy CPU is marked UNRELIABLE, gives no rati
       await once(hog, 'exit');
     }
   });
+}
+
+test('a run with other load on the proxy CPU is marked UNRELIABLE, gives no ratio and says so', async (t) => {
+  busyCpu(t, '1');
   const result = await bench('https', [
     '--proxies=none,node-tls',
     '--duration=1',
@@ -180,23 +184,7 @@ test('conn-syscalls (outside the harness) pins the proxy, marks a round on a loa
   const refused = await bench('conn-syscalls', ['--bogus=1']);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /^conn-syscalls: unknown argument --bogus=1; known: --proxies, /m);
-  const hog = spawn(
-    'taskset',
-    [
-      '-c',
-      '1',
-      process.execPath,
-      '-e',
-      'const end = Date.now() + 90_000; while (Date.now() < end);',
-    ],
-    { stdio: 'ignore' },
-  );
-  t.after(async () => {
-    if (hog.exitCode === null && hog.signalCode === null) {
-      hog.kill('SIGKILL');
-      await once(hog, 'exit');
-    }
-  });
+  busyCpu(t, '1');
   const result = await bench('conn-syscalls', [
     '--proxies=node-tls',
     '--n=20',

@@ -95,24 +95,36 @@ async function askNotFound(socket: Socket): Promise<string> {
   return head;
 }
 
-async function startWithHttpChallenge(t: TestContext) {
-  const dir = mkdtempSync(join(tmpdir(), 'unhitch-services-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+/**
+ * Starts unhitch (one worker, a backend that hangs up) from a hitch.conf in `dir` that ends
+ * with `services`, the lines that give the services process its work.
+ */
+async function startWithServices(t: TestContext, dir: string, services: string) {
   const backend = await startBackend((socket) => socket.end());
   t.after(() => closeBackend(backend));
-  const httpPort = await freePort();
   const config = join(dir, 'hitch.conf');
-  // The CA is never reached (nothing listens on port 1): the listener is what is tested.
   writeFileSync(
     config,
     `frontend = "[127.0.0.1]:${await freePort()}"\nbackend = "[127.0.0.1]:${backend.port}"\n` +
-      'workers = 1\npin-workers = off\n' +
-      `acme = {\n  directory = "https://127.0.0.1:1/dir"\n  domain = "a.example.com"\n` +
-      `  state-dir = "${join(dir, 'state')}"\n  challenge = "http-01"\n` +
-      `  http-listen = "127.0.0.1:${httpPort}"\n  retry = 60\n}\n`,
+      `workers = 1\npin-workers = off\n${services}`,
   );
   const unhitch = startUnhitch([`--config=${config}`]);
   t.after(() => unhitch.kill('SIGKILL'));
+  return { unhitch, config };
+}
+
+async function startWithHttpChallenge(t: TestContext) {
+  const dir = mkdtempSync(join(tmpdir(), 'unhitch-services-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const httpPort = await freePort();
+  // The CA is never reached (nothing listens on port 1): the listener is what is tested.
+  const { unhitch, config } = await startWithServices(
+    t,
+    dir,
+    `acme = {\n  directory = "https://127.0.0.1:1/dir"\n  domain = "a.example.com"\n` +
+      `  state-dir = "${join(dir, 'state')}"\n  challenge = "http-01"\n` +
+      `  http-listen = "127.0.0.1:${httpPort}"\n  retry = 60\n}\n`,
+  );
   await unhitch.waitForLog((line) => line.msg === 'http-01 challenge listener up', 20_000);
   return { unhitch, httpPort, config };
 }
@@ -225,16 +237,11 @@ test('OCSP: the responder is asked by an unprivileged child of the primary, neve
   );
   const cacheDir = join(dir, 'ocsp');
   mkdirSync(cacheDir);
-  const backend = await startBackend((socket) => socket.end());
-  t.after(() => closeBackend(backend));
-  const config = join(dir, 'hitch.conf');
-  writeFileSync(
-    config,
-    `frontend = "[127.0.0.1]:${await freePort()}"\nbackend = "[127.0.0.1]:${backend.port}"\n` +
-      `workers = 1\npin-workers = off\nocsp-dir = "${cacheDir}"\npem-file = "${pem}"\n`,
+  const { unhitch } = await startWithServices(
+    t,
+    dir,
+    `ocsp-dir = "${cacheDir}"\npem-file = "${pem}"\n`,
   );
-  const unhitch = startUnhitch([`--config=${config}`]);
-  t.after(() => unhitch.kill('SIGKILL'));
   const failed = await unhitch.waitForLog(
     (line) => line.code === 'UNHITCH_OCSP_FETCH',
     20_000,
@@ -263,18 +270,12 @@ test('ACME: the CA is asked by an unprivileged child of the primary, never by ro
   await once(ca, 'listening');
   t.after(() => ca.close());
   const caPort = (ca.address() as AddressInfo).port;
-  const backend = await startBackend((socket) => socket.end());
-  t.after(() => closeBackend(backend));
-  const config = join(dir, 'hitch.conf');
-  writeFileSync(
-    config,
-    `frontend = "[127.0.0.1]:${await freePort()}"\nbackend = "[127.0.0.1]:${backend.port}"\n` +
-      'workers = 1\npin-workers = off\n' +
-      `acme = {\n  directory = "https://127.0.0.1:${caPort}/dir"\n  domain = "a.example.com"\n` +
+  const { unhitch } = await startWithServices(
+    t,
+    dir,
+    `acme = {\n  directory = "https://127.0.0.1:${caPort}/dir"\n  domain = "a.example.com"\n` +
       `  state-dir = "${join(dir, 'state')}"\n  retry = 60\n}\n`,
   );
-  const unhitch = startUnhitch([`--config=${config}`]);
-  t.after(() => unhitch.kill('SIGKILL'));
   const failed = await unhitch.waitForLog(
     (line) => line.code === 'UNHITCH_ACME_FAILED',
     30_000,

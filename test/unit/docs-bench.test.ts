@@ -9,6 +9,14 @@ import {
   withCostTable,
 } from '../../docs/generate/cost-table.js';
 
+/** The cost table's body rows, each as its trimmed cells (the first is empty). */
+function tableRows(results: string, view?: 'full' | 'short'): string[][] {
+  return costTable(results, view)
+    .split('\n')
+    .slice(2)
+    .map((line) => line.split('|').map((cell) => cell.trim()));
+}
+
 test('README.md and docs/benchmarks.md hold the cost tables generated from bench/RESULTS.md (npm run docs:bench)', () => {
   const results = readFileSync(RESULTS_PATH, 'utf8');
   for (const { path, view } of COST_TABLE_PAGES) {
@@ -45,10 +53,7 @@ test('the cost table takes each figure from its section, ratio to Hitch included
     '| hitch | 30.0 | 85 |',
     '<!-- bench:https:end -->',
   ].join('\n');
-  const rows = costTable(results)
-    .split('\n')
-    .slice(2)
-    .map((line) => line.split('|').map((cell) => cell.trim()));
+  const rows = tableRows(results);
   const find = (prefix: string): string[] | undefined =>
     rows.find((cells) => cells[1]?.startsWith(prefix));
   const messages = find('CPU per relayed WebTorrent response at equal load');
@@ -144,12 +149,7 @@ test('the storm rows come first, from the largest size, and say to trust them ov
     '| haproxy | 18.5 |',
     '<!-- bench:capacity:end -->',
   ].join('\n');
-  const rows = (view: 'full' | 'short'): string[][] =>
-    costTable(results, view)
-      .split('\n')
-      .slice(2)
-      .map((line) => line.split('|').map((cell) => cell.trim()));
-  const full = rows('full');
+  const full = tableRows(results, 'full');
   assert.match(full[0]?.[1] ?? '', /^CPU per resumed reconnect in a storm of 9,488 connections/);
   assert.match(full[0]?.[1] ?? '', /trust these rows over the rate-based handshake rows/);
   assert.deepEqual(full[0]?.slice(2, 6), ['500 µs', '400 µs', '–', '560 µs']);
@@ -157,7 +157,7 @@ test('the storm rows come first, from the largest size, and say to trust them ov
   assert.match(full[1]?.[1] ?? '', /^CPU per full reconnect in a storm of 9,488 connections/);
   assert.deepEqual(full[1]?.slice(2, 4), ['780 µs', '600 µs']);
   assert.equal(full[1]?.[7], '1.30');
-  const short = rows('short');
+  const short = tableRows(results, 'short');
   assert.equal(
     short[0]?.[1],
     'CPU per resumed reconnect, storm of 9,488 connections (fixed work: trust over the handshake rows below)',
@@ -208,13 +208,8 @@ test('a ratio cell follows its own two rows, as reconnect-storm writes its ratio
     '| full | 80 % = 90/s | hitch | 600 | 2 |',
     '<!-- bench:equal-load:end -->',
   ].join('\n');
-  const rows = (view: 'full' | 'short'): string[][] =>
-    costTable(results, view)
-      .split('\n')
-      .slice(2)
-      .map((line) => line.split('|').map((cell) => cell.trim()));
   const find = (view: 'full' | 'short', prefix: string): string[] => {
-    const row = rows(view).find((cells) => cells[1]?.startsWith(prefix));
+    const row = tableRows(results, view).find((cells) => cells[1]?.startsWith(prefix));
     assert.ok(row, `${prefix} in ${costTable(results, view)}`);
     return row;
   };
